@@ -1,0 +1,27 @@
+//! Compiles `proto/` with protox (no system `protoc`) and writes the encoded descriptor set
+//! next to the generated code, for server reflection.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message;
+
+const PROTOS: &[&str] = &[
+    "sockgate/v1/common.proto",
+    "sockgate/v1/control.proto",
+    "sockgate/v1/hooks.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../proto");
+    println!("cargo:rerun-if-changed={}", proto_root.display());
+
+    let fds = protox::compile(PROTOS, [&proto_root])?;
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    fs::write(out_dir.join("sockgate_descriptor.bin"), fds.encode_to_vec())?;
+
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! Wires the gateway together: edge and control plane on their own listeners, the
+//! application ping, the ready line, and graceful shutdown.
+
+use std::{
+    hash::{BuildHasher, RandomState},
+    io::Write,
+    net::SocketAddr,
+    time::Instant,
+};
+
+use anyhow::Context;
+use sockgate_client::{FILE_DESCRIPTOR_SET, proto::socket_control_server::SocketControlServer};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{info, warn};
+
+use crate::{
+    auth::{AuthChain, RoomValidator},
+    config::Config,
+    control::{ControlContext, ControlLimits, ControlService},
+    edge, shutdown,
+};
+
+/// Most bytes a control request may have on the wire (payload limit plus envelope).
+const GRPC_ENVELOPE_BYTES: usize = 64 * 1024;
+
+/// Runs the gateway until SIGTERM / SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let node_id = if config.node_id.is_empty() {
+        format!(
+            "node-{:08x}",
+            RandomState::new().hash_one(std::process::id()) as u32
+        )
+    } else {
+        config.node_id.clone()
+    };
+    warn_about_open_settings(&config);
+
+    let auth = AuthChain::from_config(&config.auth)?;
+    let room_validator = RoomValidator::new(config.rooms.allow.clone());
+    let (router, edge) =
+        edge::build(&config.edge, auth, room_validator).map_err(anyhow::Error::msg)?;
+    let io = edge.io.clone();
+
+    let edge_listener = TcpListener::bind(config.edge.listen)
+        .await
+        .with_context(|| format!("cannot listen on edge.listen {}", config.edge.listen))?;
+    let control_listener = TcpListener::bind(config.control.listen)
+        .await
+        .with_context(|| format!("cannot listen on control.listen {}", config.control.listen))?;
+    let edge_addr = edge_listener.local_addr()?;
+    let control_addr = control_listener.local_addr()?;
+
+    let trigger = shutdown::Trigger::default();
+    let edge_task = tokio::spawn(
+        axum::serve(
+            edge_listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(trigger.wait())
+        .into_future(),
+    );
+
+    let service = ControlService::new(ControlContext {
+        io: io.clone(),
+        node_id: node_id.clone(),
+        started: Instant::now(),
+        limits: ControlLimits {
+            max_payload_bytes: config.control.max_payload_bytes,
+            max_ack_timeout: config.control.max_ack_timeout,
+        },
+    });
+    let max_message = config.control.max_payload_bytes + GRPC_ENVELOPE_BYTES;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<SocketControlServer<ControlService>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let control_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                SocketControlServer::new(service)
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(control_listener), trigger.wait()),
+    );
+
+    let ping = edge::ping::spawn(io.clone(), config.edge.app_ping_interval);
+
+    info!(%node_id, edge = %edge_addr, path = %config.edge.path, control = %control_addr, "sockgate ready");
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "READY edge={edge_addr} control={control_addr}");
+    let _ = stdout.flush();
+    drop(stdout);
+
+    tokio::select! {
+        () = shutdown::signal() => {}
+        result = async { (&mut { edge_task }).await } => {
+            return Err(anyhow::anyhow!("edge server stopped: {result:?}"));
+        }
+    }
+    info!(deadline = ?config.shutdown_timeout, "shutting down");
+    health
+        .set_not_serving::<SocketControlServer<ControlService>>()
+        .await;
+    if let Some(ping) = ping {
+        ping.abort();
+    }
+    shutdown::drain_sockets(&io, config.shutdown_timeout).await;
+    trigger.fire();
+    if tokio::time::timeout(config.shutdown_timeout, control_task)
+        .await
+        .is_err()
+    {
+        warn!("control plane did not stop in time");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn warn_about_open_settings(config: &Config) {
+    if config.is_dev_mode() {
+        warn!(
+            "DEVELOPMENT MODE: no authenticator is configured, so every socket that emits \
+             `authenticate` is admitted without credentials (edge limited to loopback). \
+             Configure auth.authenticators for anything else."
+        );
+    } else if config
+        .auth
+        .authenticators
+        .contains(&crate::config::AuthenticatorKind::None)
+    {
+        warn!("auth.authenticators contains `none`: every socket is admitted without credentials");
+    }
+    if config.rooms.allow.is_empty() {
+        info!(
+            "rooms.allow is empty: client join requests are rejected unless a JWT room claim allows them"
+        );
+    }
+    if !config.control.listen.ip().is_loopback() {
+        warn!(listen = %config.control.listen, "the control plane is unauthenticated and not on loopback");
+    }
+}

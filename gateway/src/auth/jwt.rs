@@ -1,0 +1,342 @@
+//! The `jwt` authenticator: a token from the `authenticate` event (`{token}`), the
+//! Socket.IO `auth.token`, `Authorization: Bearer` or a query parameter, verified locally.
+
+use std::{collections::HashMap, fs, str::FromStr};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde_json::Value;
+
+use super::{Credentials, Identity, Outcome};
+use crate::config::{JwtConfig, JwtKeyConfig};
+
+/// A key that cannot be loaded. Secrets are never part of the message.
+#[derive(Debug, thiserror::Error)]
+pub enum JwtError {
+    /// Unknown or unsupported `algorithm`.
+    #[error("auth.jwt.keys: unknown algorithm {0:?}")]
+    Algorithm(String),
+    /// The key source does not fit the algorithm.
+    #[error("auth.jwt.keys ({algorithm}): {message}")]
+    Key {
+        /// The key's algorithm.
+        algorithm: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Verifies tokens with the configured keys.
+pub struct JwtVerifier {
+    keys: HashMap<Algorithm, Vec<DecodingKey>>,
+    validation: HashMap<Algorithm, Validation>,
+    query_param: String,
+    rooms_claim: String,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("algorithms", &self.keys.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtVerifier {
+    /// Loads every key.
+    pub fn from_config(config: &JwtConfig) -> Result<Self, JwtError> {
+        let mut keys: HashMap<Algorithm, Vec<DecodingKey>> = HashMap::new();
+        let mut validation = HashMap::new();
+        for key in &config.keys {
+            let algorithm = Algorithm::from_str(&key.algorithm)
+                .map_err(|_| JwtError::Algorithm(key.algorithm.clone()))?;
+            keys.entry(algorithm)
+                .or_default()
+                .push(load_key(algorithm, key)?);
+            validation
+                .entry(algorithm)
+                .or_insert_with(|| validation_for(algorithm, config));
+        }
+        Ok(Self {
+            keys,
+            validation,
+            query_param: config.query_param.clone(),
+            rooms_claim: config.rooms_claim.clone(),
+        })
+    }
+
+    pub(super) fn authenticate(&self, credentials: &Credentials<'_>) -> Outcome {
+        let Some(token) = find_token(credentials, &self.query_param) else {
+            return Outcome::Deny("no token".into());
+        };
+        match self.verify(&token) {
+            Ok(identity) => Outcome::Allow(identity),
+            Err(reason) => Outcome::Deny(reason),
+        }
+    }
+
+    /// Verifies a token and reads the identity from its claims.
+    pub fn verify(&self, token: &str) -> Result<Identity, String> {
+        let header = decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
+        let (Some(keys), Some(validation)) =
+            (self.keys.get(&header.alg), self.validation.get(&header.alg))
+        else {
+            return Err(format!("no key for algorithm {:?}", header.alg));
+        };
+        let mut last_error = String::new();
+        for key in keys {
+            match decode::<serde_json::Map<String, Value>>(token, key, validation) {
+                Ok(data) => return Ok(self.identity(&data.claims)),
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        Err(last_error)
+    }
+
+    fn identity(&self, claims: &serde_json::Map<String, Value>) -> Identity {
+        let room_patterns = match claims.get(&self.rooms_claim) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            Some(Value::String(one)) => vec![one.clone()],
+            _ => Vec::new(),
+        };
+        Identity {
+            user_id: claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            room_patterns,
+        }
+    }
+}
+
+fn validation_for(algorithm: Algorithm, config: &JwtConfig) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = config.leeway_secs;
+    validation.validate_nbf = true;
+    if config.issuers.is_empty() {
+        validation.iss = None;
+    } else {
+        validation.set_issuer(&config.issuers);
+    }
+    if config.audiences.is_empty() {
+        validation.validate_aud = false;
+    } else {
+        validation.set_audience(&config.audiences);
+    }
+    validation
+}
+
+fn load_key(algorithm: Algorithm, key: &JwtKeyConfig) -> Result<DecodingKey, JwtError> {
+    let fail = |message: String| JwtError::Key {
+        algorithm: key.algorithm.clone(),
+        message,
+    };
+    let is_hmac = matches!(
+        algorithm,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+    );
+    if is_hmac {
+        let secret = match (&key.secret_file, &key.secret_env) {
+            (Some(path), None) => fs::read_to_string(path)
+                .map_err(|e| fail(format!("cannot read secret_file {}: {e}", path.display())))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+            (None, Some(var)) => std::env::var(var)
+                .map_err(|_| fail(format!("environment variable {var} is not set")))?,
+            _ => return Err(fail("set exactly one of secret_file or secret_env".into())),
+        };
+        if secret.len() < 16 {
+            return Err(fail("the secret is shorter than 16 bytes".into()));
+        }
+        return Ok(DecodingKey::from_secret(secret.as_bytes()));
+    }
+    let path = key
+        .public_key_file
+        .as_ref()
+        .ok_or_else(|| fail("public_key_file is required".into()))?;
+    let pem = fs::read(path).map_err(|e| {
+        fail(format!(
+            "cannot read public_key_file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let parsed = match algorithm {
+        Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem),
+        Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
+        _ => DecodingKey::from_rsa_pem(&pem),
+    };
+    parsed.map_err(|e| fail(format!("{}: {e}", path.display())))
+}
+
+fn find_token(credentials: &Credentials<'_>, query_param: &str) -> Option<String> {
+    let from_object = |value: Option<&Value>| {
+        value
+            .and_then(|v| v.get("token"))
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+    };
+    from_object(credentials.event_data)
+        .or_else(|| from_object(credentials.auth))
+        .or_else(|| {
+            credentials
+                .authorization
+                .and_then(|h| {
+                    h.strip_prefix("Bearer ")
+                        .or_else(|| h.strip_prefix("bearer "))
+                })
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+        })
+        .or_else(|| {
+            credentials.query?.split('&').find_map(|pair| {
+                let (name, value) = pair.split_once('=')?;
+                (name == query_param && !value.is_empty()).then(|| percent_decode(value))
+            })
+        })
+}
+
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    use super::*;
+
+    const SECRET: &str = "unit-test-secret-0123456789";
+
+    fn token(claims: Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn file_verifier(issuers: &[&str]) -> JwtVerifier {
+        let path = std::env::temp_dir().join(format!(
+            "sockgate-unit-secret-{}-{}",
+            std::process::id(),
+            issuers.len()
+        ));
+        fs::write(&path, format!("{SECRET}\n")).unwrap();
+        JwtVerifier::from_config(&JwtConfig {
+            keys: vec![JwtKeyConfig {
+                algorithm: "HS256".into(),
+                secret_file: Some(path),
+                secret_env: None,
+                public_key_file: None,
+            }],
+            issuers: issuers.iter().map(|s| s.to_string()).collect(),
+            ..JwtConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn exp_in(secs: i64) -> i64 {
+        jsonwebtoken::get_current_timestamp() as i64 + secs
+    }
+
+    #[test]
+    fn valid_token_gives_user_and_rooms() {
+        let v = file_verifier(&[]);
+        let id = v
+            .verify(&token(
+                json!({"sub": "u1", "exp": exp_in(60), "rooms": ["chat:*"]}),
+            ))
+            .unwrap();
+        assert_eq!(id.user_id.as_deref(), Some("u1"));
+        assert_eq!(id.room_patterns, vec!["chat:*"]);
+    }
+
+    #[test]
+    fn expired_and_wrong_issuer_are_refused() {
+        let v = file_verifier(&["me"]);
+        let expired = v.verify(&token(
+            json!({"sub": "u", "exp": exp_in(-3600), "iss": "me"}),
+        ));
+        assert!(expired.unwrap_err().contains("xpired"));
+        assert!(
+            v.verify(&token(
+                json!({"sub": "u", "exp": exp_in(60), "iss": "other"})
+            ))
+            .is_err()
+        );
+        assert!(v.verify("not.a.token").is_err());
+    }
+
+    #[test]
+    fn token_sources_in_order() {
+        let event = json!({"token": "from-event"});
+        let auth = json!({"token": "from-auth"});
+        let creds = Credentials {
+            authorization: Some("Bearer from-header"),
+            auth: Some(&auth),
+            query: Some("EIO=4&token=from%2Dquery"),
+            event_data: Some(&event),
+        };
+        assert_eq!(find_token(&creds, "token").as_deref(), Some("from-event"));
+        let creds = Credentials {
+            event_data: None,
+            ..creds
+        };
+        assert_eq!(find_token(&creds, "token").as_deref(), Some("from-auth"));
+        let creds = Credentials {
+            auth: None,
+            ..creds
+        };
+        assert_eq!(find_token(&creds, "token").as_deref(), Some("from-header"));
+        let creds = Credentials {
+            authorization: None,
+            ..creds
+        };
+        assert_eq!(find_token(&creds, "token").as_deref(), Some("from-query"));
+        let creds = Credentials {
+            query: None,
+            ..creds
+        };
+        assert_eq!(find_token(&creds, "token"), None);
+    }
+
+    #[test]
+    fn short_secret_and_unknown_algorithm_are_config_errors() {
+        let mut config = JwtConfig::default();
+        config.keys.push(JwtKeyConfig {
+            algorithm: "HS999".into(),
+            secret_file: None,
+            secret_env: None,
+            public_key_file: None,
+        });
+        assert!(matches!(
+            JwtVerifier::from_config(&config),
+            Err(JwtError::Algorithm(_))
+        ));
+    }
+}

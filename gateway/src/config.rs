@@ -1,0 +1,427 @@
+//! Configuration: typed settings with their defaults, loaded from a TOML file, then
+//! `SOCKGATE_*` environment variables, then command-line flags (later wins).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// Every setting of the gateway. The README documents each one with its default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Name of this node in `GetInfo` and `SocketInfo.node_id`; empty: generated at start.
+    pub node_id: String,
+    /// The Socket.IO edge.
+    pub edge: EdgeConfig,
+    /// The `SocketControl` gRPC control plane.
+    pub control: ControlConfig,
+    /// How sockets authenticate.
+    pub auth: AuthConfig,
+    /// Which rooms clients may join themselves.
+    pub rooms: RoomsConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// How long a graceful shutdown may take before the remaining sockets are dropped.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: String::new(),
+            edge: EdgeConfig::default(),
+            control: ControlConfig::default(),
+            auth: AuthConfig::default(),
+            rooms: RoomsConfig::default(),
+            log: LogConfig::default(),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The public Socket.IO listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// Address the Socket.IO edge listens on.
+    pub listen: SocketAddr,
+    /// Socket.IO request path (the client's `path` option).
+    pub path: String,
+    /// Origins allowed by CORS; `["*"]` allows any, an empty list sends no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Transports accepted: `websocket`, `polling` or both.
+    pub transports: Vec<Transport>,
+    /// Sockets that have not authenticated within this time are disconnected.
+    #[serde(with = "humantime_serde")]
+    pub auth_timeout: Duration,
+    /// Interval of the application `ping {time}` sent to authenticated sockets; 0 disables it.
+    #[serde(with = "humantime_serde")]
+    pub app_ping_interval: Duration,
+    /// Rooms every authenticated socket joins.
+    pub default_rooms: Vec<String>,
+    /// Largest Engine.IO payload accepted from a client, in bytes.
+    pub max_payload_bytes: u64,
+    /// Most rooms one client `join` / `leave` request may name.
+    pub max_rooms_per_request: usize,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            path: "/io".into(),
+            cors_origins: vec!["*".into()],
+            transports: vec![Transport::Websocket, Transport::Polling],
+            auth_timeout: Duration::from_secs(10),
+            app_ping_interval: Duration::from_secs(30),
+            default_rooms: vec!["io-default".into(), "io-notification".into()],
+            max_payload_bytes: 1_000_000,
+            max_rooms_per_request: 100,
+        }
+    }
+}
+
+/// A Socket.IO transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// WebSocket.
+    Websocket,
+    /// HTTP long-polling.
+    Polling,
+}
+
+/// The internal gRPC listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Address the control plane listens on.
+    pub listen: SocketAddr,
+    /// Allow a non-loopback `listen` address although the control plane is not
+    /// authenticated yet. Off: such an address is refused at start.
+    pub allow_remote_unauthenticated: bool,
+    /// Largest `data_json` plus attachments a `Send` may carry, in bytes.
+    pub max_payload_bytes: usize,
+    /// Longest ack timeout a `Send` may ask for.
+    #[serde(with = "humantime_serde")]
+    pub max_ack_timeout: Duration,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            allow_remote_unauthenticated: false,
+            max_payload_bytes: 1 << 20,
+            max_ack_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Authenticators and their settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Authenticators tried in order; the first that allows wins. Empty: development
+    /// mode (`none`, edge on loopback only).
+    pub authenticators: Vec<AuthenticatorKind>,
+    /// Must be true for `none` to be accepted in `authenticators`.
+    pub allow_none: bool,
+    /// The `jwt` authenticator.
+    pub jwt: JwtConfig,
+}
+
+/// An authenticator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthenticatorKind {
+    /// Verify a JWT locally.
+    Jwt,
+    /// Allow everyone (development only).
+    None,
+}
+
+/// Local JWT verification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Verification keys; a token is checked with the keys of its `alg`.
+    pub keys: Vec<JwtKeyConfig>,
+    /// Accepted `iss` values; empty: not checked.
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values; empty: not checked.
+    pub audiences: Vec<String>,
+    /// Clock skew tolerated on `exp` / `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// Query parameter that may carry the token.
+    pub query_param: String,
+    /// Claim holding the room patterns the user may join (array of strings).
+    pub rooms_claim: String,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            leeway_secs: 5,
+            query_param: "token".into(),
+            rooms_claim: "rooms".into(),
+        }
+    }
+}
+
+/// One JWT verification key. HMAC keys come from `secret_file` or `secret_env`; public
+/// keys (RSA, EC, Ed25519) from a PEM `public_key_file`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKeyConfig {
+    /// `HS256`, `HS384`, `HS512`, `RS256`, `RS384`, `RS512`, `PS256`, `PS384`, `PS512`,
+    /// `ES256`, `ES384` or `EdDSA`.
+    pub algorithm: String,
+    /// File holding the HMAC secret (trailing newline ignored).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// Environment variable holding the HMAC secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// PEM file holding the public key.
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+}
+
+/// Rules for rooms clients ask to join.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// Room patterns any authenticated socket may join: `*` matches any run of characters,
+    /// `{user_id}` is the socket's user. Empty (and no JWT room claim): every client join
+    /// is rejected.
+    pub allow: Vec<String>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// `tracing` filter, e.g. `info` or `sockgate=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Command-line flags; each overrides the file and the environment.
+#[derive(Debug, Default, clap::Parser)]
+#[command(
+    name = "sockgate",
+    version,
+    about = "Socket.IO edge driven by a gRPC control plane"
+)]
+pub struct Cli {
+    /// TOML configuration file (also `SOCKGATE_CONFIG`).
+    #[arg(short, long, env = "SOCKGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Socket.IO edge address, e.g. 0.0.0.0:3000.
+    #[arg(long)]
+    pub edge_listen: Option<SocketAddr>,
+    /// Control plane address, e.g. 127.0.0.1:50051.
+    #[arg(long)]
+    pub control_listen: Option<SocketAddr>,
+    /// Node id.
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// Log format: text or json.
+    #[arg(long)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl clap::ValueEnum for LogFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Text, Self::Json]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }))
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or a variable could not be read or has a wrong type.
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// The values are inconsistent or unsafe.
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then the file (if any), then `SOCKGATE_*` variables (`__` separates
+    /// sections: `SOCKGATE_EDGE__LISTEN`), then the flags; and validates the result.
+    pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &cli.config {
+            if !path.is_file() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("SOCKGATE_")
+                .ignore(&["CONFIG"])
+                .split("__")
+                .map(|k| k.as_str().to_ascii_lowercase().into()),
+        );
+        let mut config: Config = figment.extract().map_err(Box::new)?;
+        if let Some(addr) = cli.edge_listen {
+            config.edge.listen = addr;
+        }
+        if let Some(addr) = cli.control_listen {
+            config.control.listen = addr;
+        }
+        if let Some(id) = &cli.node_id {
+            config.node_id.clone_from(id);
+        }
+        if let Some(format) = cli.log_format {
+            config.log.format = format;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// True when no authenticator is configured: the development default.
+    pub fn is_dev_mode(&self) -> bool {
+        self.auth.authenticators.is_empty()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if !self.edge.path.starts_with('/') {
+            return invalid(format!(
+                "edge.path must start with '/', got {:?}",
+                self.edge.path
+            ));
+        }
+        if self.edge.transports.is_empty() {
+            return invalid("edge.transports must name at least one transport".into());
+        }
+        if self.edge.auth_timeout.is_zero() {
+            return invalid("edge.auth_timeout must be more than 0".into());
+        }
+        if self.is_dev_mode() && !self.edge.listen.ip().is_loopback() {
+            return invalid(format!(
+                "no authenticator is configured (auth.authenticators), so the edge may only \
+                 listen on loopback, not {}; configure `jwt`, or `none` with auth.allow_none",
+                self.edge.listen
+            ));
+        }
+        if self.auth.authenticators.contains(&AuthenticatorKind::None) && !self.auth.allow_none {
+            return invalid(
+                "auth.authenticators contains `none`, which lets anyone in: set \
+                 auth.allow_none = true to confirm"
+                    .into(),
+            );
+        }
+        if self.auth.authenticators.contains(&AuthenticatorKind::Jwt)
+            && self.auth.jwt.keys.is_empty()
+        {
+            return invalid(
+                "the `jwt` authenticator needs at least one auth.jwt.keys entry".into(),
+            );
+        }
+        if !self.control.listen.ip().is_loopback() && !self.control.allow_remote_unauthenticated {
+            return invalid(format!(
+                "control.listen {} is not a loopback address and the control plane is not \
+                 authenticated; set control.allow_remote_unauthenticated = true to accept that",
+                self.control.listen
+            ));
+        }
+        if self.control.max_ack_timeout.is_zero() {
+            return invalid("control.max_ack_timeout must be more than 0".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_a_valid_dev_config() {
+        let config = Config::default();
+        config.validate().unwrap();
+        assert!(config.is_dev_mode());
+    }
+
+    #[test]
+    fn dev_mode_refuses_a_public_edge() {
+        let mut config = Config::default();
+        config.edge.listen = "0.0.0.0:3000".parse().unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn none_needs_an_explicit_opt_in() {
+        let mut config = Config::default();
+        config.auth.authenticators = vec![AuthenticatorKind::None];
+        assert!(config.validate().is_err());
+        config.auth.allow_none = true;
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn public_control_port_needs_an_explicit_opt_in() {
+        let mut config = Config::default();
+        config.control.listen = "0.0.0.0:50051".parse().unwrap();
+        assert!(config.validate().is_err());
+        config.control.allow_remote_unauthenticated = true;
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_file_sets_nested_values() {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(
+                "[edge]\nauth_timeout = \"2s\"\ndefault_rooms = [\"lobby\"]\n[rooms]\nallow = [\"chat:*\"]",
+            ))
+            .extract()
+            .unwrap();
+        assert_eq!(config.edge.auth_timeout, Duration::from_secs(2));
+        assert_eq!(config.edge.default_rooms, vec!["lobby"]);
+        assert_eq!(config.rooms.allow, vec!["chat:*"]);
+        assert_eq!(config.edge.path, "/io");
+    }
+}

@@ -1,0 +1,56 @@
+//! Control-plane failures, converted to gRPC statuses in one place.
+
+use socketioxide::BroadcastError;
+use tonic::Status;
+
+/// Why a control call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The request is malformed; the message names the field.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A socket that is connected nowhere.
+    #[error("{0}")]
+    NotFound(String),
+    /// The cluster adapter failed.
+    #[error("cluster adapter: {0}")]
+    Unavailable(String),
+    /// Not implemented on this version.
+    #[error("{0}")]
+    Unimplemented(String),
+}
+
+impl ControlError {
+    /// An `INVALID_ARGUMENT` error.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::InvalidArgument(message.into())
+    }
+
+    /// An adapter failure.
+    pub fn adapter(error: impl std::fmt::Display) -> Self {
+        Self::Unavailable(error.to_string())
+    }
+}
+
+impl From<BroadcastError> for ControlError {
+    fn from(error: BroadcastError) -> Self {
+        match error {
+            BroadcastError::Serialize(e) => {
+                Self::InvalidArgument(format!("cannot encode data: {e}"))
+            }
+            other => Self::adapter(other),
+        }
+    }
+}
+
+impl From<ControlError> for Status {
+    fn from(error: ControlError) -> Self {
+        let message = error.to_string();
+        match error {
+            ControlError::InvalidArgument(_) => Status::invalid_argument(message),
+            ControlError::NotFound(_) => Status::not_found(message),
+            ControlError::Unavailable(_) => Status::unavailable(message),
+            ControlError::Unimplemented(_) => Status::unimplemented(message),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The `SocketControl` gRPC service: one file per group of RPCs, each validating its
+//! request first and mapping failures to precise statuses through [`ControlError`].
+
+mod error;
+mod membership;
+mod query;
+mod send;
+mod target;
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures_util::Stream;
+use socketioxide::SocketIo;
+use sockgate_client::proto::{self as pb, socket_control_server::SocketControl};
+use tonic::{Request, Response, Status};
+use tracing::{debug, info};
+
+pub use error::ControlError;
+
+/// Limits applied to control requests.
+#[derive(Debug, Clone)]
+pub struct ControlLimits {
+    /// Largest payload of a `Send`.
+    pub max_payload_bytes: usize,
+    /// Longest ack timeout.
+    pub max_ack_timeout: Duration,
+}
+
+/// What the handlers share.
+pub struct ControlContext {
+    /// The Socket.IO server.
+    pub io: SocketIo,
+    /// This node's id.
+    pub node_id: String,
+    /// When the node started.
+    pub started: Instant,
+    /// Request limits.
+    pub limits: ControlLimits,
+}
+
+/// The `SocketControl` implementation.
+#[derive(Clone)]
+pub struct ControlService {
+    ctx: Arc<ControlContext>,
+}
+
+impl ControlService {
+    /// A service over `ctx`.
+    pub fn new(ctx: ControlContext) -> Self {
+        Self { ctx: Arc::new(ctx) }
+    }
+}
+
+/// Logs the outcome of a call and converts the error.
+fn finish<T>(rpc: &'static str, result: Result<T, ControlError>) -> Result<Response<T>, Status> {
+    match result {
+        Ok(value) => {
+            debug!(rpc, "ok");
+            Ok(Response::new(value))
+        }
+        Err(error) => {
+            let status = Status::from(error);
+            info!(rpc, code = ?status.code(), message = status.message(), "control call refused");
+            Err(status)
+        }
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SocketControl for ControlService {
+    async fn send(
+        &self,
+        request: Request<pb::SendRequest>,
+    ) -> Result<Response<pb::SendResponse>, Status> {
+        let ctx = &self.ctx;
+        finish(
+            "Send",
+            send::send(&ctx.io, &ctx.limits, request.into_inner()).await,
+        )
+    }
+
+    async fn join(
+        &self,
+        request: Request<pb::JoinRequest>,
+    ) -> Result<Response<pb::JoinResponse>, Status> {
+        finish(
+            "Join",
+            membership::join(&self.ctx.io, request.into_inner()).await,
+        )
+    }
+
+    async fn leave(
+        &self,
+        request: Request<pb::LeaveRequest>,
+    ) -> Result<Response<pb::LeaveResponse>, Status> {
+        finish(
+            "Leave",
+            membership::leave(&self.ctx.io, request.into_inner()).await,
+        )
+    }
+
+    async fn list_sockets(
+        &self,
+        request: Request<pb::ListSocketsRequest>,
+    ) -> Result<Response<pb::ListSocketsResponse>, Status> {
+        finish(
+            "ListSockets",
+            query::list_sockets(&self.ctx, request.into_inner()).await,
+        )
+    }
+
+    async fn get_socket(
+        &self,
+        request: Request<pb::GetSocketRequest>,
+    ) -> Result<Response<pb::GetSocketResponse>, Status> {
+        finish(
+            "GetSocket",
+            query::get_socket(&self.ctx, request.into_inner()).await,
+        )
+    }
+
+    async fn list_rooms(
+        &self,
+        request: Request<pb::ListRoomsRequest>,
+    ) -> Result<Response<pb::ListRoomsResponse>, Status> {
+        finish(
+            "ListRooms",
+            query::list_rooms(&self.ctx, request.into_inner()).await,
+        )
+    }
+
+    async fn get_info(
+        &self,
+        _request: Request<pb::GetInfoRequest>,
+    ) -> Result<Response<pb::GetInfoResponse>, Status> {
+        finish("GetInfo", query::get_info(&self.ctx).await)
+    }
+
+    async fn disconnect(
+        &self,
+        request: Request<pb::DisconnectRequest>,
+    ) -> Result<Response<pb::DisconnectResponse>, Status> {
+        finish(
+            "Disconnect",
+            membership::disconnect(&self.ctx.io, request.into_inner()).await,
+        )
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        _request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        finish(
+            "WatchEvents",
+            Err(ControlError::Unimplemented(
+                "WatchEvents is not available in this version".into(),
+            )),
+        )
+    }
+}

@@ -1,0 +1,176 @@
+//! `Send`: validate, encode the payload once, emit through the adapter; in ack mode wait
+//! for each recipient's reply.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{Serialize, ser::SerializeTuple};
+use serde_json::Value;
+use socketioxide::{AckError, BroadcastError, SocketIo};
+use sockgate_client::proto::{AckReply, SendRequest, SendResponse};
+use tracing::warn;
+
+use super::{ControlLimits, error::ControlError, target};
+use crate::edge::protocol::RESERVED_EVENTS;
+
+/// Longest event name.
+const MAX_EVENT_LEN: usize = 256;
+
+/// The event's arguments: the JSON data (if any) then each binary attachment, serialized
+/// as a tuple so that Socket.IO sends them as separate arguments.
+struct Args {
+    data: Option<Value>,
+    attachments: Vec<Bytes>,
+}
+
+impl Serialize for Args {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let len = usize::from(self.data.is_some()) + self.attachments.len();
+        let mut tuple = serializer.serialize_tuple(len)?;
+        if let Some(data) = &self.data {
+            tuple.serialize_element(data)?;
+        }
+        for attachment in &self.attachments {
+            tuple.serialize_element(attachment)?;
+        }
+        tuple.end()
+    }
+}
+
+/// Checks an event name a backend wants to emit.
+pub fn check_event_name(event: &str) -> Result<(), ControlError> {
+    if event.is_empty() {
+        return Err(ControlError::invalid("event is empty"));
+    }
+    if event.len() > MAX_EVENT_LEN {
+        return Err(ControlError::invalid(format!(
+            "event is longer than {MAX_EVENT_LEN} bytes"
+        )));
+    }
+    if RESERVED_EVENTS.contains(&event) {
+        return Err(ControlError::invalid(format!(
+            "event {event:?} is reserved (reserved: {})",
+            RESERVED_EVENTS.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Parses optional JSON text; `field` names it in the error.
+pub fn parse_json(text: &str, field: &str) -> Result<Option<Value>, ControlError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| ControlError::invalid(format!("{field} is not valid JSON: {e}")))
+}
+
+/// Handles `Send`.
+pub async fn send(
+    io: &SocketIo,
+    limits: &ControlLimits,
+    request: SendRequest,
+) -> Result<SendResponse, ControlError> {
+    check_event_name(&request.event)?;
+    let size = request.data_json.len() + request.attachments.iter().map(Vec::len).sum::<usize>();
+    if size > limits.max_payload_bytes {
+        return Err(ControlError::invalid(format!(
+            "data_json and attachments are {size} bytes; the limit is {} (control.max_payload_bytes)",
+            limits.max_payload_bytes
+        )));
+    }
+    let ack_timeout = match &request.ack {
+        Some(ack) => {
+            let timeout = Duration::from_millis(u64::from(ack.timeout_ms));
+            if timeout.is_zero() || timeout > limits.max_ack_timeout {
+                return Err(ControlError::invalid(format!(
+                    "ack.timeout_ms must be 1 to {}",
+                    limits.max_ack_timeout.as_millis()
+                )));
+            }
+            Some(timeout)
+        }
+        None => None,
+    };
+    let args = Args {
+        data: parse_json(&request.data_json, "data_json")?,
+        attachments: request.attachments.into_iter().map(Bytes::from).collect(),
+    };
+    let operators = target::resolve(io, request.target.as_ref(), "target").await?;
+
+    if let Some(timeout) = ack_timeout {
+        let stream = operators
+            .timeout(timeout)
+            .emit_with_ack::<_, Value>(&request.event, &args)
+            .await
+            .map_err(ControlError::adapter)?;
+        let replies: Vec<_> = stream.collect().await;
+        let mut response = SendResponse {
+            recipients: Some(replies.len() as u32),
+            ..SendResponse::default()
+        };
+        for (sid, reply) in replies {
+            match reply {
+                Ok(value) => response.acks.push(AckReply {
+                    socket_id: sid.to_string(),
+                    data_json: value.to_string(),
+                }),
+                Err(AckError::Decode(e)) => response.acks.push(AckReply {
+                    socket_id: sid.to_string(),
+                    data_json: Value::String(format!("undecodable ack: {e}")).to_string(),
+                }),
+                Err(_) => response.timed_out_socket_ids.push(sid.to_string()),
+            }
+        }
+        return Ok(response);
+    }
+
+    let recipients = if request.count_recipients {
+        let sockets = operators
+            .clone()
+            .fetch_sockets()
+            .await
+            .map_err(ControlError::adapter)?;
+        Some(sockets.len() as u32)
+    } else {
+        None
+    };
+    match operators.emit(&request.event, &args).await {
+        Ok(()) => {}
+        Err(BroadcastError::Socket(errors)) => {
+            warn!(event = %request.event, failed = errors.len(), "some sockets could not take the event (closed or buffer full)");
+        }
+        Err(other) => return Err(other.into()),
+    }
+    Ok(SendResponse {
+        recipients,
+        ..SendResponse::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names() {
+        assert!(check_event_name("chat:message").is_ok());
+        assert!(check_event_name("").is_err());
+        assert!(check_event_name("disconnect").is_err());
+        assert!(check_event_name("authenticated").is_err());
+        assert!(check_event_name(&"e".repeat(MAX_EVENT_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn json_is_validated() {
+        assert_eq!(parse_json("", "d").unwrap(), None);
+        assert_eq!(
+            parse_json("{\"a\":1}", "d").unwrap(),
+            Some(serde_json::json!({"a": 1}))
+        );
+        let err = parse_json("{bad", "data_json").unwrap_err().to_string();
+        assert!(err.starts_with("data_json is not valid JSON"), "{err}");
+    }
+}

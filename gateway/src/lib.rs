@@ -1,0 +1,19 @@
+//! sockgate: a Socket.IO edge (socketioxide on axum) driven by a typed gRPC control plane
+//! (`SocketControl`, tonic).
+//!
+//! - [`config`]: settings, defaults, loading from file, environment and flags.
+//! - [`edge`]: the Socket.IO side: authentication flow, client rooms, application ping.
+//! - [`control`]: the `SocketControl` service.
+//! - [`auth`]: authenticators (JWT, development) and the room validator.
+//! - [`rooms`]: room naming, including the internal rooms that carry socket state.
+//! - [`app`]: wiring, listeners and shutdown.
+
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod control;
+pub mod edge;
+pub mod rooms;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,274 @@
+//! Room names: the public ones (`user:{id}`), the internal ones that make a socket's
+//! identity visible to every node through the adapter (`$sg:...`), name validation, and
+//! the allow patterns clients' joins are checked against.
+//!
+//! Across nodes a socket is only an id and a set of rooms, so whatever the control plane
+//! must show cluster-wide (state, user, connection time, address, transport) is carried in
+//! internal rooms. Clients and `Join` can never name a room with the internal prefix.
+
+use std::{net::SocketAddr, time::SystemTime};
+
+use socketioxide::socket::Sid;
+
+/// Prefix of every internal room.
+pub const INTERNAL_PREFIX: &str = "$sg:";
+/// Longest room name accepted from a client or a control call.
+pub const MAX_ROOM_LEN: usize = 256;
+
+/// Room of sockets whose authentication is in progress.
+pub const AUTHENTICATING: &str = "$sg:state:authenticating";
+/// Room of authenticated sockets.
+pub const AUTHENTICATED: &str = "$sg:state:authenticated";
+
+const SID_PREFIX: &str = "$sg:sid:";
+const UID_PREFIX: &str = "$sg:uid:";
+const META_PREFIX: &str = "$sg:meta:";
+
+/// The room only `sid` is in: targets one socket on whichever node it lives.
+pub fn socket_room(sid: impl std::fmt::Display) -> String {
+    format!("{SID_PREFIX}{sid}")
+}
+
+/// The public room of a user's sockets.
+pub fn user_room(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+/// The internal room that names a socket's user (a client may be put in someone else's
+/// `user:` room by a `Join`; this one only the authenticator sets).
+pub fn user_id_room(user_id: &str) -> String {
+    format!("{UID_PREFIX}{user_id}")
+}
+
+/// What a socket's connection looked like, carried in one internal room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionMeta {
+    /// Milliseconds since the Unix epoch.
+    pub connected_at_ms: u64,
+    /// `websocket` or `polling`.
+    pub transport: String,
+    /// Client address, empty when unknown.
+    pub remote_address: String,
+}
+
+impl ConnectionMeta {
+    /// Meta of a connection that starts now.
+    pub fn now(transport: &str, remote: Option<SocketAddr>) -> Self {
+        let connected_at_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Self {
+            connected_at_ms,
+            transport: transport.to_owned(),
+            remote_address: remote.map(|a| a.to_string()).unwrap_or_default(),
+        }
+    }
+
+    /// The room name that carries it.
+    pub fn room(&self) -> String {
+        format!(
+            "{META_PREFIX}{}|{}|{}",
+            self.connected_at_ms, self.transport, self.remote_address
+        )
+    }
+
+    fn parse(room: &str) -> Option<Self> {
+        let mut parts = room.strip_prefix(META_PREFIX)?.splitn(3, '|');
+        Some(Self {
+            connected_at_ms: parts.next()?.parse().ok()?,
+            transport: parts.next()?.to_owned(),
+            remote_address: parts.next()?.to_owned(),
+        })
+    }
+}
+
+/// Connection state, derived from the internal state rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketState {
+    /// Has not emitted `authenticate`.
+    Unauthorized,
+    /// Authenticator running.
+    Authenticating,
+    /// Authenticated.
+    Authenticated,
+}
+
+/// What the rooms of a socket say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketView {
+    /// Connection state.
+    pub state: SocketState,
+    /// User id, if authenticated as a user.
+    pub user_id: Option<String>,
+    /// Connection details, if the socket's meta room was seen.
+    pub meta: Option<ConnectionMeta>,
+    /// The public rooms.
+    pub rooms: Vec<String>,
+}
+
+impl SocketView {
+    /// Reads a socket's rooms.
+    pub fn from_rooms<S: AsRef<str>>(rooms: impl IntoIterator<Item = S>) -> Self {
+        let mut view = SocketView {
+            state: SocketState::Unauthorized,
+            user_id: None,
+            meta: None,
+            rooms: Vec::new(),
+        };
+        for room in rooms {
+            let room = room.as_ref();
+            if !room.starts_with(INTERNAL_PREFIX) {
+                view.rooms.push(room.to_owned());
+            } else if room == AUTHENTICATED {
+                view.state = SocketState::Authenticated;
+            } else if room == AUTHENTICATING && view.state != SocketState::Authenticated {
+                view.state = SocketState::Authenticating;
+            } else if let Some(user) = room.strip_prefix(UID_PREFIX) {
+                view.user_id = Some(user.to_owned());
+            } else if let Some(meta) = ConnectionMeta::parse(room) {
+                view.meta = Some(meta);
+            }
+        }
+        view.rooms.sort_unstable();
+        view
+    }
+}
+
+/// Why a room name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomNameError {
+    /// Empty name.
+    #[error("room name is empty")]
+    Empty,
+    /// Too long.
+    #[error("room name {0:?}... is longer than {MAX_ROOM_LEN} bytes")]
+    TooLong(String),
+    /// Internal prefix.
+    #[error("room {0:?} uses the reserved prefix {INTERNAL_PREFIX:?}")]
+    Reserved(String),
+}
+
+/// Checks a room name given by a client or a control call.
+pub fn check_name(room: &str) -> Result<(), RoomNameError> {
+    if room.is_empty() {
+        Err(RoomNameError::Empty)
+    } else if room.len() > MAX_ROOM_LEN {
+        Err(RoomNameError::TooLong(
+            room.chars().take(32).collect::<String>(),
+        ))
+    } else if room.starts_with(INTERNAL_PREFIX) {
+        Err(RoomNameError::Reserved(room.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses a socket id as given to the control plane.
+pub fn parse_sid(id: &str) -> Option<Sid> {
+    id.parse().ok()
+}
+
+/// A room pattern: `*` matches any run of characters (including none) and `{user_id}`
+/// stands for the socket's user id. A pattern with `{user_id}` never matches for a socket
+/// without a user.
+pub fn pattern_matches(pattern: &str, room: &str, user_id: Option<&str>) -> bool {
+    if pattern.contains("{user_id}") {
+        match user_id {
+            Some(user) if !user.is_empty() => {
+                glob_matches(&pattern.replace("{user_id}", user), room)
+            }
+            _ => false,
+        }
+    } else {
+        glob_matches(pattern, room)
+    }
+}
+
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_patterns() {
+        assert!(pattern_matches("chat:*", "chat:general", None));
+        assert!(pattern_matches("chat:*", "chat:", None));
+        assert!(!pattern_matches("chat:*", "chatter", None));
+        assert!(pattern_matches("*", "anything", None));
+        assert!(pattern_matches("a*b*c", "a-b-b-c", None));
+        assert!(!pattern_matches("a*b*c", "a-c-b", None));
+        assert!(pattern_matches("exact", "exact", None));
+        assert!(!pattern_matches("exact", "exactly", None));
+        assert!(!pattern_matches("ab*ba", "aba", None));
+    }
+
+    #[test]
+    fn user_id_substitution() {
+        assert!(pattern_matches(
+            "private:{user_id}",
+            "private:u1",
+            Some("u1")
+        ));
+        assert!(!pattern_matches(
+            "private:{user_id}",
+            "private:u2",
+            Some("u1")
+        ));
+        assert!(!pattern_matches("private:{user_id}", "private:", None));
+        assert!(pattern_matches("team:{user_id}:*", "team:u1:x", Some("u1")));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert_eq!(check_name(""), Err(RoomNameError::Empty));
+        assert!(matches!(
+            check_name("$sg:x"),
+            Err(RoomNameError::Reserved(_))
+        ));
+        assert!(matches!(
+            check_name(&"x".repeat(MAX_ROOM_LEN + 1)),
+            Err(RoomNameError::TooLong(_))
+        ));
+        assert!(check_name("chat:general").is_ok());
+    }
+
+    #[test]
+    fn a_view_is_read_back_from_rooms() {
+        let meta = ConnectionMeta {
+            connected_at_ms: 1_700_000_000_123,
+            transport: "websocket".into(),
+            remote_address: "127.0.0.1:5555".into(),
+        };
+        let rooms = vec![
+            socket_room("abc"),
+            meta.room(),
+            AUTHENTICATED.to_owned(),
+            user_id_room("u|1"),
+            "user:u|1".to_owned(),
+            "io-default".to_owned(),
+        ];
+        let view = SocketView::from_rooms(&rooms);
+        assert_eq!(view.state, SocketState::Authenticated);
+        assert_eq!(view.user_id.as_deref(), Some("u|1"));
+        assert_eq!(view.meta, Some(meta));
+        assert_eq!(view.rooms, vec!["io-default", "user:u|1"]);
+    }
+}
