@@ -22,6 +22,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Payloads and attachments are shared between watchers and recipients: `Bytes`
+        // clones are reference counts, not copies.
+        .bytes(".")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -119,7 +119,7 @@ async fn attachments_arrive_as_binary_arguments() {
         control
             .send(SendRequest {
                 target: to_sockets(&[&sid]),
-                attachments: vec![vec![0, 1, 2, 255], b"second".to_vec()],
+                attachments: vec![vec![0u8, 1, 2, 255].into(), b"second".to_vec().into()],
                 ..event("file", json!({"name": "f.bin"}))
             })
             .await

@@ -5,6 +5,7 @@ use std::{
     hash::{BuildHasher, RandomState},
     io::Write,
     net::SocketAddr,
+    sync::Arc,
     time::Instant,
 };
 
@@ -18,7 +19,10 @@ use crate::{
     auth::{AuthChain, RoomValidator},
     config::Config,
     control::{ControlContext, ControlLimits, ControlService},
-    edge, shutdown,
+    edge,
+    events::EventBus,
+    hooks::Hooks,
+    shutdown,
 };
 
 /// Most bytes a control request may have on the wire (payload limit plus envelope).
@@ -36,10 +40,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     warn_about_open_settings(&config);
 
-    let auth = AuthChain::from_config(&config.auth)?;
-    let room_validator = RoomValidator::new(config.rooms.allow.clone());
-    let (router, edge) =
-        edge::build(&config.edge, auth, room_validator).map_err(anyhow::Error::msg)?;
+    let hooks = Hooks::from_config(&config.hooks).map_err(anyhow::Error::msg)?;
+    let events = Arc::new(EventBus::new(
+        node_id.clone(),
+        config.watch.buffer,
+        config.watch.max_watchers,
+    ));
+    let deciders = edge::Deciders {
+        auth: AuthChain::from_config(&config.auth, hooks.as_ref())?,
+        room_validator: RoomValidator::new(config.rooms.allow.clone()),
+        hooks,
+        events: events.clone(),
+    };
+    let (router, edge) = edge::build(&config.edge, deciders).map_err(anyhow::Error::msg)?;
     let io = edge.io.clone();
 
     let edge_listener = TcpListener::bind(config.edge.listen)
@@ -69,6 +82,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             max_payload_bytes: config.control.max_payload_bytes,
             max_ack_timeout: config.control.max_ack_timeout,
         },
+        events,
     });
     let max_message = config.control.max_payload_bytes + GRPC_ENVELOPE_BYTES;
     let (health, health_service) = tonic_health::server::health_reporter();

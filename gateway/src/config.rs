@@ -23,6 +23,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Which rooms clients may join themselves.
     pub rooms: RoomsConfig,
+    /// The backend's `SocketHooks` service.
+    pub hooks: HooksConfig,
+    /// `WatchEvents` streams.
+    pub watch: WatchConfig,
     /// Logging.
     pub log: LogConfig,
     /// How long a graceful shutdown may take before the remaining sockets are dropped.
@@ -38,6 +42,8 @@ impl Default for Config {
             control: ControlConfig::default(),
             auth: AuthConfig::default(),
             rooms: RoomsConfig::default(),
+            hooks: HooksConfig::default(),
+            watch: WatchConfig::default(),
             log: LogConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
         }
@@ -142,6 +148,8 @@ pub struct AuthConfig {
 pub enum AuthenticatorKind {
     /// Verify a JWT locally.
     Jwt,
+    /// Ask the backend's `SocketHooks.Authenticate`.
+    Hook,
     /// Allow everyone (development only).
     None,
 }
@@ -204,6 +212,58 @@ pub struct RoomsConfig {
     /// `{user_id}` is the socket's user. Empty (and no JWT room claim): every client join
     /// is rejected.
     pub allow: Vec<String>,
+}
+
+/// The `SocketHooks` service a backend serves, called by the gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksConfig {
+    /// `http://host:port` of the backend; empty: no hooks.
+    pub endpoint: String,
+    /// Deadline of each hook call (including the wait for a free call slot).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Most hook calls in flight at once; further calls wait (within their deadline).
+    pub max_concurrency: usize,
+    /// Ask `AuthorizeJoin` about the rooms the static and JWT rules do not allow.
+    pub authorize_join: bool,
+    /// Forward client events to `OnEvent`; its reply becomes the client's ack.
+    pub on_event: bool,
+    /// Event name patterns forwarded to `OnEvent` (`*` wildcard).
+    pub events: Vec<String>,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            timeout: Duration::from_secs(3),
+            max_concurrency: 256,
+            authorize_join: false,
+            on_event: false,
+            events: vec!["*".into()],
+        }
+    }
+}
+
+/// `WatchEvents` streams.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchConfig {
+    /// Events buffered per watcher; past that, events are dropped and the watcher gets an
+    /// `EVENT_KIND_DROPPED` marker with the count.
+    pub buffer: usize,
+    /// Most concurrent watchers per node; more get `RESOURCE_EXHAUSTED`.
+    pub max_watchers: usize,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            buffer: 1024,
+            max_watchers: 64,
+        }
+    }
 }
 
 /// Logging.
@@ -367,6 +427,30 @@ impl Config {
                 self.control.listen
             ));
         }
+        let uses_hooks = self.auth.authenticators.contains(&AuthenticatorKind::Hook)
+            || self.hooks.authorize_join
+            || self.hooks.on_event;
+        if uses_hooks && self.hooks.endpoint.is_empty() {
+            return invalid(
+                "the `hook` authenticator, hooks.authorize_join and hooks.on_event need \
+                 hooks.endpoint"
+                    .into(),
+            );
+        }
+        let endpoint = &self.hooks.endpoint;
+        let is_url = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+        if !endpoint.is_empty() && !is_url {
+            return invalid(format!(
+                "hooks.endpoint must be an http:// or https:// URL, got {:?}",
+                self.hooks.endpoint
+            ));
+        }
+        if self.hooks.timeout.is_zero() || self.hooks.max_concurrency == 0 {
+            return invalid("hooks.timeout and hooks.max_concurrency must be more than 0".into());
+        }
+        if self.watch.buffer == 0 {
+            return invalid("watch.buffer must be more than 0".into());
+        }
         if self.control.max_ack_timeout.is_zero() {
             return invalid("control.max_ack_timeout must be more than 0".into());
         }
@@ -408,6 +492,17 @@ mod tests {
         config.control.listen = "0.0.0.0:50051".parse().unwrap();
         assert!(config.validate().is_err());
         config.control.allow_remote_unauthenticated = true;
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn hooks_need_an_endpoint() {
+        let mut config = Config::default();
+        config.hooks.on_event = true;
+        assert!(config.validate().is_err());
+        config.hooks.endpoint = "127.0.0.1:1".into();
+        assert!(config.validate().is_err());
+        config.hooks.endpoint = "http://127.0.0.1:1".into();
         config.validate().unwrap();
     }
 

@@ -4,7 +4,9 @@
 //! - [`config`]: settings, defaults, loading from file, environment and flags.
 //! - [`edge`]: the Socket.IO side: authentication flow, client rooms, application ping.
 //! - [`control`]: the `SocketControl` service.
-//! - [`auth`]: authenticators (JWT, development) and the room validator.
+//! - [`auth`]: authenticators (JWT, hook, development) and the room validator.
+//! - [`hooks`]: the client of the backend's `SocketHooks` (deadlines, concurrency, counts).
+//! - [`events`]: the bus behind `WatchEvents`.
 //! - [`rooms`]: room naming, including the internal rooms that carry socket state.
 //! - [`app`]: wiring, listeners and shutdown.
 
@@ -14,6 +16,8 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod edge;
+pub mod events;
+pub mod hooks;
 pub mod rooms;
 pub mod shutdown;
 pub mod telemetry;

@@ -6,7 +6,7 @@ use std::{collections::HashMap, fs, str::FromStr};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::Value;
 
-use super::{Credentials, Identity, Outcome};
+use super::{Handshake, Identity, Outcome};
 use crate::config::{JwtConfig, JwtKeyConfig};
 
 /// A key that cannot be loaded. Secrets are never part of the message.
@@ -64,8 +64,15 @@ impl JwtVerifier {
         })
     }
 
-    pub(super) fn authenticate(&self, credentials: &Credentials<'_>) -> Outcome {
-        let Some(token) = find_token(credentials, &self.query_param) else {
+    pub(super) fn authenticate(&self, handshake: &Handshake<'_>) -> Outcome {
+        let query = handshake.query();
+        let sources = TokenSources {
+            event_data: handshake.event_data,
+            auth: handshake.auth,
+            authorization: handshake.authorization(),
+            query: &query,
+        };
+        let Some(token) = sources.find(&self.query_param) else {
             return Outcome::Deny("no token".into());
         };
         match self.verify(&token) {
@@ -102,6 +109,8 @@ impl JwtVerifier {
             _ => Vec::new(),
         };
         Identity {
+            rooms: Vec::new(),
+            metadata: None,
             user_id: claims
                 .get("sub")
                 .and_then(Value::as_str)
@@ -171,55 +180,41 @@ fn load_key(algorithm: Algorithm, key: &JwtKeyConfig) -> Result<DecodingKey, Jwt
     parsed.map_err(|e| fail(format!("{}: {e}", path.display())))
 }
 
-fn find_token(credentials: &Credentials<'_>, query_param: &str) -> Option<String> {
-    let from_object = |value: Option<&Value>| {
-        value
-            .and_then(|v| v.get("token"))
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-    };
-    from_object(credentials.event_data)
-        .or_else(|| from_object(credentials.auth))
-        .or_else(|| {
-            credentials
-                .authorization
-                .and_then(|h| {
-                    h.strip_prefix("Bearer ")
-                        .or_else(|| h.strip_prefix("bearer "))
-                })
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty())
-        })
-        .or_else(|| {
-            credentials.query?.split('&').find_map(|pair| {
-                let (name, value) = pair.split_once('=')?;
-                (name == query_param && !value.is_empty()).then(|| percent_decode(value))
-            })
-        })
+/// Where a token may be, in the order they are looked at.
+struct TokenSources<'a> {
+    event_data: Option<&'a Value>,
+    auth: Option<&'a Value>,
+    authorization: Option<&'a str>,
+    query: &'a [(String, String)],
 }
 
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
+impl TokenSources<'_> {
+    fn find(&self, query_param: &str) -> Option<String> {
+        let from_object = |value: Option<&Value>| {
+            value
+                .and_then(|v| v.get("token"))
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+        };
+        from_object(self.event_data)
+            .or_else(|| from_object(self.auth))
+            .or_else(|| {
+                self.authorization
+                    .and_then(|h| {
+                        h.strip_prefix("Bearer ")
+                            .or_else(|| h.strip_prefix("bearer "))
+                    })
+                    .map(|t| t.trim().to_owned())
+                    .filter(|t| !t.is_empty())
+            })
+            .or_else(|| {
+                self.query
+                    .iter()
+                    .find(|(name, value)| name == query_param && !value.is_empty())
+                    .map(|(_, value)| value.clone())
+            })
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -228,6 +223,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::auth::parse_query;
 
     const SECRET: &str = "unit-test-secret-0123456789";
 
@@ -296,33 +292,35 @@ mod tests {
     fn token_sources_in_order() {
         let event = json!({"token": "from-event"});
         let auth = json!({"token": "from-auth"});
-        let creds = Credentials {
+        let query = parse_query("EIO=4&token=from%2Dquery");
+        let sources = TokenSources {
             authorization: Some("Bearer from-header"),
             auth: Some(&auth),
-            query: Some("EIO=4&token=from%2Dquery"),
+            query: &query,
             event_data: Some(&event),
         };
-        assert_eq!(find_token(&creds, "token").as_deref(), Some("from-event"));
-        let creds = Credentials {
+        assert_eq!(sources.find("token").as_deref(), Some("from-event"));
+        let sources = TokenSources {
             event_data: None,
-            ..creds
+            ..sources
         };
-        assert_eq!(find_token(&creds, "token").as_deref(), Some("from-auth"));
-        let creds = Credentials {
+        assert_eq!(sources.find("token").as_deref(), Some("from-auth"));
+        let sources = TokenSources {
             auth: None,
-            ..creds
+            ..sources
         };
-        assert_eq!(find_token(&creds, "token").as_deref(), Some("from-header"));
-        let creds = Credentials {
+        assert_eq!(sources.find("token").as_deref(), Some("from-header"));
+        let sources = TokenSources {
             authorization: None,
-            ..creds
+            ..sources
         };
-        assert_eq!(find_token(&creds, "token").as_deref(), Some("from-query"));
-        let creds = Credentials {
-            query: None,
-            ..creds
+        assert_eq!(sources.find("token").as_deref(), Some("from-query"));
+        assert_eq!(sources.find("other"), None);
+        let sources = TokenSources {
+            query: &[],
+            ..sources
         };
-        assert_eq!(find_token(&creds, "token"), None);
+        assert_eq!(sources.find("token"), None);
     }
 
     #[test]

@@ -1,17 +1,21 @@
-//! Who a socket is: the authenticators (`jwt`, `none`), chained in the configured order,
-//! and the room validator that decides which rooms a client may join itself.
+//! Who a socket is: the authenticators (`jwt`, `hook`, `none`), chained in the configured
+//! order, and the room validator that decides which rooms a client may join itself.
 
+mod handshake;
+mod hook;
 mod jwt;
 mod room_validator;
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
+pub use handshake::{Handshake, parse_query};
 pub use jwt::{JwtError, JwtVerifier};
 pub use room_validator::RoomValidator;
 
-use crate::config::{AuthConfig, AuthenticatorKind};
+use crate::{
+    config::{AuthConfig, AuthenticatorKind},
+    hooks::Hooks,
+};
 
 /// What the gateway knows of an authenticated socket.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -20,6 +24,10 @@ pub struct Identity {
     pub user_id: Option<String>,
     /// Room patterns this socket may join besides the static ones (JWT room claim).
     pub room_patterns: Vec<String>,
+    /// Rooms to join right away (from the `Authenticate` hook).
+    pub rooms: Vec<String>,
+    /// Backend data kept with the socket and passed to the other hooks.
+    pub metadata: Option<prost_types::Struct>,
 }
 
 /// The authenticator's verdict.
@@ -33,22 +41,22 @@ pub enum Outcome {
     Fail(String),
 }
 
-/// What an authenticator may look at.
-pub struct Credentials<'a> {
-    /// `Authorization` header of the connection request.
-    pub authorization: Option<&'a str>,
-    /// The Socket.IO `auth` object.
-    pub auth: Option<&'a Value>,
-    /// Query string of the connection request.
-    pub query: Option<&'a str>,
-    /// Data of the `authenticate` event.
-    pub event_data: Option<&'a Value>,
-}
-
 #[derive(Debug)]
 enum Authenticator {
-    Jwt(Arc<JwtVerifier>),
+    Jwt(JwtVerifier),
+    Hook(Arc<Hooks>),
     AllowAll,
+}
+
+/// Why the chain cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    /// A JWT key is unusable.
+    #[error(transparent)]
+    Jwt(#[from] JwtError),
+    /// `hook` without a hooks endpoint.
+    #[error("the `hook` authenticator needs hooks.endpoint")]
+    NoHooks,
 }
 
 /// The configured authenticators, tried in order until one allows.
@@ -59,12 +67,18 @@ pub struct AuthChain {
 
 impl AuthChain {
     /// Builds the chain; development mode (nothing configured) allows everyone.
-    pub fn from_config(config: &AuthConfig) -> Result<Self, JwtError> {
+    pub fn from_config(
+        config: &AuthConfig,
+        hooks: Option<&Arc<Hooks>>,
+    ) -> Result<Self, AuthSetupError> {
         let mut authenticators = Vec::new();
         for kind in &config.authenticators {
             authenticators.push(match kind {
                 AuthenticatorKind::Jwt => {
-                    Authenticator::Jwt(Arc::new(JwtVerifier::from_config(&config.jwt)?))
+                    Authenticator::Jwt(JwtVerifier::from_config(&config.jwt)?)
+                }
+                AuthenticatorKind::Hook => {
+                    Authenticator::Hook(hooks.cloned().ok_or(AuthSetupError::NoHooks)?)
                 }
                 AuthenticatorKind::None => Authenticator::AllowAll,
             });
@@ -77,11 +91,12 @@ impl AuthChain {
 
     /// Runs the chain: the first `Allow` wins; otherwise a failure is reported as such
     /// (fail closed with the "Failed to authenticate" message), else the last denial.
-    pub async fn authenticate(&self, credentials: &Credentials<'_>) -> Outcome {
+    pub async fn authenticate(&self, handshake: &Handshake<'_>) -> Outcome {
         let mut verdict = Outcome::Deny("no authenticator".into());
         for authenticator in &self.authenticators {
             let outcome = match authenticator {
-                Authenticator::Jwt(verifier) => verifier.authenticate(credentials),
+                Authenticator::Jwt(verifier) => verifier.authenticate(handshake),
+                Authenticator::Hook(hooks) => hook::authenticate(hooks, handshake).await,
                 Authenticator::AllowAll => Outcome::Allow(Identity::default()),
             };
             match outcome {

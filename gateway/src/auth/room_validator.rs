@@ -45,6 +45,7 @@ mod tests {
         Identity {
             user_id: Some(user.into()),
             room_patterns: patterns.iter().map(|p| p.to_string()).collect(),
+            ..Identity::default()
         }
     }
 

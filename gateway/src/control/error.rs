@@ -15,9 +15,9 @@ pub enum ControlError {
     /// The cluster adapter failed.
     #[error("cluster adapter: {0}")]
     Unavailable(String),
-    /// Not implemented on this version.
+    /// A limit of this node is reached.
     #[error("{0}")]
-    Unimplemented(String),
+    Exhausted(String),
 }
 
 impl ControlError {
@@ -50,7 +50,7 @@ impl From<ControlError> for Status {
             ControlError::InvalidArgument(_) => Status::invalid_argument(message),
             ControlError::NotFound(_) => Status::not_found(message),
             ControlError::Unavailable(_) => Status::unavailable(message),
-            ControlError::Unimplemented(_) => Status::unimplemented(message),
+            ControlError::Exhausted(_) => Status::resource_exhausted(message),
         }
     }
 }

@@ -21,6 +21,8 @@ use tracing::{debug, info};
 
 pub use error::ControlError;
 
+use crate::events::{EventBus, WatchError};
+
 /// Limits applied to control requests.
 #[derive(Debug, Clone)]
 pub struct ControlLimits {
@@ -40,6 +42,8 @@ pub struct ControlContext {
     pub started: Instant,
     /// Request limits.
     pub limits: ControlLimits,
+    /// Lifecycle and client events of this node.
+    pub events: Arc<EventBus>,
 }
 
 /// The `SocketControl` implementation.
@@ -156,13 +160,20 @@ impl SocketControl for ControlService {
 
     async fn watch_events(
         &self,
-        _request: Request<pb::WatchEventsRequest>,
+        request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        finish(
-            "WatchEvents",
-            Err(ControlError::Unimplemented(
-                "WatchEvents is not available in this version".into(),
-            )),
-        )
+        let stream = self
+            .ctx
+            .events
+            .subscribe(request.into_inner())
+            .map(|stream| Box::pin(stream) as EventStream)
+            .map_err(|e| match e {
+                WatchError::TooMany(_) => ControlError::Exhausted(e.to_string()),
+                WatchError::UnknownKind(_) => ControlError::InvalidArgument(e.to_string()),
+            });
+        if stream.is_ok() {
+            info!("watcher connected");
+        }
+        finish("WatchEvents", stream)
     }
 }

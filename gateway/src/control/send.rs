@@ -74,7 +74,12 @@ pub async fn send(
     request: SendRequest,
 ) -> Result<SendResponse, ControlError> {
     check_event_name(&request.event)?;
-    let size = request.data_json.len() + request.attachments.iter().map(Vec::len).sum::<usize>();
+    let size = request.data_json.len()
+        + request
+            .attachments
+            .iter()
+            .map(bytes::Bytes::len)
+            .sum::<usize>();
     if size > limits.max_payload_bytes {
         return Err(ControlError::invalid(format!(
             "data_json and attachments are {size} bytes; the limit is {} (control.max_payload_bytes)",
@@ -96,7 +101,7 @@ pub async fn send(
     };
     let args = Args {
         data: parse_json(&request.data_json, "data_json")?,
-        attachments: request.attachments.into_iter().map(Bytes::from).collect(),
+        attachments: request.attachments,
     };
     let operators = target::resolve(io, request.target.as_ref(), "target").await?;
 

@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use socketioxide::extract::SocketRef;
+use sockgate_client::proto::{EventKind, WatchEventsResponse};
 use tracing::{debug, info, warn};
 
 use super::{Edge, protocol, session::Session};
 use crate::{
-    auth::{Credentials, Outcome},
+    auth::{Handshake, Outcome},
     clock::iso_now,
-    rooms,
+    events, rooms,
 };
 
 /// Handles one `authenticate` event.
@@ -24,27 +25,33 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
         return;
     }
     socket.join(rooms::AUTHENTICATING);
-    let parts = socket.req_parts();
-    let credentials = Credentials {
-        authorization: parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok()),
+    let handshake = Handshake {
+        socket_id: socket.id.to_string(),
+        request: socket.req_parts(),
         auth: session.auth.as_ref(),
-        query: parts.uri.query(),
         event_data: data.as_ref(),
+        meta: &session.meta,
     };
-    match edge.auth.authenticate(&credentials).await {
+    let outcome = edge.auth.authenticate(&handshake).await;
+    if !socket.connected() {
+        debug!(sid = %socket.id, "socket left during authentication");
+        return;
+    }
+    match outcome {
         Outcome::Allow(identity) => {
             let mut joined = edge.config.default_rooms.clone();
             if let Some(user) = &identity.user_id {
                 joined.push(rooms::user_room(user));
-                joined.push(rooms::user_id_room(user));
             }
-            joined.push(rooms::AUTHENTICATED.to_owned());
-            socket.join(joined);
+            joined.extend(identity.rooms.iter().cloned());
+            let mut internal = vec![rooms::AUTHENTICATED.to_owned()];
+            if let Some(user) = &identity.user_id {
+                internal.push(rooms::user_id_room(user));
+            }
+            socket.join(joined.iter().chain(&internal).cloned().collect::<Vec<_>>());
             socket.leave(rooms::AUTHENTICATING);
-            info!(sid = %socket.id, user = identity.user_id.as_deref().unwrap_or(""), "authenticated");
+            let user = identity.user_id.clone();
+            info!(sid = %socket.id, user = user.as_deref().unwrap_or(""), "authenticated");
             session.authenticated(identity);
             let id = socket.id.to_string();
             let payload = protocol::Authenticated {
@@ -54,23 +61,51 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
             if let Err(e) = socket.emit(protocol::AUTHENTICATED, &payload) {
                 debug!(sid = %socket.id, error = %e, "could not send authenticated");
             }
+            if edge.events.is_watched() {
+                edge.events.publish(
+                    WatchEventsResponse {
+                        rooms: joined,
+                        ..events::lifecycle(EventKind::Authenticated, &id, user.as_deref())
+                    },
+                    || socket_rooms(&socket),
+                );
+            }
         }
         Outcome::Deny(reason) => {
             info!(sid = %socket.id, %reason, "authentication denied");
-            reject(&socket, &session, protocol::INVALID_TOKEN_MESSAGE);
+            reject(&edge, &socket, &session, protocol::INVALID_TOKEN_MESSAGE);
         }
         Outcome::Fail(reason) => {
             warn!(sid = %socket.id, %reason, "authenticator failed");
-            reject(&socket, &session, protocol::AUTH_FAILED_MESSAGE);
+            reject(&edge, &socket, &session, protocol::AUTH_FAILED_MESSAGE);
         }
     }
 }
 
+/// The public rooms of a local socket.
+pub fn socket_rooms(socket: &SocketRef) -> Vec<String> {
+    socket
+        .rooms()
+        .into_iter()
+        .map(|r| r.to_string())
+        .filter(|r| !r.starts_with(rooms::INTERNAL_PREFIX))
+        .collect()
+}
+
 /// Sends `unauthenticated` and disconnects; the disconnect packet follows the message on
 /// the same ordered channel, so the client reads the message first.
-fn reject(socket: &SocketRef, session: &Session, message: &'static str) {
+fn reject(edge: &Edge, socket: &SocketRef, session: &Session, message: &'static str) {
     session.rejected();
     socket.leave(rooms::AUTHENTICATING);
+    if edge.events.is_watched() {
+        edge.events.publish(
+            WatchEventsResponse {
+                reason: message.to_owned(),
+                ..events::lifecycle(EventKind::AuthFailed, &socket.id.to_string(), None)
+            },
+            || socket_rooms(socket),
+        );
+    }
     let payload = protocol::Unauthenticated {
         message,
         time: iso_now(),
@@ -83,7 +118,7 @@ fn reject(socket: &SocketRef, session: &Session, message: &'static str) {
     }
 }
 
-/// Disconnects the socket `sid` if it has not authenticated when `timeout` has passed.
+/// Disconnects the socket if it has not authenticated when the auth timeout has passed.
 pub fn enforce_timeout(edge: &Arc<Edge>, socket: &SocketRef) {
     let io = edge.io.clone();
     let sid = socket.id;
@@ -93,11 +128,12 @@ pub fn enforce_timeout(edge: &Arc<Edge>, socket: &SocketRef) {
         let Some(socket) = io.get_socket(sid) else {
             return;
         };
-        if Session::of(&socket).is_some_and(|s| !s.is_authenticated()) {
+        let Some(session) = Session::of(&socket) else {
+            return;
+        };
+        if !session.is_authenticated() {
             info!(%sid, ?timeout, "not authenticated in time, disconnecting");
-            if let Some(session) = Session::of(&socket) {
-                session.rejected();
-            }
+            session.rejected();
             let _ = socket.disconnect();
         }
     });

@@ -1,15 +1,17 @@
-//! Client `join` / `leave` requests: `{rooms: [...]}`, checked by the room validator,
-//! answered through the ack callback when the client passed one.
+//! Client `join` / `leave` requests: `{rooms: [...]}`. The room validator decides, then
+//! the `AuthorizeJoin` hook (when enabled) for what the rules did not allow; the answer
+//! goes through the ack callback when the client passed one.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use socketioxide::extract::{AckSender, SocketRef};
+use sockgate_client::proto::{AuthorizeJoinRequest, EventKind, WatchEventsResponse};
 use tracing::{debug, info};
 
-use super::{Edge, protocol, session::Session};
-use crate::rooms;
+use super::{Edge, authentication::socket_rooms, protocol, session::Session};
+use crate::{auth::Identity, events, rooms};
 
 #[derive(Deserialize)]
 struct RoomsRequest {
@@ -54,8 +56,47 @@ fn reply_error(socket: &SocketRef, ack: AckSender, error: &str) {
     });
 }
 
+fn publish(
+    edge: &Edge,
+    socket: &SocketRef,
+    identity: &Identity,
+    kind: EventKind,
+    changed: &[String],
+) {
+    if changed.is_empty() || !edge.events.is_watched() {
+        return;
+    }
+    let event = WatchEventsResponse {
+        rooms: changed.to_vec(),
+        ..events::lifecycle(kind, &socket.id.to_string(), identity.user_id.as_deref())
+    };
+    edge.events.publish(event, || socket_rooms(socket));
+}
+
+/// Asks `AuthorizeJoin` about `candidates`; on failure nothing more is allowed.
+async fn ask_backend(
+    edge: &Edge,
+    socket: &SocketRef,
+    identity: &Identity,
+    candidates: Vec<String>,
+) -> Vec<String> {
+    let Some(hooks) = edge.hooks.as_ref().filter(|h| h.authorize_join) else {
+        return Vec::new();
+    };
+    if candidates.is_empty() {
+        return Vec::new();
+    }
+    let request = AuthorizeJoinRequest {
+        socket_id: socket.id.to_string(),
+        user_id: identity.user_id.clone().unwrap_or_default(),
+        metadata: identity.metadata.clone(),
+        rooms: candidates,
+    };
+    hooks.authorize_join(request).await.unwrap_or_default()
+}
+
 /// Handles `join`: joins the allowed subset, acks `{joined, rejected}`.
-pub fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: AckSender) {
+pub async fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: AckSender) {
     let Some(session) = Session::of(&socket) else {
         return;
     };
@@ -67,13 +108,27 @@ pub fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: AckSen
         Ok(rooms) => rooms,
         Err(error) => return reply_error(&socket, ack, &error),
     };
-    let (joined, rejected) = edge.room_validator.split(identity, requested);
-    if !joined.is_empty() {
+    let (mut joined, rejected) = edge.room_validator.split(identity, requested);
+    let (candidates, mut rejected): (Vec<String>, Vec<String>) = rejected
+        .into_iter()
+        .partition(|room| rooms::check_name(room).is_ok());
+    let from_backend = ask_backend(&edge, &socket, identity, candidates.clone()).await;
+    for room in candidates {
+        if from_backend.contains(&room) {
+            joined.push(room);
+        } else {
+            rejected.push(room);
+        }
+    }
+    joined.sort_unstable();
+    rejected.sort_unstable();
+    if !joined.is_empty() && socket.connected() {
         socket.join(joined.clone());
     }
     if !rejected.is_empty() {
-        info!(sid = %socket.id, ?rejected, "join rejected by the room validator");
+        info!(sid = %socket.id, ?rejected, "join rejected");
     }
+    publish(&edge, &socket, identity, EventKind::Joined, &joined);
     let _ = ack.send(&protocol::JoinAck { joined, rejected });
 }
 
@@ -82,10 +137,10 @@ pub fn leave(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: AckSe
     let Some(session) = Session::of(&socket) else {
         return;
     };
-    if !session.is_authenticated() {
+    let Some(identity) = session.identity() else {
         debug!(sid = %socket.id, "leave from an unauthenticated socket dropped");
         return;
-    }
+    };
     let requested = match parse(&edge, data) {
         Ok(rooms) => rooms,
         Err(error) => return reply_error(&socket, ack, &error),
@@ -97,5 +152,6 @@ pub fn leave(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: AckSe
     if !left.is_empty() {
         socket.leave(left.clone());
     }
+    publish(&edge, &socket, identity, EventKind::Left, &left);
     let _ = ack.send(&protocol::LeaveAck { left });
 }

@@ -2,8 +2,10 @@
 //! protocol (authenticate, rooms, application ping) and drops events from sockets that
 //! have not authenticated.
 
-mod authentication;
+pub mod authentication;
+mod forwarding;
 mod membership;
+mod message;
 pub mod ping;
 pub mod protocol;
 mod session;
@@ -14,18 +16,35 @@ use axum::{Router, extract::ConnectInfo};
 use http::{HeaderValue, Method};
 use serde_json::Value;
 use socketioxide::{
-    ParserError, SocketIo, TransportType,
-    extract::{AckSender, Event, SocketRef, TryData},
+    SocketIo, TransportType,
+    extract::{AckSender, SocketRef, TryData},
+    socket::DisconnectReason,
 };
+use sockgate_client::proto::{EventKind, WatchEventsResponse};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::{
     auth::{AuthChain, RoomValidator},
     config::{EdgeConfig, Transport},
+    events::{self, EventBus},
+    hooks::Hooks,
     rooms::{self, ConnectionMeta},
 };
+use message::ClientMessage;
 use session::Session;
+
+/// Who decides for the edge.
+pub struct Deciders {
+    /// The authenticator chain.
+    pub auth: AuthChain,
+    /// Static and JWT room rules.
+    pub room_validator: RoomValidator,
+    /// The backend's hooks, if configured.
+    pub hooks: Option<Arc<Hooks>>,
+    /// Where lifecycle and client events are published.
+    pub events: Arc<EventBus>,
+}
 
 /// Shared state of the edge handlers.
 pub struct Edge {
@@ -34,15 +53,13 @@ pub struct Edge {
     config: EdgeConfig,
     auth: AuthChain,
     room_validator: RoomValidator,
+    hooks: Option<Arc<Hooks>>,
+    events: Arc<EventBus>,
 }
 
 /// Builds the edge: the axum router to serve and the `SocketIo` handle the control plane
 /// drives.
-pub fn build(
-    config: &EdgeConfig,
-    auth: AuthChain,
-    room_validator: RoomValidator,
-) -> Result<(Router, Arc<Edge>), String> {
+pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edge>), String> {
     let builder = SocketIo::builder()
         .req_path(config.path.clone())
         .max_payload(config.max_payload_bytes);
@@ -57,8 +74,10 @@ pub fn build(
     let edge = Arc::new(Edge {
         io: io.clone(),
         config: config.clone(),
-        auth,
-        room_validator,
+        auth: deciders.auth,
+        room_validator: deciders.room_validator,
+        hooks: deciders.hooks,
+        events: deciders.events,
     });
     let handler_edge = edge.clone();
     io.ns(
@@ -100,6 +119,11 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
     ))
 }
 
+/// The user id of a socket of this node, once authenticated.
+pub fn user_of(socket: &SocketRef) -> Option<String> {
+    Session::of(socket).and_then(|s| s.identity().and_then(|i| i.user_id.clone()))
+}
+
 fn transport_name(transport: TransportType) -> &'static str {
     match transport {
         TransportType::Websocket => "websocket",
@@ -114,48 +138,47 @@ fn on_connect(edge: Arc<Edge>, socket: SocketRef, auth: Option<Value>) {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let meta = ConnectionMeta::now(transport_name(socket.transport_type()), remote);
-    socket
-        .extensions
-        .insert(Arc::new(Session::new(auth.filter(|a| !a.is_null()))));
     socket.join([rooms::socket_room(socket.id), meta.room()]);
     info!(sid = %socket.id, remote = %meta.remote_address, transport = %meta.transport, "connected");
+    socket
+        .extensions
+        .insert(Arc::new(Session::new(auth.filter(|a| !a.is_null()), meta)));
+    edge.events.publish(
+        events::lifecycle(EventKind::Connected, &socket.id.to_string(), None),
+        Vec::new,
+    );
 
     authentication::enforce_timeout(&edge, &socket);
     let handler_edge = edge.clone();
     socket.on_fallback(
-        async move |socket: SocketRef,
-                    Event(event): Event,
-                    TryData(data): TryData<Value>,
-                    ack: AckSender| {
-            on_event(handler_edge, socket, event, data, ack).await;
+        async move |socket: SocketRef, message: ClientMessage, ack: AckSender| {
+            on_event(handler_edge, socket, message, ack).await;
         },
     );
-    socket.on_disconnect(
-        async |socket: SocketRef, reason: socketioxide::socket::DisconnectReason| {
-            info!(sid = %socket.id, %reason, "disconnected");
-        },
-    );
+    socket.on_disconnect(async move |socket: SocketRef, reason: DisconnectReason| {
+        info!(sid = %socket.id, %reason, "disconnected");
+        if edge.events.is_watched() {
+            let user = user_of(&socket);
+            edge.events.publish(
+                WatchEventsResponse {
+                    reason: reason.to_string(),
+                    ..events::lifecycle(
+                        EventKind::Disconnected,
+                        &socket.id.to_string(),
+                        user.as_deref(),
+                    )
+                },
+                || authentication::socket_rooms(&socket),
+            );
+        }
+    });
 }
 
-async fn on_event(
-    edge: Arc<Edge>,
-    socket: SocketRef,
-    event: String,
-    data: Result<Value, ParserError>,
-    ack: AckSender,
-) {
-    let data = data.ok().filter(|v| !v.is_null());
-    match event.as_str() {
-        protocol::AUTHENTICATE => authentication::authenticate(edge, socket, data).await,
-        protocol::JOIN => membership::join(edge, socket, data, ack),
-        protocol::LEAVE => membership::leave(edge, socket, data, ack),
-        _ => {
-            let authenticated = Session::of(&socket).is_some_and(|s| s.is_authenticated());
-            if authenticated {
-                debug!(sid = %socket.id, %event, "client event: no backend consumes it yet");
-            } else {
-                debug!(sid = %socket.id, %event, "event from an unauthenticated socket dropped");
-            }
-        }
+async fn on_event(edge: Arc<Edge>, socket: SocketRef, message: ClientMessage, ack: AckSender) {
+    match message.event.as_str() {
+        protocol::AUTHENTICATE => authentication::authenticate(edge, socket, message.data).await,
+        protocol::JOIN => membership::join(edge, socket, message.data, ack).await,
+        protocol::LEAVE => membership::leave(edge, socket, message.data, ack),
+        _ => forwarding::forward(edge, socket, message, ack).await,
     }
 }

@@ -8,29 +8,32 @@ use std::sync::{
 use serde_json::Value;
 use socketioxide::extract::SocketRef;
 
-use crate::auth::Identity;
+use crate::{auth::Identity, rooms::ConnectionMeta};
 
 const UNAUTHORIZED: u8 = 0;
 const AUTHENTICATING: u8 = 1;
 const AUTHENTICATED: u8 = 2;
 const REJECTED: u8 = 3;
 
-/// What the gateway keeps for one local socket. Connection details that every node must
-/// see live in the socket's internal rooms (see `rooms`), not here.
+/// What the gateway keeps for one local socket. The state and identity that every node
+/// must see are mirrored in the socket's internal rooms (see `rooms`).
 #[derive(Debug)]
 pub struct Session {
     state: AtomicU8,
     /// The Socket.IO `auth` object of the handshake.
     pub auth: Option<Value>,
+    /// Connection details (also carried by the socket's meta room).
+    pub meta: ConnectionMeta,
     identity: OnceLock<Identity>,
 }
 
 impl Session {
     /// A new, unauthorized session.
-    pub fn new(auth: Option<Value>) -> Self {
+    pub fn new(auth: Option<Value>, meta: ConnectionMeta) -> Self {
         Self {
             state: AtomicU8::new(UNAUTHORIZED),
             auth,
+            meta,
             identity: OnceLock::new(),
         }
     }
@@ -82,7 +85,7 @@ mod tests {
 
     #[test]
     fn authentication_starts_once() {
-        let session = Session::new(None);
+        let session = Session::new(None, ConnectionMeta::now("websocket", None));
         assert!(session.begin_auth());
         assert!(!session.begin_auth());
         assert!(!session.is_authenticated());

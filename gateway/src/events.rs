@@ -1,0 +1,307 @@
+//! The event bus behind `WatchEvents`: lifecycle and client events of this node's sockets,
+//! fanned out to every watcher whose filter matches.
+//!
+//! Each watcher has its own bounded queue. When a watcher does not keep up, its events are
+//! dropped and counted, and the next event it can take is preceded by an
+//! `EVENT_KIND_DROPPED` marker carrying that count: a slow watcher never grows memory and
+//! never slows the sockets or the other watchers. With no watcher, publishing costs one
+//! atomic load.
+
+use std::{
+    pin::Pin,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+};
+
+use futures_util::Stream;
+use sockgate_client::proto::{EventKind, WatchEventsRequest, WatchEventsResponse};
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tonic::Status;
+
+use crate::{clock, rooms};
+
+/// What a watcher asked for.
+#[derive(Debug, Default)]
+struct Filter {
+    kinds: Vec<i32>,
+    event_names: Vec<String>,
+    room: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, event: &WatchEventsResponse, rooms: &mut RoomsOnce<'_>) -> bool {
+        if !self.kinds.is_empty() && !self.kinds.contains(&event.kind) {
+            return false;
+        }
+        if event.kind == EventKind::ClientEvent as i32
+            && !self.event_names.is_empty()
+            && !self
+                .event_names
+                .iter()
+                .any(|p| rooms::pattern_matches(p, &event.event, None))
+        {
+            return false;
+        }
+        match &self.room {
+            Some(room) => rooms.get().iter().any(|r| r == room),
+            None => true,
+        }
+    }
+}
+
+/// The rooms of the event's socket, computed at most once per published event and only
+/// when a watcher filters by room.
+struct RoomsOnce<'a> {
+    compute: Option<Box<dyn FnOnce() -> Vec<String> + 'a>>,
+    rooms: Vec<String>,
+}
+
+impl RoomsOnce<'_> {
+    fn get(&mut self) -> &[String] {
+        if let Some(compute) = self.compute.take() {
+            self.rooms = compute();
+        }
+        &self.rooms
+    }
+}
+
+struct Watcher {
+    filter: Filter,
+    tx: mpsc::Sender<Arc<WatchEventsResponse>>,
+    dropped: Mutex<u64>,
+}
+
+impl Watcher {
+    fn deliver(&self, event: &Arc<WatchEventsResponse>, node_id: &str) {
+        let mut dropped = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
+        if *dropped > 0 {
+            let marker = WatchEventsResponse {
+                kind: EventKind::Dropped as i32,
+                time: Some(clock::timestamp_now()),
+                node_id: node_id.to_owned(),
+                dropped: *dropped,
+                ..WatchEventsResponse::default()
+            };
+            match self.tx.try_send(Arc::new(marker)) {
+                Ok(()) => *dropped = 0,
+                Err(TrySendError::Full(_)) => {
+                    *dropped += 1;
+                    return;
+                }
+                Err(TrySendError::Closed(_)) => return,
+            }
+        }
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(event.clone()) {
+            *dropped += 1;
+        }
+    }
+}
+
+/// Why a watch cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// Too many watchers.
+    #[error("{0} watchers are already connected to this node (watch.max_watchers)")]
+    TooMany(usize),
+    /// A filter value is unknown.
+    #[error("kinds contains an unknown event kind {0}")]
+    UnknownKind(i32),
+}
+
+/// The bus of one node.
+pub struct EventBus {
+    watchers: RwLock<Vec<Arc<Watcher>>>,
+    count: AtomicUsize,
+    buffer: usize,
+    max_watchers: usize,
+    node_id: String,
+}
+
+impl EventBus {
+    /// A bus with `buffer` events of queue per watcher.
+    pub fn new(node_id: String, buffer: usize, max_watchers: usize) -> Self {
+        Self {
+            watchers: RwLock::new(Vec::new()),
+            count: AtomicUsize::new(0),
+            buffer,
+            max_watchers,
+            node_id,
+        }
+    }
+
+    /// Whether anyone is watching; callers skip building events otherwise.
+    pub fn is_watched(&self) -> bool {
+        self.count.load(Ordering::Relaxed) > 0
+    }
+
+    /// Starts a watch.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        request: WatchEventsRequest,
+    ) -> Result<WatchStream, WatchError> {
+        for kind in &request.kinds {
+            if EventKind::try_from(*kind).is_err() {
+                return Err(WatchError::UnknownKind(*kind));
+            }
+        }
+        let (tx, rx) = mpsc::channel(self.buffer);
+        let watcher = Arc::new(Watcher {
+            filter: Filter {
+                kinds: request.kinds,
+                event_names: request.event_names,
+                room: (!request.room.is_empty()).then_some(request.room),
+            },
+            tx,
+            dropped: Mutex::new(0),
+        });
+        let mut watchers = self.watchers.write().unwrap_or_else(|e| e.into_inner());
+        watchers.retain(|w| !w.tx.is_closed());
+        if watchers.len() >= self.max_watchers {
+            return Err(WatchError::TooMany(watchers.len()));
+        }
+        watchers.push(watcher.clone());
+        self.count.store(watchers.len(), Ordering::Relaxed);
+        Ok(WatchStream {
+            rx,
+            bus: self.clone(),
+            watcher,
+        })
+    }
+
+    fn unsubscribe(&self, watcher: &Arc<Watcher>) {
+        let mut watchers = self.watchers.write().unwrap_or_else(|e| e.into_inner());
+        watchers.retain(|w| !Arc::ptr_eq(w, watcher));
+        self.count.store(watchers.len(), Ordering::Relaxed);
+    }
+
+    /// Publishes `event` (its `time` and `node_id` are filled in here). `rooms` gives the
+    /// rooms of the event's socket; it runs only if a watcher filters by room.
+    pub fn publish(&self, mut event: WatchEventsResponse, rooms: impl FnOnce() -> Vec<String>) {
+        if !self.is_watched() {
+            return;
+        }
+        event.time = Some(clock::timestamp_now());
+        event.node_id.clone_from(&self.node_id);
+        let event = Arc::new(event);
+        let mut rooms = RoomsOnce {
+            compute: Some(Box::new(rooms)),
+            rooms: Vec::new(),
+        };
+        let watchers = self.watchers.read().unwrap_or_else(|e| e.into_inner());
+        for watcher in watchers.iter() {
+            if watcher.filter.matches(&event, &mut rooms) {
+                watcher.deliver(&event, &self.node_id);
+            }
+        }
+    }
+}
+
+/// The stream of one watcher; leaving the bus when dropped (the client went away).
+pub struct WatchStream {
+    rx: mpsc::Receiver<Arc<WatchEventsResponse>>,
+    bus: Arc<EventBus>,
+    watcher: Arc<Watcher>,
+}
+
+impl Stream for WatchStream {
+    type Item = Result<WatchEventsResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|event| event.map(|e| Ok(Arc::unwrap_or_clone(e))))
+    }
+}
+
+impl Drop for WatchStream {
+    fn drop(&mut self) {
+        self.bus.unsubscribe(&self.watcher);
+    }
+}
+
+/// A lifecycle event of `socket_id`.
+pub fn lifecycle(kind: EventKind, socket_id: &str, user_id: Option<&str>) -> WatchEventsResponse {
+    WatchEventsResponse {
+        kind: kind as i32,
+        socket_id: socket_id.to_owned(),
+        user_id: user_id.unwrap_or_default().to_owned(),
+        ..WatchEventsResponse::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    fn client_event(name: &str) -> WatchEventsResponse {
+        WatchEventsResponse {
+            event: name.into(),
+            ..lifecycle(EventKind::ClientEvent, "s", Some("u"))
+        }
+    }
+
+    #[tokio::test]
+    async fn every_watcher_gets_matching_events() {
+        let bus = Arc::new(EventBus::new("n".into(), 8, 4));
+        let mut all = bus.subscribe(WatchEventsRequest::default()).unwrap();
+        let mut chat = bus
+            .subscribe(WatchEventsRequest {
+                event_names: vec!["chat:*".into()],
+                ..Default::default()
+            })
+            .unwrap();
+        let mut in_room = bus
+            .subscribe(WatchEventsRequest {
+                room: "r".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        bus.publish(client_event("echo"), Vec::new);
+        bus.publish(client_event("chat:message"), || vec!["r".to_owned()]);
+        assert_eq!(all.next().await.unwrap().unwrap().event, "echo");
+        assert_eq!(all.next().await.unwrap().unwrap().event, "chat:message");
+        assert_eq!(chat.next().await.unwrap().unwrap().event, "chat:message");
+        let got = in_room.next().await.unwrap().unwrap();
+        assert_eq!(
+            (got.event.as_str(), got.node_id.as_str()),
+            ("chat:message", "n")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_watcher_gets_a_drop_marker_and_bounded_memory() {
+        let bus = Arc::new(EventBus::new("n".into(), 4, 4));
+        let mut slow = bus.subscribe(WatchEventsRequest::default()).unwrap();
+        for i in 0..100 {
+            bus.publish(client_event(&format!("e{i}")), Vec::new);
+        }
+        let first: Vec<_> = (0..4)
+            .map(|_| slow.rx.try_recv().unwrap().event.clone())
+            .collect();
+        assert_eq!(first, ["e0", "e1", "e2", "e3"]);
+        assert!(slow.rx.try_recv().is_err(), "only the buffer was kept");
+        bus.publish(client_event("late"), Vec::new);
+        let marker = slow.next().await.unwrap().unwrap();
+        assert_eq!(marker.kind, EventKind::Dropped as i32);
+        assert_eq!(marker.dropped, 96);
+        assert_eq!(slow.next().await.unwrap().unwrap().event, "late");
+    }
+
+    #[test]
+    fn watchers_are_limited_and_leave_when_dropped() {
+        let bus = Arc::new(EventBus::new("n".into(), 4, 1));
+        let first = bus.subscribe(WatchEventsRequest::default()).unwrap();
+        assert!(matches!(
+            bus.subscribe(WatchEventsRequest::default()),
+            Err(WatchError::TooMany(1))
+        ));
+        drop(first);
+        assert!(!bus.is_watched());
+        bus.subscribe(WatchEventsRequest::default()).unwrap();
+    }
+}

@@ -1,0 +1,280 @@
+//! The client of the backend's `SocketHooks` service: one lazily connected HTTP/2 channel
+//! (calls are multiplexed and the connection reused), a deadline on every call, bounded
+//! concurrency, and counters per hook and outcome. Callers fail closed on any error.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use sockgate_client::proto::{
+    AuthenticateRequest, AuthenticateResponse, AuthorizeJoinRequest, OnEventRequest,
+    socket_hooks_client::SocketHooksClient,
+};
+use tokio::{sync::Semaphore, time::Instant};
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, warn};
+
+use crate::config::HooksConfig;
+
+/// The three hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// `Authenticate`.
+    Authenticate = 0,
+    /// `AuthorizeJoin`.
+    AuthorizeJoin = 1,
+    /// `OnEvent`.
+    OnEvent = 2,
+}
+
+impl Hook {
+    /// All hooks, in counter order.
+    pub const ALL: [Hook; 3] = [Hook::Authenticate, Hook::AuthorizeJoin, Hook::OnEvent];
+
+    /// The RPC name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Authenticate => "Authenticate",
+            Hook::AuthorizeJoin => "AuthorizeJoin",
+            Hook::OnEvent => "OnEvent",
+        }
+    }
+}
+
+/// How a hook call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// The backend answered yes (or answered, for `OnEvent`).
+    Success = 0,
+    /// The backend answered no (denied authentication, rejected every room).
+    Denied = 1,
+    /// The call failed: the backend returned an error or could not be reached.
+    Error = 2,
+    /// No answer within `hooks.timeout`.
+    Timeout = 3,
+}
+
+impl CallOutcome {
+    /// All outcomes, in counter order.
+    pub const ALL: [CallOutcome; 4] = [
+        CallOutcome::Success,
+        CallOutcome::Denied,
+        CallOutcome::Error,
+        CallOutcome::Timeout,
+    ];
+
+    /// Label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            CallOutcome::Success => "success",
+            CallOutcome::Denied => "denied",
+            CallOutcome::Error => "error",
+            CallOutcome::Timeout => "timeout",
+        }
+    }
+}
+
+/// Hook calls by hook and outcome.
+#[derive(Debug, Default)]
+pub struct HookStats {
+    calls: [[AtomicU64; 4]; 3],
+}
+
+impl HookStats {
+    /// Counts one call.
+    pub fn record(&self, hook: Hook, outcome: CallOutcome) {
+        self.calls[hook as usize][outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Calls so far of `hook` that ended with `outcome`.
+    pub fn get(&self, hook: Hook, outcome: CallOutcome) -> u64 {
+        self.calls[hook as usize][outcome as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// Why a hook call gave no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// The deadline passed (waiting for a slot or for the answer).
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The backend returned an error status or could not be reached.
+    #[error("{}: {}", .0.code(), .0.message())]
+    Failed(tonic::Status),
+}
+
+/// The hooks client.
+pub struct Hooks {
+    client: SocketHooksClient<Channel>,
+    timeout: Duration,
+    slots: Arc<Semaphore>,
+    max_concurrency: usize,
+    saturated: AtomicBool,
+    /// Counters per hook and outcome.
+    pub stats: HookStats,
+    /// Whether `AuthorizeJoin` is consulted.
+    pub authorize_join: bool,
+    /// Whether client events go to `OnEvent`.
+    pub on_event: bool,
+    events: Vec<String>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("timeout", &self.timeout)
+            .field("max_concurrency", &self.max_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hooks {
+    /// The client for `config.endpoint`; `None` when no endpoint is configured. The
+    /// connection is made on first use and re-established by the channel when it drops.
+    pub fn from_config(config: &HooksConfig) -> Result<Option<Arc<Hooks>>, String> {
+        if config.endpoint.is_empty() {
+            return Ok(None);
+        }
+        let endpoint = Endpoint::from_shared(config.endpoint.clone())
+            .map_err(|e| format!("hooks.endpoint {:?}: {e}", config.endpoint))?
+            .connect_timeout(config.timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        Ok(Some(Arc::new(Hooks {
+            client: SocketHooksClient::new(endpoint.connect_lazy()),
+            timeout: config.timeout,
+            slots: Arc::new(Semaphore::new(config.max_concurrency)),
+            max_concurrency: config.max_concurrency,
+            saturated: AtomicBool::new(false),
+            stats: HookStats::default(),
+            authorize_join: config.authorize_join,
+            on_event: config.on_event,
+            events: config.events.clone(),
+        })))
+    }
+
+    /// Whether client event `event` is forwarded to `OnEvent`.
+    pub fn forwards(&self, event: &str) -> bool {
+        self.on_event
+            && self
+                .events
+                .iter()
+                .any(|p| crate::rooms::pattern_matches(p, event, None))
+    }
+
+    /// Runs one call under the deadline and the concurrency bound. Counts errors and
+    /// timeouts; the caller counts successes and denials, which depend on the answer.
+    async fn call<T, F, Fut>(&self, hook: Hook, call: F) -> Result<T, HookError>
+    where
+        F: FnOnce(SocketHooksClient<Channel>, Duration) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let result = tokio::time::timeout_at(deadline, async {
+            let _slot = match self.slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    self.saturated.store(false, Ordering::Relaxed);
+                    slot
+                }
+                Err(_) => {
+                    if !self.saturated.swap(true, Ordering::Relaxed) {
+                        warn!(
+                            max_concurrency = self.max_concurrency,
+                            hook = hook.name(),
+                            "hook endpoint saturated: calls wait for a free slot within their deadline (hooks.max_concurrency)"
+                        );
+                    }
+                    self.slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed")
+                }
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            call(self.client.clone(), remaining).await
+        })
+        .await;
+        match result {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => {
+                self.stats.record(hook, CallOutcome::Error);
+                warn!(hook = hook.name(), code = ?status.code(), message = status.message(), "hook failed");
+                Err(HookError::Failed(status))
+            }
+            Err(_) => {
+                self.stats.record(hook, CallOutcome::Timeout);
+                warn!(hook = hook.name(), timeout = ?self.timeout, "hook timed out");
+                Err(HookError::Timeout(self.timeout))
+            }
+        }
+    }
+
+    /// `Authenticate`.
+    pub async fn authenticate(
+        &self,
+        request: AuthenticateRequest,
+    ) -> Result<AuthenticateResponse, HookError> {
+        let response = self
+            .call(Hook::Authenticate, |mut client, remaining| {
+                let mut request = tonic::Request::new(request);
+                request.set_timeout(remaining);
+                async move { client.authenticate(request).await }
+            })
+            .await?;
+        let outcome = if response.allow {
+            CallOutcome::Success
+        } else {
+            CallOutcome::Denied
+        };
+        self.stats.record(Hook::Authenticate, outcome);
+        Ok(response)
+    }
+
+    /// `AuthorizeJoin`: the allowed subset of `request.rooms` (anything else the backend
+    /// returns is ignored).
+    pub async fn authorize_join(
+        &self,
+        request: AuthorizeJoinRequest,
+    ) -> Result<Vec<String>, HookError> {
+        let asked = request.rooms.clone();
+        let response = self
+            .call(Hook::AuthorizeJoin, |mut client, remaining| {
+                let mut request = tonic::Request::new(request);
+                request.set_timeout(remaining);
+                async move { client.authorize_join(request).await }
+            })
+            .await?;
+        let allowed: Vec<String> = asked
+            .into_iter()
+            .filter(|room| response.allowed_rooms.contains(room))
+            .collect();
+        let outcome = if allowed.is_empty() {
+            CallOutcome::Denied
+        } else {
+            CallOutcome::Success
+        };
+        self.stats.record(Hook::AuthorizeJoin, outcome);
+        Ok(allowed)
+    }
+
+    /// `OnEvent`: the ack JSON the backend returned, if any.
+    pub async fn on_event(&self, request: OnEventRequest) -> Result<Option<String>, HookError> {
+        let event = request.event.clone();
+        let response = self
+            .call(Hook::OnEvent, |mut client, remaining| {
+                let mut request = tonic::Request::new(request);
+                request.set_timeout(remaining);
+                async move { client.on_event(request).await }
+            })
+            .await?;
+        self.stats.record(Hook::OnEvent, CallOutcome::Success);
+        debug!(%event, has_ack = response.ack_json.is_some(), "OnEvent answered");
+        Ok(response.ack_json)
+    }
+}
