@@ -68,6 +68,16 @@ impl RoomsOnce<'_> {
     }
 }
 
+fn drop_marker(dropped: u64, node_id: &str) -> WatchEventsResponse {
+    WatchEventsResponse {
+        kind: EventKind::Dropped as i32,
+        time: Some(clock::timestamp_now()),
+        node_id: node_id.to_owned(),
+        dropped,
+        ..WatchEventsResponse::default()
+    }
+}
+
 struct Watcher {
     filter: Filter,
     tx: mpsc::Sender<Arc<WatchEventsResponse>>,
@@ -78,14 +88,7 @@ impl Watcher {
     fn deliver(&self, event: &Arc<WatchEventsResponse>, node_id: &str) {
         let mut dropped = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
         if *dropped > 0 {
-            let marker = WatchEventsResponse {
-                kind: EventKind::Dropped as i32,
-                time: Some(clock::timestamp_now()),
-                node_id: node_id.to_owned(),
-                dropped: *dropped,
-                ..WatchEventsResponse::default()
-            };
-            match self.tx.try_send(Arc::new(marker)) {
+            match self.tx.try_send(Arc::new(drop_marker(*dropped, node_id))) {
                 Ok(()) => *dropped = 0,
                 Err(TrySendError::Full(_)) => {
                     *dropped += 1;
@@ -210,9 +213,23 @@ impl Stream for WatchStream {
     type Item = Result<WatchEventsResponse, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|event| event.map(|e| Ok(Arc::unwrap_or_clone(e))))
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(event) => Poll::Ready(event.map(|e| Ok(Arc::unwrap_or_clone(e)))),
+            // Caught up: report what was dropped now rather than with the next event.
+            Poll::Pending => {
+                let mut dropped = self
+                    .watcher
+                    .dropped
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if *dropped == 0 {
+                    return Poll::Pending;
+                }
+                let marker = drop_marker(*dropped, &self.bus.node_id);
+                *dropped = 0;
+                Poll::Ready(Some(Ok(marker)))
+            }
+        }
     }
 }
 
@@ -285,11 +302,33 @@ mod tests {
             .collect();
         assert_eq!(first, ["e0", "e1", "e2", "e3"]);
         assert!(slow.rx.try_recv().is_err(), "only the buffer was kept");
-        bus.publish(client_event("late"), Vec::new);
+        // Caught up: the marker comes at once.
         let marker = slow.next().await.unwrap().unwrap();
         assert_eq!(marker.kind, EventKind::Dropped as i32);
         assert_eq!(marker.dropped, 96);
+        bus.publish(client_event("late"), Vec::new);
         assert_eq!(slow.next().await.unwrap().unwrap().event, "late");
+    }
+
+    #[tokio::test]
+    async fn a_marker_precedes_events_queued_after_a_drop() {
+        let bus = Arc::new(EventBus::new("n".into(), 2, 4));
+        let mut slow = bus.subscribe(WatchEventsRequest::default()).unwrap();
+        for name in ["a", "b", "c", "d"] {
+            bus.publish(client_event(name), Vec::new);
+        }
+        assert_eq!(slow.next().await.unwrap().unwrap().event, "a");
+        // One slot free: the marker takes it, "e" is dropped too.
+        bus.publish(client_event("e"), Vec::new);
+        assert_eq!(slow.next().await.unwrap().unwrap().event, "b");
+        let marker = slow.next().await.unwrap().unwrap();
+        assert_eq!(
+            (marker.kind, marker.dropped),
+            (EventKind::Dropped as i32, 2)
+        );
+        // "e" was counted in the pending drops reported when the stream caught up.
+        let next = slow.next().await.unwrap().unwrap();
+        assert_eq!((next.kind, next.dropped), (EventKind::Dropped as i32, 1));
     }
 
     #[test]

@@ -200,14 +200,20 @@ impl Hooks {
             call(self.client.clone(), remaining).await
         })
         .await;
+        // The backend (or tonic) may answer the grpc-timeout it was sent before our own
+        // timer fires: an error status at the deadline is a timeout too.
+        let at_deadline = |status: &tonic::Status| {
+            status.code() == tonic::Code::DeadlineExceeded
+                || Instant::now() + Duration::from_millis(20) >= deadline
+        };
         match result {
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => {
+            Ok(Err(status)) if !at_deadline(&status) => {
                 self.stats.record(hook, CallOutcome::Error);
                 warn!(hook = hook.name(), code = ?status.code(), message = status.message(), "hook failed");
                 Err(HookError::Failed(status))
             }
-            Err(_) => {
+            Ok(Err(_)) | Err(_) => {
                 self.stats.record(hook, CallOutcome::Timeout);
                 warn!(hook = hook.name(), timeout = ?self.timeout, "hook timed out");
                 Err(HookError::Timeout(self.timeout))

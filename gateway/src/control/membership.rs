@@ -1,13 +1,17 @@
 //! `Join`, `Leave` and `Disconnect`: server-side, trusted actions on target sockets.
 
-use socketioxide::{BroadcastError, SocketIo};
+use socketioxide::{BroadcastError, SocketIo, extract::SocketRef, operators::BroadcastOperators};
 use sockgate_client::proto::{
-    DisconnectRequest, DisconnectResponse, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse,
+    DisconnectRequest, DisconnectResponse, EventKind, JoinRequest, JoinResponse, LeaveRequest,
+    LeaveResponse, WatchEventsResponse,
 };
 use tracing::{info, warn};
 
-use super::{error::ControlError, target};
-use crate::{edge::protocol, rooms};
+use super::{ControlContext, error::ControlError, target};
+use crate::{
+    edge::{self, authentication::socket_rooms, protocol},
+    events, rooms,
+};
 
 const MAX_ROOMS: usize = 1000;
 const MAX_REASON_LEN: usize = 1024;
@@ -28,22 +32,56 @@ fn check_rooms(requested: &[String]) -> Result<Vec<String>, ControlError> {
     Ok(requested.to_vec())
 }
 
+/// The target's sockets on this node, when someone watches events (the other nodes
+/// report theirs).
+fn local_watched(ctx: &ControlContext, operators: &BroadcastOperators) -> Vec<SocketRef> {
+    if ctx.events.is_watched() {
+        operators.clone().sockets()
+    } else {
+        Vec::new()
+    }
+}
+
+fn publish(ctx: &ControlContext, sockets: Vec<SocketRef>, kind: EventKind, changed: &[String]) {
+    for socket in sockets {
+        let user = edge::user_of(&socket);
+        let event = WatchEventsResponse {
+            rooms: changed.to_vec(),
+            ..events::lifecycle(kind, &socket.id.to_string(), user.as_deref())
+        };
+        ctx.events.publish(event, || socket_rooms(&socket));
+    }
+}
+
 /// Handles `Join`.
-pub async fn join(io: &SocketIo, request: JoinRequest) -> Result<JoinResponse, ControlError> {
+pub async fn join(
+    ctx: &ControlContext,
+    request: JoinRequest,
+) -> Result<JoinResponse, ControlError> {
     let rooms = check_rooms(&request.rooms)?;
-    let operators = target::resolve(io, request.target.as_ref(), "target").await?;
-    operators.join(rooms).await.map_err(ControlError::adapter)?;
+    let operators = target::resolve(&ctx.io, request.target.as_ref(), "target").await?;
+    let watched = local_watched(ctx, &operators);
+    operators
+        .join(rooms.clone())
+        .await
+        .map_err(ControlError::adapter)?;
+    publish(ctx, watched, EventKind::Joined, &rooms);
     Ok(JoinResponse {})
 }
 
 /// Handles `Leave`.
-pub async fn leave(io: &SocketIo, request: LeaveRequest) -> Result<LeaveResponse, ControlError> {
+pub async fn leave(
+    ctx: &ControlContext,
+    request: LeaveRequest,
+) -> Result<LeaveResponse, ControlError> {
     let rooms = check_rooms(&request.rooms)?;
-    let operators = target::resolve(io, request.target.as_ref(), "target").await?;
+    let operators = target::resolve(&ctx.io, request.target.as_ref(), "target").await?;
+    let watched = local_watched(ctx, &operators);
     operators
-        .leave(rooms)
+        .leave(rooms.clone())
         .await
         .map_err(ControlError::adapter)?;
+    publish(ctx, watched, EventKind::Left, &rooms);
     Ok(LeaveResponse {})
 }
 

@@ -95,7 +95,7 @@ impl SocketControl for ControlService {
     ) -> Result<Response<pb::JoinResponse>, Status> {
         finish(
             "Join",
-            membership::join(&self.ctx.io, request.into_inner()).await,
+            membership::join(&self.ctx, request.into_inner()).await,
         )
     }
 
@@ -105,7 +105,7 @@ impl SocketControl for ControlService {
     ) -> Result<Response<pb::LeaveResponse>, Status> {
         finish(
             "Leave",
-            membership::leave(&self.ctx.io, request.into_inner()).await,
+            membership::leave(&self.ctx, request.into_inner()).await,
         )
     }
 

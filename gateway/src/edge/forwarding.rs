@@ -1,14 +1,15 @@
-//! Application events from authenticated clients: published to `WatchEvents` watchers and,
-//! when enabled, sent to the backend's `OnEvent`, whose reply becomes the client's ack.
+//! Application events from authenticated clients, sent to the backend's `OnEvent` when
+//! enabled; its reply becomes the client's ack. (Watchers already got the event from the
+//! `ClientMessage` extractor, in arrival order.) `OnEvent` calls of one socket run
+//! concurrently: a slow call does not hold back the socket's next events.
 
 use std::sync::Arc;
 
 use socketioxide::extract::{AckSender, SocketRef};
-use sockgate_client::proto::{EventKind, OnEventRequest, WatchEventsResponse};
+use sockgate_client::proto::OnEventRequest;
 use tracing::{debug, warn};
 
-use super::{Edge, authentication::socket_rooms, message::ClientMessage, session::Session};
-use crate::events;
+use super::{Edge, message::ClientMessage, session::Session};
 
 /// Handles an event that is not part of the connection protocol.
 pub async fn forward(edge: Arc<Edge>, socket: SocketRef, message: ClientMessage, ack: AckSender) {
@@ -19,35 +20,18 @@ pub async fn forward(edge: Arc<Edge>, socket: SocketRef, message: ClientMessage,
         debug!(sid = %socket.id, event = %message.event, "event from an unauthenticated socket dropped");
         return;
     };
-    let data_json = message
-        .data
-        .as_ref()
-        .map(|d| d.to_string())
-        .unwrap_or_default();
-    let socket_id = socket.id.to_string();
-
-    if edge.events.is_watched() {
-        let event = WatchEventsResponse {
-            event: message.event.clone(),
-            data_json: data_json.clone(),
-            attachments: message.attachments.clone(),
-            ..events::lifecycle(
-                EventKind::ClientEvent,
-                &socket_id,
-                identity.user_id.as_deref(),
-            )
-        };
-        edge.events.publish(event, || socket_rooms(&socket));
-    }
-
     let Some(hooks) = edge.hooks.as_ref().filter(|h| h.forwards(&message.event)) else {
         return;
     };
     let request = OnEventRequest {
-        socket_id,
+        socket_id: socket.id.to_string(),
         user_id: identity.user_id.clone().unwrap_or_default(),
         event: message.event.clone(),
-        data_json,
+        data_json: message
+            .data
+            .as_ref()
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
         attachments: message.attachments,
         wants_ack: message.wants_ack,
         metadata: identity.metadata.clone(),
@@ -62,8 +46,10 @@ pub async fn forward(edge: Arc<Edge>, socket: SocketRef, message: ClientMessage,
         Ok(value) => {
             let _ = ack.send(&value);
         }
-        Err(e) => {
-            warn!(event = %message.event, error = %e, "OnEvent returned an ack_json that is not JSON; no ack sent")
-        }
+        Err(e) => warn!(
+            event = %message.event,
+            error = %e,
+            "OnEvent returned an ack_json that is not JSON; no ack sent"
+        ),
     }
 }

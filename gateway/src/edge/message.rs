@@ -1,5 +1,9 @@
 //! A client message as the gateway forwards it: the event name, the first argument as
 //! JSON, every binary attachment, and whether the client passed an ack callback.
+//!
+//! socketioxide runs extractors in the socket's receive path, in arrival order, and only
+//! then spawns the handler. So this extractor is where client events are published to
+//! `WatchEvents`: watchers see each socket's events in the order the client sent them.
 
 use std::sync::Arc;
 
@@ -7,8 +11,16 @@ use bytes::Bytes;
 use serde_json::Value;
 use socketioxide::{
     adapter::Adapter,
+    extract::State,
     handler::{FromMessageParts, Value as Payload},
     socket::Socket,
+};
+use sockgate_client::proto::{EventKind, WatchEventsResponse};
+
+use super::{protocol, session::Session};
+use crate::{
+    events::{self, EventBus},
+    rooms,
 };
 
 /// An incoming event, read straight from the packet (no second decoding pass).
@@ -37,7 +49,7 @@ impl<A: Adapter> FromMessageParts<A> for ClientMessage {
     type Error = MalformedMessage;
 
     fn from_message_parts(
-        _socket: &Arc<Socket<A>>,
+        socket: &Arc<Socket<A>>,
         payload: &mut Payload,
         ack_id: &Option<i64>,
     ) -> Result<Self, Self::Error> {
@@ -56,7 +68,7 @@ impl<A: Adapter> FromMessageParts<A> for ClientMessage {
             .into_iter()
             .next()
             .filter(|first| !is_placeholder(first));
-        Ok(ClientMessage {
+        let message = ClientMessage {
             event,
             data: data.filter(|d| !d.is_null()),
             attachments: binaries
@@ -64,6 +76,53 @@ impl<A: Adapter> FromMessageParts<A> for ClientMessage {
                 .map(|b| b.iter().cloned().collect())
                 .unwrap_or_default(),
             wants_ack: ack_id.is_some(),
-        })
+        };
+        publish(socket, &message);
+        Ok(message)
     }
+}
+
+/// Publishes an application event of an authenticated socket to the watchers.
+fn publish<A: Adapter>(socket: &Arc<Socket<A>>, message: &ClientMessage) {
+    if protocol::CLIENT_REQUESTS.contains(&message.event.as_str()) {
+        return;
+    }
+    let Ok(State(bus)) = State::<Arc<EventBus>>::from_message_parts(
+        socket,
+        &mut Payload::Bytes(Bytes::new()),
+        &None,
+    ) else {
+        return;
+    };
+    if !bus.is_watched() {
+        return;
+    }
+    let Some(session) = socket.extensions.get::<Arc<Session>>() else {
+        return;
+    };
+    let Some(identity) = session.identity() else {
+        return;
+    };
+    let event = WatchEventsResponse {
+        event: message.event.clone(),
+        data_json: message
+            .data
+            .as_ref()
+            .map(Value::to_string)
+            .unwrap_or_default(),
+        attachments: message.attachments.clone(),
+        ..events::lifecycle(
+            EventKind::ClientEvent,
+            &socket.id.to_string(),
+            identity.user_id.as_deref(),
+        )
+    };
+    bus.publish(event, || {
+        socket
+            .rooms()
+            .into_iter()
+            .map(|r| r.to_string())
+            .filter(|r| !r.starts_with(rooms::INTERNAL_PREFIX))
+            .collect()
+    });
 }

@@ -70,7 +70,7 @@ pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edg
         (false, true) => builder.transports([TransportType::Polling]),
         (false, false) => return Err("edge.transports is empty".into()),
     };
-    let (layer, io) = builder.build_layer();
+    let (layer, io) = builder.with_state(deciders.events.clone()).build_layer();
     let edge = Arc::new(Edge {
         io: io.clone(),
         config: config.clone(),

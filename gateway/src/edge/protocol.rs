@@ -11,6 +11,8 @@ pub const AUTHENTICATE: &str = "authenticate";
 pub const JOIN: &str = "join";
 /// Client → gateway: leave rooms `{rooms: [...]}`.
 pub const LEAVE: &str = "leave";
+/// The client requests the gateway handles itself (never forwarded to backends).
+pub const CLIENT_REQUESTS: &[&str] = &[AUTHENTICATE, JOIN, LEAVE];
 /// Gateway → client: authentication succeeded `{id, time}`.
 pub const AUTHENTICATED: &str = "authenticated";
 /// Gateway → client: authentication refused `{message, time}`.

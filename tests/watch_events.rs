@@ -1,0 +1,257 @@
+//! `WatchEvents` over real gRPC: lifecycle and client events, filters, several watchers,
+//! a slow watcher that gets a drop marker, limits.
+
+mod fixture;
+
+use std::time::Duration;
+
+use fixture::{
+    Gateway, PATIENCE,
+    sio::{Clients, Transport},
+    to_sockets, tokens,
+};
+use serde_json::json;
+use sockgate_client::proto::{
+    EventKind, JoinRequest, WatchEventsRequest, WatchEventsResponse,
+    socket_control_client::SocketControlClient,
+};
+use tonic::{Code, Streaming, transport::Endpoint};
+
+async fn watch(gateway: &Gateway, request: WatchEventsRequest) -> Streaming<WatchEventsResponse> {
+    gateway
+        .control()
+        .await
+        .watch_events(request)
+        .await
+        .expect("WatchEvents")
+        .into_inner()
+}
+
+async fn next(stream: &mut Streaming<WatchEventsResponse>) -> WatchEventsResponse {
+    tokio::time::timeout(PATIENCE, stream.message())
+        .await
+        .expect("an event in time")
+        .expect("stream ok")
+        .expect("stream open")
+}
+
+#[tokio::test]
+async fn watchers_see_the_lifecycle_and_client_events() {
+    let gateway = Gateway::start().await;
+    let mut everything = watch(&gateway, WatchEventsRequest::default()).await;
+    let mut chat_only = watch(
+        &gateway,
+        WatchEventsRequest {
+            kinds: vec![EventKind::ClientEvent as i32],
+            event_names: vec!["chat:*".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut in_room = watch(
+        &gateway,
+        WatchEventsRequest {
+            room: "chat:x".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let mut clients = Clients::start(&gateway.url()).await;
+    let sid = clients
+        .login("c", Transport::Websocket, &tokens::for_user("alice"))
+        .await;
+    clients
+        .emit_with_ack("c", "join", json!([{"rooms": ["chat:x"]}]))
+        .await;
+    clients.emit("c", "typing", json!([{"on": true}])).await;
+    clients
+        .emit(
+            "c",
+            "chat:message",
+            json!([{"text": "hi"}, {"$bin": "AQID"}]),
+        )
+        .await;
+    clients
+        .emit_with_ack("c", "leave", json!([{"rooms": ["chat:x"]}]))
+        .await;
+    let mut control = gateway.control().await;
+    control
+        .join(JoinRequest {
+            target: to_sockets(&[&sid]),
+            rooms: vec!["vip".into()],
+        })
+        .await
+        .unwrap();
+    clients.close("c").await;
+
+    let kinds = [
+        EventKind::Connected,
+        EventKind::Authenticated,
+        EventKind::Joined,
+        EventKind::ClientEvent,
+        EventKind::ClientEvent,
+        EventKind::Left,
+        EventKind::Joined,
+        EventKind::Disconnected,
+    ];
+    let mut seen = Vec::new();
+    for kind in kinds {
+        let event = next(&mut everything).await;
+        assert_eq!(event.kind(), kind, "after {seen:?}");
+        assert_eq!(event.socket_id, sid);
+        assert!(event.time.is_some() && !event.node_id.is_empty());
+        if kind != EventKind::Connected {
+            assert_eq!(event.user_id, "alice");
+        }
+        seen.push(event);
+    }
+    assert_eq!(seen[2].rooms, vec!["chat:x"]);
+    assert_eq!(
+        (seen[3].event.as_str(), seen[3].data_json.as_str()),
+        ("typing", r#"{"on":true}"#)
+    );
+    assert_eq!(seen[4].event, "chat:message");
+    assert_eq!(
+        seen[4].attachments,
+        vec![bytes::Bytes::from_static(&[1, 2, 3])]
+    );
+    assert_eq!(seen[6].rooms, vec!["vip"], "a Join RPC is reported too");
+    assert_eq!(
+        seen[7].reason,
+        "client has manually disconnected the socket from the namespace"
+    );
+
+    let chat = next(&mut chat_only).await;
+    assert_eq!(chat.event, "chat:message");
+    // In the room: the join (made while in it), the two client events, the leave (the
+    // room is checked when the event happens: the socket is no longer in it after leaving,
+    // so the Left event itself is not seen).
+    let room_kinds: Vec<EventKind> = [
+        next(&mut in_room).await,
+        next(&mut in_room).await,
+        next(&mut in_room).await,
+    ]
+    .iter()
+    .map(|e| e.kind())
+    .collect();
+    assert_eq!(
+        room_kinds,
+        [
+            EventKind::Joined,
+            EventKind::ClientEvent,
+            EventKind::ClientEvent
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_slow_watcher_gets_a_drop_marker_and_the_others_are_unaffected() {
+    const FLOOD: usize = 600;
+    let gateway = Gateway::builder().env("WATCH__BUFFER", "32").start().await;
+    // The slow watcher's client accepts little data until it reads.
+    let channel = Endpoint::from_shared(format!("http://{}", gateway.control))
+        .unwrap()
+        .initial_stream_window_size(16 * 1024)
+        .initial_connection_window_size(16 * 1024)
+        .connect()
+        .await
+        .unwrap();
+    let mut slow = SocketControlClient::new(channel)
+        .watch_events(WatchEventsRequest {
+            event_names: vec!["flood".into()],
+            kinds: vec![EventKind::ClientEvent as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut barrier = watch(
+        &gateway,
+        WatchEventsRequest {
+            event_names: vec!["end".into()],
+            kinds: vec![EventKind::ClientEvent as i32],
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let mut clients = Clients::start(&gateway.url()).await;
+    clients
+        .login("c", Transport::Websocket, &tokens::for_user("u"))
+        .await;
+    let padding = "x".repeat(2000);
+    for i in 0..FLOOD {
+        clients
+            .emit("c", "flood", json!([{"i": i, "pad": padding}]))
+            .await;
+    }
+    clients.emit("c", "end", json!([])).await;
+    assert_eq!(
+        next(&mut barrier).await.event,
+        "end",
+        "the fast watcher keeps up"
+    );
+
+    // Reading now: what was queued, then a marker for what was dropped.
+    let (mut floods, mut dropped, mut markers) = (0usize, 0u64, 0);
+    while floods + (dropped as usize) < FLOOD {
+        let event = next(&mut slow).await;
+        match event.kind() {
+            EventKind::Dropped => {
+                markers += 1;
+                dropped += event.dropped;
+            }
+            _ => floods += 1,
+        }
+    }
+    assert!(
+        markers >= 1 && dropped > 0,
+        "floods {floods}, dropped {dropped}"
+    );
+    assert_eq!(
+        floods + dropped as usize,
+        FLOOD,
+        "every event delivered or counted"
+    );
+}
+
+#[tokio::test]
+async fn watch_limits_and_bad_filters() {
+    let gateway = Gateway::builder()
+        .env("WATCH__MAX_WATCHERS", "1")
+        .start()
+        .await;
+    let first = watch(&gateway, WatchEventsRequest::default()).await;
+    let mut control = gateway.control().await;
+    let status = control
+        .watch_events(WatchEventsRequest::default())
+        .await
+        .expect_err("second watcher");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("watch.max_watchers"));
+    drop(first);
+    // The slot frees once the first stream is gone (the server notices the reset).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match control.watch_events(WatchEventsRequest::default()).await {
+            Ok(_) => break,
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "watcher slot never freed"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    }
+    let bad = control
+        .watch_events(WatchEventsRequest {
+            kinds: vec![99],
+            ..Default::default()
+        })
+        .await
+        .expect_err("unknown kind");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+}
