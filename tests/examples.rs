@@ -1,0 +1,107 @@
+//! The example backends of `examples/`, in Python (hooks) and Node (WatchEvents), driven end
+//! to end with real socket.io-client sockets: the Ignis echo / chat / room scenario.
+
+mod fixture;
+
+use fixture::{
+    Gateway,
+    backends::{self, python_token},
+    sio::{Clients, Transport},
+    tokens,
+};
+use serde_json::json;
+
+/// A loopback port nobody listens on yet, for a backend the gateway must know in advance.
+fn reserve_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn python_backend_authenticates_authorizes_and_handles_events() {
+    let hooks_addr = reserve_port();
+    let gateway = Gateway::builder()
+        .env("AUTH__AUTHENTICATORS", r#"["hook"]"#)
+        .env("ROOMS__ALLOW", "[]")
+        .env("HOOKS__ENDPOINT", &format!("http://{hooks_addr}"))
+        .env("HOOKS__AUTHORIZE_JOIN", "true")
+        .env("HOOKS__ON_EVENT", "true")
+        .env("HOOKS__EVENTS", r#"["echo", "chat:*"]"#)
+        .start()
+        .await;
+    let _backend = backends::python(hooks_addr, gateway.control).await;
+    let mut clients = Clients::start(&gateway.url()).await;
+
+    let alice = clients.login("alice", Transport::Websocket, &python_token("alice")).await;
+    clients.login("bob", Transport::Polling, &python_token("bob")).await;
+    clients.connect("eve", Transport::Websocket).await;
+    clients
+        .emit("eve", "authenticate", json!([{"token": "alice.0000"}]))
+        .await;
+    assert_eq!(
+        clients.next_event("eve", "unauthenticated").await["message"],
+        "Invalid token to authenticate! Please login again!"
+    );
+
+    // Rooms: the backend's rule decides (no static rule is configured).
+    let joined = clients
+        .emit_with_ack("alice", "join", json!([{"rooms": ["chat:lobby", "private:alice", "private:bob"]}]))
+        .await;
+    assert_eq!(joined[0], json!({"joined": ["chat:lobby", "private:alice"], "rejected": ["private:bob"]}));
+    clients.emit_with_ack("bob", "join", json!([{"rooms": ["chat:lobby"]}])).await;
+
+    // echo: a reply to the sender through SocketControl.Send, and an ack from OnEvent.
+    let ack = clients.emit_with_ack("alice", "echo", json!([{"msg": "hi"}])).await;
+    assert_eq!(ack[0], json!({"status": "ok"}));
+    let echo = clients.next_event("alice", "echo:response").await;
+    assert_eq!(echo["original"], json!({"msg": "hi"}));
+    assert!(echo["timestamp"].is_string());
+
+    // chat to a room, then to everyone.
+    let ack = clients
+        .emit_with_ack("alice", "chat:message", json!([{"room": "chat:lobby", "text": "hello"}]))
+        .await;
+    assert_eq!(ack[0], json!({"delivered": true}));
+    for id in ["alice", "bob"] {
+        let message = clients.next_event(id, "chat:message").await;
+        assert_eq!((message["from"].as_str(), message["room"].as_str(), message["text"].as_str()),
+                   (Some("alice"), Some("chat:lobby"), Some("hello")));
+    }
+    clients.emit_with_ack("bob", "chat:message", json!([{"text": "to all"}])).await;
+    for id in ["alice", "bob"] {
+        let message = clients.next_event(id, "chat:broadcast").await;
+        assert_eq!((message["from"].as_str(), message["text"].as_str()), (Some("bob"), Some("to all")));
+    }
+    assert!(!clients.has_event("bob", "echo:response"), "echo goes to the sender only: {alice}");
+}
+
+#[tokio::test]
+async fn node_backend_reacts_to_watched_events() {
+    let gateway = Gateway::start().await;
+    let _backend = backends::node(gateway.control).await;
+    let mut clients = Clients::start(&gateway.url()).await;
+    clients.login("alice", Transport::Polling, &tokens::for_user("alice")).await;
+    clients.login("bob", Transport::Websocket, &tokens::for_user("bob")).await;
+    clients.login("carol", Transport::Websocket, &tokens::for_user("carol")).await;
+    for id in ["alice", "bob"] {
+        clients.emit_with_ack(id, "join", json!([{"rooms": ["chat:lobby"]}])).await;
+    }
+
+    clients.emit("alice", "echo", json!([{"msg": "ping"}])).await;
+    let echo = clients.next_event("alice", "echo:response").await;
+    assert_eq!(echo["original"], json!({"msg": "ping"}));
+
+    clients
+        .emit("bob", "chat:message", json!([{"room": "chat:lobby", "text": "in the lobby"}]))
+        .await;
+    for id in ["alice", "bob"] {
+        let message = clients.next_event(id, "chat:message").await;
+        assert_eq!((message["from"].as_str(), message["text"].as_str()), (Some("bob"), Some("in the lobby")));
+    }
+    clients.emit("carol", "chat:message", json!([{"text": "hi all"}])).await;
+    for id in ["alice", "bob", "carol"] {
+        let message = clients.next_event(id, "chat:broadcast").await;
+        assert_eq!(message["from"], "carol");
+    }
+    assert!(!clients.has_event("carol", "chat:message"), "carol is not in the lobby");
+}
