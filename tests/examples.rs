@@ -32,8 +32,12 @@ async fn python_backend_authenticates_authorizes_and_handles_events() {
     let _backend = backends::python(hooks_addr, gateway.control).await;
     let mut clients = Clients::start(&gateway.url()).await;
 
-    let alice = clients.login("alice", Transport::Websocket, &python_token("alice")).await;
-    clients.login("bob", Transport::Polling, &python_token("bob")).await;
+    let alice = clients
+        .login("alice", Transport::Websocket, &python_token("alice"))
+        .await;
+    clients
+        .login("bob", Transport::Polling, &python_token("bob"))
+        .await;
     clients.connect("eve", Transport::Websocket).await;
     clients
         .emit("eve", "authenticate", json!([{"token": "alice.0000"}]))
@@ -45,13 +49,24 @@ async fn python_backend_authenticates_authorizes_and_handles_events() {
 
     // Rooms: the backend's rule decides (no static rule is configured).
     let joined = clients
-        .emit_with_ack("alice", "join", json!([{"rooms": ["chat:lobby", "private:alice", "private:bob"]}]))
+        .emit_with_ack(
+            "alice",
+            "join",
+            json!([{"rooms": ["chat:lobby", "private:alice", "private:bob"]}]),
+        )
         .await;
-    assert_eq!(joined[0], json!({"joined": ["chat:lobby", "private:alice"], "rejected": ["private:bob"]}));
-    clients.emit_with_ack("bob", "join", json!([{"rooms": ["chat:lobby"]}])).await;
+    assert_eq!(
+        joined[0],
+        json!({"joined": ["chat:lobby", "private:alice"], "rejected": ["private:bob"]})
+    );
+    clients
+        .emit_with_ack("bob", "join", json!([{"rooms": ["chat:lobby"]}]))
+        .await;
 
     // echo: a reply to the sender through SocketControl.Send, and an ack from OnEvent.
-    let ack = clients.emit_with_ack("alice", "echo", json!([{"msg": "hi"}])).await;
+    let ack = clients
+        .emit_with_ack("alice", "echo", json!([{"msg": "hi"}]))
+        .await;
     assert_eq!(ack[0], json!({"status": "ok"}));
     let echo = clients.next_event("alice", "echo:response").await;
     assert_eq!(echo["original"], json!({"msg": "hi"}));
@@ -59,20 +74,38 @@ async fn python_backend_authenticates_authorizes_and_handles_events() {
 
     // chat to a room, then to everyone.
     let ack = clients
-        .emit_with_ack("alice", "chat:message", json!([{"room": "chat:lobby", "text": "hello"}]))
+        .emit_with_ack(
+            "alice",
+            "chat:message",
+            json!([{"room": "chat:lobby", "text": "hello"}]),
+        )
         .await;
     assert_eq!(ack[0], json!({"delivered": true}));
     for id in ["alice", "bob"] {
         let message = clients.next_event(id, "chat:message").await;
-        assert_eq!((message["from"].as_str(), message["room"].as_str(), message["text"].as_str()),
-                   (Some("alice"), Some("chat:lobby"), Some("hello")));
+        assert_eq!(
+            (
+                message["from"].as_str(),
+                message["room"].as_str(),
+                message["text"].as_str()
+            ),
+            (Some("alice"), Some("chat:lobby"), Some("hello"))
+        );
     }
-    clients.emit_with_ack("bob", "chat:message", json!([{"text": "to all"}])).await;
+    clients
+        .emit_with_ack("bob", "chat:message", json!([{"text": "to all"}]))
+        .await;
     for id in ["alice", "bob"] {
         let message = clients.next_event(id, "chat:broadcast").await;
-        assert_eq!((message["from"].as_str(), message["text"].as_str()), (Some("bob"), Some("to all")));
+        assert_eq!(
+            (message["from"].as_str(), message["text"].as_str()),
+            (Some("bob"), Some("to all"))
+        );
     }
-    assert!(!clients.has_event("bob", "echo:response"), "echo goes to the sender only: {alice}");
+    assert!(
+        !clients.has_event("bob", "echo:response"),
+        "echo goes to the sender only: {alice}"
+    );
 }
 
 #[tokio::test]
@@ -80,28 +113,50 @@ async fn node_backend_reacts_to_watched_events() {
     let gateway = Gateway::start().await;
     let _backend = backends::node(gateway.control).await;
     let mut clients = Clients::start(&gateway.url()).await;
-    clients.login("alice", Transport::Polling, &tokens::for_user("alice")).await;
-    clients.login("bob", Transport::Websocket, &tokens::for_user("bob")).await;
-    clients.login("carol", Transport::Websocket, &tokens::for_user("carol")).await;
+    clients
+        .login("alice", Transport::Polling, &tokens::for_user("alice"))
+        .await;
+    clients
+        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
+        .await;
+    clients
+        .login("carol", Transport::Websocket, &tokens::for_user("carol"))
+        .await;
     for id in ["alice", "bob"] {
-        clients.emit_with_ack(id, "join", json!([{"rooms": ["chat:lobby"]}])).await;
+        clients
+            .emit_with_ack(id, "join", json!([{"rooms": ["chat:lobby"]}]))
+            .await;
     }
 
-    clients.emit("alice", "echo", json!([{"msg": "ping"}])).await;
+    clients
+        .emit("alice", "echo", json!([{"msg": "ping"}]))
+        .await;
     let echo = clients.next_event("alice", "echo:response").await;
     assert_eq!(echo["original"], json!({"msg": "ping"}));
 
     clients
-        .emit("bob", "chat:message", json!([{"room": "chat:lobby", "text": "in the lobby"}]))
+        .emit(
+            "bob",
+            "chat:message",
+            json!([{"room": "chat:lobby", "text": "in the lobby"}]),
+        )
         .await;
     for id in ["alice", "bob"] {
         let message = clients.next_event(id, "chat:message").await;
-        assert_eq!((message["from"].as_str(), message["text"].as_str()), (Some("bob"), Some("in the lobby")));
+        assert_eq!(
+            (message["from"].as_str(), message["text"].as_str()),
+            (Some("bob"), Some("in the lobby"))
+        );
     }
-    clients.emit("carol", "chat:message", json!([{"text": "hi all"}])).await;
+    clients
+        .emit("carol", "chat:message", json!([{"text": "hi all"}]))
+        .await;
     for id in ["alice", "bob", "carol"] {
         let message = clients.next_event(id, "chat:broadcast").await;
         assert_eq!(message["from"], "carol");
     }
-    assert!(!clients.has_event("carol", "chat:message"), "carol is not in the lobby");
+    assert!(
+        !clients.has_event("carol", "chat:message"),
+        "carol is not in the lobby"
+    );
 }
