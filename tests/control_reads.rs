@@ -3,13 +3,12 @@
 mod fixture;
 
 use fixture::{
-    Gateway,
+    Gateway, join,
     sio::{Clients, Transport},
     to_sockets, tokens,
 };
 use sockgate_client::proto::{
-    DisconnectRequest, GetInfoRequest, JoinRequest, ListRoomsRequest, ListSocketsRequest,
-    SocketState,
+    DisconnectRequest, GetInfoRequest, ListRoomsRequest, ListSocketsRequest, SocketState,
 };
 
 #[tokio::test]
@@ -91,13 +90,7 @@ async fn list_sockets_filters_and_paginates() {
     assert_eq!(unauthorized.sockets[0].id, anon);
     assert_eq!(unauthorized.sockets[0].user_id, "");
 
-    control
-        .join(JoinRequest {
-            target: to_sockets(&[&alice, &bobs[0]]),
-            rooms: vec!["chat:x".into()],
-        })
-        .await
-        .unwrap();
+    join(&mut control, &[&alice, &bobs[0]], &["chat:x"]).await;
     let in_room = list(ListSocketsRequest {
         room: "chat:x".into(),
         user_id: "bob".into(),
@@ -144,20 +137,8 @@ async fn list_rooms_counts_members_and_hides_internal_rooms() {
     let b = clients
         .login("b", Transport::Websocket, &tokens::for_user("b"))
         .await;
-    control
-        .join(JoinRequest {
-            target: to_sockets(&[&a, &b]),
-            rooms: vec!["chat:1".into()],
-        })
-        .await
-        .unwrap();
-    control
-        .join(JoinRequest {
-            target: to_sockets(&[&a]),
-            rooms: vec!["chat:2".into()],
-        })
-        .await
-        .unwrap();
+    join(&mut control, &[&a, &b], &["chat:1"]).await;
+    join(&mut control, &[&a], &["chat:2"]).await;
 
     let rooms = control
         .list_rooms(ListRoomsRequest::default())

@@ -7,6 +7,7 @@ mod fixture;
 use fixture::{
     Gateway,
     hooks::HookBackend,
+    rooms_of,
     sio::{Clients, Transport},
     to_sockets, tokens,
 };
@@ -153,14 +154,7 @@ async fn authorize_join_decides_what_the_rules_do_not_allow() {
         ack[0],
         json!({"joined": ["chat:x", "ok:a", "own:alice"], "rejected": ["nope", "own:bob"]})
     );
-    let rooms = control
-        .get_socket(GetSocketRequest { socket_id: sid })
-        .await
-        .unwrap()
-        .into_inner()
-        .socket
-        .unwrap()
-        .rooms;
+    let rooms = rooms_of(&mut control, &sid).await;
     assert!(
         !rooms.contains(&"never-asked".to_owned()),
         "rooms not asked for are ignored"

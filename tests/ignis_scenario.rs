@@ -6,14 +6,12 @@
 mod fixture;
 
 use fixture::{
-    Gateway,
+    Gateway, join, rooms_of,
     sio::{Clients, Transport},
     to_all, to_rooms, to_sockets, tokens,
 };
 use serde_json::json;
-use sockgate_client::proto::{
-    GetInfoRequest, GetSocketRequest, JoinRequest, LeaveRequest, ListSocketsRequest, SendRequest,
-};
+use sockgate_client::proto::{GetInfoRequest, LeaveRequest, ListSocketsRequest, SendRequest};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -84,13 +82,7 @@ async fn ignis_example_over_grpc() {
     assert_eq!(ack[0]["left"], json!(["chat:tmp"]));
 
     // Server-side join and leave (POST /rooms/join, /rooms/leave).
-    control
-        .join(JoinRequest {
-            target: to_sockets(&[&one]),
-            rooms: vec!["vip".into()],
-        })
-        .await
-        .unwrap();
+    join(&mut control, &[&one], &["vip"]).await;
     control
         .leave(LeaveRequest {
             target: to_sockets(&[&one]),
@@ -100,16 +92,7 @@ async fn ignis_example_over_grpc() {
         .unwrap();
 
     // GET /sockets/:id/rooms
-    let rooms = control
-        .get_socket(GetSocketRequest {
-            socket_id: two.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .socket
-        .unwrap()
-        .rooms;
+    let rooms = rooms_of(&mut control, &two).await;
     assert_eq!(
         rooms,
         vec!["chat:lobby", "io-default", "io-notification", "user:user-2"]

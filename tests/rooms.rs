@@ -4,28 +4,12 @@
 mod fixture;
 
 use fixture::{
-    Gateway, PATIENCE,
+    Gateway, PATIENCE, join, rooms_of,
     sio::{Clients, Transport},
     to_rooms, to_sockets, to_users, tokens,
 };
 use serde_json::json;
-use sockgate_client::proto::{GetSocketRequest, JoinRequest, LeaveRequest, SendRequest};
-
-async fn rooms_of(
-    control: &mut sockgate_client::SocketControlClient<tonic::transport::Channel>,
-    sid: &str,
-) -> Vec<String> {
-    control
-        .get_socket(GetSocketRequest {
-            socket_id: sid.to_owned(),
-        })
-        .await
-        .expect("GetSocket")
-        .into_inner()
-        .socket
-        .expect("socket")
-        .rooms
-}
+use sockgate_client::proto::{JoinRequest, LeaveRequest, SendRequest};
 
 #[tokio::test]
 async fn client_join_gets_the_allowed_subset_and_an_ack() {
@@ -171,13 +155,7 @@ async fn rpc_join_and_leave_by_id_room_and_user() {
         .await;
 
     // Trusted: no validator, any public room name.
-    control
-        .join(JoinRequest {
-            target: to_sockets(&[&a]),
-            rooms: vec!["ops".into()],
-        })
-        .await
-        .expect("join by id");
+    join(&mut control, &[&a], &["ops"]).await;
     control
         .join(JoinRequest {
             target: to_users(&["bob"]),

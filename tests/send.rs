@@ -4,12 +4,12 @@
 mod fixture;
 
 use fixture::{
-    Gateway,
+    Gateway, join,
     sio::{Clients, Transport},
     to_all, to_rooms, to_sockets, to_users, tokens,
 };
 use serde_json::json;
-use sockgate_client::proto::{AckOptions, JoinRequest, SendRequest, Target};
+use sockgate_client::proto::{AckOptions, SendRequest, Target};
 
 fn event(name: &str, data: serde_json::Value) -> SendRequest {
     SendRequest {
@@ -33,13 +33,7 @@ async fn send_reaches_exactly_the_target() {
     let _c = clients
         .login("c", Transport::Websocket, &tokens::for_user("bob"))
         .await;
-    control
-        .join(JoinRequest {
-            target: to_sockets(&[&a, &b]),
-            rooms: vec!["chat:x".into()],
-        })
-        .await
-        .unwrap();
+    join(&mut control, &[&a, &b], &["chat:x"]).await;
 
     // To one socket.
     control

@@ -6,14 +6,13 @@ mod fixture;
 use std::time::Duration;
 
 use fixture::{
-    Gateway, PATIENCE,
+    Gateway, PATIENCE, join,
     sio::{Clients, Transport},
-    to_sockets, tokens,
+    tokens,
 };
 use serde_json::json;
 use sockgate_client::proto::{
-    EventKind, JoinRequest, WatchEventsRequest, WatchEventsResponse,
-    socket_control_client::SocketControlClient,
+    EventKind, WatchEventsRequest, WatchEventsResponse, socket_control_client::SocketControlClient,
 };
 use tonic::{Code, Streaming, transport::Endpoint};
 
@@ -76,13 +75,7 @@ async fn watchers_see_the_lifecycle_and_client_events() {
         .emit_with_ack("c", "leave", json!([{"rooms": ["chat:x"]}]))
         .await;
     let mut control = gateway.control().await;
-    control
-        .join(JoinRequest {
-            target: to_sockets(&[&sid]),
-            rooms: vec!["vip".into()],
-        })
-        .await
-        .unwrap();
+    join(&mut control, &[&sid], &["vip"]).await;
     clients.close("c").await;
 
     let kinds = [

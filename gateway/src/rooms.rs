@@ -40,6 +40,15 @@ pub fn user_id_room(user_id: &str) -> String {
     format!("{UID_PREFIX}{user_id}")
 }
 
+/// The public rooms among `rooms` (internal ones left out).
+pub fn public<S: AsRef<str>>(rooms: impl IntoIterator<Item = S>) -> Vec<String> {
+    rooms
+        .into_iter()
+        .filter(|r| !r.as_ref().starts_with(INTERNAL_PREFIX))
+        .map(|r| r.as_ref().to_owned())
+        .collect()
+}
+
 /// What a socket's connection looked like, carried in one internal room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionMeta {

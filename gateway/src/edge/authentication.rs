@@ -84,12 +84,7 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
 
 /// The public rooms of a local socket.
 pub fn socket_rooms(socket: &SocketRef) -> Vec<String> {
-    socket
-        .rooms()
-        .into_iter()
-        .map(|r| r.to_string())
-        .filter(|r| !r.starts_with(rooms::INTERNAL_PREFIX))
-        .collect()
+    rooms::public(socket.rooms())
 }
 
 /// Sends `unauthenticated` and disconnects; the disconnect packet follows the message on

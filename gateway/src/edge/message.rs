@@ -117,12 +117,5 @@ fn publish<A: Adapter>(socket: &Arc<Socket<A>>, message: &ClientMessage) {
             identity.user_id.as_deref(),
         )
     };
-    bus.publish(event, || {
-        socket
-            .rooms()
-            .into_iter()
-            .map(|r| r.to_string())
-            .filter(|r| !r.starts_with(rooms::INTERNAL_PREFIX))
-            .collect()
-    });
+    bus.publish(event, || rooms::public(socket.rooms()));
 }

@@ -143,10 +143,12 @@ fn on_connect(edge: Arc<Edge>, socket: SocketRef, auth: Option<Value>) {
     socket
         .extensions
         .insert(Arc::new(Session::new(auth.filter(|a| !a.is_null()), meta)));
-    edge.events.publish(
-        events::lifecycle(EventKind::Connected, &socket.id.to_string(), None),
-        Vec::new,
-    );
+    if edge.events.is_watched() {
+        edge.events.publish(
+            events::lifecycle(EventKind::Connected, &socket.id.to_string(), None),
+            Vec::new,
+        );
+    }
 
     authentication::enforce_timeout(&edge, &socket);
     let handler_edge = edge.clone();
