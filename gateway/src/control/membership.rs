@@ -1,9 +1,9 @@
 //! `Join`, `Leave` and `Disconnect`: server-side, trusted actions on target sockets.
 
-use socketioxide::{BroadcastError, SocketIo, extract::SocketRef, operators::BroadcastOperators};
+use socketioxide::{BroadcastError, SocketIo, extract::SocketRef};
 use sockgate_client::proto::{
     DisconnectRequest, DisconnectResponse, EventKind, JoinRequest, JoinResponse, LeaveRequest,
-    LeaveResponse, WatchEventsResponse,
+    LeaveResponse, Target, WatchEventsResponse,
 };
 use tracing::{info, warn};
 
@@ -32,25 +32,36 @@ fn check_rooms(requested: &[String]) -> Result<Vec<String>, ControlError> {
     Ok(requested.to_vec())
 }
 
-/// The target's sockets on this node, when someone watches events (the other nodes
-/// report theirs).
-fn local_watched(ctx: &ControlContext, operators: &BroadcastOperators) -> Vec<SocketRef> {
-    if ctx.events.is_watched() {
+/// Applies a join (`EventKind::Joined`) or a leave (`EventKind::Left`) of `rooms` to the
+/// target, and reports it to this node's watchers for the target's sockets on this node.
+async fn change(
+    ctx: &ControlContext,
+    target: Option<&Target>,
+    rooms: &[String],
+    kind: EventKind,
+) -> Result<(), ControlError> {
+    let rooms = check_rooms(rooms)?;
+    let operators = target::resolve(&ctx.io, target, "target").await?;
+    let watched: Vec<SocketRef> = if ctx.events.is_watched() {
         operators.clone().sockets()
     } else {
         Vec::new()
-    }
-}
-
-fn publish(ctx: &ControlContext, sockets: Vec<SocketRef>, kind: EventKind, changed: &[String]) {
-    for socket in sockets {
+    };
+    let applied = if kind == EventKind::Joined {
+        operators.join(rooms.clone()).await
+    } else {
+        operators.leave(rooms.clone()).await
+    };
+    applied.map_err(ControlError::adapter)?;
+    for socket in watched {
         let user = edge::user_of(&socket);
         let event = WatchEventsResponse {
-            rooms: changed.to_vec(),
+            rooms: rooms.clone(),
             ..events::lifecycle(kind, &socket.id.to_string(), user.as_deref())
         };
         ctx.events.publish(event, || socket_rooms(&socket));
     }
+    Ok(())
 }
 
 /// Handles `Join`.
@@ -58,14 +69,13 @@ pub async fn join(
     ctx: &ControlContext,
     request: JoinRequest,
 ) -> Result<JoinResponse, ControlError> {
-    let rooms = check_rooms(&request.rooms)?;
-    let operators = target::resolve(&ctx.io, request.target.as_ref(), "target").await?;
-    let watched = local_watched(ctx, &operators);
-    operators
-        .join(rooms.clone())
-        .await
-        .map_err(ControlError::adapter)?;
-    publish(ctx, watched, EventKind::Joined, &rooms);
+    change(
+        ctx,
+        request.target.as_ref(),
+        &request.rooms,
+        EventKind::Joined,
+    )
+    .await?;
     Ok(JoinResponse {})
 }
 
@@ -74,14 +84,13 @@ pub async fn leave(
     ctx: &ControlContext,
     request: LeaveRequest,
 ) -> Result<LeaveResponse, ControlError> {
-    let rooms = check_rooms(&request.rooms)?;
-    let operators = target::resolve(&ctx.io, request.target.as_ref(), "target").await?;
-    let watched = local_watched(ctx, &operators);
-    operators
-        .leave(rooms.clone())
-        .await
-        .map_err(ControlError::adapter)?;
-    publish(ctx, watched, EventKind::Left, &rooms);
+    change(
+        ctx,
+        request.target.as_ref(),
+        &request.rooms,
+        EventKind::Left,
+    )
+    .await?;
     Ok(LeaveResponse {})
 }
 
