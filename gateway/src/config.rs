@@ -70,7 +70,8 @@ pub struct EdgeConfig {
     pub app_ping_interval: Duration,
     /// Rooms every authenticated socket joins.
     pub default_rooms: Vec<String>,
-    /// Largest Engine.IO payload accepted from a client, in bytes.
+    /// Largest message accepted from a client, in bytes (a polling request body or a
+    /// WebSocket message); a client that sends more is disconnected.
     pub max_payload_bytes: u64,
     /// Most rooms one client `join` / `leave` request may name.
     pub max_rooms_per_request: usize,
@@ -225,6 +226,9 @@ pub struct HooksConfig {
     pub timeout: Duration,
     /// Most hook calls in flight at once; further calls wait (within their deadline).
     pub max_concurrency: usize,
+    /// Most `OnEvent` calls in flight for one socket; its further events are dropped
+    /// (and logged) until one finishes, so a flooding client cannot pile up work.
+    pub max_pending_per_socket: u32,
     /// Ask `AuthorizeJoin` about the rooms the static and JWT rules do not allow.
     pub authorize_join: bool,
     /// Forward client events to `OnEvent`; its reply becomes the client's ack.
@@ -239,6 +243,7 @@ impl Default for HooksConfig {
             endpoint: String::new(),
             timeout: Duration::from_secs(3),
             max_concurrency: 256,
+            max_pending_per_socket: 16,
             authorize_join: false,
             on_event: false,
             events: vec!["*".into()],
@@ -445,8 +450,15 @@ impl Config {
                 self.hooks.endpoint
             ));
         }
-        if self.hooks.timeout.is_zero() || self.hooks.max_concurrency == 0 {
-            return invalid("hooks.timeout and hooks.max_concurrency must be more than 0".into());
+        if self.hooks.timeout.is_zero()
+            || self.hooks.max_concurrency == 0
+            || self.hooks.max_pending_per_socket == 0
+        {
+            return invalid(
+                "hooks.timeout, hooks.max_concurrency and hooks.max_pending_per_socket must be \
+                 more than 0"
+                    .into(),
+            );
         }
         if self.watch.buffer == 0 {
             return invalid("watch.buffer must be more than 0".into());

@@ -120,6 +120,8 @@ pub struct Hooks {
     pub authorize_join: bool,
     /// Whether client events go to `OnEvent`.
     pub on_event: bool,
+    /// Most `OnEvent` calls in flight per socket.
+    pub max_pending_per_socket: u32,
     events: Vec<String>,
 }
 
@@ -154,6 +156,7 @@ impl Hooks {
             stats: HookStats::default(),
             authorize_join: config.authorize_join,
             on_event: config.on_event,
+            max_pending_per_socket: config.max_pending_per_socket,
             events: config.events.clone(),
         })))
     }

@@ -23,6 +23,20 @@ pub async fn forward(edge: Arc<Edge>, socket: SocketRef, message: ClientMessage,
     let Some(hooks) = edge.hooks.as_ref().filter(|h| h.forwards(&message.event)) else {
         return;
     };
+    let _slot = match session.hook_slot(hooks.max_pending_per_socket) {
+        Ok(slot) => slot,
+        Err(first) => {
+            if first {
+                warn!(
+                    sid = %socket.id,
+                    limit = hooks.max_pending_per_socket,
+                    "dropping events: too many OnEvent calls pending for this socket (hooks.max_pending_per_socket)"
+                );
+            }
+            debug!(sid = %socket.id, event = %message.event, "event dropped: no OnEvent slot");
+            return;
+        }
+    };
     let request = OnEventRequest {
         socket_id: socket.id.to_string(),
         user_id: identity.user_id.clone().unwrap_or_default(),

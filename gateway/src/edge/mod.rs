@@ -62,7 +62,9 @@ pub struct Edge {
 pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edge>), String> {
     let builder = SocketIo::builder()
         .req_path(config.path.clone())
-        .max_payload(config.max_payload_bytes);
+        .max_payload(config.max_payload_bytes)
+        .ws_max_message_size(config.max_payload_bytes as usize)
+        .ws_max_frame_size(config.max_payload_bytes as usize);
     let has = |t| config.transports.contains(&t);
     let builder = match (has(Transport::Websocket), has(Transport::Polling)) {
         (true, true) => builder,

@@ -2,7 +2,7 @@
 
 use std::sync::{
     Arc, OnceLock,
-    atomic::{AtomicU8, Ordering},
+    atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering},
 };
 
 use serde_json::Value;
@@ -25,6 +25,10 @@ pub struct Session {
     /// Connection details (also carried by the socket's meta room).
     pub meta: ConnectionMeta,
     identity: OnceLock<Identity>,
+    /// `OnEvent` calls in flight for this socket.
+    pending_hooks: AtomicU32,
+    /// Set while events are being dropped for want of a hook slot (to log once).
+    saturated: AtomicBool,
 }
 
 impl Session {
@@ -35,6 +39,8 @@ impl Session {
             auth,
             meta,
             identity: OnceLock::new(),
+            pending_hooks: AtomicU32::new(0),
+            saturated: AtomicBool::new(false),
         }
     }
 
@@ -73,9 +79,35 @@ impl Session {
             .flatten()
     }
 
+    /// Takes one of `max` slots for an `OnEvent` call, given back when the guard drops.
+    /// When all are taken: `Err(true)` the first time since the last success (worth a
+    /// log line), `Err(false)` after that.
+    pub fn hook_slot(self: &Arc<Self>, max: u32) -> Result<HookSlot, bool> {
+        match self
+            .pending_hooks
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            }) {
+            Ok(_) => {
+                self.saturated.store(false, Ordering::Relaxed);
+                Ok(HookSlot(self.clone()))
+            }
+            Err(_) => Err(!self.saturated.swap(true, Ordering::Relaxed)),
+        }
+    }
+
     /// Whether the socket has authenticated.
     pub fn is_authenticated(&self) -> bool {
         self.identity().is_some()
+    }
+}
+
+/// An `OnEvent` call in flight for a socket.
+pub struct HookSlot(Arc<Session>);
+
+impl Drop for HookSlot {
+    fn drop(&mut self) {
+        self.0.pending_hooks.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -92,5 +124,20 @@ mod tests {
         session.authenticated(Identity::default());
         assert!(session.is_authenticated());
         assert!(!session.begin_auth());
+    }
+
+    #[test]
+    fn hook_slots_are_bounded_and_given_back() {
+        let session = Arc::new(Session::new(None, ConnectionMeta::now("polling", None)));
+        let first = session.hook_slot(2).unwrap();
+        let _second = session.hook_slot(2).unwrap();
+        assert_eq!(
+            session.hook_slot(2).err(),
+            Some(true),
+            "first refusal is reported"
+        );
+        assert_eq!(session.hook_slot(2).err(), Some(false));
+        drop(first);
+        assert!(session.hook_slot(2).is_ok());
     }
 }

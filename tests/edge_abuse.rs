@@ -1,0 +1,165 @@
+//! Clients that misbehave: oversized messages, malformed packets, floods of events toward a
+//! slow backend. Each is contained: the offender is cut off or its events dropped (and
+//! logged), every other socket and the process carry on.
+
+mod fixture;
+
+use fixture::{
+    Gateway, PATIENCE,
+    hooks::HookBackend,
+    sio::{Clients, Transport},
+    to_sockets, tokens,
+};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use sockgate_client::proto::{GetInfoRequest, SendRequest};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn still_serves(gateway: &Gateway, clients: &mut Clients, id: &str) {
+    let sid = clients
+        .login(id, Transport::Websocket, &tokens::for_user(id))
+        .await;
+    let mut control = gateway.control().await;
+    control
+        .send(SendRequest {
+            event: "alive".into(),
+            data_json: "true".into(),
+            target: to_sockets(&[&sid]),
+            ..SendRequest::default()
+        })
+        .await
+        .expect("Send");
+    clients.next_event(id, "alive").await;
+    control.get_info(GetInfoRequest {}).await.expect("GetInfo");
+}
+
+#[tokio::test]
+async fn oversized_messages_disconnect_only_the_sender() {
+    let gateway = Gateway::builder()
+        .env("EDGE__MAX_PAYLOAD_BYTES", "10000")
+        .start()
+        .await;
+    let mut clients = Clients::start(&gateway.url()).await;
+    clients
+        .login("ok", Transport::Polling, &tokens::for_user("ok"))
+        .await;
+    let big = json!([{"blob": "x".repeat(20_000)}]);
+    for (id, transport) in [("ws", Transport::Websocket), ("poll", Transport::Polling)] {
+        clients.login(id, transport, &tokens::for_user(id)).await;
+        clients.emit(id, "upload", big.clone()).await;
+        let reason = clients.disconnected(id).await;
+        assert!(reason.starts_with("transport"), "{id}: {reason}");
+    }
+    assert!(
+        !clients
+            .pending()
+            .iter()
+            .any(|e| e["id"] == "ok" && e["type"] == "disconnect")
+    );
+    still_serves(&gateway, &mut clients, "after").await;
+}
+
+#[tokio::test]
+async fn malformed_packets_break_nothing() {
+    let gateway = Gateway::start().await;
+    let url = format!("ws://{}/io/?EIO=4&transport=websocket", gateway.edge);
+    let frames: Vec<Message> = vec![
+        Message::text(r#"42{not json"#),
+        Message::text("42[]"),
+        Message::text("42[123]"),
+        Message::text(r#"42["authenticate""#),
+        Message::text(r#"42["join",{"rooms":"chat:x"}]"#),
+        Message::text("4"),
+        Message::text("9garbage"),
+        Message::text(r#"451-["upload",{"_placeholder":true,"num":0}]"#),
+        Message::binary(vec![0xde, 0xad, 0xbe, 0xef]),
+        Message::text(""),
+    ];
+    for frame in frames {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .expect("raw websocket");
+        let open = ws.next().await.unwrap().unwrap();
+        assert!(
+            open.to_text().unwrap().starts_with('0'),
+            "engine.io open: {open:?}"
+        );
+        ws.send(Message::text("40")).await.unwrap();
+        // Skip to the namespace connect reply.
+        loop {
+            let reply = ws.next().await.unwrap().unwrap();
+            if reply.to_text().is_ok_and(|t| t.starts_with("40")) {
+                break;
+            }
+        }
+        let _ = ws.send(frame).await;
+        // Whatever the gateway made of it (ignored it or closed the connection), the
+        // connection is still coherent: a tokenless `authenticate` gets its denial, or the
+        // connection is closed.
+        let _ = ws.send(Message::text(r#"42["authenticate"]"#)).await;
+        let reacted = tokio::time::timeout(PATIENCE, async {
+            while let Some(Ok(message)) = ws.next().await {
+                if message.is_close()
+                    || message
+                        .to_text()
+                        .is_ok_and(|t| t.contains("unauthenticated"))
+                {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(reacted.is_ok(), "no reaction after a malformed frame");
+    }
+    let mut clients = Clients::start(&gateway.url()).await;
+    still_serves(&gateway, &mut clients, "after").await;
+}
+
+#[tokio::test]
+async fn a_flood_toward_a_slow_backend_is_capped_per_socket() {
+    let backend = HookBackend::start().await;
+    let gateway = Gateway::builder()
+        .env("HOOKS__ENDPOINT", &backend.url())
+        .env("HOOKS__ON_EVENT", "true")
+        .env("HOOKS__TIMEOUT", "1500ms")
+        .env("HOOKS__MAX_PENDING_PER_SOCKET", "4")
+        .start()
+        .await;
+    let mut clients = Clients::start(&gateway.url()).await;
+    clients
+        .login("flood", Transport::Websocket, &tokens::for_user("f"))
+        .await;
+    clients
+        .login("calm", Transport::Websocket, &tokens::for_user("c"))
+        .await;
+
+    // Four slow calls take every slot of the flooding socket; the rest are dropped.
+    for _ in 0..200 {
+        clients.emit("flood", "slow", json!([{}])).await;
+    }
+    let err = clients
+        .emit_expecting_no_ack("flood", "ask", json!([1]), 500)
+        .await;
+    assert!(err.contains("timed out"), "{err}");
+    // Another socket is not affected.
+    let ack = clients.emit_with_ack("calm", "ask", json!([2])).await;
+    assert_eq!(ack[0]["data"], 2);
+    // Once the slow calls time out, the flooding socket is served again.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let ack = clients
+            .emit_acked_raw("flood", "ask", json!([3]), 500)
+            .await;
+        if ack["err"].is_null() {
+            assert_eq!(ack["args"][0]["data"], 3);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "slots never freed");
+    }
+    let log = gateway.log_text();
+    assert_eq!(
+        log.matches("too many OnEvent calls pending").count(),
+        1,
+        "one warning per episode, not one per dropped event"
+    );
+}
