@@ -233,3 +233,26 @@ async fn development_default_admits_everyone_on_loopback() {
     assert_eq!(ack[0], json!({"joined": [], "rejected": ["any"]}));
     assert!(gateway.log_text().contains("DEVELOPMENT MODE"));
 }
+
+#[tokio::test]
+async fn a_burst_of_clients_all_authenticate() {
+    // Each client emits `authenticate` the moment it is connected: the socket's handlers
+    // must already be in place then, however busy the gateway is.
+    let gateway = Gateway::start().await;
+    let mut clients = Clients::start(&gateway.url()).await;
+    let ids: Vec<String> = (0..120).map(|i| format!("c{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let transport = if i % 2 == 0 {
+            Transport::Websocket
+        } else {
+            Transport::Polling
+        };
+        let auth = json!({"path": "/io", "auth": {"token": tokens::for_user(id)}});
+        clients
+            .open_and_emit(id, transport, auth, json!(["authenticate"]))
+            .await;
+    }
+    for id in &ids {
+        clients.next_event(id, "authenticated").await;
+    }
+}

@@ -75,6 +75,8 @@ async fn malformed_packets_break_nothing() {
         Message::binary(vec![0xde, 0xad, 0xbe, 0xef]),
         Message::text(""),
     ];
+    // Each frame on its own connection, all kept open while a well-behaved client works.
+    let mut connections = Vec::new();
     for frame in frames {
         let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
             .await
@@ -92,24 +94,9 @@ async fn malformed_packets_break_nothing() {
                 break;
             }
         }
+        // The gateway may ignore the frame or close this connection; both are fine.
         let _ = ws.send(frame).await;
-        // Whatever the gateway made of it (ignored it or closed the connection), the
-        // connection is still coherent: a tokenless `authenticate` gets its denial, or the
-        // connection is closed.
-        let _ = ws.send(Message::text(r#"42["authenticate"]"#)).await;
-        let reacted = tokio::time::timeout(PATIENCE, async {
-            while let Some(Ok(message)) = ws.next().await {
-                if message.is_close()
-                    || message
-                        .to_text()
-                        .is_ok_and(|t| t.contains("unauthenticated"))
-                {
-                    return;
-                }
-            }
-        })
-        .await;
-        assert!(reacted.is_ok(), "no reaction after a malformed frame");
+        connections.push(ws);
     }
     let mut clients = Clients::start(&gateway.url()).await;
     still_serves(&gateway, &mut clients, "after").await;
@@ -156,6 +143,15 @@ async fn a_flood_toward_a_slow_backend_is_capped_per_socket() {
         }
         assert!(tokio::time::Instant::now() < deadline, "slots never freed");
     }
+    let (_, metrics) = gateway.admin_get("/metrics").await;
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"sockgate_client_events_total{outcome="dropped_saturated"} "#)
+        })
+        .and_then(|n| n.parse().ok())
+        .expect("saturation drops are counted");
+    assert!(dropped >= 196, "{dropped}");
     let log = gateway.log_text();
     assert_eq!(
         log.matches("too many OnEvent calls pending").count(),

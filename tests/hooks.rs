@@ -109,6 +109,17 @@ async fn deny_error_and_hang_fail_closed_without_blocking_others() {
         log.contains("backend exploded"),
         "errors are logged with the backend's message"
     );
+    let (_, metrics) = gateway.admin_get("/metrics").await;
+    for (outcome, count) in [("success", 1), ("denied", 1), ("error", 1), ("timeout", 1)] {
+        let line = format!(
+            r#"sockgate_hook_calls_total{{hook="Authenticate",outcome="{outcome}"}} {count}"#
+        );
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing from:\n{metrics}"
+        );
+    }
+    assert!(metrics.contains(r#"sockgate_auth_total{outcome="failed"} 2"#));
 }
 
 #[tokio::test]

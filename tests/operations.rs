@@ -8,8 +8,10 @@ use std::process::Command;
 use fixture::{
     Gateway, repo_root,
     sio::{Clients, Transport},
-    tokens,
+    to_all, tokens,
 };
+use serde_json::json;
+use sockgate_client::proto::{GetInfoRequest, SendRequest};
 
 fn grpcurl(args: &[&str]) -> String {
     let output = Command::new("grpcurl")
@@ -63,6 +65,63 @@ async fn grpcurl_lists_describes_and_calls_without_proto_files() {
         stderr.contains("InvalidArgument") && stderr.contains("target is empty"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn metrics_count_what_was_refused_and_health_endpoints_answer() {
+    let gateway = Gateway::start().await;
+    let mut clients = Clients::start(&gateway.url()).await;
+    let mut control = gateway.control().await;
+    clients
+        .login("ok", Transport::Websocket, &tokens::for_user("u"))
+        .await;
+    clients.connect("bad", Transport::Polling).await;
+    clients
+        .emit(
+            "bad",
+            "authenticate",
+            json!([{"token": tokens::forged("x")}]),
+        )
+        .await;
+    clients.disconnected("bad").await;
+    clients
+        .emit_with_ack("ok", "join", json!([{"rooms": ["chat:a", "admin"]}]))
+        .await;
+    clients
+        .emit_with_ack("ok", "join", json!(["nonsense"]))
+        .await;
+    let refused = control
+        .send(SendRequest {
+            event: "e".into(),
+            data_json: "{oops".into(),
+            target: to_all(),
+            ..SendRequest::default()
+        })
+        .await;
+    assert!(refused.is_err());
+    control.get_info(GetInfoRequest {}).await.unwrap();
+
+    let (status, text) = gateway.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "sockgate_connections_total 2",
+        r#"sockgate_auth_total{outcome="allowed"} 1"#,
+        r#"sockgate_auth_total{outcome="denied"} 1"#,
+        r#"sockgate_sockets{state="authenticated"} 1"#,
+        r#"sockgate_client_rooms_total{request="join",result="joined"} 1"#,
+        r#"sockgate_client_rooms_total{request="join",result="rejected"} 1"#,
+        r#"sockgate_client_rooms_total{request="join",result="invalid_request"} 1"#,
+        r#"sockgate_control_requests_total{method="Send",code="INVALID_ARGUMENT"} 1"#,
+        r#"sockgate_control_requests_total{method="GetInfo",code="OK"} 1"#,
+        r#"sockgate_control_duration_seconds_count{method="GetInfo"} 1"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from:\n{text}"
+        );
+    }
+    assert_eq!(gateway.admin_get("/livez").await.0, 200);
+    assert_eq!(gateway.admin_get("/readyz").await.0, 200);
 }
 
 #[test]

@@ -207,6 +207,13 @@ async fn a_slow_watcher_gets_a_drop_marker_and_the_others_are_unaffected() {
         FLOOD,
         "every event delivered or counted"
     );
+    let (_, metrics) = gateway.admin_get("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == format!("sockgate_watch_dropped_total {dropped}")),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

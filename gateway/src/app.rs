@@ -16,6 +16,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
 use crate::{
+    admin::Admin,
     auth::{AuthChain, RoomValidator},
     config::Config,
     control::{ControlContext, ControlLimits, ControlService},
@@ -61,10 +62,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let control_listener = TcpListener::bind(config.control.listen)
         .await
         .with_context(|| format!("cannot listen on control.listen {}", config.control.listen))?;
+    let admin_listener = TcpListener::bind(config.admin.listen)
+        .await
+        .with_context(|| format!("cannot listen on admin.listen {}", config.admin.listen))?;
     let edge_addr = edge_listener.local_addr()?;
     let control_addr = control_listener.local_addr()?;
-
+    let admin_addr = admin_listener.local_addr()?;
     let trigger = shutdown::Trigger::default();
+    let admin = Admin::new(io.clone());
+    tokio::spawn(
+        axum::serve(admin_listener, admin.clone().router())
+            .with_graceful_shutdown(trigger.wait())
+            .into_future(),
+    );
+
     let edge_task = tokio::spawn(
         axum::serve(
             edge_listener,
@@ -112,9 +123,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let ping = edge::ping::spawn(io.clone(), config.edge.app_ping_interval);
 
-    info!(%node_id, edge = %edge_addr, path = %config.edge.path, control = %control_addr, "sockgate ready");
+    admin.set_ready(true);
+    info!(%node_id, edge = %edge_addr, path = %config.edge.path, control = %control_addr, admin = %admin_addr, "sockgate ready");
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "READY edge={edge_addr} control={control_addr}");
+    let _ = writeln!(
+        stdout,
+        "READY edge={edge_addr} control={control_addr} admin={admin_addr}"
+    );
     let _ = stdout.flush();
     drop(stdout);
 
@@ -125,6 +140,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     info!(deadline = ?config.shutdown_timeout, "shutting down");
+    admin.set_ready(false);
     health
         .set_not_serving::<SocketControlServer<ControlService>>()
         .await;

@@ -27,6 +27,8 @@ pub struct Config {
     pub hooks: HooksConfig,
     /// `WatchEvents` streams.
     pub watch: WatchConfig,
+    /// The admin HTTP endpoint (metrics, health).
+    pub admin: AdminConfig,
     /// Logging.
     pub log: LogConfig,
     /// How long a graceful shutdown may take before the remaining sockets are dropped.
@@ -44,6 +46,7 @@ impl Default for Config {
             rooms: RoomsConfig::default(),
             hooks: HooksConfig::default(),
             watch: WatchConfig::default(),
+            admin: AdminConfig::default(),
             log: LogConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
         }
@@ -271,6 +274,22 @@ impl Default for WatchConfig {
     }
 }
 
+/// The admin HTTP endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of `/metrics` (Prometheus), `/livez` and `/readyz`.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -317,6 +336,9 @@ pub struct Cli {
     /// Control plane address, e.g. 127.0.0.1:50051.
     #[arg(long)]
     pub control_listen: Option<SocketAddr>,
+    /// Admin endpoint address (metrics, health), e.g. 127.0.0.1:9464.
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
     /// Node id.
     #[arg(long)]
     pub node_id: Option<String>,
@@ -374,6 +396,9 @@ impl Config {
         }
         if let Some(addr) = cli.control_listen {
             config.control.listen = addr;
+        }
+        if let Some(addr) = cli.admin_listen {
+            config.admin.listen = addr;
         }
         if let Some(id) = &cli.node_id {
             config.node_id.clone_from(id);

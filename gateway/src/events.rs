@@ -21,7 +21,7 @@ use sockgate_client::proto::{EventKind, WatchEventsRequest, WatchEventsResponse}
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tonic::Status;
 
-use crate::{clock, rooms};
+use crate::{clock, metrics::METRICS, rooms};
 
 /// What a watcher asked for.
 #[derive(Debug, Default)]
@@ -92,6 +92,7 @@ impl Watcher {
                 Ok(()) => *dropped = 0,
                 Err(TrySendError::Full(_)) => {
                     *dropped += 1;
+                    METRICS.watch_dropped.inc();
                     return;
                 }
                 Err(TrySendError::Closed(_)) => return,
@@ -99,6 +100,7 @@ impl Watcher {
         }
         if let Err(TrySendError::Full(_)) = self.tx.try_send(event.clone()) {
             *dropped += 1;
+            METRICS.watch_dropped.inc();
         }
     }
 }
@@ -167,6 +169,7 @@ impl EventBus {
         }
         watchers.push(watcher.clone());
         self.count.store(watchers.len(), Ordering::Relaxed);
+        METRICS.watchers.set(watchers.len() as i64);
         Ok(WatchStream {
             rx,
             bus: self.clone(),
@@ -178,6 +181,7 @@ impl EventBus {
         let mut watchers = self.watchers.write().unwrap_or_else(|e| e.into_inner());
         watchers.retain(|w| !Arc::ptr_eq(w, watcher));
         self.count.store(watchers.len(), Ordering::Relaxed);
+        METRICS.watchers.set(watchers.len() as i64);
     }
 
     /// Publishes `event` (its `time` and `node_id` are filled in here). `rooms` gives the

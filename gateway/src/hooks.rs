@@ -5,7 +5,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
@@ -18,23 +18,20 @@ use tokio::{sync::Semaphore, time::Instant};
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, warn};
 
-use crate::config::HooksConfig;
+use crate::{config::HooksConfig, metrics::METRICS};
 
 /// The three hooks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     /// `Authenticate`.
-    Authenticate = 0,
+    Authenticate,
     /// `AuthorizeJoin`.
-    AuthorizeJoin = 1,
+    AuthorizeJoin,
     /// `OnEvent`.
-    OnEvent = 2,
+    OnEvent,
 }
 
 impl Hook {
-    /// All hooks, in counter order.
-    pub const ALL: [Hook; 3] = [Hook::Authenticate, Hook::AuthorizeJoin, Hook::OnEvent];
-
     /// The RPC name.
     pub fn name(self) -> &'static str {
         match self {
@@ -49,24 +46,16 @@ impl Hook {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallOutcome {
     /// The backend answered yes (or answered, for `OnEvent`).
-    Success = 0,
+    Success,
     /// The backend answered no (denied authentication, rejected every room).
-    Denied = 1,
+    Denied,
     /// The call failed: the backend returned an error or could not be reached.
-    Error = 2,
+    Error,
     /// No answer within `hooks.timeout`.
-    Timeout = 3,
+    Timeout,
 }
 
 impl CallOutcome {
-    /// All outcomes, in counter order.
-    pub const ALL: [CallOutcome; 4] = [
-        CallOutcome::Success,
-        CallOutcome::Denied,
-        CallOutcome::Error,
-        CallOutcome::Timeout,
-    ];
-
     /// Label value.
     pub fn name(self) -> &'static str {
         match self {
@@ -75,24 +64,6 @@ impl CallOutcome {
             CallOutcome::Error => "error",
             CallOutcome::Timeout => "timeout",
         }
-    }
-}
-
-/// Hook calls by hook and outcome.
-#[derive(Debug, Default)]
-pub struct HookStats {
-    calls: [[AtomicU64; 4]; 3],
-}
-
-impl HookStats {
-    /// Counts one call.
-    pub fn record(&self, hook: Hook, outcome: CallOutcome) {
-        self.calls[hook as usize][outcome as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Calls so far of `hook` that ended with `outcome`.
-    pub fn get(&self, hook: Hook, outcome: CallOutcome) -> u64 {
-        self.calls[hook as usize][outcome as usize].load(Ordering::Relaxed)
     }
 }
 
@@ -114,8 +85,6 @@ pub struct Hooks {
     slots: Arc<Semaphore>,
     max_concurrency: usize,
     saturated: AtomicBool,
-    /// Counters per hook and outcome.
-    pub stats: HookStats,
     /// Whether `AuthorizeJoin` is consulted.
     pub authorize_join: bool,
     /// Whether client events go to `OnEvent`.
@@ -153,7 +122,6 @@ impl Hooks {
             slots: Arc::new(Semaphore::new(config.max_concurrency)),
             max_concurrency: config.max_concurrency,
             saturated: AtomicBool::new(false),
-            stats: HookStats::default(),
             authorize_join: config.authorize_join,
             on_event: config.on_event,
             max_pending_per_socket: config.max_pending_per_socket,
@@ -170,14 +138,22 @@ impl Hooks {
                 .any(|p| crate::rooms::pattern_matches(p, event, None))
     }
 
-    /// Runs one call under the deadline and the concurrency bound. Counts errors and
-    /// timeouts; the caller counts successes and denials, which depend on the answer.
-    async fn call<T, F, Fut>(&self, hook: Hook, call: F) -> Result<T, HookError>
+    /// Runs one call under the deadline and the concurrency bound, and counts it:
+    /// `classify` tells a success from a denial.
+    async fn call<T, F, Fut>(
+        &self,
+        hook: Hook,
+        call: F,
+        classify: impl FnOnce(&T) -> CallOutcome,
+    ) -> Result<T, HookError>
     where
         F: FnOnce(SocketHooksClient<Channel>, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let deadline = Instant::now() + self.timeout;
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let record =
+            |outcome: CallOutcome| METRICS.hook(hook.name(), outcome.name(), started.elapsed());
         let result = tokio::time::timeout_at(deadline, async {
             let _slot = match self.slots.clone().try_acquire_owned() {
                 Ok(slot) => {
@@ -210,14 +186,18 @@ impl Hooks {
                 || Instant::now() + Duration::from_millis(20) >= deadline
         };
         match result {
-            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Ok(response)) => {
+                let response = response.into_inner();
+                record(classify(&response));
+                Ok(response)
+            }
             Ok(Err(status)) if !at_deadline(&status) => {
-                self.stats.record(hook, CallOutcome::Error);
+                record(CallOutcome::Error);
                 warn!(hook = hook.name(), code = ?status.code(), message = status.message(), "hook failed");
                 Err(HookError::Failed(status))
             }
             Ok(Err(_)) | Err(_) => {
-                self.stats.record(hook, CallOutcome::Timeout);
+                record(CallOutcome::Timeout);
                 warn!(hook = hook.name(), timeout = ?self.timeout, "hook timed out");
                 Err(HookError::Timeout(self.timeout))
             }
@@ -229,20 +209,22 @@ impl Hooks {
         &self,
         request: AuthenticateRequest,
     ) -> Result<AuthenticateResponse, HookError> {
-        let response = self
-            .call(Hook::Authenticate, |mut client, remaining| {
+        self.call(
+            Hook::Authenticate,
+            |mut client, remaining| {
                 let mut request = tonic::Request::new(request);
                 request.set_timeout(remaining);
                 async move { client.authenticate(request).await }
-            })
-            .await?;
-        let outcome = if response.allow {
-            CallOutcome::Success
-        } else {
-            CallOutcome::Denied
-        };
-        self.stats.record(Hook::Authenticate, outcome);
-        Ok(response)
+            },
+            |response| {
+                if response.allow {
+                    CallOutcome::Success
+                } else {
+                    CallOutcome::Denied
+                }
+            },
+        )
+        .await
     }
 
     /// `AuthorizeJoin`: the allowed subset of `request.rooms` (anything else the backend
@@ -253,36 +235,42 @@ impl Hooks {
     ) -> Result<Vec<String>, HookError> {
         let asked = request.rooms.clone();
         let response = self
-            .call(Hook::AuthorizeJoin, |mut client, remaining| {
-                let mut request = tonic::Request::new(request);
-                request.set_timeout(remaining);
-                async move { client.authorize_join(request).await }
-            })
+            .call(
+                Hook::AuthorizeJoin,
+                |mut client, remaining| {
+                    let mut request = tonic::Request::new(request);
+                    request.set_timeout(remaining);
+                    async move { client.authorize_join(request).await }
+                },
+                |response| {
+                    if response.allowed_rooms.is_empty() {
+                        CallOutcome::Denied
+                    } else {
+                        CallOutcome::Success
+                    }
+                },
+            )
             .await?;
-        let allowed: Vec<String> = asked
+        Ok(asked
             .into_iter()
             .filter(|room| response.allowed_rooms.contains(room))
-            .collect();
-        let outcome = if allowed.is_empty() {
-            CallOutcome::Denied
-        } else {
-            CallOutcome::Success
-        };
-        self.stats.record(Hook::AuthorizeJoin, outcome);
-        Ok(allowed)
+            .collect())
     }
 
     /// `OnEvent`: the ack JSON the backend returned, if any.
     pub async fn on_event(&self, request: OnEventRequest) -> Result<Option<String>, HookError> {
         let event = request.event.clone();
         let response = self
-            .call(Hook::OnEvent, |mut client, remaining| {
-                let mut request = tonic::Request::new(request);
-                request.set_timeout(remaining);
-                async move { client.on_event(request).await }
-            })
+            .call(
+                Hook::OnEvent,
+                |mut client, remaining| {
+                    let mut request = tonic::Request::new(request);
+                    request.set_timeout(remaining);
+                    async move { client.on_event(request).await }
+                },
+                |_| CallOutcome::Success,
+            )
             .await?;
-        self.stats.record(Hook::OnEvent, CallOutcome::Success);
         debug!(%event, has_ack = response.ack_json.is_some(), "OnEvent answered");
         Ok(response.ack_json)
     }

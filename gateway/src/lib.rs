@@ -8,8 +8,10 @@
 //! - [`hooks`]: the client of the backend's `SocketHooks` (deadlines, concurrency, counts).
 //! - [`events`]: the bus behind `WatchEvents`.
 //! - [`rooms`]: room naming, including the internal rooms that carry socket state.
+//! - [`metrics`] and [`admin`]: Prometheus metrics, liveness and readiness.
 //! - [`app`]: wiring, listeners and shutdown.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod clock;
@@ -18,6 +20,7 @@ pub mod control;
 pub mod edge;
 pub mod events;
 pub mod hooks;
+pub mod metrics;
 pub mod rooms;
 pub mod shutdown;
 pub mod telemetry;

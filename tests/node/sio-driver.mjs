@@ -1,7 +1,8 @@
 // Drives official socket.io-client sockets for the Rust end-to-end tests.
 //
 // Reads one JSON command per line on stdin, writes one JSON event per line on stdout:
-//   {"op":"connect","id":"a","url":"http://127.0.0.1:3000","opts":{...}}
+//   {"op":"connect","id":"a","url":"http://127.0.0.1:3000","opts":{...},"onConnect":["authenticate"]}
+//     (onConnect: an event emitted from the connect callback itself, with no delay)
 //   {"op":"emit","id":"a","event":"join","args":[{"rooms":["x"]}],"req":7,"ack":true}
 //   {"op":"reply","id":"a","event":"question","with":{"answer":42}}   (ack incoming events)
 //   {"op":"close","id":"a"}
@@ -39,10 +40,13 @@ function decode(value) {
   return value;
 }
 
-function connect({ id, url, opts }) {
+function connect({ id, url, opts, onConnect }) {
   const socket = io(url, { reconnection: false, forceNew: true, timeout: 10000, ...opts });
   sockets.set(id, socket);
-  socket.on("connect", () => out({ id, type: "connect", sid: socket.id, transport: socket.io.engine.transport.name }));
+  socket.on("connect", () => {
+    if (onConnect) socket.emit(...decode(onConnect));
+    out({ id, type: "connect", sid: socket.id, transport: socket.io.engine.transport.name });
+  });
   socket.on("connect_error", (err) => out({ id, type: "connect_error", message: err.message }));
   socket.on("disconnect", (reason) => out({ id, type: "disconnect", reason }));
   socket.onAny((event, ...args) => {

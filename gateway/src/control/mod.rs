@@ -21,7 +21,10 @@ use tracing::{debug, info};
 
 pub use error::ControlError;
 
-use crate::events::{EventBus, WatchError};
+use crate::{
+    events::{EventBus, WatchError},
+    metrics::METRICS,
+};
 
 /// Limits applied to control requests.
 #[derive(Debug, Clone)]
@@ -59,9 +62,14 @@ impl ControlService {
     }
 }
 
-/// Logs the outcome of a call and converts the error.
-fn finish<T>(rpc: &'static str, result: Result<T, ControlError>) -> Result<Response<T>, Status> {
-    match result {
+/// Runs a call: measures it, logs refusals, counts it by status code, converts the error.
+async fn observe<T>(
+    rpc: &'static str,
+    call: impl Future<Output = Result<T, ControlError>>,
+) -> Result<Response<T>, Status> {
+    let started = Instant::now();
+    let result = call.await;
+    let result = match result {
         Ok(value) => {
             debug!(rpc, "ok");
             Ok(Response::new(value))
@@ -71,7 +79,12 @@ fn finish<T>(rpc: &'static str, result: Result<T, ControlError>) -> Result<Respo
             info!(rpc, code = ?status.code(), message = status.message(), "control call refused");
             Err(status)
         }
-    }
+    };
+    let code = result
+        .as_ref()
+        .map_or_else(Status::code, |_| tonic::Code::Ok);
+    METRICS.control(rpc, code, started.elapsed());
+    result
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
@@ -83,77 +96,76 @@ impl SocketControl for ControlService {
         request: Request<pb::SendRequest>,
     ) -> Result<Response<pb::SendResponse>, Status> {
         let ctx = &self.ctx;
-        finish(
+        observe(
             "Send",
-            send::send(&ctx.io, &ctx.limits, request.into_inner()).await,
+            send::send(&ctx.io, &ctx.limits, request.into_inner()),
         )
+        .await
     }
 
     async fn join(
         &self,
         request: Request<pb::JoinRequest>,
     ) -> Result<Response<pb::JoinResponse>, Status> {
-        finish(
-            "Join",
-            membership::join(&self.ctx, request.into_inner()).await,
-        )
+        observe("Join", membership::join(&self.ctx, request.into_inner())).await
     }
 
     async fn leave(
         &self,
         request: Request<pb::LeaveRequest>,
     ) -> Result<Response<pb::LeaveResponse>, Status> {
-        finish(
-            "Leave",
-            membership::leave(&self.ctx, request.into_inner()).await,
-        )
+        observe("Leave", membership::leave(&self.ctx, request.into_inner())).await
     }
 
     async fn list_sockets(
         &self,
         request: Request<pb::ListSocketsRequest>,
     ) -> Result<Response<pb::ListSocketsResponse>, Status> {
-        finish(
+        observe(
             "ListSockets",
-            query::list_sockets(&self.ctx, request.into_inner()).await,
+            query::list_sockets(&self.ctx, request.into_inner()),
         )
+        .await
     }
 
     async fn get_socket(
         &self,
         request: Request<pb::GetSocketRequest>,
     ) -> Result<Response<pb::GetSocketResponse>, Status> {
-        finish(
+        observe(
             "GetSocket",
-            query::get_socket(&self.ctx, request.into_inner()).await,
+            query::get_socket(&self.ctx, request.into_inner()),
         )
+        .await
     }
 
     async fn list_rooms(
         &self,
         request: Request<pb::ListRoomsRequest>,
     ) -> Result<Response<pb::ListRoomsResponse>, Status> {
-        finish(
+        observe(
             "ListRooms",
-            query::list_rooms(&self.ctx, request.into_inner()).await,
+            query::list_rooms(&self.ctx, request.into_inner()),
         )
+        .await
     }
 
     async fn get_info(
         &self,
         _request: Request<pb::GetInfoRequest>,
     ) -> Result<Response<pb::GetInfoResponse>, Status> {
-        finish("GetInfo", query::get_info(&self.ctx).await)
+        observe("GetInfo", query::get_info(&self.ctx)).await
     }
 
     async fn disconnect(
         &self,
         request: Request<pb::DisconnectRequest>,
     ) -> Result<Response<pb::DisconnectResponse>, Status> {
-        finish(
+        observe(
             "Disconnect",
-            membership::disconnect(&self.ctx.io, request.into_inner()).await,
+            membership::disconnect(&self.ctx.io, request.into_inner()),
         )
+        .await
     }
 
     type WatchEventsStream = EventStream;
@@ -162,18 +174,17 @@ impl SocketControl for ControlService {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let stream = self
-            .ctx
-            .events
-            .subscribe(request.into_inner())
-            .map(|stream| Box::pin(stream) as EventStream)
-            .map_err(|e| match e {
-                WatchError::TooMany(_) => ControlError::Exhausted(e.to_string()),
-                WatchError::UnknownKind(_) => ControlError::InvalidArgument(e.to_string()),
-            });
-        if stream.is_ok() {
+        let events = &self.ctx.events;
+        observe("WatchEvents", async move {
+            let stream = events
+                .subscribe(request.into_inner())
+                .map_err(|e| match e {
+                    WatchError::TooMany(_) => ControlError::Exhausted(e.to_string()),
+                    WatchError::UnknownKind(_) => ControlError::InvalidArgument(e.to_string()),
+                })?;
             info!("watcher connected");
-        }
-        finish("WatchEvents", stream)
+            Ok(Box::pin(stream) as EventStream)
+        })
+        .await
     }
 }

@@ -12,7 +12,9 @@ use super::{Edge, protocol, session::Session};
 use crate::{
     auth::{Handshake, Outcome},
     clock::iso_now,
-    events, rooms,
+    events,
+    metrics::METRICS,
+    rooms,
 };
 
 /// Handles one `authenticate` event.
@@ -39,6 +41,7 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
     }
     match outcome {
         Outcome::Allow(identity) => {
+            METRICS.auth("allowed");
             let mut joined = edge.config.default_rooms.clone();
             if let Some(user) = &identity.user_id {
                 joined.push(rooms::user_room(user));
@@ -72,10 +75,12 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
             }
         }
         Outcome::Deny(reason) => {
+            METRICS.auth("denied");
             info!(sid = %socket.id, %reason, "authentication denied");
             reject(&edge, &socket, &session, protocol::INVALID_TOKEN_MESSAGE);
         }
         Outcome::Fail(reason) => {
+            METRICS.auth("failed");
             warn!(sid = %socket.id, %reason, "authenticator failed");
             reject(&edge, &socket, &session, protocol::AUTH_FAILED_MESSAGE);
         }
@@ -127,6 +132,7 @@ pub fn enforce_timeout(edge: &Arc<Edge>, socket: &SocketRef) {
             return;
         };
         if !session.is_authenticated() {
+            METRICS.auth("timeout");
             info!(%sid, ?timeout, "not authenticated in time, disconnecting");
             session.rejected();
             let _ = socket.disconnect();

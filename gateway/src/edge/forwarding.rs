@@ -10,6 +10,7 @@ use sockgate_client::proto::OnEventRequest;
 use tracing::{debug, warn};
 
 use super::{Edge, message::ClientMessage, session::Session};
+use crate::metrics::METRICS;
 
 /// Handles an event that is not part of the connection protocol.
 pub async fn forward(edge: Arc<Edge>, socket: SocketRef, message: ClientMessage, ack: AckSender) {
@@ -17,9 +18,11 @@ pub async fn forward(edge: Arc<Edge>, socket: SocketRef, message: ClientMessage,
         return;
     };
     let Some(identity) = session.identity() else {
+        METRICS.client_event("dropped_unauthenticated");
         debug!(sid = %socket.id, event = %message.event, "event from an unauthenticated socket dropped");
         return;
     };
+    METRICS.client_event("accepted");
     let Some(hooks) = edge.hooks.as_ref().filter(|h| h.forwards(&message.event)) else {
         return;
     };
@@ -33,6 +36,7 @@ pub async fn forward(edge: Arc<Edge>, socket: SocketRef, message: ClientMessage,
                     "dropping events: too many OnEvent calls pending for this socket (hooks.max_pending_per_socket)"
                 );
             }
+            METRICS.client_event("dropped_saturated");
             debug!(sid = %socket.id, event = %message.event, "event dropped: no OnEvent slot");
             return;
         }

@@ -11,7 +11,7 @@ use sockgate_client::proto::{AuthorizeJoinRequest, EventKind, WatchEventsRespons
 use tracing::{debug, info};
 
 use super::{Edge, authentication::socket_rooms, protocol, session::Session};
-use crate::{auth::Identity, events, rooms};
+use crate::{auth::Identity, events, metrics::METRICS, rooms};
 
 #[derive(Deserialize)]
 struct RoomsRequest {
@@ -46,7 +46,8 @@ fn parse(edge: &Edge, data: Option<Value>) -> Result<Vec<String>, String> {
     Ok(rooms)
 }
 
-fn reply_error(socket: &SocketRef, ack: AckSender, error: &str) {
+fn reply_error(socket: &SocketRef, ack: AckSender, request: &'static str, error: &str) {
+    METRICS.client_rooms(request, "invalid_request", 1);
     info!(sid = %socket.id, error, "bad room request");
     let _ = ack.send(&ErrorAck {
         error,
@@ -106,7 +107,7 @@ pub async fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: 
     };
     let requested = match parse(&edge, data) {
         Ok(rooms) => rooms,
-        Err(error) => return reply_error(&socket, ack, &error),
+        Err(error) => return reply_error(&socket, ack, "join", &error),
     };
     let (mut joined, rejected) = edge.room_validator.split(identity, requested);
     let (candidates, mut rejected): (Vec<String>, Vec<String>) = rejected
@@ -129,6 +130,8 @@ pub async fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: 
         info!(sid = %socket.id, ?rejected, "join rejected");
     }
     publish(&edge, &socket, identity, EventKind::Joined, &joined);
+    METRICS.client_rooms("join", "joined", joined.len());
+    METRICS.client_rooms("join", "rejected", rejected.len());
     let _ = ack.send(&protocol::JoinAck { joined, rejected });
 }
 
@@ -143,7 +146,7 @@ pub fn leave(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: AckSe
     };
     let requested = match parse(&edge, data) {
         Ok(rooms) => rooms,
-        Err(error) => return reply_error(&socket, ack, &error),
+        Err(error) => return reply_error(&socket, ack, "leave", &error),
     };
     let left: Vec<String> = requested
         .into_iter()
@@ -153,5 +156,6 @@ pub fn leave(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: AckSe
         socket.leave(left.clone());
     }
     publish(&edge, &socket, identity, EventKind::Left, &left);
+    METRICS.client_rooms("leave", "left", left.len());
     let _ = ack.send(&protocol::LeaveAck { left });
 }

@@ -18,8 +18,11 @@ use socketioxide::{
 use sockgate_client::proto::{EventKind, WatchEventsResponse};
 
 use super::{protocol, session::Session};
+use tracing::debug;
+
 use crate::{
     events::{self, EventBus},
+    metrics::METRICS,
     rooms,
 };
 
@@ -53,17 +56,10 @@ impl<A: Adapter> FromMessageParts<A> for ClientMessage {
         payload: &mut Payload,
         ack_id: &Option<i64>,
     ) -> Result<Self, Self::Error> {
-        let Payload::Str(text, binaries) = payload else {
-            return Err(MalformedMessage("binary frame without a header".into()));
-        };
-        let mut args: Vec<Value> =
-            serde_json::from_str(text).map_err(|e| MalformedMessage(e.to_string()))?;
-        if args.is_empty() {
-            return Err(MalformedMessage("no event name".into()));
-        }
-        let Value::String(event) = args.remove(0) else {
-            return Err(MalformedMessage("the event name is not a string".into()));
-        };
+        let (event, args, binaries) = parse(payload).inspect_err(|e| {
+            METRICS.client_event("malformed");
+            debug!(sid = %socket.id, error = %e, "malformed event dropped");
+        })?;
         let data = args
             .into_iter()
             .next()
@@ -71,15 +67,32 @@ impl<A: Adapter> FromMessageParts<A> for ClientMessage {
         let message = ClientMessage {
             event,
             data: data.filter(|d| !d.is_null()),
-            attachments: binaries
-                .as_ref()
-                .map(|b| b.iter().cloned().collect())
-                .unwrap_or_default(),
+            attachments: binaries,
             wants_ack: ack_id.is_some(),
         };
         publish(socket, &message);
         Ok(message)
     }
+}
+
+/// Splits a packet into the event name, the JSON arguments and the binary attachments.
+fn parse(payload: &Payload) -> Result<(String, Vec<Value>, Vec<Bytes>), MalformedMessage> {
+    let Payload::Str(text, binaries) = payload else {
+        return Err(MalformedMessage("binary frame without a header".into()));
+    };
+    let mut args: Vec<Value> =
+        serde_json::from_str(text).map_err(|e| MalformedMessage(e.to_string()))?;
+    if args.is_empty() {
+        return Err(MalformedMessage("no event name".into()));
+    }
+    let Value::String(event) = args.remove(0) else {
+        return Err(MalformedMessage("the event name is not a string".into()));
+    };
+    let binaries = binaries
+        .as_ref()
+        .map(|b| b.iter().cloned().collect())
+        .unwrap_or_default();
+    Ok((event, args, binaries))
 }
 
 /// Publishes an application event of an authenticated socket to the watchers.

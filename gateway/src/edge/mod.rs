@@ -18,6 +18,7 @@ use serde_json::Value;
 use socketioxide::{
     SocketIo, TransportType,
     extract::{AckSender, SocketRef, TryData},
+    handler::ConnectHandler,
     socket::DisconnectReason,
 };
 use sockgate_client::proto::{EventKind, WatchEventsResponse};
@@ -29,6 +30,7 @@ use crate::{
     config::{EdgeConfig, Transport},
     events::{self, EventBus},
     hooks::Hooks,
+    metrics::METRICS,
     rooms::{self, ConnectionMeta},
 };
 use message::ClientMessage;
@@ -81,13 +83,15 @@ pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edg
         hooks: deciders.hooks,
         events: deciders.events,
     });
-    let handler_edge = edge.clone();
-    io.ns(
-        "/",
-        async move |socket: SocketRef, TryData(auth): TryData<Value>| {
-            on_connect(handler_edge, socket, auth.ok());
-        },
-    );
+    // socketioxide tells the client it is connected before it runs the connect handler,
+    // but after the connect middlewares: the socket is set up in a middleware so that its
+    // handlers exist before the client can send its first event.
+    let setup_edge = edge.clone();
+    let setup = async move |socket: SocketRef, TryData(auth): TryData<Value>| {
+        on_connect(setup_edge, socket, auth.ok());
+        Ok::<(), std::convert::Infallible>(())
+    };
+    io.ns("/", (async || {}).with(setup));
 
     let mut router = Router::new().layer(layer);
     if let Some(cors) = cors_layer(&config.cors_origins)? {
@@ -141,6 +145,7 @@ fn on_connect(edge: Arc<Edge>, socket: SocketRef, auth: Option<Value>) {
         .map(|c| c.0);
     let meta = ConnectionMeta::now(transport_name(socket.transport_type()), remote);
     socket.join([rooms::socket_room(socket.id), meta.room()]);
+    METRICS.connections.inc();
     info!(sid = %socket.id, remote = %meta.remote_address, transport = %meta.transport, "connected");
     socket
         .extensions

@@ -1,0 +1,78 @@
+//! The admin HTTP endpoint: Prometheus metrics, liveness and readiness. Internal, like the
+//! control plane: it listens on loopback by default.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use axum::{
+    Router, extract::State, http::StatusCode, http::header, response::IntoResponse, routing::get,
+};
+use socketioxide::SocketIo;
+
+use crate::{metrics::METRICS, rooms};
+
+/// What the admin handlers read.
+#[derive(Clone)]
+pub struct Admin {
+    io: SocketIo,
+    ready: Arc<AtomicBool>,
+}
+
+impl Admin {
+    /// An admin endpoint over `io`; not ready until [`Admin::set_ready`].
+    pub fn new(io: SocketIo) -> Self {
+        Self {
+            io,
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Marks the node ready (serving) or not (starting, draining).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// `/metrics`, `/livez`, `/readyz`.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/metrics", get(metrics))
+            .route("/livez", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz))
+            .with_state(self)
+    }
+}
+
+async fn readyz(State(admin): State<Admin>) -> impl IntoResponse {
+    if admin.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
+    let local = |room: &'static str| admin.io.local().to(room).sockets().len() as i64;
+    let authenticated = local(rooms::AUTHENTICATED);
+    let authenticating = local(rooms::AUTHENTICATING);
+    let total = admin.io.sockets().len() as i64;
+    let unauthorized = (total - authenticated - authenticating).max(0);
+    for (state, count) in [
+        ("unauthorized", unauthorized),
+        ("authenticating", authenticating),
+        ("authenticated", authenticated),
+    ] {
+        METRICS
+            .sockets
+            .get_or_create(&[("state", state)])
+            .set(count);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        METRICS.render(),
+    )
+}

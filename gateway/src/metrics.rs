@@ -1,0 +1,236 @@
+//! Prometheus metrics of this node, in one process-wide registry, served by the admin
+//! endpoint (`admin.rs`) in the OpenMetrics text format.
+//!
+//! Everything the gateway refuses or drops is counted here: denied and failed
+//! authentications, malformed or unauthenticated client events, rejected joins, refused
+//! control calls (by status code), hook failures and timeouts, watcher drops.
+
+use std::{sync::LazyLock, time::Duration};
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+type Label = [(&'static str, &'static str); 1];
+type Labels = [(&'static str, &'static str); 2];
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms to about 4 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+}
+
+/// The metrics. Label values are fixed strings, so the label sets stay small.
+pub struct Metrics {
+    registry: Registry,
+    /// Sockets of this node by state (set when scraped).
+    pub sockets: Family<Label, Gauge>,
+    /// Connections accepted.
+    pub connections: Counter,
+    /// Authentication outcomes: `allowed`, `denied`, `failed`, `timeout`.
+    pub auth: Family<Label, Counter>,
+    /// Client application events: `accepted`, `dropped_unauthenticated`,
+    /// `dropped_saturated`, `malformed`.
+    pub client_events: Family<Label, Counter>,
+    /// Rooms in client requests: `request` = `join` / `leave`, `result` = `joined`,
+    /// `rejected`, `left`, `invalid_request`.
+    pub client_rooms: Family<Labels, Counter>,
+    /// Control calls by `method` and gRPC `code`.
+    pub control_requests: Family<Labels, Counter>,
+    /// Control call latency by `method`.
+    pub control_duration: Family<Label, Histogram, fn() -> Histogram>,
+    /// Hook calls by `hook` and `outcome` (`success`, `denied`, `error`, `timeout`).
+    pub hook_calls: Family<Labels, Counter>,
+    /// Hook call latency by `hook`.
+    pub hook_duration: Family<Label, Histogram, fn() -> Histogram>,
+    /// Connected `WatchEvents` watchers.
+    pub watchers: Gauge,
+    /// Events not delivered to a watcher that did not keep up.
+    pub watch_dropped: Counter,
+}
+
+/// The registry of this process.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("sockgate");
+        let metrics = Metrics {
+            sockets: Family::default(),
+            connections: Counter::default(),
+            auth: Family::default(),
+            client_events: Family::default(),
+            client_rooms: Family::default(),
+            control_requests: Family::default(),
+            control_duration: Family::new_with_constructor(latency_histogram),
+            hook_calls: Family::default(),
+            hook_duration: Family::new_with_constructor(latency_histogram),
+            watchers: Gauge::default(),
+            watch_dropped: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "sockets",
+            "Sockets of this node by state",
+            metrics.sockets.clone(),
+        );
+        registry.register(
+            "connections",
+            "Socket.IO connections accepted",
+            metrics.connections.clone(),
+        );
+        registry.register("auth", "Authentication outcomes", metrics.auth.clone());
+        registry.register(
+            "client_events",
+            "Client application events by outcome",
+            metrics.client_events.clone(),
+        );
+        registry.register(
+            "client_rooms",
+            "Rooms in client join/leave requests by result",
+            metrics.client_rooms.clone(),
+        );
+        registry.register(
+            "control_requests",
+            "SocketControl calls by method and status code",
+            metrics.control_requests.clone(),
+        );
+        registry.register_with_unit(
+            "control_duration",
+            "SocketControl call latency",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.control_duration.clone(),
+        );
+        registry.register(
+            "hook_calls",
+            "SocketHooks calls by hook and outcome",
+            metrics.hook_calls.clone(),
+        );
+        registry.register_with_unit(
+            "hook_duration",
+            "SocketHooks call latency",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.hook_duration.clone(),
+        );
+        registry.register(
+            "watchers",
+            "Connected WatchEvents watchers",
+            metrics.watchers.clone(),
+        );
+        registry.register(
+            "watch_dropped",
+            "Events dropped for watchers that did not keep up",
+            metrics.watch_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Counts one authentication outcome.
+    pub fn auth(&self, outcome: &'static str) {
+        self.auth.get_or_create(&[("outcome", outcome)]).inc();
+    }
+
+    /// Counts one client event outcome.
+    pub fn client_event(&self, outcome: &'static str) {
+        self.client_events
+            .get_or_create(&[("outcome", outcome)])
+            .inc();
+    }
+
+    /// Counts `n` rooms of a client request.
+    pub fn client_rooms(&self, request: &'static str, result: &'static str, n: usize) {
+        if n > 0 {
+            self.client_rooms
+                .get_or_create(&[("request", request), ("result", result)])
+                .inc_by(n as u64);
+        }
+    }
+
+    /// Records one control call.
+    pub fn control(&self, method: &'static str, code: tonic::Code, elapsed: Duration) {
+        self.control_requests
+            .get_or_create(&[("method", method), ("code", code_name(code))])
+            .inc();
+        self.control_duration
+            .get_or_create(&[("method", method)])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one hook call.
+    pub fn hook(&self, hook: &'static str, outcome: &'static str, elapsed: Duration) {
+        self.hook_calls
+            .get_or_create(&[("hook", hook), ("outcome", outcome)])
+            .inc();
+        self.hook_duration
+            .get_or_create(&[("hook", hook)])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_labels() {
+        let metrics = Metrics::new();
+        metrics.auth("denied");
+        metrics.control(
+            "Send",
+            tonic::Code::InvalidArgument,
+            Duration::from_millis(2),
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains("sockgate_auth_total{outcome=\"denied\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "sockgate_control_requests_total{method=\"Send\",code=\"INVALID_ARGUMENT\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("sockgate_control_duration_seconds_count{method=\"Send\"} 1"));
+    }
+}
