@@ -104,7 +104,7 @@ async fn malformed_packets_break_nothing() {
 
 #[tokio::test]
 async fn a_flood_toward_a_slow_backend_is_capped_per_socket() {
-    let backend = HookBackend::start().await;
+    let mut backend = HookBackend::start().await;
     let gateway = Gateway::builder()
         .env("HOOKS__ENDPOINT", &backend.url())
         .env("HOOKS__ON_EVENT", "true")
@@ -123,6 +123,9 @@ async fn a_flood_toward_a_slow_backend_is_capped_per_socket() {
     // Four slow calls take every slot of the flooding socket; the rest are dropped.
     for _ in 0..200 {
         clients.emit("flood", "slow", json!([{}])).await;
+    }
+    for _ in 0..4 {
+        backend.received("slow").await;
     }
     let err = clients
         .emit_expecting_no_ack("flood", "ask", json!([1]), 500)

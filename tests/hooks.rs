@@ -219,3 +219,36 @@ async fn on_event_reply_becomes_the_ack() {
     let ack = clients.emit_with_ack("c", "ask", json!(["again"])).await;
     assert_eq!(ack[0]["data"], "again");
 }
+
+#[tokio::test]
+async fn a_saturated_hook_endpoint_is_logged_and_calls_stay_bounded() {
+    let mut backend = HookBackend::start().await;
+    let gateway = Gateway::builder()
+        .env("HOOKS__ENDPOINT", &backend.url())
+        .env("HOOKS__ON_EVENT", "true")
+        .env("HOOKS__TIMEOUT", "600ms")
+        .env("HOOKS__MAX_CONCURRENCY", "1")
+        .start()
+        .await;
+    let mut clients = Clients::start(&gateway.url()).await;
+    clients
+        .login("a", Transport::Websocket, &tokens::for_user("a"))
+        .await;
+    clients
+        .login("b", Transport::Websocket, &tokens::for_user("b"))
+        .await;
+    // `a` holds the only slot with a call that hangs; `b` waits for it within its deadline.
+    clients.emit("a", "slow", json!([{}])).await;
+    backend.received("slow").await;
+    let err = clients
+        .emit_expecting_no_ack("b", "ask", json!([1]), 1500)
+        .await;
+    assert!(err.contains("timed out"), "{err}");
+    assert!(
+        gateway.log_text().contains("hook endpoint saturated"),
+        "saturation is logged"
+    );
+    // Once the slot is free again, calls go through.
+    let ack = clients.emit_with_ack("b", "ask", json!([2])).await;
+    assert_eq!(ack[0]["data"], 2);
+}
