@@ -13,6 +13,7 @@ use anyhow::Context;
 use sockgate_client::{FILE_DESCRIPTOR_SET, proto::socket_control_server::SocketControlServer};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic_reflection::server::Builder;
 use tracing::{info, warn};
 
 use crate::{
@@ -31,14 +32,7 @@ const GRPC_ENVELOPE_BYTES: usize = 64 * 1024;
 
 /// Runs the gateway until SIGTERM / SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let node_id = if config.node_id.is_empty() {
-        format!(
-            "node-{:08x}",
-            RandomState::new().hash_one(std::process::id()) as u32
-        )
-    } else {
-        config.node_id.clone()
-    };
+    let node_id = node_id(&config);
     warn_about_open_settings(&config);
 
     let hooks = Hooks::from_config(&config.hooks).map_err(anyhow::Error::msg)?;
@@ -95,29 +89,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         events,
     });
-    let max_message = config.control.max_payload_bytes + GRPC_ENVELOPE_BYTES;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<SocketControlServer<ControlService>>()
         .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let control = SocketControlServer::new(service)
+        .max_decoding_message_size(config.control.max_payload_bytes + GRPC_ENVELOPE_BYTES)
+        .max_encoding_message_size(usize::MAX);
     let control_task = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(
-                SocketControlServer::new(service)
-                    .max_decoding_message_size(max_message)
-                    .max_encoding_message_size(usize::MAX),
-            )
+            .add_service(control)
             .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
+            .add_service(reflection(Builder::build_v1)?)
+            .add_service(reflection(Builder::build_v1alpha)?)
             .serve_with_incoming_shutdown(TcpListenerStream::new(control_listener), trigger.wait()),
     );
 
@@ -135,7 +119,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     tokio::select! {
         () = shutdown::signal() => {}
-        result = async { (&mut { edge_task }).await } => {
+        result = edge_task => {
             return Err(anyhow::anyhow!("edge server stopped: {result:?}"));
         }
     }
@@ -159,6 +143,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The configured node id, or `node-` and 8 random hex digits.
+fn node_id(config: &Config) -> String {
+    if config.node_id.is_empty() {
+        let random = RandomState::new().hash_one(std::process::id()) as u32;
+        format!("node-{random:08x}")
+    } else {
+        config.node_id.clone()
+    }
+}
+
+/// A reflection service (v1 or v1alpha) describing sockgate's API and health.
+fn reflection<S>(
+    build: impl FnOnce(Builder<'static>) -> Result<S, tonic_reflection::server::Error>,
+) -> Result<S, tonic_reflection::server::Error> {
+    build(
+        Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+    )
+}
+
 fn warn_about_open_settings(config: &Config) {
     if config.is_dev_mode() {
         warn!(
@@ -173,9 +178,10 @@ fn warn_about_open_settings(config: &Config) {
     {
         warn!("auth.authenticators contains `none`: every socket is admitted without credentials");
     }
-    if config.rooms.allow.is_empty() {
+    if config.rooms.allow.is_empty() && !config.hooks.authorize_join {
         info!(
-            "rooms.allow is empty: client join requests are rejected unless a JWT room claim allows them"
+            "rooms.allow is empty and hooks.authorize_join is off: client joins are rejected \
+             unless a JWT room claim allows them"
         );
     }
     if !config.control.listen.ip().is_loopback() {

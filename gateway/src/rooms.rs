@@ -50,7 +50,7 @@ pub fn public<S: AsRef<str>>(rooms: impl IntoIterator<Item = S>) -> Vec<String> 
 }
 
 /// What a socket's connection looked like, carried in one internal room.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectionMeta {
     /// Milliseconds since the Unix epoch.
     pub connected_at_ms: u64,

@@ -52,11 +52,7 @@ async fn describe(ctx: &ControlContext, socket: &Remote) -> Result<SocketInfo, C
     } else {
         socket.data().server_id.to_string()
     };
-    let meta = view.meta.unwrap_or_else(|| rooms::ConnectionMeta {
-        connected_at_ms: 0,
-        transport: String::new(),
-        remote_address: String::new(),
-    });
+    let meta = view.meta.unwrap_or_default();
     Ok(SocketInfo {
         id: sid.to_string(),
         user_id: view.user_id.unwrap_or_default(),
