@@ -272,6 +272,78 @@ mod tests {
         assert_eq!(id.room_patterns, vec!["chat:*"]);
     }
 
+    fn testdata(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/auth/testdata")
+            .join(name)
+    }
+
+    #[test]
+    fn public_keys_verify_rsa_ec_and_ed25519_tokens() {
+        let key = |algorithm: &str, public: &str| JwtKeyConfig {
+            algorithm: algorithm.into(),
+            secret_file: None,
+            secret_env: None,
+            public_key_file: Some(testdata(public)),
+        };
+        let verifier = JwtVerifier::from_config(&JwtConfig {
+            keys: vec![
+                key("RS256", "rsa-public.pem"),
+                key("ES256", "ec-public.pem"),
+                key("EdDSA", "ed-public.pem"),
+            ],
+            ..JwtConfig::default()
+        })
+        .unwrap();
+        let claims = json!({"sub": "pk-user", "exp": exp_in(60)});
+        let read = |name: &str| fs::read(testdata(name)).unwrap();
+        let signed = [
+            (
+                Algorithm::RS256,
+                EncodingKey::from_rsa_pem(&read("rsa-private.pem")).unwrap(),
+            ),
+            (
+                Algorithm::ES256,
+                EncodingKey::from_ec_pem(&read("ec-private.pem")).unwrap(),
+            ),
+            (
+                Algorithm::EdDSA,
+                EncodingKey::from_ed_pem(&read("ed-private.pem")).unwrap(),
+            ),
+        ];
+        for (algorithm, private) in signed {
+            let token = encode(&Header::new(algorithm), &claims, &private).unwrap();
+            let identity = verifier
+                .verify(&token)
+                .unwrap_or_else(|e| panic!("{algorithm:?}: {e}"));
+            assert_eq!(identity.user_id.as_deref(), Some("pk-user"));
+        }
+        // A token whose algorithm has no configured key is refused.
+        let other = EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef");
+        let hs = encode(&Header::new(Algorithm::HS256), &claims, &other).unwrap();
+        assert!(
+            verifier
+                .verify(&hs)
+                .unwrap_err()
+                .contains("no key for algorithm")
+        );
+    }
+
+    #[test]
+    fn a_public_key_of_the_wrong_kind_is_a_config_error() {
+        let config = JwtConfig {
+            keys: vec![JwtKeyConfig {
+                algorithm: "ES256".into(),
+                secret_file: None,
+                secret_env: None,
+                public_key_file: Some(testdata("rsa-public.pem")),
+            }],
+            ..JwtConfig::default()
+        };
+        let err = JwtVerifier::from_config(&config).unwrap_err().to_string();
+        assert!(err.contains("ES256"), "{err}");
+    }
+
     #[test]
     fn expired_and_wrong_issuer_are_refused() {
         let v = file_verifier(&["me"]);
