@@ -4,7 +4,7 @@
 mod fixture;
 
 use fixture::{
-    Gateway,
+    Gateway, rooms_of,
     sio::{Clients, Transport},
     tokens,
 };
@@ -146,7 +146,7 @@ async fn expired_and_missing_tokens_are_refused() {
 #[tokio::test]
 async fn silent_client_is_disconnected_after_the_auth_timeout() {
     let gateway = Gateway::builder()
-        .env("EDGE__AUTH_TIMEOUT", "300ms")
+        .env("EDGE__AUTH_TIMEOUT", "1s")
         .start()
         .await;
     let mut clients = Clients::start(&gateway.url()).await;
@@ -176,7 +176,7 @@ async fn silent_client_is_disconnected_after_the_auth_timeout() {
 async fn events_before_authentication_are_dropped_and_a_second_authenticate_is_ignored() {
     let gateway = Gateway::start().await;
     let mut clients = Clients::start(&gateway.url()).await;
-    clients.connect("c", Transport::Websocket).await;
+    let sid = clients.connect("c", Transport::Websocket).await;
 
     // A join before authenticating gets no answer at all.
     clients
@@ -191,6 +191,12 @@ async fn events_before_authentication_are_dropped_and_a_second_authenticate_is_i
         .emit_with_ack("c", "join", json!([{"rooms": ["chat:late"]}]))
         .await;
     assert_eq!(ack[0]["joined"], json!(["chat:late"]));
+    let rooms = rooms_of(&mut gateway.control().await, &sid).await;
+    assert!(rooms.contains(&"chat:late".to_owned()));
+    assert!(
+        !rooms.contains(&"chat:early".to_owned()),
+        "the early join was dropped"
+    );
     assert!(!clients.has_event("c", "unauthenticated"));
     assert!(!clients.has_event("c", "authenticated"));
     assert!(gateway.log_text().contains("second authenticate ignored"));

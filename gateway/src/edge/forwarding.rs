@@ -18,8 +18,6 @@ pub async fn forward(edge: Arc<Edge>, socket: SocketRef, message: ClientMessage,
         return;
     };
     let Some(identity) = session.identity() else {
-        METRICS.client_event("dropped_unauthenticated");
-        debug!(sid = %socket.id, event = %message.event, "event from an unauthenticated socket dropped");
         return;
     };
     METRICS.client_event("accepted");

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use socketioxide::extract::{AckSender, SocketRef};
 use sockgate_client::proto::{AuthorizeJoinRequest, EventKind, WatchEventsResponse};
-use tracing::{debug, info};
+use tracing::info;
 
 use super::{Edge, authentication::socket_rooms, protocol, session::Session};
 use crate::{auth::Identity, events, metrics::METRICS, rooms};
@@ -102,7 +102,6 @@ pub async fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: 
         return;
     };
     let Some(identity) = session.identity() else {
-        debug!(sid = %socket.id, "join from an unauthenticated socket dropped");
         return;
     };
     let requested = match parse(&edge, data) {
@@ -141,7 +140,6 @@ pub fn leave(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: AckSe
         return;
     };
     let Some(identity) = session.identity() else {
-        debug!(sid = %socket.id, "leave from an unauthenticated socket dropped");
         return;
     };
     let requested = match parse(&edge, data) {

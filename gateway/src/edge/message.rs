@@ -37,6 +37,10 @@ pub struct ClientMessage {
     pub attachments: Vec<Bytes>,
     /// Whether the client waits for an ack.
     pub wants_ack: bool,
+    /// Whether the socket was authenticated when the event arrived. Handlers run as
+    /// separate tasks, so the state when they run may be later than the client's view:
+    /// an event sent before `authenticated` is dropped even if it is handled after.
+    pub authenticated: bool,
 }
 
 /// The packet is not a JSON array starting with an event name.
@@ -64,11 +68,16 @@ impl<A: Adapter> FromMessageParts<A> for ClientMessage {
             .into_iter()
             .next()
             .filter(|first| !is_placeholder(first));
+        let authenticated = socket
+            .extensions
+            .get::<Arc<Session>>()
+            .is_some_and(|s| s.is_authenticated());
         let message = ClientMessage {
             event,
             data: data.filter(|d| !d.is_null()),
             attachments: binaries,
             wants_ack: ack_id.is_some(),
+            authenticated,
         };
         publish(socket, &message);
         Ok(message)
@@ -108,6 +117,9 @@ fn publish<A: Adapter>(socket: &Arc<Socket<A>>, message: &ClientMessage) {
         return;
     };
     if !bus.is_watched() {
+        return;
+    }
+    if !message.authenticated {
         return;
     }
     let Some(session) = socket.extensions.get::<Arc<Session>>() else {

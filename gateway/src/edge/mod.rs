@@ -23,7 +23,7 @@ use socketioxide::{
 };
 use sockgate_client::proto::{EventKind, WatchEventsResponse};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::{
     auth::{AuthChain, RoomValidator},
@@ -184,8 +184,15 @@ fn on_connect(edge: Arc<Edge>, socket: SocketRef, auth: Option<Value>) {
 }
 
 async fn on_event(edge: Arc<Edge>, socket: SocketRef, message: ClientMessage, ack: AckSender) {
+    if message.event == protocol::AUTHENTICATE {
+        return authentication::authenticate(edge, socket, message.data).await;
+    }
+    if !message.authenticated {
+        METRICS.client_event("dropped_unauthenticated");
+        debug!(sid = %socket.id, event = %message.event, "event from an unauthenticated socket dropped");
+        return;
+    }
     match message.event.as_str() {
-        protocol::AUTHENTICATE => authentication::authenticate(edge, socket, message.data).await,
         protocol::JOIN => membership::join(edge, socket, message.data, ack).await,
         protocol::LEAVE => membership::leave(edge, socket, message.data, ack),
         _ => forwarding::forward(edge, socket, message, ack).await,
