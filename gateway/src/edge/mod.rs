@@ -116,8 +116,12 @@ pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edg
 ///
 /// hyper parses them without copying, as slices of that buffer (8 to 16 KiB), and
 /// socketioxide keeps the connecting request's head for the socket's whole life: without
-/// this copy, every idle socket would pin its connection's read buffer.
+/// this copy, every idle socket would pin its connection's read buffer. Requests of an
+/// existing session (`sid=` in the query: polling, upgrades) are not kept, so not copied.
 async fn detach_head(mut request: Request) -> Request {
+    if request.uri().query().is_some_and(|q| q.contains("sid=")) {
+        return request;
+    }
     let headers: HeaderMap = request
         .headers()
         .iter()
