@@ -162,3 +162,78 @@ async fn a_flood_toward_a_slow_backend_is_capped_per_socket() {
         "one warning per episode, not one per dropped event"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_makes_unicast_sends_fail_fast() {
+    let gateway = Gateway::start().await;
+    // A raw WebSocket client that authenticates, then never reads again.
+    let url = format!("ws://{}/io/?EIO=4&transport=websocket", gateway.edge);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    ws.next().await.unwrap().unwrap();
+    ws.send(Message::text("40")).await.unwrap();
+    let token = tokens::for_user("sleepy");
+    let mut sid = String::new();
+    while sid.is_empty() {
+        let text = ws.next().await.unwrap().unwrap().into_text().unwrap();
+        if text.starts_with("40") {
+            ws.send(Message::text(format!(
+                r#"42["authenticate",{{"token":"{token}"}}]"#
+            )))
+            .await
+            .unwrap();
+        } else if let Some(payload) = text.strip_prefix(r#"42["authenticated","#) {
+            let payload: serde_json::Value =
+                serde_json::from_str(payload.trim_end_matches(']')).unwrap();
+            sid = payload["id"].as_str().unwrap().to_owned();
+        }
+    }
+    let mut clients = Clients::start(&gateway.url()).await;
+    let awake = clients
+        .login("awake", Transport::Websocket, &tokens::for_user("a"))
+        .await;
+
+    let mut control = gateway.control().await;
+    let big = format!("\"{}\"", "z".repeat(400_000));
+    let mut refused = None;
+    for _ in 0..1000 {
+        let sent = control
+            .send(SendRequest {
+                event: "bulk".into(),
+                data_json: big.clone(),
+                target: to_sockets(&[&sid]),
+                ..SendRequest::default()
+            })
+            .await;
+        if let Err(status) = sent {
+            refused = Some(status);
+            break;
+        }
+    }
+    let status = refused.expect("the sleepy socket's buffer fills up");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("send buffer is full"),
+        "{status:?}"
+    );
+    // Everyone else is served as before.
+    control
+        .send(SendRequest {
+            event: "fine".into(),
+            data_json: "1".into(),
+            target: to_sockets(&[&awake]),
+            ..SendRequest::default()
+        })
+        .await
+        .unwrap();
+    clients.next_event("awake", "fine").await;
+    let (_, metrics) = gateway.admin_get("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "sockgate_send_dropped_total 1"),
+        "{metrics}"
+    );
+    drop(ws);
+}

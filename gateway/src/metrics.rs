@@ -53,6 +53,8 @@ pub struct Metrics {
     pub watchers: Gauge,
     /// Events not delivered to a watcher that did not keep up.
     pub watch_dropped: Counter,
+    /// Recipients a `Send` could not reach (send buffer full, or closing).
+    pub send_dropped: Counter,
 }
 
 /// The registry of this process.
@@ -73,6 +75,7 @@ impl Metrics {
             hook_duration: Family::new_with_constructor(latency_histogram),
             watchers: Gauge::default(),
             watch_dropped: Counter::default(),
+            send_dropped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -127,6 +130,11 @@ impl Metrics {
             "watch_dropped",
             "Events dropped for watchers that did not keep up",
             metrics.watch_dropped.clone(),
+        );
+        registry.register(
+            "send_dropped",
+            "Recipients a Send could not reach (send buffer full or closing)",
+            metrics.send_dropped.clone(),
         );
         Metrics {
             registry,

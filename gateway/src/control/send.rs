@@ -9,10 +9,10 @@ use serde::{Serialize, ser::SerializeTuple};
 use serde_json::Value;
 use socketioxide::{AckError, BroadcastError, SocketIo};
 use sockgate_client::proto::{AckReply, SendRequest, SendResponse};
-use tracing::warn;
+use tracing::debug;
 
 use super::{ControlLimits, error::ControlError, target};
-use crate::edge::protocol::RESERVED_EVENTS;
+use crate::{edge::protocol::RESERVED_EVENTS, metrics::METRICS};
 
 /// Longest event name.
 const MAX_EVENT_LEN: usize = 256;
@@ -103,7 +103,8 @@ pub async fn send(
         data: parse_json(&request.data_json, "data_json")?,
         attachments: request.attachments,
     };
-    let operators = target::resolve(io, request.target.as_ref(), "target").await?;
+    let target = request.target.as_ref();
+    let operators = target::resolve(io, target, "target").await?;
 
     if let Some(timeout) = ack_timeout {
         let stream = operators
@@ -142,10 +143,22 @@ pub async fn send(
     } else {
         None
     };
+    let unicast = target.is_some_and(|t| {
+        t.socket_ids.len() == 1 && t.rooms.is_empty() && t.user_ids.is_empty() && !t.all
+    });
     match operators.emit(&request.event, &args).await {
         Ok(()) => {}
         Err(BroadcastError::Socket(errors)) => {
-            warn!(event = %request.event, failed = errors.len(), "some sockets could not take the event (closed or buffer full)");
+            // A socket that does not read fast enough (its send buffer is full) or is
+            // closing. The others got the event; a single target is told.
+            METRICS.send_dropped.inc_by(errors.len() as u64);
+            debug!(event = %request.event, failed = errors.len(), "sockets could not take the event");
+            if unicast {
+                return Err(ControlError::Exhausted(format!(
+                    "socket {} cannot take the event now: its send buffer is full or it is closing",
+                    target.map(|t| t.socket_ids[0].as_str()).unwrap_or_default()
+                )));
+            }
         }
         Err(other) => return Err(other.into()),
     }
