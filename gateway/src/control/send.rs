@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Serialize, ser::SerializeTuple};
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 use socketioxide::{AckError, BroadcastError, SocketIo};
 use sockgate_client::proto::{AckReply, SendRequest, SendResponse};
 use tracing::debug;
@@ -19,12 +19,12 @@ const MAX_EVENT_LEN: usize = 256;
 
 /// The event's arguments: the JSON data (if any) then each binary attachment, serialized
 /// as a tuple so that Socket.IO sends them as separate arguments.
-struct Args {
-    data: Option<Value>,
+struct Args<'a> {
+    data: Option<&'a RawValue>,
     attachments: Vec<Bytes>,
 }
 
-impl Serialize for Args {
+impl Serialize for Args<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let len = usize::from(self.data.is_some()) + self.attachments.len();
         let mut tuple = serializer.serialize_tuple(len)?;
@@ -57,12 +57,13 @@ pub fn check_event_name(event: &str) -> Result<(), ControlError> {
     Ok(())
 }
 
-/// Parses optional JSON text; `field` names it in the error.
-pub fn parse_json(text: &str, field: &str) -> Result<Option<Value>, ControlError> {
+/// Checks optional JSON text without building a tree: the text is then sent as it is,
+/// so the payload is serialized once, into the packet. `field` names it in the error.
+pub fn parse_json<'a>(text: &'a str, field: &str) -> Result<Option<&'a RawValue>, ControlError> {
     if text.is_empty() {
         return Ok(None);
     }
-    serde_json::from_str(text)
+    serde_json::from_str::<&RawValue>(text)
         .map(Some)
         .map_err(|e| ControlError::invalid(format!("{field} is not valid JSON: {e}")))
 }
@@ -183,10 +184,10 @@ mod tests {
 
     #[test]
     fn json_is_validated() {
-        assert_eq!(parse_json("", "d").unwrap(), None);
+        assert!(parse_json("", "d").unwrap().is_none());
         assert_eq!(
-            parse_json("{\"a\":1}", "d").unwrap(),
-            Some(serde_json::json!({"a": 1}))
+            parse_json(" {\"a\":1}", "d").unwrap().unwrap().get(),
+            "{\"a\":1}"
         );
         let err = parse_json("{bad", "data_json").unwrap_err().to_string();
         assert!(err.starts_with("data_json is not valid JSON"), "{err}");
