@@ -35,7 +35,7 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
         meta: &session.meta,
     };
     let outcome = edge.auth.authenticate(&handshake).await;
-    if !socket.connected() {
+    if !still_connected(&edge, &socket).await {
         debug!(sid = %socket.id, "socket left during authentication");
         return;
     }
@@ -85,6 +85,23 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
             reject(&edge, &socket, &session, protocol::AUTH_FAILED_MESSAGE);
         }
     }
+}
+
+/// Whether the socket can still be written to. socketioxide sends the connect packet
+/// before it marks the socket connected, so on a busy node a client's first event can be
+/// handled in between, when `emit` would still refuse: wait out that short window. A
+/// socket no longer in its namespace has left.
+async fn still_connected(edge: &Edge, socket: &SocketRef) -> bool {
+    for _ in 0..1000 {
+        if socket.connected() {
+            return true;
+        }
+        if edge.io.get_socket(socket.id).is_none() {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    false
 }
 
 /// The public rooms of a local socket.

@@ -122,7 +122,9 @@ pub async fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: 
     }
     joined.sort_unstable();
     rejected.sort_unstable();
-    if !joined.is_empty() && socket.connected() {
+    // The backend may have taken a while: a socket that left meanwhile must not be put
+    // back into rooms.
+    if !joined.is_empty() && edge.io.get_socket(socket.id).is_some() {
         socket.join(joined.clone());
     }
     if !rejected.is_empty() {
