@@ -14,6 +14,13 @@ pub fn iso_now() -> String {
         .unwrap_or_default()
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A protobuf timestamp from milliseconds since the Unix epoch.
 pub fn timestamp_from_ms(ms: u64) -> prost_types::Timestamp {
     prost_types::Timestamp {

@@ -6,7 +6,7 @@
 //! must show cluster-wide (state, user, connection time, address, transport) is carried in
 //! internal rooms. Clients and `Join` can never name a room with the internal prefix.
 
-use std::{net::SocketAddr, time::SystemTime};
+use std::net::SocketAddr;
 
 use socketioxide::socket::Sid;
 
@@ -63,11 +63,8 @@ pub struct ConnectionMeta {
 impl ConnectionMeta {
     /// Meta of a connection that starts now.
     pub fn now(transport: &str, remote: Option<SocketAddr>) -> Self {
-        let connected_at_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         Self {
-            connected_at_ms,
+            connected_at_ms: crate::clock::now_ms(),
             transport: transport.to_owned(),
             remote_address: remote.map(|a| a.to_string()).unwrap_or_default(),
         }

@@ -101,6 +101,7 @@ pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edg
         Ok::<(), std::convert::Infallible>(())
     };
     io.ns("/", (async || {}).with(setup));
+    authentication::spawn_auth_sweeper(edge.clone());
 
     let mut router = Router::new()
         .layer(layer)
@@ -198,7 +199,6 @@ fn on_connect(edge: Arc<Edge>, socket: SocketRef, auth: Option<Value>) {
         );
     }
 
-    authentication::enforce_timeout(&edge, &socket);
     let handler_edge = edge.clone();
     socket.on_fallback(
         async move |socket: SocketRef, message: ClientMessage, ack: AckSender| {
