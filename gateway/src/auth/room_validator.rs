@@ -16,11 +16,6 @@ impl RoomValidator {
         Self { allow }
     }
 
-    /// Whether no client join can ever be allowed (no static pattern).
-    pub fn has_static_rules(&self) -> bool {
-        !self.allow.is_empty()
-    }
-
     /// Splits `requested` into (allowed, rejected). Invalid and internal names are rejected.
     pub fn split(&self, identity: &Identity, requested: Vec<String>) -> (Vec<String>, Vec<String>) {
         requested
