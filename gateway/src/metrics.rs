@@ -62,8 +62,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 impl Metrics {
     fn new() -> Self {
-        let mut registry = Registry::with_prefix("sockgate");
-        let metrics = Metrics {
+        let mut metrics = Metrics {
+            registry: Registry::with_prefix("sockgate"),
             sockets: Family::default(),
             connections: Counter::default(),
             auth: Family::default(),
@@ -76,8 +76,8 @@ impl Metrics {
             watchers: Gauge::default(),
             watch_dropped: Counter::default(),
             send_dropped: Counter::default(),
-            registry: Registry::default(),
         };
+        let registry = &mut metrics.registry;
         registry.register(
             "sockets",
             "Sockets of this node by state",
@@ -136,10 +136,7 @@ impl Metrics {
             "Recipients a Send could not reach (send buffer full or closing)",
             metrics.send_dropped.clone(),
         );
-        Metrics {
-            registry,
-            ..metrics
-        }
+        metrics
     }
 
     /// Counts one authentication outcome.
