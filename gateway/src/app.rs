@@ -18,9 +18,12 @@ use tracing::{info, warn};
 
 use crate::{
     admin::Admin,
-    auth::{AuthChain, RoomValidator},
+    auth::{AuthChain, CallerVerifier, RoomValidator},
     config::Config,
-    control::{ControlContext, ControlLimits, ControlService},
+    control::{
+        ControlContext, ControlLimits, ControlService,
+        layers::{ControlLayers, LayerSettings},
+    },
     edge,
     events::EventBus,
     hooks::Hooks,
@@ -36,6 +39,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     warn_about_open_settings(&config);
 
     let hooks = Hooks::from_config(&config.hooks).map_err(anyhow::Error::msg)?;
+    let callers = CallerVerifier::from_config(&config.control.auth)?.map(Arc::new);
     let events = Arc::new(EventBus::new(
         node_id.clone(),
         config.watch.buffer,
@@ -98,6 +102,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .max_encoding_message_size(usize::MAX);
     let control_task = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(ControlLayers::new(LayerSettings {
+                verifier: callers,
+                reflection: config.control.auth.reflection,
+                max_concurrent_calls: config.control.max_concurrent_calls,
+                request_timeout: config.control.request_timeout,
+            }))
             .add_service(control)
             .add_service(health_service)
             .add_service(reflection(Builder::build_v1)?)
@@ -184,7 +194,7 @@ fn warn_about_open_settings(config: &Config) {
              unless a JWT room claim allows them"
         );
     }
-    if !config.control.listen.ip().is_loopback() {
+    if !config.control.auth.is_enabled() && !config.control.listen.ip().is_loopback() {
         warn!(listen = %config.control.listen, "the control plane is unauthenticated and not on loopback");
     }
 }

@@ -112,14 +112,72 @@ pub enum Transport {
 pub struct ControlConfig {
     /// Address the control plane listens on.
     pub listen: SocketAddr,
-    /// Allow a non-loopback `listen` address although the control plane is not
-    /// authenticated yet. Off: such an address is refused at start.
+    /// Allow a non-loopback `listen` address without caller authentication
+    /// (`control.auth`). Off: such an address is refused at start.
     pub allow_remote_unauthenticated: bool,
     /// Largest `data_json` plus attachments a `Send` may carry, in bytes.
     pub max_payload_bytes: usize,
     /// Longest ack timeout a `Send` may ask for.
     #[serde(with = "humantime_serde")]
     pub max_ack_timeout: Duration,
+    /// Longest a call may run, whatever deadline the caller sets (or none); must exceed
+    /// `max_ack_timeout`. Past it the call ends with `DEADLINE_EXCEEDED`.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Most `SocketControl` calls in progress at once; more are refused at once with
+    /// `RESOURCE_EXHAUSTED` (load shedding) and counted.
+    pub max_concurrent_calls: usize,
+    /// Caller authentication (bearer JWTs with scopes).
+    pub auth: ControlAuthConfig,
+}
+
+/// Caller authentication of the control plane: `authorization: Bearer <jwt>` metadata,
+/// verified with these keys (separate from the edge's `auth.jwt`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlAuthConfig {
+    /// Verification keys, as in `auth.jwt.keys`; empty: callers are not authenticated.
+    pub keys: Vec<JwtKeyConfig>,
+    /// Accepted `iss` values; empty: not checked.
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values; empty: not checked.
+    pub audiences: Vec<String>,
+    /// Clock skew tolerated on `exp` / `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// Claim holding the granted scopes (a space-separated string or an array).
+    pub scope_claim: String,
+    /// Whether server reflection needs a valid token (any scope) or is open.
+    pub reflection: ReflectionAccess,
+}
+
+impl Default for ControlAuthConfig {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            leeway_secs: 5,
+            scope_claim: "scope".into(),
+            reflection: ReflectionAccess::Authenticated,
+        }
+    }
+}
+
+impl ControlAuthConfig {
+    /// True when callers must present a token.
+    pub fn is_enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+}
+
+/// Who may call server reflection when control authentication is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReflectionAccess {
+    /// Anyone who reaches the port.
+    Open,
+    /// Callers with a valid token, whatever its scopes.
+    Authenticated,
 }
 
 impl Default for ControlConfig {
@@ -129,6 +187,9 @@ impl Default for ControlConfig {
             allow_remote_unauthenticated: false,
             max_payload_bytes: 1 << 20,
             max_ack_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(75),
+            max_concurrent_calls: 1024,
+            auth: ControlAuthConfig::default(),
         }
     }
 }
@@ -345,6 +406,47 @@ pub struct Cli {
     /// Log format: text or json.
     #[arg(long)]
     pub log_format: Option<LogFormat>,
+    /// What to do instead of running the gateway.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print a signed JWT for the control plane (`control.auth`) or, with `--edge`, for a
+    /// socket (`auth.jwt`), signed with the configuration's HMAC secret or `--private-key`.
+    Token(TokenArgs),
+}
+
+/// `sockgate token`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenArgs {
+    /// Scopes to grant (repeatable or comma-separated): send, membership, read,
+    /// disconnect, events, admin.
+    #[arg(long, short, value_delimiter = ',')]
+    pub scope: Vec<String>,
+    /// The `sub` claim (the caller's name in logs, or the socket's user id).
+    #[arg(long, default_value = "sockgate-token")]
+    pub subject: String,
+    /// How long the token is valid, e.g. 15m, 24h.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// `iss`; default: the first configured issuer, if any.
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// `aud`; default: the first configured audience, if any.
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// Sign a socket token with the `auth.jwt` keys instead.
+    #[arg(long)]
+    pub edge: bool,
+    /// PEM private key (RSA, EC or Ed25519) to sign with instead of the HMAC secret.
+    #[arg(long)]
+    pub private_key: Option<PathBuf>,
+    /// Algorithm of `--private-key`, e.g. RS256, ES256, EdDSA.
+    #[arg(long, requires = "private_key")]
+    pub algorithm: Option<String>,
 }
 
 impl clap::ValueEnum for LogFormat {
@@ -450,10 +552,14 @@ impl Config {
                 "the `jwt` authenticator needs at least one auth.jwt.keys entry".into(),
             );
         }
-        if !self.control.listen.ip().is_loopback() && !self.control.allow_remote_unauthenticated {
+        if !self.control.listen.ip().is_loopback()
+            && !self.control.auth.is_enabled()
+            && !self.control.allow_remote_unauthenticated
+        {
             return invalid(format!(
                 "control.listen {} is not a loopback address and the control plane is not \
-                 authenticated; set control.allow_remote_unauthenticated = true to accept that",
+                 authenticated; configure control.auth.keys, or set \
+                 control.allow_remote_unauthenticated = true to accept that",
                 self.control.listen
             ));
         }
@@ -490,6 +596,16 @@ impl Config {
         }
         if self.control.max_ack_timeout.is_zero() {
             return invalid("control.max_ack_timeout must be more than 0".into());
+        }
+        if self.control.request_timeout <= self.control.max_ack_timeout {
+            return invalid(format!(
+                "control.request_timeout ({:?}) must be longer than control.max_ack_timeout \
+                 ({:?}), or a Send waiting for acks would always be cut off",
+                self.control.request_timeout, self.control.max_ack_timeout
+            ));
+        }
+        if self.control.max_concurrent_calls == 0 {
+            return invalid("control.max_concurrent_calls must be more than 0".into());
         }
         Ok(())
     }
@@ -530,6 +646,27 @@ mod tests {
         assert!(config.validate().is_err());
         config.control.allow_remote_unauthenticated = true;
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn authenticated_control_port_may_leave_loopback() {
+        let mut config = Config::default();
+        config.control.listen = "0.0.0.0:50051".parse().unwrap();
+        config.control.auth.keys.push(JwtKeyConfig {
+            algorithm: "HS256".into(),
+            secret_file: None,
+            secret_env: Some("CONTROL_JWT_SECRET".into()),
+            public_key_file: None,
+        });
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn request_timeout_must_exceed_the_ack_timeout() {
+        let mut config = Config::default();
+        config.control.request_timeout = config.control.max_ack_timeout;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("control.request_timeout"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`rooms`]: room naming, including the internal rooms that carry socket state.
 //! - [`metrics`] and [`admin`]: Prometheus metrics, liveness and readiness.
 //! - [`app`]: wiring, listeners and shutdown.
+//! - [`token`]: `sockgate token`, minting tokens the gateway accepts.
 
 pub mod admin;
 pub mod app;
@@ -24,3 +25,4 @@ pub mod metrics;
 pub mod rooms;
 pub mod shutdown;
 pub mod telemetry;
+pub mod token;

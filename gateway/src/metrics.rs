@@ -45,6 +45,8 @@ pub struct Metrics {
     pub control_requests: Family<Labels, Counter>,
     /// Control call latency by `method`.
     pub control_duration: Family<Label, Histogram, fn() -> Histogram>,
+    /// Control calls refused because `control.max_concurrent_calls` were in progress.
+    pub control_shed: Counter,
     /// Hook calls by `hook` and `outcome` (`success`, `denied`, `error`, `timeout`).
     pub hook_calls: Family<Labels, Counter>,
     /// Hook call latency by `hook`.
@@ -71,6 +73,7 @@ impl Metrics {
             client_rooms: Family::default(),
             control_requests: Family::default(),
             control_duration: Family::new_with_constructor(latency_histogram),
+            control_shed: Counter::default(),
             hook_calls: Family::default(),
             hook_duration: Family::new_with_constructor(latency_histogram),
             watchers: Gauge::default(),
@@ -109,6 +112,11 @@ impl Metrics {
             "SocketControl call latency",
             prometheus_client::registry::Unit::Seconds,
             metrics.control_duration.clone(),
+        );
+        registry.register(
+            "control_shed",
+            "SocketControl calls refused because control.max_concurrent_calls were in progress",
+            metrics.control_shed.clone(),
         );
         registry.register(
             "hook_calls",

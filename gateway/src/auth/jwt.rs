@@ -1,9 +1,11 @@
 //! The `jwt` authenticator: a token from the `authenticate` event (`{token}`), the
 //! Socket.IO `auth.token`, `Authorization: Bearer` or a query parameter, verified locally.
+//! [`KeySet`] (keys and claim checks) is shared with the control plane's caller
+//! authentication.
 
 use std::{collections::HashMap, fs, str::FromStr};
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
 use serde_json::Value;
 
 use super::{Handshake, Identity, Outcome};
@@ -13,11 +15,18 @@ use crate::config::{JwtConfig, JwtKeyConfig};
 #[derive(Debug, thiserror::Error)]
 pub enum JwtError {
     /// Unknown or unsupported `algorithm`.
-    #[error("auth.jwt.keys: unknown algorithm {0:?}")]
-    Algorithm(String),
+    #[error("{section}: unknown algorithm {algorithm:?}")]
+    Algorithm {
+        /// The configuration section of the key.
+        section: &'static str,
+        /// What was configured.
+        algorithm: String,
+    },
     /// The key source does not fit the algorithm.
-    #[error("auth.jwt.keys ({algorithm}): {message}")]
+    #[error("{section} ({algorithm}): {message}")]
     Key {
+        /// The configuration section of the key.
+        section: &'static str,
         /// The key's algorithm.
         algorithm: String,
         /// What is wrong.
@@ -25,40 +34,144 @@ pub enum JwtError {
     },
 }
 
-/// Verifies tokens with the configured keys.
-pub struct JwtVerifier {
-    keys: HashMap<Algorithm, Vec<DecodingKey>>,
-    validation: HashMap<Algorithm, Validation>,
-    query_param: String,
-    rooms_claim: String,
+/// Why a token is refused. The messages never contain the token or a claim value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not three base64url parts with a JSON header and claims.
+    #[error("malformed token")]
+    Malformed,
+    /// No key is configured for the header's `alg`.
+    #[error("no key for algorithm {0:?}")]
+    NoKey(Algorithm),
+    /// No key verifies the signature.
+    #[error("the signature does not verify")]
+    Signature,
+    /// `exp` has passed.
+    #[error("the token has expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
+    /// `iss` is not an accepted issuer.
+    #[error("the token's issuer (iss) is not accepted")]
+    Issuer,
+    /// `aud` names no accepted audience.
+    #[error("the token's audience (aud) is not accepted")]
+    Audience,
+    /// A required claim is absent.
+    #[error("the token has no `{0}` claim")]
+    MissingClaim(String),
+    /// A claim has the wrong type.
+    #[error("the token's `{0}` claim has the wrong type")]
+    ClaimFormat(String),
 }
 
-impl std::fmt::Debug for JwtVerifier {
+impl From<jsonwebtoken::errors::Error> for TokenError {
+    fn from(error: jsonwebtoken::errors::Error) -> Self {
+        match error.into_kind() {
+            ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => Self::Signature,
+            ErrorKind::ExpiredSignature => Self::Expired,
+            ErrorKind::ImmatureSignature => Self::NotYetValid,
+            ErrorKind::InvalidIssuer => Self::Issuer,
+            ErrorKind::InvalidAudience => Self::Audience,
+            ErrorKind::MissingRequiredClaim(claim) => Self::MissingClaim(claim),
+            ErrorKind::InvalidClaimFormat(claim) => Self::ClaimFormat(claim),
+            _ => Self::Malformed,
+        }
+    }
+}
+
+/// What a token's claims must satisfy besides the signature (`exp` is required).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRules<'a> {
+    /// Accepted `iss`; empty: not checked.
+    pub issuers: &'a [String],
+    /// Accepted `aud`; empty: not checked.
+    pub audiences: &'a [String],
+    /// Clock skew tolerated on `exp` / `nbf`, in seconds.
+    pub leeway_secs: u64,
+}
+
+/// Verification keys by algorithm with the claim checks of each.
+pub struct KeySet {
+    keys: HashMap<Algorithm, Vec<DecodingKey>>,
+    validation: HashMap<Algorithm, Validation>,
+}
+
+impl std::fmt::Debug for KeySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtVerifier")
+        f.debug_struct("KeySet")
             .field("algorithms", &self.keys.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
 
+impl KeySet {
+    /// Loads every key of `keys`; `section` names them in errors (`auth.jwt.keys`).
+    pub fn load(
+        section: &'static str,
+        keys: &[JwtKeyConfig],
+        rules: ClaimRules<'_>,
+    ) -> Result<Self, JwtError> {
+        let mut loaded: HashMap<Algorithm, Vec<DecodingKey>> = HashMap::new();
+        let mut validation = HashMap::new();
+        for key in keys {
+            let algorithm =
+                Algorithm::from_str(&key.algorithm).map_err(|_| JwtError::Algorithm {
+                    section,
+                    algorithm: key.algorithm.clone(),
+                })?;
+            loaded
+                .entry(algorithm)
+                .or_default()
+                .push(load_key(section, algorithm, key)?);
+            validation
+                .entry(algorithm)
+                .or_insert_with(|| validation_for(algorithm, rules));
+        }
+        Ok(Self {
+            keys: loaded,
+            validation,
+        })
+    }
+
+    /// Verifies `token` and returns its claims.
+    pub fn decode(&self, token: &str) -> Result<serde_json::Map<String, Value>, TokenError> {
+        let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let (Some(keys), Some(validation)) =
+            (self.keys.get(&header.alg), self.validation.get(&header.alg))
+        else {
+            return Err(TokenError::NoKey(header.alg));
+        };
+        let mut last_error = TokenError::Signature;
+        for key in keys {
+            match decode::<serde_json::Map<String, Value>>(token, key, validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) => last_error = e.into(),
+            }
+        }
+        Err(last_error)
+    }
+}
+
+/// Verifies tokens with the configured keys.
+#[derive(Debug)]
+pub struct JwtVerifier {
+    keys: KeySet,
+    query_param: String,
+    rooms_claim: String,
+}
+
 impl JwtVerifier {
     /// Loads every key.
     pub fn from_config(config: &JwtConfig) -> Result<Self, JwtError> {
-        let mut keys: HashMap<Algorithm, Vec<DecodingKey>> = HashMap::new();
-        let mut validation = HashMap::new();
-        for key in &config.keys {
-            let algorithm = Algorithm::from_str(&key.algorithm)
-                .map_err(|_| JwtError::Algorithm(key.algorithm.clone()))?;
-            keys.entry(algorithm)
-                .or_default()
-                .push(load_key(algorithm, key)?);
-            validation
-                .entry(algorithm)
-                .or_insert_with(|| validation_for(algorithm, config));
-        }
+        let rules = ClaimRules {
+            issuers: &config.issuers,
+            audiences: &config.audiences,
+            leeway_secs: config.leeway_secs,
+        };
         Ok(Self {
-            keys,
-            validation,
+            keys: KeySet::load("auth.jwt.keys", &config.keys, rules)?,
             query_param: config.query_param.clone(),
             rooms_claim: config.rooms_claim.clone(),
         })
@@ -83,20 +196,10 @@ impl JwtVerifier {
 
     /// Verifies a token and reads the identity from its claims.
     pub fn verify(&self, token: &str) -> Result<Identity, String> {
-        let header = decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
-        let (Some(keys), Some(validation)) =
-            (self.keys.get(&header.alg), self.validation.get(&header.alg))
-        else {
-            return Err(format!("no key for algorithm {:?}", header.alg));
-        };
-        let mut last_error = String::new();
-        for key in keys {
-            match decode::<serde_json::Map<String, Value>>(token, key, validation) {
-                Ok(data) => return Ok(self.identity(&data.claims)),
-                Err(e) => last_error = e.to_string(),
-            }
-        }
-        Err(last_error)
+        self.keys
+            .decode(token)
+            .map(|claims| self.identity(&claims))
+            .map_err(|e| e.to_string())
     }
 
     fn identity(&self, claims: &serde_json::Map<String, Value>) -> Identity {
@@ -121,45 +224,61 @@ impl JwtVerifier {
     }
 }
 
-fn validation_for(algorithm: Algorithm, config: &JwtConfig) -> Validation {
+fn validation_for(algorithm: Algorithm, rules: ClaimRules<'_>) -> Validation {
     let mut validation = Validation::new(algorithm);
-    validation.leeway = config.leeway_secs;
+    validation.leeway = rules.leeway_secs;
     validation.validate_nbf = true;
-    if config.issuers.is_empty() {
+    if rules.issuers.is_empty() {
         validation.iss = None;
     } else {
-        validation.set_issuer(&config.issuers);
+        validation.set_issuer(rules.issuers);
     }
-    if config.audiences.is_empty() {
+    if rules.audiences.is_empty() {
         validation.validate_aud = false;
     } else {
-        validation.set_audience(&config.audiences);
+        validation.set_audience(rules.audiences);
     }
     validation
 }
 
-fn load_key(algorithm: Algorithm, key: &JwtKeyConfig) -> Result<DecodingKey, JwtError> {
+/// Whether `algorithm` is an HMAC one (a shared secret).
+pub fn is_hmac(algorithm: Algorithm) -> bool {
+    matches!(
+        algorithm,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+    )
+}
+
+/// The HMAC secret of `key`, from its file (trailing newline ignored) or its variable.
+pub fn hmac_secret(key: &JwtKeyConfig) -> Result<String, String> {
+    let secret = match (&key.secret_file, &key.secret_env) {
+        (Some(path), None) => fs::read_to_string(path)
+            .map_err(|e| format!("cannot read secret_file {}: {e}", path.display()))?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+        (None, Some(var)) => {
+            std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?
+        }
+        _ => return Err("set exactly one of secret_file or secret_env".into()),
+    };
+    if secret.len() < 16 {
+        return Err("the secret is shorter than 16 bytes".into());
+    }
+    Ok(secret)
+}
+
+fn load_key(
+    section: &'static str,
+    algorithm: Algorithm,
+    key: &JwtKeyConfig,
+) -> Result<DecodingKey, JwtError> {
     let fail = |message: String| JwtError::Key {
+        section,
         algorithm: key.algorithm.clone(),
         message,
     };
-    let is_hmac = matches!(
-        algorithm,
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
-    );
-    if is_hmac {
-        let secret = match (&key.secret_file, &key.secret_env) {
-            (Some(path), None) => fs::read_to_string(path)
-                .map_err(|e| fail(format!("cannot read secret_file {}: {e}", path.display())))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-            (None, Some(var)) => std::env::var(var)
-                .map_err(|_| fail(format!("environment variable {var} is not set")))?,
-            _ => return Err(fail("set exactly one of secret_file or secret_env".into())),
-        };
-        if secret.len() < 16 {
-            return Err(fail("the secret is shorter than 16 bytes".into()));
-        }
+    if is_hmac(algorithm) {
+        let secret = hmac_secret(key).map_err(fail)?;
         return Ok(DecodingKey::from_secret(secret.as_bytes()));
     }
     let path = key
@@ -406,7 +525,7 @@ mod tests {
         });
         assert!(matches!(
             JwtVerifier::from_config(&config),
-            Err(JwtError::Algorithm(_))
+            Err(JwtError::Algorithm { .. })
         ));
     }
 }

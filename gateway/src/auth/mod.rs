@@ -1,6 +1,8 @@
 //! Who a socket is: the authenticators (`jwt`, `hook`, `none`), chained in the configured
-//! order, and the room validator that decides which rooms a client may join itself.
+//! order, and the room validator that decides which rooms a client may join itself; and
+//! the control plane's callers with their scopes (`caller`).
 
+mod caller;
 mod handshake;
 mod hook;
 mod jwt;
@@ -8,8 +10,9 @@ mod room_validator;
 
 use std::sync::Arc;
 
+pub use caller::{Caller, CallerError, CallerVerifier, Scope};
 pub use handshake::{Handshake, parse_query};
-pub use jwt::{JwtError, JwtVerifier};
+pub use jwt::{ClaimRules, JwtError, JwtVerifier, KeySet, TokenError, hmac_secret, is_hmac};
 pub use room_validator::RoomValidator;
 
 use crate::{
