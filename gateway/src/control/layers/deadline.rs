@@ -59,3 +59,48 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tonic::{Code, body::Body};
+
+    use super::*;
+
+    fn request(path: &str) -> GrpcRequest {
+        http::Request::builder()
+            .uri(path)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_call_past_the_limit_ends_with_deadline_exceeded() {
+        let slow = tower::service_fn(|_: GrpcRequest| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, Infallible>(GrpcResponse::new(Body::empty()))
+        });
+        let mut service = Deadline::new(slow, Duration::from_millis(50));
+        let response = service
+            .call(request("/sockgate.v1.SocketControl/Send"))
+            .await
+            .unwrap();
+        let status = Status::from_header_map(response.headers()).expect("a status");
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(status.message().contains("control.request_timeout"));
+    }
+
+    #[tokio::test]
+    async fn a_quick_call_is_untouched() {
+        let quick = tower::service_fn(|_: GrpcRequest| async {
+            Ok::<_, Infallible>(GrpcResponse::new(Body::empty()))
+        });
+        let mut service = Deadline::new(quick, Duration::from_secs(60));
+        let response = service
+            .call(request("/sockgate.v1.SocketControl/GetInfo"))
+            .await
+            .unwrap();
+        assert!(Status::from_header_map(response.headers()).is_none());
+    }
+}

@@ -101,3 +101,60 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tokio::sync::oneshot;
+    use tonic::{Code, body::Body};
+
+    use super::*;
+
+    fn request(path: &str) -> GrpcRequest {
+        http::Request::builder()
+            .uri(path)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn calls_past_the_limit_are_refused_and_slots_come_back() {
+        let (release, released) = oneshot::channel::<()>();
+        let released = std::sync::Mutex::new(Some(released));
+        let service = tower::service_fn(move |_: GrpcRequest| {
+            let wait = released.lock().unwrap().take();
+            async move {
+                if let Some(wait) = wait {
+                    let _ = wait.await;
+                }
+                Ok::<_, Infallible>(GrpcResponse::new(Body::empty()))
+            }
+        });
+        let mut shed = Shed::new(service, Slots::new(1));
+        let before = METRICS.control_shed.get();
+        let first = shed.call(request("/sockgate.v1.SocketControl/Send"));
+        let refused = shed
+            .call(request("/sockgate.v1.SocketControl/GetInfo"))
+            .await
+            .unwrap();
+        let status = Status::from_header_map(refused.headers()).expect("a status");
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(status.message().contains("control.max_concurrent_calls"));
+        assert!(METRICS.control_shed.get() > before);
+        // Health is never shed.
+        let health = shed
+            .call(request("/grpc.health.v1.Health/Check"))
+            .await
+            .unwrap();
+        assert!(Status::from_header_map(health.headers()).is_none());
+
+        release.send(()).unwrap();
+        first.await.unwrap();
+        let again = shed
+            .call(request("/sockgate.v1.SocketControl/GetInfo"))
+            .await
+            .unwrap();
+        assert!(Status::from_header_map(again.headers()).is_none());
+    }
+}
