@@ -5,7 +5,8 @@ mod fixture;
 
 use fixture::{
     Gateway,
-    backends::{self, python_token},
+    backends::{self, ControlPlane, python_token},
+    callers,
     sio::{Clients, Transport},
     tokens,
 };
@@ -27,9 +28,15 @@ async fn python_backend_authenticates_authorizes_and_handles_events() {
         .env("HOOKS__AUTHORIZE_JOIN", "true")
         .env("HOOKS__ON_EVENT", "true")
         .env("HOOKS__EVENTS", r#"["echo", "chat:*"]"#)
+        .control_auth()
         .start()
         .await;
-    let _backend = backends::python(hooks_addr, gateway.control).await;
+    let control = ControlPlane {
+        address: gateway.control.to_string(),
+        token: callers::mint(&["--scope", "send", "--subject", "python-backend"]),
+        args: Vec::new(),
+    };
+    let _backend = backends::python(hooks_addr, &control).await;
     let mut clients = Clients::start(&gateway.url()).await;
 
     let alice = clients
@@ -110,8 +117,13 @@ async fn python_backend_authenticates_authorizes_and_handles_events() {
 
 #[tokio::test]
 async fn node_backend_reacts_to_watched_events() {
-    let gateway = Gateway::start().await;
-    let _backend = backends::node(gateway.control).await;
+    let gateway = Gateway::builder().control_auth().start().await;
+    let control = ControlPlane {
+        address: gateway.control.to_string(),
+        token: callers::mint(&["--scope", "events,send", "--subject", "node-backend"]),
+        args: Vec::new(),
+    };
+    let _backend = backends::node(&control).await;
     let mut clients = Clients::start(&gateway.url()).await;
     clients
         .login("alice", Transport::Polling, &tokens::for_user("alice"))
