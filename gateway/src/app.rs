@@ -28,6 +28,7 @@ use crate::{
     events::EventBus,
     hooks::Hooks,
     shutdown,
+    tls::{self, ServerTls, listener::TlsIncoming},
 };
 
 /// Most bytes a control request may have on the wire (payload limit plus envelope).
@@ -100,20 +101,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let control = SocketControlServer::new(service)
         .max_decoding_message_size(config.control.max_payload_bytes + GRPC_ENVELOPE_BYTES)
         .max_encoding_message_size(usize::MAX);
-    let control_task = tokio::spawn(
-        tonic::transport::Server::builder()
-            .layer(ControlLayers::new(LayerSettings {
-                verifier: callers,
-                reflection: config.control.auth.reflection,
-                max_concurrent_calls: config.control.max_concurrent_calls,
-                request_timeout: config.control.request_timeout,
-            }))
-            .add_service(control)
-            .add_service(health_service)
-            .add_service(reflection(Builder::build_v1)?)
-            .add_service(reflection(Builder::build_v1alpha)?)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(control_listener), trigger.wait()),
-    );
+    let control_tls = ServerTls::load("control.tls", &config.control.tls, &[b"h2"])?;
+    let control_router = tonic::transport::Server::builder()
+        .layer(ControlLayers::new(LayerSettings {
+            verifier: callers,
+            reflection: config.control.auth.reflection,
+            max_concurrent_calls: config.control.max_concurrent_calls,
+            request_timeout: config.control.request_timeout,
+        }))
+        .add_service(control)
+        .add_service(health_service)
+        .add_service(reflection(Builder::build_v1)?)
+        .add_service(reflection(Builder::build_v1alpha)?);
+    let control_task = match &control_tls {
+        Some(tls) => {
+            tls::reload::watch(tls.clone());
+            let incoming = TlsIncoming::new(control_listener, tls.clone())?;
+            tokio::spawn(
+                control_router.serve_with_incoming_shutdown(incoming.into_stream(), trigger.wait()),
+            )
+        }
+        None => tokio::spawn(control_router.serve_with_incoming_shutdown(
+            TcpListenerStream::new(control_listener),
+            trigger.wait(),
+        )),
+    };
 
     let ping = edge::ping::spawn(io.clone(), config.edge.app_ping_interval);
 

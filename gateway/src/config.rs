@@ -129,6 +129,56 @@ pub struct ControlConfig {
     pub max_concurrent_calls: usize,
     /// Caller authentication (bearer JWTs with scopes).
     pub auth: ControlAuthConfig,
+    /// TLS (and mutual TLS) of the control port.
+    pub tls: ServerTlsConfig,
+}
+
+/// TLS of a listener: set `cert_file` and `key_file` to serve TLS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// PEM certificate chain (leaf first); unset: plaintext.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// PEM CA bundle client certificates must chain to; set: mutual TLS, a client without
+    /// a valid certificate is refused at the handshake.
+    pub client_ca_file: Option<PathBuf>,
+    /// How often the files are checked for a change (and reloaded); 0: only on SIGHUP.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for ServerTlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            reload_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServerTlsConfig {
+    /// True when the listener serves TLS.
+    pub fn is_enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+
+    fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "{section}: set both cert_file and key_file, or neither"
+            )));
+        }
+        if self.client_ca_file.is_some() && !self.is_enabled() {
+            return Err(ConfigError::Invalid(format!(
+                "{section}.client_ca_file needs cert_file and key_file (mutual TLS is TLS)"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Caller authentication of the control plane: `authorization: Bearer <jwt>` metadata,
@@ -190,6 +240,7 @@ impl Default for ControlConfig {
             request_timeout: Duration::from_secs(75),
             max_concurrent_calls: 1024,
             auth: ControlAuthConfig::default(),
+            tls: ServerTlsConfig::default(),
         }
     }
 }
@@ -604,6 +655,7 @@ impl Config {
                 self.control.request_timeout, self.control.max_ack_timeout
             ));
         }
+        self.control.tls.validate("control.tls")?;
         if self.control.max_concurrent_calls == 0 {
             return invalid("control.max_concurrent_calls must be more than 0".into());
         }

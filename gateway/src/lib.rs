@@ -10,6 +10,7 @@
 //! - [`rooms`]: room naming, including the internal rooms that carry socket state.
 //! - [`metrics`] and [`admin`]: Prometheus metrics, liveness and readiness.
 //! - [`app`]: wiring, listeners and shutdown.
+//! - [`tls`]: TLS and mutual TLS of the listeners, certificate reload.
 //! - [`token`]: `sockgate token`, minting tokens the gateway accepts.
 
 pub mod admin;
@@ -25,4 +26,5 @@ pub mod metrics;
 pub mod rooms;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod token;

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub control_duration: Family<Label, Histogram, fn() -> Histogram>,
     /// Control calls refused because `control.max_concurrent_calls` were in progress.
     pub control_shed: Counter,
+    /// TLS handshakes that failed or timed out, by `listener` (`control.tls`, ...).
+    pub tls_handshake_failures: Family<Label, Counter>,
     /// Hook calls by `hook` and `outcome` (`success`, `denied`, `error`, `timeout`).
     pub hook_calls: Family<Labels, Counter>,
     /// Hook call latency by `hook`.
@@ -74,6 +76,7 @@ impl Metrics {
             control_requests: Family::default(),
             control_duration: Family::new_with_constructor(latency_histogram),
             control_shed: Counter::default(),
+            tls_handshake_failures: Family::default(),
             hook_calls: Family::default(),
             hook_duration: Family::new_with_constructor(latency_histogram),
             watchers: Gauge::default(),
@@ -117,6 +120,11 @@ impl Metrics {
             "control_shed",
             "SocketControl calls refused because control.max_concurrent_calls were in progress",
             metrics.control_shed.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out, by listener",
+            metrics.tls_handshake_failures.clone(),
         );
         registry.register(
             "hook_calls",
@@ -176,6 +184,13 @@ impl Metrics {
         self.control_duration
             .get_or_create(&[("method", method)])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one failed TLS handshake on `listener`.
+    pub fn tls_handshake_failure(&self, listener: &'static str) {
+        self.tls_handshake_failures
+            .get_or_create(&[("listener", listener)])
+            .inc();
     }
 
     /// Records one hook call.
