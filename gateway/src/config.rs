@@ -350,6 +350,32 @@ pub struct HooksConfig {
     pub on_event: bool,
     /// Event name patterns forwarded to `OnEvent` (`*` wildcard).
     pub events: Vec<String>,
+    /// TLS to an `https://` endpoint.
+    pub tls: ClientTlsConfig,
+}
+
+/// TLS of a client (the hooks endpoint).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// PEM CA bundle the server's certificate must chain to; unset: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with `key_file`).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Name the server's certificate must carry; unset: the endpoint's host.
+    pub domain_name: Option<String>,
+}
+
+impl ClientTlsConfig {
+    /// True when anything is set.
+    pub fn is_set(&self) -> bool {
+        self.ca_file.is_some()
+            || self.cert_file.is_some()
+            || self.key_file.is_some()
+            || self.domain_name.is_some()
+    }
 }
 
 impl Default for HooksConfig {
@@ -362,6 +388,7 @@ impl Default for HooksConfig {
             authorize_join: false,
             on_event: false,
             events: vec!["*".into()],
+            tls: ClientTlsConfig::default(),
         }
     }
 }
@@ -631,6 +658,14 @@ impl Config {
                 "hooks.endpoint must be an http:// or https:// URL, got {:?}",
                 self.hooks.endpoint
             ));
+        }
+        if self.hooks.tls.is_set() && !endpoint.starts_with("https://") {
+            return invalid(format!(
+                "hooks.tls is set but hooks.endpoint {endpoint:?} is not an https:// URL"
+            ));
+        }
+        if self.hooks.tls.cert_file.is_some() != self.hooks.tls.key_file.is_some() {
+            return invalid("hooks.tls: set both cert_file and key_file, or neither".into());
         }
         if self.hooks.timeout.is_zero()
             || self.hooks.max_concurrency == 0
