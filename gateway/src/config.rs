@@ -198,6 +198,8 @@ pub struct ControlAuthConfig {
     pub scope_claim: String,
     /// Whether server reflection needs a valid token (any scope) or is open.
     pub reflection: ReflectionAccess,
+    /// Keys published as a JSON Web Key Set, besides `keys`.
+    pub jwks: JwksConfig,
 }
 
 impl Default for ControlAuthConfig {
@@ -209,6 +211,7 @@ impl Default for ControlAuthConfig {
             leeway_secs: 5,
             scope_claim: "scope".into(),
             reflection: ReflectionAccess::Authenticated,
+            jwks: JwksConfig::default(),
         }
     }
 }
@@ -216,7 +219,7 @@ impl Default for ControlAuthConfig {
 impl ControlAuthConfig {
     /// True when callers must present a token.
     pub fn is_enabled(&self) -> bool {
-        !self.keys.is_empty()
+        !self.keys.is_empty() || self.jwks.is_set()
     }
 }
 
@@ -286,6 +289,68 @@ pub struct JwtConfig {
     pub query_param: String,
     /// Claim holding the room patterns the user may join (array of strings).
     pub rooms_claim: String,
+    /// Keys published as a JSON Web Key Set, besides `keys`.
+    pub jwks: JwksConfig,
+}
+
+/// A JSON Web Key Set: verification keys an issuer publishes, selected by the token's
+/// `kid`, refreshed without a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwksConfig {
+    /// `https://` or `http://` URL of the JWKS document; empty: none.
+    pub url: String,
+    /// A JWKS file instead of a URL.
+    pub file: Option<PathBuf>,
+    /// How often the set is read again; 0: only when a token names an unknown `kid`.
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// Least time between two reads caused by unknown `kid`s.
+    #[serde(with = "humantime_serde")]
+    pub min_refresh_interval: Duration,
+    /// Deadline of one fetch.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// PEM CA bundle for an `https://` URL; unset: the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for JwksConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            file: None,
+            refresh_interval: Duration::from_secs(300),
+            min_refresh_interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            ca_file: None,
+        }
+    }
+}
+
+impl JwksConfig {
+    /// True when a set is configured.
+    pub fn is_set(&self) -> bool {
+        !self.url.is_empty() || self.file.is_some()
+    }
+
+    fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(format!("{section}: {msg}")));
+        if !self.url.is_empty() && self.file.is_some() {
+            return invalid("set url or file, not both".into());
+        }
+        let is_url = self.url.starts_with("https://") || self.url.starts_with("http://");
+        if !self.url.is_empty() && !is_url {
+            return invalid(format!(
+                "url must be http:// or https://, got {:?}",
+                self.url
+            ));
+        }
+        if self.timeout.is_zero() {
+            return invalid("timeout must be more than 0".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for JwtConfig {
@@ -297,6 +362,7 @@ impl Default for JwtConfig {
             leeway_secs: 5,
             query_param: "token".into(),
             rooms_claim: "rooms".into(),
+            jwks: JwksConfig::default(),
         }
     }
 }
@@ -625,18 +691,22 @@ impl Config {
         }
         if self.auth.authenticators.contains(&AuthenticatorKind::Jwt)
             && self.auth.jwt.keys.is_empty()
+            && !self.auth.jwt.jwks.is_set()
         {
             return invalid(
-                "the `jwt` authenticator needs at least one auth.jwt.keys entry".into(),
+                "the `jwt` authenticator needs at least one auth.jwt.keys entry or auth.jwt.jwks"
+                    .into(),
             );
         }
+        self.auth.jwt.jwks.validate("auth.jwt.jwks")?;
+        self.control.auth.jwks.validate("control.auth.jwks")?;
         if !self.control.listen.ip().is_loopback()
             && !self.control.auth.is_enabled()
             && !self.control.allow_remote_unauthenticated
         {
             return invalid(format!(
                 "control.listen {} is not a loopback address and the control plane is not \
-                 authenticated; configure control.auth.keys, or set \
+                 authenticated; configure control.auth.keys or control.auth.jwks, or set \
                  control.allow_remote_unauthenticated = true to accept that",
                 self.control.listen
             ));

@@ -109,17 +109,17 @@ impl CallerVerifier {
             leeway_secs: config.leeway_secs,
         };
         Ok(Some(Self {
-            keys: KeySet::load("control.auth.keys", &config.keys, rules)?,
+            keys: KeySet::load("control.auth", &config.keys, &config.jwks, rules)?,
             scope_claim: config.scope_claim.clone(),
         }))
     }
 
     /// Verifies the value of the `authorization` metadata.
-    pub fn verify(&self, authorization: Option<&[u8]>) -> Result<Caller, CallerError> {
+    pub async fn verify(&self, authorization: Option<&[u8]>) -> Result<Caller, CallerError> {
         let value = authorization.ok_or(CallerError::Missing)?;
         let value = std::str::from_utf8(value).map_err(|_| CallerError::NotBearer)?;
         let token = bearer_token(value).ok_or(CallerError::NotBearer)?;
-        let claims = self.keys.decode(token)?;
+        let claims = self.keys.decode(token).await?;
         Ok(Caller {
             subject: claims
                 .get("sub")

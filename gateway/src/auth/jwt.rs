@@ -3,19 +3,22 @@
 //! [`KeySet`] (keys and claim checks) is shared with the control plane's caller
 //! authentication.
 
-use std::{collections::HashMap, fs, str::FromStr};
+use std::{collections::HashMap, fs, str::FromStr, sync::Arc};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
 use serde_json::Value;
 
-use super::{Handshake, Identity, Outcome};
-use crate::config::{JwtConfig, JwtKeyConfig};
+use super::{
+    Handshake, Identity, Outcome,
+    jwks::{Jwks, JwksError},
+};
+use crate::config::{JwksConfig, JwtConfig, JwtKeyConfig};
 
 /// A key that cannot be loaded. Secrets are never part of the message.
 #[derive(Debug, thiserror::Error)]
 pub enum JwtError {
     /// Unknown or unsupported `algorithm`.
-    #[error("{section}: unknown algorithm {algorithm:?}")]
+    #[error("{section}.keys: unknown algorithm {algorithm:?}")]
     Algorithm {
         /// The configuration section of the key.
         section: &'static str,
@@ -23,7 +26,7 @@ pub enum JwtError {
         algorithm: String,
     },
     /// The key source does not fit the algorithm.
-    #[error("{section} ({algorithm}): {message}")]
+    #[error("{section}.keys ({algorithm}): {message}")]
     Key {
         /// The configuration section of the key.
         section: &'static str,
@@ -31,6 +34,14 @@ pub enum JwtError {
         algorithm: String,
         /// What is wrong.
         message: String,
+    },
+    /// The JWKS cannot be read.
+    #[error("{section}.jwks: {error}")]
+    Jwks {
+        /// The configuration section of the keys.
+        section: &'static str,
+        /// Why.
+        error: JwksError,
     },
 }
 
@@ -46,6 +57,12 @@ pub enum TokenError {
     /// No key verifies the signature.
     #[error("the signature does not verify")]
     Signature,
+    /// The token's `kid` is not in the key set, even after reading it again.
+    #[error("unknown key id (kid) {0:?}")]
+    UnknownKeyId(String),
+    /// The key set binds the token's `kid` to another algorithm.
+    #[error("the token's alg does not match its key")]
+    KeyAlgorithm,
     /// `exp` has passed.
     #[error("the token has expired")]
     Expired,
@@ -92,29 +109,49 @@ pub struct ClaimRules<'a> {
     pub leeway_secs: u64,
 }
 
-/// Verification keys by algorithm with the claim checks of each.
+/// Every algorithm a token may name.
+const ALGORITHMS: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::EdDSA,
+];
+
+/// Verification keys: configured ones by algorithm, and a JWKS by key id, with the claim
+/// checks.
 pub struct KeySet {
     keys: HashMap<Algorithm, Vec<DecodingKey>>,
     validation: HashMap<Algorithm, Validation>,
+    jwks: Option<Arc<Jwks>>,
 }
 
 impl std::fmt::Debug for KeySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeySet")
             .field("algorithms", &self.keys.keys().collect::<Vec<_>>())
+            .field("jwks", &self.jwks)
             .finish_non_exhaustive()
     }
 }
 
 impl KeySet {
-    /// Loads every key of `keys`; `section` names them in errors (`auth.jwt.keys`).
+    /// Loads every key of `keys` and starts the JWKS of `jwks` if set; `section` names
+    /// them in errors (`auth.jwt`).
     pub fn load(
         section: &'static str,
         keys: &[JwtKeyConfig],
+        jwks: &JwksConfig,
         rules: ClaimRules<'_>,
     ) -> Result<Self, JwtError> {
         let mut loaded: HashMap<Algorithm, Vec<DecodingKey>> = HashMap::new();
-        let mut validation = HashMap::new();
         for key in keys {
             let algorithm =
                 Algorithm::from_str(&key.algorithm).map_err(|_| JwtError::Algorithm {
@@ -125,22 +162,41 @@ impl KeySet {
                 .entry(algorithm)
                 .or_default()
                 .push(load_key(section, algorithm, key)?);
-            validation
-                .entry(algorithm)
-                .or_insert_with(|| validation_for(algorithm, rules));
         }
+        let jwks = jwks
+            .is_set()
+            .then(|| Jwks::start(section, jwks))
+            .transpose()
+            .map_err(|error| JwtError::Jwks { section, error })?;
         Ok(Self {
             keys: loaded,
-            validation,
+            validation: ALGORITHMS
+                .into_iter()
+                .map(|a| (a, validation_for(a, rules)))
+                .collect(),
+            jwks,
         })
     }
 
-    /// Verifies `token` and returns its claims.
-    pub fn decode(&self, token: &str) -> Result<serde_json::Map<String, Value>, TokenError> {
+    /// Verifies `token` and returns its claims. A token with a `kid` is checked with that
+    /// key of the JWKS (read again once if unknown); others with the configured keys of
+    /// their `alg`.
+    pub async fn decode(&self, token: &str) -> Result<serde_json::Map<String, Value>, TokenError> {
         let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
-        let (Some(keys), Some(validation)) =
-            (self.keys.get(&header.alg), self.validation.get(&header.alg))
-        else {
+        let validation = self
+            .validation
+            .get(&header.alg)
+            .ok_or(TokenError::NoKey(header.alg))?;
+        if let (Some(jwks), Some(kid)) = (&self.jwks, &header.kid) {
+            let key = jwks.key(kid).await?;
+            if key.algorithm.is_some_and(|a| a != header.alg) {
+                return Err(TokenError::KeyAlgorithm);
+            }
+            return decode::<serde_json::Map<String, Value>>(token, &key.key, validation)
+                .map(|data| data.claims)
+                .map_err(TokenError::from);
+        }
+        let Some(keys) = self.keys.get(&header.alg) else {
             return Err(TokenError::NoKey(header.alg));
         };
         let mut last_error = TokenError::Signature;
@@ -171,13 +227,13 @@ impl JwtVerifier {
             leeway_secs: config.leeway_secs,
         };
         Ok(Self {
-            keys: KeySet::load("auth.jwt.keys", &config.keys, rules)?,
+            keys: KeySet::load("auth.jwt", &config.keys, &config.jwks, rules)?,
             query_param: config.query_param.clone(),
             rooms_claim: config.rooms_claim.clone(),
         })
     }
 
-    pub(super) fn authenticate(&self, handshake: &Handshake<'_>) -> Outcome {
+    pub(super) async fn authenticate(&self, handshake: &Handshake<'_>) -> Outcome {
         let query = handshake.query();
         let sources = TokenSources {
             event_data: handshake.event_data,
@@ -188,16 +244,17 @@ impl JwtVerifier {
         let Some(token) = sources.find(&self.query_param) else {
             return Outcome::Deny("no token".into());
         };
-        match self.verify(&token) {
+        match self.verify(&token).await {
             Ok(identity) => Outcome::Allow(identity),
             Err(reason) => Outcome::Deny(reason),
         }
     }
 
     /// Verifies a token and reads the identity from its claims.
-    pub fn verify(&self, token: &str) -> Result<Identity, String> {
+    pub async fn verify(&self, token: &str) -> Result<Identity, String> {
         self.keys
             .decode(token)
+            .await
             .map(|claims| self.identity(&claims))
             .map_err(|e| e.to_string())
     }
@@ -379,13 +436,14 @@ mod tests {
         jsonwebtoken::get_current_timestamp() as i64 + secs
     }
 
-    #[test]
-    fn valid_token_gives_user_and_rooms() {
+    #[tokio::test]
+    async fn valid_token_gives_user_and_rooms() {
         let v = file_verifier(&[]);
         let id = v
             .verify(&token(
                 json!({"sub": "u1", "exp": exp_in(60), "rooms": ["chat:*"]}),
             ))
+            .await
             .unwrap();
         assert_eq!(id.user_id.as_deref(), Some("u1"));
         assert_eq!(id.room_patterns, vec!["chat:*"]);
@@ -397,8 +455,8 @@ mod tests {
             .join(name)
     }
 
-    #[test]
-    fn public_keys_verify_rsa_ec_and_ed25519_tokens() {
+    #[tokio::test]
+    async fn public_keys_verify_rsa_ec_and_ed25519_tokens() {
         let key = |algorithm: &str, public: &str| JwtKeyConfig {
             algorithm: algorithm.into(),
             secret_file: None,
@@ -434,6 +492,7 @@ mod tests {
             let token = encode(&Header::new(algorithm), &claims, &private).unwrap();
             let identity = verifier
                 .verify(&token)
+                .await
                 .unwrap_or_else(|e| panic!("{algorithm:?}: {e}"));
             assert_eq!(identity.user_id.as_deref(), Some("pk-user"));
         }
@@ -443,6 +502,7 @@ mod tests {
         assert!(
             verifier
                 .verify(&hs)
+                .await
                 .unwrap_err()
                 .contains("no key for algorithm")
         );
@@ -463,20 +523,23 @@ mod tests {
         assert!(err.contains("ES256"), "{err}");
     }
 
-    #[test]
-    fn expired_and_wrong_issuer_are_refused() {
+    #[tokio::test]
+    async fn expired_and_wrong_issuer_are_refused() {
         let v = file_verifier(&["me"]);
-        let expired = v.verify(&token(
-            json!({"sub": "u", "exp": exp_in(-3600), "iss": "me"}),
-        ));
+        let expired = v
+            .verify(&token(
+                json!({"sub": "u", "exp": exp_in(-3600), "iss": "me"}),
+            ))
+            .await;
         assert!(expired.unwrap_err().contains("xpired"));
         assert!(
             v.verify(&token(
                 json!({"sub": "u", "exp": exp_in(60), "iss": "other"})
             ))
+            .await
             .is_err()
         );
-        assert!(v.verify("not.a.token").is_err());
+        assert!(v.verify("not.a.token").await.is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod caller;
 mod handshake;
 mod hook;
+mod jwks;
 mod jwt;
 mod room_validator;
 
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 pub use caller::{Caller, CallerError, CallerVerifier, Scope};
 pub use handshake::{Handshake, parse_query};
+pub use jwks::{Jwks, JwksError};
 pub use jwt::{ClaimRules, JwtError, JwtVerifier, KeySet, TokenError, hmac_secret, is_hmac};
 pub use room_validator::RoomValidator;
 
@@ -98,7 +100,7 @@ impl AuthChain {
         let mut verdict = Outcome::Deny("no authenticator".into());
         for authenticator in &self.authenticators {
             let outcome = match authenticator {
-                Authenticator::Jwt(verifier) => verifier.authenticate(handshake),
+                Authenticator::Jwt(verifier) => verifier.authenticate(handshake).await,
                 Authenticator::Hook(hooks) => hook::authenticate(hooks, handshake).await,
                 Authenticator::AllowAll => Outcome::Allow(Identity::default()),
             };

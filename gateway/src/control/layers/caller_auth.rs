@@ -61,7 +61,7 @@ impl<S> CallerAuth<S> {
 
 impl<S> Service<GrpcRequest> for CallerAuth<S>
 where
-    S: Service<GrpcRequest, Response = GrpcResponse>,
+    S: Service<GrpcRequest, Response = GrpcResponse> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
 {
@@ -88,31 +88,38 @@ where
             Needs::Token => None,
             Needs::Scope(scope) => Some(scope),
         };
-        let authorization = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        let caller = match verifier.verify(authorization) {
-            Ok(caller) => caller,
-            Err(error) => {
-                let needed = match scope {
-                    Some(scope) => format!("a token with scope `{scope}`"),
-                    None => "a valid token".into(),
-                };
-                let status = Status::unauthenticated(format!("{error}; {what} needs {needed}"));
-                return Box::pin(std::future::ready(Ok(refuse(status))));
+        let authorization = request.headers().get(http::header::AUTHORIZATION).cloned();
+        let verifier = verifier.clone();
+        // The verification may wait for a JWKS refresh: call the inner service afterwards
+        // with the clone that was made ready.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let caller = match verifier
+                .verify(authorization.as_ref().map(|v| v.as_bytes()))
+                .await
+            {
+                Ok(caller) => caller,
+                Err(error) => {
+                    let needed = match scope {
+                        Some(scope) => format!("a token with scope `{scope}`"),
+                        None => "a valid token".into(),
+                    };
+                    return Ok(refuse(Status::unauthenticated(format!(
+                        "{error}; {what} needs {needed}"
+                    ))));
+                }
+            };
+            tracing::Span::current().record("subject", caller.subject.as_str());
+            if let Some(scope) = scope.filter(|s| !caller.has(*s)) {
+                let granted: Vec<&str> = caller.scopes.iter().map(|s| s.name()).collect();
+                return Ok(refuse(Status::permission_denied(format!(
+                    "{what} needs scope `{scope}` (or `admin`); the token grants [{}]",
+                    granted.join(", ")
+                ))));
             }
-        };
-        tracing::Span::current().record("subject", caller.subject.as_str());
-        if let Some(scope) = scope.filter(|s| !caller.has(*s)) {
-            let granted: Vec<&str> = caller.scopes.iter().map(|s| s.name()).collect();
-            let status = Status::permission_denied(format!(
-                "{what} needs scope `{scope}` (or `admin`); the token grants [{}]",
-                granted.join(", ")
-            ));
-            return Box::pin(std::future::ready(Ok(refuse(status))));
-        }
-        request.extensions_mut().insert(caller);
-        Box::pin(self.inner.call(request))
+            request.extensions_mut().insert(caller);
+            inner.call(request).await
+        })
     }
 }
