@@ -10,6 +10,7 @@ use std::{
 };
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use sockgate_client::{FILE_DESCRIPTOR_SET, proto::socket_control_server::SocketControlServer};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -19,7 +20,7 @@ use tracing::{info, warn};
 use crate::{
     admin::Admin,
     auth::{AuthChain, CallerVerifier, RoomValidator},
-    config::Config,
+    config::{Config, ServerTlsConfig},
     control::{
         ControlContext, ControlLimits, ControlService,
         layers::{ControlLayers, LayerSettings},
@@ -69,20 +70,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let admin_addr = admin_listener.local_addr()?;
     let trigger = shutdown::Trigger::default();
     let admin = Admin::new(io.clone());
-    tokio::spawn(
-        axum::serve(admin_listener, admin.clone().router())
+    let admin_router = admin.clone().router();
+    match tls_of("admin.tls", &config.admin.tls, HTTP1)? {
+        Some(tls) => tokio::spawn(
+            axum::serve(TlsIncoming::new(admin_listener, tls)?, admin_router)
+                .with_graceful_shutdown(trigger.wait())
+                .into_future(),
+        ),
+        None => tokio::spawn(
+            axum::serve(admin_listener, admin_router)
+                .with_graceful_shutdown(trigger.wait())
+                .into_future(),
+        ),
+    };
+
+    let edge_service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let edge_task = match tls_of("edge.tls", &config.edge.tls, HTTP1)? {
+        // `tap_io` only lends the listener axum's `ConnectInfo<SocketAddr>` support.
+        Some(tls) => tokio::spawn(
+            axum::serve(
+                TlsIncoming::new(edge_listener, tls)?.tap_io(|_| ()),
+                edge_service,
+            )
             .with_graceful_shutdown(trigger.wait())
             .into_future(),
-    );
-
-    let edge_task = tokio::spawn(
-        axum::serve(
-            edge_listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(trigger.wait())
-        .into_future(),
-    );
+        ),
+        None => tokio::spawn(
+            axum::serve(edge_listener, edge_service)
+                .with_graceful_shutdown(trigger.wait())
+                .into_future(),
+        ),
+    };
 
     let service = ControlService::new(ControlContext {
         io: io.clone(),
@@ -101,7 +119,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let control = SocketControlServer::new(service)
         .max_decoding_message_size(config.control.max_payload_bytes + GRPC_ENVELOPE_BYTES)
         .max_encoding_message_size(usize::MAX);
-    let control_tls = ServerTls::load("control.tls", &config.control.tls, &[b"h2"])?;
+    let control_tls = tls_of("control.tls", &config.control.tls, &[b"h2"])?;
     let control_router = tonic::transport::Server::builder()
         .layer(ControlLayers::new(LayerSettings {
             verifier: callers,
@@ -113,10 +131,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .add_service(health_service)
         .add_service(reflection(Builder::build_v1)?)
         .add_service(reflection(Builder::build_v1alpha)?);
-    let control_task = match &control_tls {
+    let control_task = match control_tls {
         Some(tls) => {
-            tls::reload::watch(tls.clone());
-            let incoming = TlsIncoming::new(control_listener, tls.clone())?;
+            let incoming = TlsIncoming::new(control_listener, tls)?;
             tokio::spawn(
                 control_router.serve_with_incoming_shutdown(incoming.into_stream(), trigger.wait()),
             )
@@ -163,6 +180,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// ALPN of the HTTP/1.1 listeners (Socket.IO's WebSocket upgrade needs HTTP/1.1).
+const HTTP1: &[&[u8]] = &[b"http/1.1"];
+
+/// The TLS of a listener, watched for certificate changes; `None` when not configured.
+fn tls_of(
+    section: &'static str,
+    config: &ServerTlsConfig,
+    alpn: &[&[u8]],
+) -> Result<Option<Arc<ServerTls>>, tls::TlsError> {
+    let tls = ServerTls::load(section, config, alpn)?;
+    if let Some(tls) = &tls {
+        tls::reload::watch(tls.clone());
+    }
+    Ok(tls)
 }
 
 /// The configured node id, or `node-` and 8 random hex digits.

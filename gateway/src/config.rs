@@ -78,6 +78,8 @@ pub struct EdgeConfig {
     pub max_payload_bytes: u64,
     /// Most rooms one client `join` / `leave` request may name.
     pub max_rooms_per_request: usize,
+    /// TLS of the edge (`https://` / `wss://` without a terminating proxy).
+    pub tls: ServerTlsConfig,
 }
 
 impl Default for EdgeConfig {
@@ -92,6 +94,7 @@ impl Default for EdgeConfig {
             default_rooms: vec!["io-default".into(), "io-notification".into()],
             max_payload_bytes: 1_000_000,
             max_rooms_per_request: 100,
+            tls: ServerTlsConfig::default(),
         }
     }
 }
@@ -485,12 +488,15 @@ impl Default for WatchConfig {
 pub struct AdminConfig {
     /// Address of `/metrics` (Prometheus), `/livez` and `/readyz`.
     pub listen: SocketAddr,
+    /// TLS of the admin endpoint.
+    pub tls: ServerTlsConfig,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            tls: ServerTlsConfig::default(),
         }
     }
 }
@@ -761,6 +767,8 @@ impl Config {
             ));
         }
         self.control.tls.validate("control.tls")?;
+        self.edge.tls.validate("edge.tls")?;
+        self.admin.tls.validate("admin.tls")?;
         if self.control.max_concurrent_calls == 0 {
             return invalid("control.max_concurrent_calls must be more than 0".into());
         }
