@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use fixture::{
     Gateway,
     callers::{self, AuthedClient, Bearer},
+    certs::Pki,
 };
 use jsonwebtoken::get_current_timestamp;
 use serde_json::json;
@@ -340,4 +341,75 @@ async fn open_reflection_and_a_control_port_beyond_loopback() {
         "sockgate.v1.SocketControl/GetInfo",
     ]));
     assert!(refused.contains("Unauthenticated"), "{refused}");
+}
+
+/// The README's production configuration, its files put under `dir`.
+fn readme_production_config(dir: &std::path::Path) -> String {
+    let readme = std::fs::read_to_string(fixture::repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find("```toml\n# sockgate.toml\n")
+        .expect("the production example in the README");
+    let block = &readme[start + "```toml\n".len()..];
+    let block = &block[..block.find("```").unwrap()];
+    block.replace("/etc/sockgate/", &format!("{}/", dir.display()))
+}
+
+#[tokio::test]
+async fn the_readme_production_example_works_as_written() {
+    let pki = Pki::new("readme");
+    let dir = pki.dir().join("etc");
+    std::fs::create_dir_all(dir.join("tls")).unwrap();
+    std::fs::write(
+        dir.join("control.secret"),
+        "readme-control-secret-0123456789\n",
+    )
+    .unwrap();
+    let server = pki.server("control");
+    std::fs::copy(&server.cert, dir.join("tls/control.pem")).unwrap();
+    std::fs::copy(&server.key, dir.join("tls/control-key.pem")).unwrap();
+    std::fs::copy(&pki.ca_file, dir.join("tls/backends-ca.pem")).unwrap();
+    let config = readme_production_config(&dir);
+    let config_file = dir.join("sockgate.toml");
+    std::fs::write(&config_file, &config).unwrap();
+
+    // The token command of the README, with this configuration.
+    let output = Command::new(env!("CARGO_BIN_EXE_sockgate"))
+        .env_remove("SOCKGATE_CONFIG")
+        .arg("--config")
+        .arg(&config_file)
+        .args([
+            "token",
+            "--scope",
+            "read",
+            "--subject",
+            "billing",
+            "--ttl",
+            "720h",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+
+    // The gateway with that configuration (on free loopback ports) serves a backend that
+    // presents the token and a client certificate.
+    let gateway = Gateway::builder().config_text(&config).start().await;
+    let tls = pki.client_tls().identity(pki.client("billing").identity());
+    let mut client = gateway
+        .control_over_tls(tls, Bearer::token(&token))
+        .await
+        .expect("mutual TLS");
+    client
+        .get_info(GetInfoRequest::default())
+        .await
+        .expect("the minted token is accepted");
+    let status = client
+        .send(SendRequest::default())
+        .await
+        .expect_err("read does not grant send");
+    assert_eq!(status.code(), Code::PermissionDenied);
 }
