@@ -51,7 +51,13 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
             if let Some(user) = &identity.user_id {
                 internal.push(rooms::user_id_room(user));
             }
-            socket.join(joined.iter().chain(&internal).cloned().collect::<Vec<_>>());
+            if !super::join_while_connected(
+                &socket,
+                joined.iter().chain(&internal).cloned().collect(),
+            ) {
+                debug!(sid = %socket.id, "socket left during authentication");
+                return;
+            }
             socket.leave(rooms::AUTHENTICATING);
             let user = identity.user_id.clone();
             info!(sid = %socket.id, user = user.as_deref().unwrap_or(""), "authenticated");
@@ -64,6 +70,9 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
             if let Err(e) = socket.emit(protocol::AUTHENTICATED, &payload) {
                 debug!(sid = %socket.id, error = %e, "could not send authenticated");
             }
+            // Only now, after `authenticated` is on the socket's ordered channel, can
+            // application events reach it.
+            socket.leave(rooms::UNAUTHENTICATED);
             if edge.events.is_watched() {
                 edge.events.publish(
                     WatchEventsResponse {
