@@ -39,7 +39,8 @@ pub struct Metrics {
     /// `dropped_saturated`, `malformed`.
     pub client_events: Family<Label, Counter>,
     /// Rooms in client requests: `request` = `join` / `leave`, `result` = `joined`,
-    /// `rejected`, `left`, `invalid_request`.
+    /// `rejected`, `left`, `invalid_request`, `abandoned` (the socket disconnected while
+    /// its join was decided).
     pub client_rooms: Family<Labels, Counter>,
     /// Control calls by `method` and gRPC `code`.
     pub control_requests: Family<Labels, Counter>,

@@ -175,6 +175,7 @@ pub async fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: 
         |fresh| super::join_while_connected(&socket, fresh),
     );
     if outcome.gone {
+        METRICS.client_rooms("join", "abandoned", outcome.joined.len());
         debug!(sid = %socket.id, "socket left while its join was decided");
         return;
     }
