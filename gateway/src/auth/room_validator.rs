@@ -21,16 +21,22 @@ impl RoomValidator {
     pub fn split(&self, identity: &Identity, requested: Vec<String>) -> (Vec<String>, Vec<String>) {
         requested
             .into_iter()
-            .partition(|room| rooms::check_name(room).is_ok() && self.allows(identity, room))
+            .partition(|room| self.may_be_allowed(identity, room) && self.allows(identity, room))
+    }
+
+    /// Whether any rule, or the backend, may allow `room` at all: never an invalid or
+    /// internal name, nor another user's `user:` room.
+    pub fn may_be_allowed(&self, identity: &Identity, room: &str) -> bool {
+        let foreign_user_room = room.starts_with(rooms::USER_ROOM_PREFIX)
+            && identity
+                .user_id
+                .as_deref()
+                .is_none_or(|user| room != rooms::user_room(user));
+        rooms::check_name(room).is_ok() && !foreign_user_room
     }
 
     fn allows(&self, identity: &Identity, room: &str) -> bool {
         let user = identity.user_id.as_deref();
-        if room.starts_with(rooms::USER_ROOM_PREFIX)
-            && user.is_none_or(|user| room != rooms::user_room(user))
-        {
-            return false;
-        }
         self.allow
             .iter()
             .chain(&identity.room_patterns)

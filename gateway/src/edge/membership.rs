@@ -23,7 +23,6 @@ use crate::{
     auth::Identity,
     events,
     metrics::{METRICS, Refusal},
-    rooms,
 };
 
 #[derive(Deserialize)]
@@ -156,7 +155,7 @@ pub async fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: 
     let (mut joined, rejected) = edge.room_validator.split(identity, requested);
     let (candidates, mut rejected): (Vec<String>, Vec<String>) = rejected
         .into_iter()
-        .partition(|room| rooms::check_name(room).is_ok());
+        .partition(|room| edge.room_validator.may_be_allowed(identity, room));
     let from_backend = ask_backend(&edge, &socket, identity, candidates.clone()).await;
     for room in candidates {
         if from_backend.contains(&room) {

@@ -78,6 +78,9 @@ fn check_rate<A: Adapter>(socket: &Arc<Socket<A>>) -> Result<(), RefusedMessage>
     ) else {
         return Ok(());
     };
+    if session.is_cut_off() {
+        return Err(RefusedMessage::OverRate);
+    }
     match limits.check_event(&session.events) {
         EventVerdict::Accept => return Ok(()),
         EventVerdict::Drop { first } => {
@@ -97,13 +100,14 @@ fn check_rate<A: Adapter>(socket: &Arc<Socket<A>>) -> Result<(), RefusedMessage>
                 dropped = limits.config.max_dropped_events,
                 "disconnecting a socket that keeps exceeding its event rate (edge.limits.max_dropped_events)"
             );
-            let socket = socket.clone();
-            // Not from within the receive path that called us.
-            tokio::spawn(async move {
+            if session.cut_off() {
+                // No more application events to it; the auth sweeper disconnects it once
+                // it has had time to read why.
+                socket.leave(rooms::AUTHENTICATED);
+                socket.join(rooms::UNAUTHENTICATED);
                 let payload = protocol::ForceDisconnect::now(RATE_DISCONNECT_REASON);
                 let _ = socket.emit(protocol::FORCE_DISCONNECT, &payload);
-                let _ = socket.disconnect();
-            });
+            }
         }
     }
     METRICS.refused(Refusal::EventRate);

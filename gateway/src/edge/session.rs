@@ -15,6 +15,10 @@ const UNAUTHORIZED: u8 = 0;
 const AUTHENTICATING: u8 = 1;
 const AUTHENTICATED: u8 = 2;
 const REJECTED: u8 = 3;
+/// Cut off for abuse, told why, to be disconnected by the sweeper's next pass but one.
+const CUT_OFF: u8 = 4;
+/// Cut off, and one sweeper pass has gone by.
+const CUT_OFF_DUE: u8 = 5;
 
 /// What the gateway keeps for one local socket. The state and identity that every node
 /// must see are mirrored in the socket's internal rooms (see `rooms`).
@@ -78,15 +82,45 @@ impl Session {
             .is_ok()
     }
 
-    /// Records the identity and moves to `authenticated`.
-    pub fn authenticated(&self, identity: Identity) {
+    /// Records the identity and moves `authenticating → authenticated`; false if the
+    /// session was cut off meanwhile.
+    pub fn authenticated(&self, identity: Identity) -> bool {
         let _ = self.identity.set(identity);
-        self.state.store(AUTHENTICATED, Ordering::Release);
+        self.state
+            .compare_exchange(
+                AUTHENTICATING,
+                AUTHENTICATED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
     }
 
     /// Marks the session refused; it is about to be disconnected.
     pub fn rejected(&self) {
         self.state.store(REJECTED, Ordering::Release);
+    }
+
+    /// Marks the session cut off for abuse: it is no longer authenticated and will be
+    /// disconnected by the auth sweeper (see [`Session::cut_off_due`]). False if it already
+    /// was.
+    pub fn cut_off(&self) -> bool {
+        self.state.swap(CUT_OFF, Ordering::AcqRel) < CUT_OFF
+    }
+
+    /// Whether the session was cut off.
+    pub fn is_cut_off(&self) -> bool {
+        self.state.load(Ordering::Acquire) >= CUT_OFF
+    }
+
+    /// For the sweeper: true once a whole pass has gone by since the session was cut off,
+    /// which leaves its client time to read why before the connection closes (closing
+    /// while a client floods can reset the connection before it has read anything).
+    pub fn cut_off_due(&self) -> bool {
+        self.state
+            .compare_exchange(CUT_OFF, CUT_OFF_DUE, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+            && self.state.load(Ordering::Acquire) == CUT_OFF_DUE
     }
 
     /// The identity, once authenticated.
@@ -224,9 +258,14 @@ mod tests {
         assert!(session.begin_auth());
         assert!(!session.begin_auth());
         assert!(!session.is_authenticated());
-        session.authenticated(Identity::default());
+        assert!(session.authenticated(Identity::default()));
         assert!(session.is_authenticated());
         assert!(!session.begin_auth());
+        assert!(session.cut_off());
+        assert!(!session.is_authenticated());
+        assert!(!session.cut_off(), "cut off once");
+        assert!(!session.cut_off_due(), "due after one more sweeper pass");
+        assert!(session.cut_off_due());
     }
 
     #[test]
