@@ -328,14 +328,20 @@ impl Limits {
         Ok(slot)
     }
 
-    /// Counts and logs a refused connection.
+    /// Counts and logs a refused connection. Refusals that come in floods (a fast
+    /// reconnect loop, clients retrying during a drain) are logged at debug.
     pub fn refused(&self, refusal: ConnectRefusal, peer: Option<SocketAddr>) {
         METRICS.refused(refusal.reason());
-        tracing::info!(
-            peer = %peer.map(|p| p.ip().to_string()).unwrap_or_default(),
-            setting = refusal.setting(),
-            "connection refused: {refusal}"
-        );
+        let peer = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        let setting = refusal.setting();
+        match refusal {
+            ConnectRefusal::HandshakeRate | ConnectRefusal::Draining => {
+                tracing::debug!(%peer, setting, "connection refused: {refusal}")
+            }
+            ConnectRefusal::NodeFull | ConnectRefusal::AddressFull => {
+                tracing::info!(%peer, setting, "connection refused: {refusal}")
+            }
+        }
     }
 }
 
