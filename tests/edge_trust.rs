@@ -410,7 +410,8 @@ async fn a_join_decided_after_the_disconnect_leaves_nothing_behind() {
         "{rooms:?}"
     );
 
-    // Joins racing disconnects, many times over: rooms come back to the baseline.
+    // Client joins and Join RPCs racing disconnects, many times over: rooms come back to
+    // the baseline.
     for round in 0..40 {
         let id = format!("r{round}");
         let sid = clients
@@ -424,6 +425,13 @@ async fn a_join_decided_after_the_disconnect_leaves_nothing_behind() {
             )
             .await;
         clients.close(&id).await;
+        // A trusted Join racing the same disconnect (NOT_FOUND once the socket is gone).
+        let _ = control
+            .join(sockgate_client::proto::JoinRequest {
+                target: to_sockets(&[&sid]),
+                rooms: vec![format!("rpc:{round}")],
+            })
+            .await;
         clients.disconnected(&id).await;
         wait_until_gone(&mut control, &sid).await;
     }

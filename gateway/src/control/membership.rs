@@ -58,6 +58,13 @@ async fn change(
         operators.leave(rooms.clone()).await
     };
     applied.map_err(ControlError::adapter)?;
+    if kind == EventKind::Joined {
+        // A socket of this node that disconnected meanwhile may have been removed from
+        // every room before this join reached it: undo it (see edge::join_while_connected).
+        for socket in local.iter().filter(|s| !s.connected()) {
+            socket.leave(rooms.clone());
+        }
+    }
     if !ctx.events.is_watched() {
         return Ok(());
     }
