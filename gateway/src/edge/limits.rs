@@ -308,18 +308,15 @@ impl Limits {
             limits: self.clone(),
             address: None,
         };
-        if let Some(peer) = peer {
+        let max = self.config.max_connections_per_ip;
+        if let Some(peer) = peer.filter(|_| max > 0) {
             let key = AddressKey::from(peer.ip());
-            let max = self.config.max_connections_per_ip;
             let mut map = self
                 .connections_per_ip
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             let count = map.entry(key).or_insert(0);
-            if max > 0 && *count >= max {
-                if *count == 0 {
-                    map.remove(&key);
-                }
+            if *count >= max {
                 return Err(ConnectRefusal::AddressFull);
             }
             *count += 1;
