@@ -203,6 +203,37 @@ async fn a_certificate_swapped_on_disk_is_served_after_reload() {
         .await
         .expect("the new certificate is served");
     assert!(get_info(&gateway, old_ca.client_tls()).await.is_err());
+
+    // A half-written file is not loaded: the certificate in use stays.
+    std::fs::write(&served.cert, "-----BEGIN CERTIFICATE-----\nMIIB").unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while !gateway.log_text().contains("TLS reload failed") {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the failed reload is logged");
+    get_info(&gateway, new_ca.client_tls())
+        .await
+        .expect("the previous certificate is still served");
+}
+
+#[tokio::test]
+async fn unreadable_tls_files_are_refused_at_start() {
+    let stderr = Gateway::builder()
+        .env("CONTROL__TLS__CERT_FILE", "/nonexistent/control.pem")
+        .env("CONTROL__TLS__KEY_FILE", "/nonexistent/control-key.pem")
+        .start_expecting_failure()
+        .await;
+    assert!(
+        stderr.contains("control.tls: cannot read /nonexistent/control.pem"),
+        "{stderr}"
+    );
+    let stderr = Gateway::builder()
+        .env("CONTROL__TLS__CLIENT_CA_FILE", "/nonexistent/ca.pem")
+        .start_expecting_failure()
+        .await;
+    assert!(stderr.contains("mutual TLS is TLS"), "{stderr}");
 }
 
 #[tokio::test]

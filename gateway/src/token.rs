@@ -111,3 +111,74 @@ fn signing_key(
     let key = key.map_err(|e| MintError::Key(format!("{}: {e}", path.display())))?;
     Ok((algorithm, key))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{
+        auth::{CallerVerifier, Scope},
+        config::{Config, JwtKeyConfig, TokenArgs},
+    };
+
+    use super::*;
+
+    fn config() -> Config {
+        let mut config = Config::default();
+        let path = std::env::temp_dir().join(format!("sockgate-mint-{}", std::process::id()));
+        std::fs::write(&path, "mint-test-secret-0123456789\n").unwrap();
+        config.control.auth.keys.push(JwtKeyConfig {
+            algorithm: "HS384".into(),
+            secret_file: Some(path),
+            secret_env: None,
+            public_key_file: None,
+        });
+        config.control.auth.issuers = vec!["ops".into()];
+        config.control.auth.audiences = vec!["control".into()];
+        config
+    }
+
+    fn args(scopes: &[&str]) -> TokenArgs {
+        TokenArgs {
+            scope: scopes.iter().map(|s| s.to_string()).collect(),
+            subject: "billing".into(),
+            ttl: Duration::from_secs(60),
+            issuer: None,
+            audience: None,
+            edge: false,
+            private_key: None,
+            algorithm: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_minted_token_passes_the_gateways_own_check() {
+        let config = config();
+        let token = mint(&config, &args(&["send read", "events"])).unwrap();
+        let verifier = CallerVerifier::from_config(&config.control.auth)
+            .unwrap()
+            .unwrap();
+        let caller = verifier
+            .verify(Some(format!("Bearer {token}").as_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(caller.subject, "billing");
+        assert_eq!(caller.scopes, vec![Scope::Send, Scope::Read, Scope::Events]);
+    }
+
+    #[test]
+    fn unknown_or_missing_scopes_and_missing_secrets_are_errors() {
+        let config = config();
+        assert!(matches!(
+            mint(&config, &args(&["sned"])),
+            Err(MintError::UnknownScope(s)) if s == "sned"
+        ));
+        assert!(matches!(mint(&config, &args(&[])), Err(MintError::NoScope)));
+        let edge = TokenArgs {
+            edge: true,
+            ..args(&[])
+        };
+        assert!(matches!(
+            mint(&config, &edge),
+            Err(MintError::NoSecret("auth.jwt.keys"))
+        ));
+    }
+}
