@@ -244,7 +244,15 @@ fn warn_about_open_settings(config: &Config) {
              unless a JWT room claim allows them"
         );
     }
-    if !config.control.auth.is_enabled() && !config.control.listen.ip().is_loopback() {
-        warn!(listen = %config.control.listen, "the control plane is unauthenticated and not on loopback");
+    if !config.control.listen.ip().is_loopback() {
+        if !config.control.auth.is_enabled() {
+            warn!(listen = %config.control.listen, "the control plane is unauthenticated and not on loopback");
+        } else if !config.control.tls.is_enabled() {
+            warn!(
+                listen = %config.control.listen,
+                "the control plane is not on loopback and has no TLS: bearer tokens cross the \
+                 network in clear text; configure control.tls"
+            );
+        }
     }
 }
