@@ -333,7 +333,9 @@ async fn open_reflection_and_a_control_port_beyond_loopback() {
         .await;
     assert!(gateway.control.ip().is_unspecified(), "{}", gateway.control);
     assert!(
-        gateway.log_text().contains("bearer tokens cross the network in clear text"),
+        gateway
+            .log_text()
+            .contains("bearer tokens cross the network in clear text"),
         "a plaintext control port beyond loopback is warned about"
     );
     let addr = format!("127.0.0.1:{}", gateway.control.port());

@@ -88,3 +88,34 @@ async fn the_admin_endpoint_over_tls() {
     let (status, _) = gateway.admin_get("/livez").await;
     assert_ne!(status, 200);
 }
+
+#[tokio::test]
+async fn the_edge_serves_a_renewed_certificate_after_sighup() {
+    let old_ca = Pki::new("edge-old");
+    let new_ca = Pki::new("edge-new");
+    let served = old_ca.server("edge");
+    let gateway = tls_env(Gateway::builder(), "EDGE", &served)
+        .env("EDGE__TLS__RELOAD_INTERVAL", "0s")
+        .start()
+        .await;
+    let renewed = new_ca.server("renewed");
+    std::fs::copy(&renewed.key, &served.key).unwrap();
+    std::fs::copy(&renewed.cert, &served.cert).unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &gateway.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::timeout(fixture::PATIENCE, async {
+        while !gateway.log_text().contains("TLS certificate reloaded") {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the reload is logged");
+    let url = format!("https://localhost:{}", gateway.edge.port());
+    let mut clients = Clients::start_trusting(&url, &new_ca.ca_file).await;
+    clients
+        .login("renewed", Transport::Websocket, &tokens::for_user("r"))
+        .await;
+}

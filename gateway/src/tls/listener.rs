@@ -2,7 +2,8 @@
 //! task of its own (under a deadline, so a slow or silent client holds nothing but its
 //! own task), and hands the finished streams over a channel to tonic
 //! ([`TlsIncoming::into_stream`]) or axum ([`TlsIncoming`] is an `axum::serve::Listener`).
-//! Failed handshakes are logged at debug and counted (`sockgate_tls_handshake_failures_total`).
+//! At most `MAX_PENDING_HANDSHAKES` run at once. Failed handshakes are logged at debug and
+//! counted (`sockgate_tls_handshake_failures_total`).
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -20,6 +21,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Handshakes finished but not yet taken by the server.
 const BACKLOG: usize = 128;
+
+/// Handshakes in progress at once; a connection past that is closed at once (counted), so
+/// clients that connect and never speak cannot pile up tasks.
+const MAX_PENDING_HANDSHAKES: usize = 1024;
 
 /// Finished TLS connections of one listener.
 pub struct TlsIncoming {
@@ -70,6 +75,7 @@ async fn accept_loop(
     tls: Arc<ServerTls>,
     sender: mpsc::Sender<(TlsStream<tokio::net::TcpStream>, SocketAddr)>,
 ) {
+    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -84,12 +90,19 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Ok(slot) = pending.clone().try_acquire_owned() else {
+            METRICS.tls_handshake_failure(tls.section());
+            debug!(section = tls.section(), %peer, "too many TLS handshakes in progress; connection closed");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = tls.acceptor();
         let sender = sender.clone();
         let section = tls.section();
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+            drop(slot);
+            match handshake {
                 Ok(Ok(stream)) => {
                     let _ = sender.send((stream, peer)).await;
                 }
