@@ -304,8 +304,9 @@ async fn grpcurl_with_a_bearer_token() {
     // The call's span names the caller.
     let log = gateway.log_text();
     assert!(
-        log.lines()
-            .any(|l| l.contains("rpc=\"GetInfo\"") && l.contains("subject=\"grpcurl\"")),
+        log.lines().any(|l| l.contains("rpc=\"GetInfo\"")
+            && l.contains("peer=127.0.0.1:")
+            && l.contains("subject=\"grpcurl\"")),
         "{log}"
     );
     let denied = failure_of(grpcurl(&[

@@ -1,5 +1,6 @@
 //! A `tracing` span per call: method, request id (the caller's `x-request-id`, else a
-//! generated one, echoed in the response headers) and the caller's subject, which
+//! generated one, echoed in the response headers), the peer's address and the caller's
+//! subject, which
 //! [`super::caller_auth`] records once it knows it.
 
 use std::{
@@ -9,6 +10,7 @@ use std::{
 };
 
 use http::HeaderValue;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::Service;
 use tracing::{Instrument, field};
 
@@ -64,8 +66,12 @@ where
             "control_call",
             rpc,
             request_id = id.to_str().unwrap_or_default(),
+            peer = field::Empty,
             subject = field::Empty,
         );
+        if let Some(peer) = peer_of(&request) {
+            span.record("peer", field::display(peer));
+        }
         let future = span.in_scope(|| self.inner.call(request));
         Box::pin(
             async move {
@@ -76,6 +82,19 @@ where
             .instrument(span),
         )
     }
+}
+
+/// The caller's address, over TCP or TLS.
+fn peer_of(request: &GrpcRequest) -> Option<std::net::SocketAddr> {
+    let extensions = request.extensions();
+    extensions
+        .get::<TcpConnectInfo>()
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .map(TlsConnectInfo::get_ref)
+        })
+        .and_then(TcpConnectInfo::remote_addr)
 }
 
 /// A process-unique id: a random prefix per process and a counter.
