@@ -186,3 +186,29 @@ async fn edge_tokens_rotate_through_the_jwks_url_too() {
         "Invalid token to authenticate! Please login again!"
     );
 }
+
+#[tokio::test]
+async fn configured_keys_and_a_jwks_work_side_by_side() {
+    let published = SigningKey::new("published");
+    let server = JwksServer::start(&[&published]).await;
+    let gateway = Gateway::builder()
+        .control_auth()
+        .env("CONTROL__AUTH__JWKS__URL", &server.url())
+        .start()
+        .await;
+    get_info(&gateway, &published.sign(&reader()))
+        .await
+        .unwrap();
+    // A token of the configured HMAC key whose header names a kid no set has.
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("hmac-2026".into());
+    let token = jsonwebtoken::encode(
+        &header,
+        &reader(),
+        &jsonwebtoken::EncodingKey::from_secret(callers::SECRET.as_bytes()),
+    )
+    .unwrap();
+    get_info(&gateway, &token)
+        .await
+        .expect("the configured key verifies it");
+}

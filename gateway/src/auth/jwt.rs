@@ -179,24 +179,31 @@ impl KeySet {
     }
 
     /// Verifies `token` and returns its claims. A token with a `kid` is checked with that
-    /// key of the JWKS (read again once if unknown); others with the configured keys of
-    /// their `alg`.
+    /// key of the JWKS (read again once if unknown); others, and those whose `kid` is in no
+    /// set, with the configured keys of their `alg`.
     pub async fn decode(&self, token: &str) -> Result<serde_json::Map<String, Value>, TokenError> {
         let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
         let validation = self
             .validation
             .get(&header.alg)
             .ok_or(TokenError::NoKey(header.alg))?;
+        let static_keys = self.keys.get(&header.alg);
         if let (Some(jwks), Some(kid)) = (&self.jwks, &header.kid) {
-            let key = jwks.key(kid).await?;
-            if key.algorithm.is_some_and(|a| a != header.alg) {
-                return Err(TokenError::KeyAlgorithm);
+            match jwks.key(kid).await {
+                Ok(key) => {
+                    if key.algorithm.is_some_and(|a| a != header.alg) {
+                        return Err(TokenError::KeyAlgorithm);
+                    }
+                    return decode::<serde_json::Map<String, Value>>(token, &key.key, validation)
+                        .map(|data| data.claims)
+                        .map_err(TokenError::from);
+                }
+                // Issuers of the configured keys may put a `kid` in their headers too.
+                Err(unknown) if static_keys.is_none() => return Err(unknown),
+                Err(_) => {}
             }
-            return decode::<serde_json::Map<String, Value>>(token, &key.key, validation)
-                .map(|data| data.claims)
-                .map_err(TokenError::from);
         }
-        let Some(keys) = self.keys.get(&header.alg) else {
+        let Some(keys) = static_keys else {
             return Err(TokenError::NoKey(header.alg));
         };
         let mut last_error = TokenError::Signature;
