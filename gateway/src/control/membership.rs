@@ -1,6 +1,6 @@
 //! `Join`, `Leave` and `Disconnect`: server-side, trusted actions on target sockets.
 
-use socketioxide::{BroadcastError, SocketIo, extract::SocketRef};
+use socketioxide::{BroadcastError, adapter::Adapter, extract::SocketRef};
 use sockgate_client::proto::{
     DisconnectRequest, DisconnectResponse, EventKind, JoinRequest, JoinResponse, LeaveRequest,
     LeaveResponse, Target, WatchEventsResponse,
@@ -34,15 +34,15 @@ fn check_rooms(requested: &[String]) -> Result<Vec<String>, ControlError> {
 
 /// Applies a join (`EventKind::Joined`) or a leave (`EventKind::Left`) of `rooms` to the
 /// target, and reports it to this node's watchers for the target's sockets on this node.
-async fn change(
-    ctx: &ControlContext,
+async fn change<A: Adapter>(
+    ctx: &ControlContext<A>,
     target: Option<&Target>,
     rooms: &[String],
     kind: EventKind,
 ) -> Result<(), ControlError> {
     let rooms = check_rooms(rooms)?;
     let operators = target::resolve(&ctx.io, target, "target").await?;
-    let watched: Vec<SocketRef> = if ctx.events.is_watched() {
+    let watched: Vec<SocketRef<A>> = if ctx.events.is_watched() {
         operators.clone().sockets()
     } else {
         Vec::new()
@@ -65,8 +65,8 @@ async fn change(
 }
 
 /// Handles `Join`.
-pub async fn join(
-    ctx: &ControlContext,
+pub async fn join<A: Adapter>(
+    ctx: &ControlContext<A>,
     request: JoinRequest,
 ) -> Result<JoinResponse, ControlError> {
     change(
@@ -80,8 +80,8 @@ pub async fn join(
 }
 
 /// Handles `Leave`.
-pub async fn leave(
-    ctx: &ControlContext,
+pub async fn leave<A: Adapter>(
+    ctx: &ControlContext<A>,
     request: LeaveRequest,
 ) -> Result<LeaveResponse, ControlError> {
     change(
@@ -96,8 +96,8 @@ pub async fn leave(
 
 /// Handles `Disconnect`: `force_disconnect {reason, time}`, then the disconnect, both in
 /// order on each socket's channel.
-pub async fn disconnect(
-    io: &SocketIo,
+pub async fn disconnect<A: Adapter>(
+    ctx: &ControlContext<A>,
     request: DisconnectRequest,
 ) -> Result<DisconnectResponse, ControlError> {
     if request.reason.len() > MAX_REASON_LEN {
@@ -110,7 +110,7 @@ pub async fn disconnect(
     } else {
         request.reason.as_str()
     };
-    let operators = target::resolve(io, request.target.as_ref(), "target").await?;
+    let operators = target::resolve(&ctx.io, request.target.as_ref(), "target").await?;
     match operators
         .clone()
         .emit(

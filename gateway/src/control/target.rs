@@ -1,7 +1,7 @@
 //! Resolving a request's `Target` into socketioxide broadcast operators, refusing empty
 //! targets and socket ids that are connected nowhere.
 
-use socketioxide::{SocketIo, operators::BroadcastOperators, socket::Sid};
+use socketioxide::{SocketIo, adapter::Adapter, operators::BroadcastOperators, socket::Sid};
 use sockgate_client::proto::Target;
 
 use super::error::ControlError;
@@ -12,11 +12,11 @@ const MAX_SELECTORS: usize = 10_000;
 
 /// Validates `target` (the field name is used in messages) and checks that every socket
 /// id is connected somewhere. Only ids not on this node cost a cluster round trip.
-pub async fn resolve(
-    io: &SocketIo,
+pub async fn resolve<A: Adapter>(
+    io: &SocketIo<A>,
     target: Option<&Target>,
     field: &str,
-) -> Result<BroadcastOperators, ControlError> {
+) -> Result<BroadcastOperators<A>, ControlError> {
     let Some(target) = target else {
         return Err(ControlError::invalid(format!(
             "{field} is required: set socket_ids, rooms, user_ids, or all"
@@ -33,7 +33,8 @@ pub async fn resolve(
             "{field} is empty: name socket_ids, rooms or user_ids, or set all to reach every socket"
         )));
     }
-    if selectors + target.except_rooms.len() > MAX_SELECTORS {
+    let exceptions = target.except_rooms.len() + target.except_socket_ids.len();
+    if selectors + exceptions > MAX_SELECTORS {
         return Err(ControlError::invalid(format!(
             "{field} names more than {MAX_SELECTORS} ids, rooms and users"
         )));
@@ -49,6 +50,7 @@ pub async fn resolve(
         }
     }
     let sids = parse_sids(&target.socket_ids, field)?;
+    let except_sids = parse_sids(&target.except_socket_ids, field)?;
     ensure_connected(io, &sids).await?;
 
     let mut selected: Vec<String> = Vec::with_capacity(selectors);
@@ -60,10 +62,12 @@ pub async fn resolve(
     } else {
         io.to(selected)
     };
-    Ok(if target.except_rooms.is_empty() {
+    let mut except: Vec<String> = target.except_rooms.clone();
+    except.extend(except_sids.iter().map(rooms::socket_room));
+    Ok(if except.is_empty() {
         operators
     } else {
-        operators.except(target.except_rooms.clone())
+        operators.except(except)
     })
 }
 
@@ -81,7 +85,10 @@ pub fn parse_sids(ids: &[String], field: &str) -> Result<Vec<Sid>, ControlError>
 }
 
 /// `NOT_FOUND` unless every id is connected on some node.
-pub async fn ensure_connected(io: &SocketIo, sids: &[Sid]) -> Result<(), ControlError> {
+pub async fn ensure_connected<A: Adapter>(
+    io: &SocketIo<A>,
+    sids: &[Sid],
+) -> Result<(), ControlError> {
     let elsewhere: Vec<Sid> = sids
         .iter()
         .copied()

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::{
+    adapter::Adapter,
+    extract::{AckSender, SocketRef},
+};
 use sockgate_client::proto::{AuthorizeJoinRequest, EventKind, WatchEventsResponse};
 use tracing::info;
 
@@ -27,7 +30,7 @@ struct ErrorAck<'a> {
     left: [String; 0],
 }
 
-fn parse(edge: &Edge, data: Option<Value>) -> Result<Vec<String>, String> {
+fn parse<A: Adapter>(edge: &Edge<A>, data: Option<Value>) -> Result<Vec<String>, String> {
     let request: RoomsRequest = data
         .ok_or_else(|| "expected {rooms: [string]}".to_owned())
         .and_then(|v| {
@@ -46,7 +49,12 @@ fn parse(edge: &Edge, data: Option<Value>) -> Result<Vec<String>, String> {
     Ok(rooms)
 }
 
-fn reply_error(socket: &SocketRef, ack: AckSender, request: &'static str, error: &str) {
+fn reply_error<A: Adapter>(
+    socket: &SocketRef<A>,
+    ack: AckSender<A>,
+    request: &'static str,
+    error: &str,
+) {
     METRICS.client_rooms(request, "invalid_request", 1);
     info!(sid = %socket.id, error, "bad room request");
     let _ = ack.send(&ErrorAck {
@@ -57,9 +65,9 @@ fn reply_error(socket: &SocketRef, ack: AckSender, request: &'static str, error:
     });
 }
 
-fn publish(
-    edge: &Edge,
-    socket: &SocketRef,
+fn publish<A: Adapter>(
+    edge: &Edge<A>,
+    socket: &SocketRef<A>,
     identity: &Identity,
     kind: EventKind,
     changed: &[String],
@@ -75,9 +83,9 @@ fn publish(
 }
 
 /// Asks `AuthorizeJoin` about `candidates`; on failure nothing more is allowed.
-async fn ask_backend(
-    edge: &Edge,
-    socket: &SocketRef,
+async fn ask_backend<A: Adapter>(
+    edge: &Edge<A>,
+    socket: &SocketRef<A>,
     identity: &Identity,
     candidates: Vec<String>,
 ) -> Vec<String> {
@@ -97,7 +105,12 @@ async fn ask_backend(
 }
 
 /// Handles `join`: joins the allowed subset, acks `{joined, rejected}`.
-pub async fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: AckSender) {
+pub async fn join<A: Adapter>(
+    edge: Arc<Edge<A>>,
+    socket: SocketRef<A>,
+    data: Option<Value>,
+    ack: AckSender<A>,
+) {
     let Some(session) = Session::of(&socket) else {
         return;
     };
@@ -137,7 +150,12 @@ pub async fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: 
 }
 
 /// Handles `leave`: leaves the named public rooms, acks `{left}`.
-pub fn leave(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: AckSender) {
+pub fn leave<A: Adapter>(
+    edge: Arc<Edge<A>>,
+    socket: SocketRef<A>,
+    data: Option<Value>,
+    ack: AckSender<A>,
+) {
     let Some(session) = Session::of(&socket) else {
         return;
     };

@@ -20,16 +20,19 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde_json::Value;
 use socketioxide::{
     SocketIo, TransportType,
+    adapter::{Adapter, Emitter},
     extract::{AckSender, SocketRef, TryData},
     handler::ConnectHandler,
     socket::DisconnectReason,
 };
+use socketioxide_core::adapter::CoreAdapter;
 use sockgate_client::proto::{EventKind, WatchEventsResponse};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tracing::{debug, info};
 
 use crate::{
     auth::{AuthChain, RoomValidator},
+    cluster::adapter::ClusterAdapter,
     config::{EdgeConfig, Transport},
     events::{self, EventBus},
     hooks::Hooks,
@@ -57,9 +60,9 @@ pub struct Deciders {
 const WS_READ_BUFFER_BYTES: usize = 1024;
 
 /// Shared state of the edge handlers.
-pub struct Edge {
+pub struct Edge<A: Adapter> {
     /// The Socket.IO server.
-    pub io: SocketIo,
+    pub io: SocketIo<A>,
     config: EdgeConfig,
     auth: AuthChain,
     room_validator: RoomValidator,
@@ -67,10 +70,15 @@ pub struct Edge {
     events: Arc<EventBus>,
 }
 
-/// Builds the edge: the axum router to serve and the `SocketIo` handle the control plane
-/// drives.
-pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edge>), String> {
+/// Builds the edge on adapter `A` (built from `adapter`): the axum router to serve and
+/// the `SocketIo` handle the control plane drives. Returns once the adapter is ready.
+pub async fn build<A: ClusterAdapter>(
+    config: &EdgeConfig,
+    deciders: Deciders,
+    adapter: <A as CoreAdapter<Emitter>>::State,
+) -> Result<(Router, Arc<Edge<A>>), String> {
     let builder = SocketIo::builder()
+        .with_adapter::<A>(adapter)
         .req_path(config.path.clone())
         .max_payload(config.max_payload_bytes)
         .ws_max_message_size(config.max_payload_bytes as usize)
@@ -96,11 +104,13 @@ pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edg
     // but after the connect middlewares: the socket is set up in a middleware so that its
     // handlers exist before the client can send its first event.
     let setup_edge = edge.clone();
-    let setup = async move |socket: SocketRef, TryData(auth): TryData<Value>| {
+    let setup = async move |socket: SocketRef<A>, TryData(auth): TryData<Value>| {
         on_connect(setup_edge, socket, auth.ok());
         Ok::<(), std::convert::Infallible>(())
     };
-    io.ns("/", (async || {}).with(setup));
+    A::initialized(io.ns("/", (async || {}).with(setup)))
+        .await
+        .map_err(|e| format!("cluster adapter: {e}"))?;
     authentication::spawn_auth_sweeper(edge.clone());
 
     let mut router = Router::new()
@@ -168,18 +178,19 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
 }
 
 /// The user id of a socket of this node, once authenticated.
-pub fn user_of(socket: &SocketRef) -> Option<String> {
+pub fn user_of<A: Adapter>(socket: &SocketRef<A>) -> Option<String> {
     Session::of(socket).and_then(|s| s.identity().and_then(|i| i.user_id.clone()))
 }
 
-fn transport_name(transport: TransportType) -> &'static str {
+/// `websocket` or `polling`.
+pub fn transport_name(transport: TransportType) -> &'static str {
     match transport {
         TransportType::Websocket => "websocket",
         TransportType::Polling => "polling",
     }
 }
 
-fn on_connect(edge: Arc<Edge>, socket: SocketRef, auth: Option<Value>) {
+fn on_connect<A: Adapter>(edge: Arc<Edge<A>>, socket: SocketRef<A>, auth: Option<Value>) {
     let remote = socket
         .req_parts()
         .extensions
@@ -201,30 +212,37 @@ fn on_connect(edge: Arc<Edge>, socket: SocketRef, auth: Option<Value>) {
 
     let handler_edge = edge.clone();
     socket.on_fallback(
-        async move |socket: SocketRef, message: ClientMessage, ack: AckSender| {
+        async move |socket: SocketRef<A>, message: ClientMessage, ack: AckSender<A>| {
             on_event(handler_edge, socket, message, ack).await;
         },
     );
-    socket.on_disconnect(async move |socket: SocketRef, reason: DisconnectReason| {
-        info!(sid = %socket.id, %reason, "disconnected");
-        if edge.events.is_watched() {
-            let user = user_of(&socket);
-            edge.events.publish(
-                WatchEventsResponse {
-                    reason: reason.to_string(),
-                    ..events::lifecycle(
-                        EventKind::Disconnected,
-                        &socket.id.to_string(),
-                        user.as_deref(),
-                    )
-                },
-                || authentication::socket_rooms(&socket),
-            );
-        }
-    });
+    socket.on_disconnect(
+        async move |socket: SocketRef<A>, reason: DisconnectReason| {
+            info!(sid = %socket.id, %reason, "disconnected");
+            if edge.events.is_watched() {
+                let user = user_of(&socket);
+                edge.events.publish(
+                    WatchEventsResponse {
+                        reason: reason.to_string(),
+                        ..events::lifecycle(
+                            EventKind::Disconnected,
+                            &socket.id.to_string(),
+                            user.as_deref(),
+                        )
+                    },
+                    || authentication::socket_rooms(&socket),
+                );
+            }
+        },
+    );
 }
 
-async fn on_event(edge: Arc<Edge>, socket: SocketRef, message: ClientMessage, ack: AckSender) {
+async fn on_event<A: Adapter>(
+    edge: Arc<Edge<A>>,
+    socket: SocketRef<A>,
+    message: ClientMessage,
+    ack: AckSender<A>,
+) {
     if message.event == protocol::AUTHENTICATE {
         return authentication::authenticate(edge, socket, message.data).await;
     }
