@@ -322,6 +322,16 @@ async fn a_watcher_on_one_node_sees_the_events_of_every_node() {
         .await
         .expect("WatchEvents by room")
         .into_inner();
+    let mut joins = a
+        .control()
+        .await
+        .watch_events(WatchEventsRequest {
+            kinds: vec![EventKind::Joined as i32],
+            ..Default::default()
+        })
+        .await
+        .expect("WatchEvents of joins")
+        .into_inner();
     let mut on_b = Clients::start(&b.url()).await;
     let sid = on_b
         .login("carol", Transport::Websocket, &tokens::for_user("carol"))
@@ -333,6 +343,15 @@ async fn a_watcher_on_one_node_sees_the_events_of_every_node() {
         .await;
     on_b.emit("carol", "chat:message", json!([{"text": "hi"}]))
         .await;
+    // A Join RPC on node A for carol, on node B.
+    a.control()
+        .await
+        .join(JoinRequest {
+            target: to_sockets(&[&sid]),
+            rooms: vec!["vip".into()],
+        })
+        .await
+        .expect("Join");
     on_b.close("carol").await;
 
     let authenticated = next(&mut watcher).await;
@@ -357,6 +376,19 @@ async fn a_watcher_on_one_node_sees_the_events_of_every_node() {
     assert_eq!(message.event, "chat:message");
     let disconnected = next(&mut watcher).await;
     assert_eq!(disconnected.kind, EventKind::Disconnected as i32);
+    let client_join = next(&mut joins).await;
+    assert_eq!(client_join.rooms, ["chat:y"]);
+    let rpc_join = next(&mut joins).await;
+    assert_eq!(
+        (
+            rpc_join.rooms.as_slice(),
+            rpc_join.node_id.as_str(),
+            rpc_join.user_id.as_str(),
+            rpc_join.socket_id.as_str()
+        ),
+        (&["vip".to_owned()][..], "node-b", "carol", sid.as_str()),
+        "the socket's node reports a Join RPC received by another node"
+    );
     let filtered = next(&mut in_room).await;
     assert_eq!(
         (filtered.event.as_str(), filtered.node_id.as_str()),

@@ -83,7 +83,11 @@ async fn serve<A: ClusterAdapter>(
     });
     cluster
         .start(
-            Arc::new(LocalSockets::new(io.clone(), node_id.clone())),
+            Arc::new(LocalSockets::new(
+                io.clone(),
+                node_id.clone(),
+                events.clone(),
+            )),
             events.clone(),
         )
         .await?;

@@ -17,7 +17,7 @@ pub struct NodeRequest {
     #[prost(string, tag = "2")]
     pub reply_to: String,
     /// The question.
-    #[prost(oneof = "Query", tags = "3, 4, 5, 6")]
+    #[prost(oneof = "Query", tags = "3, 4, 5, 6, 7")]
     pub query: Option<Query>,
 }
 
@@ -36,6 +36,23 @@ pub enum Query {
     /// A watcher started somewhere: relay events from now on.
     #[prost(message, tag = "6")]
     WatchStarted(WatchStarted),
+    /// A `Join` / `Leave` RPC changed these sockets' rooms: report it to the watchers.
+    #[prost(message, tag = "7")]
+    Announce(Announce),
+}
+
+/// Sockets whose rooms a control call changed; their nodes publish the event.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Announce {
+    /// `EventKind::Joined` or `EventKind::Left`.
+    #[prost(int32, tag = "1")]
+    pub kind: i32,
+    /// The sockets (each node reports those it holds).
+    #[prost(string, repeated, tag = "2")]
+    pub socket_ids: Vec<String>,
+    /// The rooms joined or left.
+    #[prost(string, repeated, tag = "3")]
+    pub rooms: Vec<String>,
 }
 
 /// Empty: a watcher started.

@@ -173,10 +173,10 @@ impl Cluster {
         let timeout = redis.link.timeout();
         let deadline = tokio::time::Instant::now() + timeout;
         let id = RandomState::new().hash_one(std::time::Instant::now());
-        let (tx, mut rx) = mpsc::channel(64);
-        let _pending = Pending::insert(&redis.pending, id, tx);
         let channel = request_channel(&redis.prefix);
         let expected = usize::from(redis.link.num_serv(&channel).await?);
+        let (tx, mut rx) = mpsc::channel(expected.max(1));
+        let _pending = Pending::insert(&redis.pending, id, tx);
         let request = NodeRequest {
             id,
             reply_to: answer_channel(&redis.prefix, &redis.uid),

@@ -3,20 +3,23 @@
 //! `ListSockets`, `GetSocket`, `ListRooms` and `GetInfo`, whichever node was called; the
 //! work is O(local sockets) on each node and only a page crosses the network.
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef};
 use sockgate_client::proto::{
-    GetSocketRequest, ListRoomsRequest, ListSocketsRequest, RoomInfo, SocketCounts, SocketInfo,
-    SocketState as ProtoState,
+    EventKind, GetSocketRequest, ListRoomsRequest, ListSocketsRequest, RoomInfo, SocketCounts,
+    SocketInfo, SocketState as ProtoState, WatchEventsResponse,
 };
 
 use crate::{
     clock,
     cluster::{
         LocalNode, NodeStatus,
-        messages::{NodeResponse, Query},
+        messages::{Announce, NodeResponse, Query},
     },
-    edge::transport_name,
+    edge::{self, transport_name},
+    events::{self, EventBus},
     rooms::{self, SocketState, SocketView},
 };
 
@@ -24,12 +27,39 @@ use crate::{
 pub struct LocalSockets<A: Adapter> {
     io: SocketIo<A>,
     node_id: String,
+    events: Arc<EventBus>,
 }
 
 impl<A: Adapter> LocalSockets<A> {
-    /// Answers about `io`'s local sockets as node `node_id`.
-    pub fn new(io: SocketIo<A>, node_id: String) -> Self {
-        Self { io, node_id }
+    /// Answers about `io`'s local sockets as node `node_id`, publishing to `events`.
+    pub fn new(io: SocketIo<A>, node_id: String, events: Arc<EventBus>) -> Self {
+        Self {
+            io,
+            node_id,
+            events,
+        }
+    }
+
+    /// Publishes `Joined` / `Left` for the sockets of `announce` that are on this node.
+    fn announce(&self, announce: Announce) -> NodeResponse {
+        let kind = EventKind::try_from(announce.kind).unwrap_or(EventKind::Joined);
+        let mut reported = 0;
+        for id in &announce.socket_ids {
+            let Some(socket) = rooms::parse_sid(id).and_then(|sid| self.io.get_socket(sid)) else {
+                continue;
+            };
+            reported += 1;
+            let user = edge::user_of(&socket);
+            let event = WatchEventsResponse {
+                rooms: announce.rooms.clone(),
+                ..events::lifecycle(kind, id, user.as_deref())
+            };
+            self.events.publish(event, || rooms::public(socket.rooms()));
+        }
+        NodeResponse {
+            matched: reported,
+            ..NodeResponse::default()
+        }
     }
 
     fn describe(&self, socket: &SocketRef<A>) -> SocketInfo {
@@ -147,6 +177,7 @@ impl<A: Adapter> LocalNode for LocalSockets<A> {
                 Query::Sockets(request) => self.sockets(&request),
                 Query::Socket(request) => self.socket(&request),
                 Query::Rooms(request) => self.rooms(&request).await,
+                Query::Announce(announce) => self.announce(announce),
                 Query::WatchStarted(_) => NodeResponse::default(),
             };
             answer.node_id.clone_from(&self.node_id);

@@ -1,16 +1,17 @@
 //! `Join`, `Leave` and `Disconnect`: server-side, trusted actions on target sockets.
 
-use socketioxide::{BroadcastError, adapter::Adapter, extract::SocketRef};
+use socketioxide::{BroadcastError, adapter::Adapter};
 use sockgate_client::proto::{
     DisconnectRequest, DisconnectResponse, EventKind, JoinRequest, JoinResponse, LeaveRequest,
-    LeaveResponse, Target, WatchEventsResponse,
+    LeaveResponse, Target,
 };
 use tracing::{info, warn};
 
 use super::{ControlContext, error::ControlError, target};
 use crate::{
-    edge::{self, authentication::socket_rooms, protocol},
-    events, rooms,
+    cluster::messages::{Announce, Query},
+    edge::protocol,
+    rooms,
 };
 
 const MAX_ROOMS: usize = 1000;
@@ -33,7 +34,10 @@ fn check_rooms(requested: &[String]) -> Result<Vec<String>, ControlError> {
 }
 
 /// Applies a join (`EventKind::Joined`) or a leave (`EventKind::Left`) of `rooms` to the
-/// target, and reports it to this node's watchers for the target's sockets on this node.
+/// target through the adapter (every node). When anyone watches, the target's sockets are
+/// listed first and, once the change is applied, each node reports its own sockets'
+/// change to the watchers (with their user ids and rooms). The report is best effort: a
+/// node that cannot be asked loses it (logged), the change itself stands.
 async fn change<A: Adapter>(
     ctx: &ControlContext<A>,
     target: Option<&Target>,
@@ -42,8 +46,15 @@ async fn change<A: Adapter>(
 ) -> Result<(), ControlError> {
     let rooms = check_rooms(rooms)?;
     let operators = target::resolve(&ctx.io, target, "target").await?;
-    let watched: Vec<SocketRef<A>> = if ctx.events.is_watched() {
-        operators.clone().sockets()
+    let watched: Vec<String> = if ctx.events.is_watched() {
+        operators
+            .clone()
+            .fetch_sockets()
+            .await
+            .map_err(ControlError::adapter)?
+            .iter()
+            .map(|s| s.data().id.to_string())
+            .collect()
     } else {
         Vec::new()
     };
@@ -53,13 +64,15 @@ async fn change<A: Adapter>(
         operators.leave(rooms.clone()).await
     };
     applied.map_err(ControlError::adapter)?;
-    for socket in watched {
-        let user = edge::user_of(&socket);
-        let event = WatchEventsResponse {
-            rooms: rooms.clone(),
-            ..events::lifecycle(kind, &socket.id.to_string(), user.as_deref())
+    if !watched.is_empty() {
+        let announce = Announce {
+            kind: kind as i32,
+            socket_ids: watched,
+            rooms,
         };
-        ctx.events.publish(event, || socket_rooms(&socket));
+        if let Err(e) = ctx.cluster.ask(Query::Announce(announce)).await {
+            warn!("room change applied, but not reported to every watcher: {e}");
+        }
     }
     Ok(())
 }
