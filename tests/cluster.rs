@@ -9,8 +9,9 @@ mod fixture;
 use std::time::{Duration, Instant};
 
 use fixture::{
-    Gateway, PATIENCE,
+    Gateway, PATIENCE, next_watched,
     redis::Redis,
+    sid_in,
     sio::{Clients, Transport},
     to_all, to_rooms, to_sockets, to_users, tokens,
 };
@@ -18,9 +19,9 @@ use serde_json::json;
 use sockgate_client::proto::{
     AckOptions, DisconnectRequest, EventKind, GetInfoRequest, GetSocketRequest, JoinRequest,
     LeaveRequest, ListRoomsRequest, ListSocketsRequest, SendRequest, SocketState, Target,
-    WatchEventsRequest, WatchEventsResponse,
+    WatchEventsRequest,
 };
-use tonic::{Code, Streaming};
+use tonic::Code;
 
 fn event(name: &str, data: serde_json::Value) -> SendRequest {
     SendRequest {
@@ -284,14 +285,6 @@ async fn rpcs_to_one_node_act_on_the_sockets_of_another() {
     assert_eq!(gone.code(), Code::NotFound);
 }
 
-async fn next(stream: &mut Streaming<WatchEventsResponse>) -> WatchEventsResponse {
-    tokio::time::timeout(PATIENCE, stream.message())
-        .await
-        .expect("an event in time")
-        .expect("stream ok")
-        .expect("stream open")
-}
-
 #[tokio::test]
 async fn a_watcher_on_one_node_sees_the_events_of_every_node() {
     let redis = Redis::start().await;
@@ -354,7 +347,7 @@ async fn a_watcher_on_one_node_sees_the_events_of_every_node() {
         .expect("Join");
     on_b.close("carol").await;
 
-    let authenticated = next(&mut watcher).await;
+    let authenticated = next_watched(&mut watcher).await;
     assert_eq!(
         (
             authenticated.kind,
@@ -364,7 +357,7 @@ async fn a_watcher_on_one_node_sees_the_events_of_every_node() {
         (EventKind::Authenticated as i32, "node-b", "carol")
     );
     for n in 0..20 {
-        let tick = next(&mut watcher).await;
+        let tick = next_watched(&mut watcher).await;
         assert_eq!(tick.socket_id, sid);
         assert_eq!(
             tick.data_json,
@@ -372,13 +365,13 @@ async fn a_watcher_on_one_node_sees_the_events_of_every_node() {
             "one socket's events in order"
         );
     }
-    let message = next(&mut watcher).await;
+    let message = next_watched(&mut watcher).await;
     assert_eq!(message.event, "chat:message");
-    let disconnected = next(&mut watcher).await;
+    let disconnected = next_watched(&mut watcher).await;
     assert_eq!(disconnected.kind, EventKind::Disconnected as i32);
-    let client_join = next(&mut joins).await;
+    let client_join = next_watched(&mut joins).await;
     assert_eq!(client_join.rooms, ["chat:y"]);
-    let rpc_join = next(&mut joins).await;
+    let rpc_join = next_watched(&mut joins).await;
     assert_eq!(
         (
             rpc_join.rooms.as_slice(),
@@ -389,7 +382,7 @@ async fn a_watcher_on_one_node_sees_the_events_of_every_node() {
         (&["vip".to_owned()][..], "node-b", "carol", sid.as_str()),
         "the socket's node reports a Join RPC received by another node"
     );
-    let filtered = next(&mut in_room).await;
+    let filtered = next_watched(&mut in_room).await;
     assert_eq!(
         (filtered.event.as_str(), filtered.node_id.as_str()),
         ("chat:message", "node-b"),
@@ -584,12 +577,7 @@ async fn polling_on_the_wrong_node_gets_a_clean_error() {
     let b = node(&redis, "node-b").await;
     let handshake = http_get(a.edge, "/io/?EIO=4&transport=polling").await;
     assert!(handshake.starts_with("HTTP/1.1 200"), "{handshake}");
-    let sid = handshake
-        .split("\"sid\":\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("sid in the handshake")
-        .to_owned();
+    let sid = sid_in(&handshake);
     let started = Instant::now();
     let elsewhere = http_get(b.edge, &format!("/io/?EIO=4&transport=polling&sid={sid}")).await;
     assert!(elsewhere.starts_with("HTTP/1.1 400"), "{elsewhere}");

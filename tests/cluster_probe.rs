@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fixture::{Gateway, redis::Redis, to_sockets, tokens};
+use fixture::{Gateway, redis::Redis, sid_in, to_sockets, tokens};
 use futures_util::{SinkExt, StreamExt};
 use sockgate_client::{SocketControlClient, proto::SendRequest};
 use tokio::sync::mpsc;
@@ -46,12 +46,7 @@ async fn client(gateway: &Gateway, user: &str, seen: mpsc::UnboundedSender<u64>)
     assert!(text(&mut ws).await.starts_with('0'));
     ws.send(Message::text("40")).await.unwrap();
     let connected = text(&mut ws).await;
-    let sid = connected
-        .split("\"sid\":\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("sid")
-        .to_owned();
+    let sid = sid_in(&connected);
     let token = tokens::for_user(user);
     ws.send(Message::text(format!(
         r#"42["authenticate",{{"token":"{token}"}}]"#
