@@ -52,7 +52,6 @@ impl From<ClusterError> for ControlError {
     fn from(error: ClusterError) -> Self {
         match error {
             ClusterError::Unavailable(_) => Self::Unavailable(error.to_string()),
-            ClusterError::Deadline { .. } => Self::DeadlineExceeded(error.to_string()),
         }
     }
 }

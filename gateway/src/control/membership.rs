@@ -1,6 +1,6 @@
 //! `Join`, `Leave` and `Disconnect`: server-side, trusted actions on target sockets.
 
-use socketioxide::{BroadcastError, adapter::Adapter};
+use socketioxide::{BroadcastError, SocketIo, adapter::Adapter};
 use sockgate_client::proto::{
     DisconnectRequest, DisconnectResponse, EventKind, JoinRequest, JoinResponse, LeaveRequest,
     LeaveResponse, Target,
@@ -64,6 +64,7 @@ async fn change<A: Adapter>(
         operators.leave(rooms.clone()).await
     };
     applied.map_err(ControlError::adapter)?;
+    applied_everywhere(&ctx.io).await?;
     if !watched.is_empty() {
         let announce = Announce {
             kind: kind as i32,
@@ -74,6 +75,18 @@ async fn change<A: Adapter>(
             warn!("room change applied, but not reported to every watcher: {e}");
         }
     }
+    Ok(())
+}
+
+/// Returns once every node has applied the room changes and disconnects this node sent
+/// before. socketioxide's adapter sends them without waiting for the other nodes; a
+/// fetch of a room nobody is in travels on the same channel after them, and each node
+/// answers it only once it has handled what came before.
+async fn applied_everywhere<A: Adapter>(io: &SocketIo<A>) -> Result<(), ControlError> {
+    io.to(rooms::BARRIER)
+        .fetch_sockets()
+        .await
+        .map_err(ControlError::adapter)?;
     Ok(())
 }
 
@@ -143,6 +156,7 @@ pub async fn disconnect<A: Adapter>(
             other => return Err(other.into()),
         }
     }
+    applied_everywhere(&ctx.io).await?;
     info!(reason, "disconnect requested");
     Ok(DisconnectResponse {})
 }

@@ -12,7 +12,10 @@ use sockgate_client::proto::{
 };
 
 use super::{ControlContext, error::ControlError, target};
-use crate::{cluster::messages::Query, rooms};
+use crate::{
+    cluster::{Answers, messages::Query},
+    rooms,
+};
 
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
@@ -42,7 +45,7 @@ pub async fn list_sockets<A: Adapter>(
     ProtoState::try_from(request.state)
         .map_err(|_| ControlError::invalid(format!("state {} is unknown", request.state)))?;
     request.page_size = size as u32;
-    let answers = ctx.cluster.ask(Query::Sockets(request)).await?;
+    let answers = ctx.cluster.ask(Query::Sockets(request)).await?.answers;
     let total = answers.iter().map(|a| a.matched).sum();
     let mut more = answers.iter().any(|a| a.more);
     let mut sockets: Vec<_> = answers.into_iter().flat_map(|a| a.sockets).collect();
@@ -69,11 +72,20 @@ pub async fn get_socket<A: Adapter>(
     request: GetSocketRequest,
 ) -> Result<GetSocketResponse, ControlError> {
     let sid = target::parse_sids(std::slice::from_ref(&request.socket_id), "socket_id")?[0];
-    let answers = ctx.cluster.ask(Query::Socket(request)).await?;
+    let Answers { answers, missing } = ctx.cluster.ask(Query::Socket(request)).await?;
     let socket = answers
         .into_iter()
         .find_map(|a| a.sockets.into_iter().next())
-        .ok_or_else(|| ControlError::NotFound(format!("no connected socket with id {sid}")))?;
+        .ok_or_else(|| {
+            if missing > 0 {
+                ControlError::DeadlineExceeded(format!(
+                    "socket {sid} is on none of the nodes that answered; {missing} did not \
+                     answer within cluster.request_timeout"
+                ))
+            } else {
+                ControlError::NotFound(format!("no connected socket with id {sid}"))
+            }
+        })?;
     Ok(GetSocketResponse {
         socket: Some(socket),
     })
@@ -90,7 +102,7 @@ pub async fn list_rooms<A: Adapter>(
 ) -> Result<ListRoomsResponse, ControlError> {
     let size = page_size(request.page_size)?;
     request.page_size = size as u32;
-    let answers = ctx.cluster.ask(Query::Rooms(request)).await?;
+    let answers = ctx.cluster.ask(Query::Rooms(request)).await?.answers;
     let total = answers.iter().map(|a| a.matched).sum();
     let mut more = answers.iter().any(|a| a.more);
     let mut members: BTreeMap<String, u32> = BTreeMap::new();
