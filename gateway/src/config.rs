@@ -593,6 +593,32 @@ mod tests {
     }
 
     #[test]
+    fn cluster_settings_are_checked() {
+        let check = |edit: &dyn Fn(&mut Config)| {
+            let mut config = Config::default();
+            edit(&mut config);
+            config.validate().err().map(|e| e.to_string())
+        };
+        assert_eq!(
+            check(&|c| {
+                c.cluster.adapter = AdapterKind::Redis;
+                c.cluster.redis_url = "redis://127.0.0.1:6379".into();
+            }),
+            None
+        );
+        let redis_without_url = check(&|c| c.cluster.adapter = AdapterKind::Redis).unwrap();
+        assert!(redis_without_url.contains("needs cluster.redis_url"));
+        let url_without_redis = check(&|c| c.cluster.redis_url = "redis://h:1".into()).unwrap();
+        assert!(url_without_redis.contains("cluster.adapter is `memory`"));
+        let bad_prefix = check(&|c| c.cluster.key_prefix = "a b".into()).unwrap();
+        assert!(bad_prefix.contains("cluster.key_prefix"));
+        let short_ttl = check(&|c| c.cluster.node_ttl = Duration::from_millis(1500)).unwrap();
+        assert!(short_ttl.contains("twice"));
+        let bad_node_id = check(&|c| c.node_id = "a#b".into()).unwrap();
+        assert!(bad_node_id.contains("node_id"));
+    }
+
+    #[test]
     fn dev_mode_refuses_a_public_edge() {
         let mut config = Config::default();
         config.edge.listen = "0.0.0.0:3000".parse().unwrap();
