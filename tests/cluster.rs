@@ -674,3 +674,29 @@ async fn listings_show_the_current_transport() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_node_stopped_gracefully_leaves_the_node_list_at_once() {
+    let redis = Redis::start().await;
+    let a = node(&redis, "node-a").await;
+    let b = node(&redis, "node-b").await;
+    let mut control = a.control().await;
+    eventually("both nodes listed", async || {
+        control
+            .get_info(GetInfoRequest {})
+            .await
+            .is_ok_and(|i| i.into_inner().nodes == ["node-a", "node-b"])
+    })
+    .await;
+    assert!(b.terminate().await.success());
+    let info = control
+        .get_info(GetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        info.nodes,
+        ["node-a"],
+        "without waiting for cluster.node_ttl"
+    );
+}

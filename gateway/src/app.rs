@@ -123,7 +123,7 @@ async fn serve<A: ClusterAdapter>(
 
     let service = ControlService::new(ControlContext {
         io: io.clone(),
-        cluster,
+        cluster: cluster.clone(),
         started: Instant::now(),
         limits: ControlLimits {
             max_payload_bytes: config.control.max_payload_bytes,
@@ -174,6 +174,7 @@ async fn serve<A: ClusterAdapter>(
         ping.abort();
     }
     shutdown::drain_sockets(&io, config.shutdown_timeout).await;
+    cluster.leave().await;
     trigger.fire();
     if tokio::time::timeout(config.shutdown_timeout, control_task)
         .await

@@ -88,6 +88,8 @@ struct Redis {
     config: ClusterConfig,
     pending: Arc<Mutex<HashMap<u64, mpsc::Sender<NodeResponse>>>>,
     relay: relay::Relay,
+    /// Set on graceful shutdown: the heartbeat stops.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -111,6 +113,7 @@ impl Cluster {
                 config: config.clone(),
                 pending: Arc::default(),
                 relay: relay::Relay::default(),
+                leaving: Default::default(),
             }),
             local: OnceLock::new(),
         }
@@ -216,6 +219,17 @@ impl Cluster {
         let mut nodes = vec![mine];
         nodes.extend(others.into_iter().map(|(_, status)| status));
         Ok(nodes)
+    }
+
+    /// Leaves the node registry (graceful shutdown). Failures are logged, not fatal.
+    pub async fn leave(&self) {
+        let Some(redis) = &self.redis else { return };
+        redis
+            .leaving
+            .store(true, std::sync::atomic::Ordering::Release);
+        if let Err(e) = registry::leave(redis).await {
+            warn!("could not leave the node registry: {e}");
+        }
     }
 
     /// Called when a watcher starts on this node: from the time this returns, every node

@@ -56,6 +56,20 @@ pub(super) async fn claim(redis: &Redis, node_id: &str) -> Result<(), ClusterErr
     Ok(())
 }
 
+/// Removes this node from the registry (graceful shutdown), so it leaves `GetInfo` at once.
+pub(super) async fn leave(redis: &Redis) -> Result<(), ClusterError> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("ZREM")
+        .arg(nodes_key(&redis.prefix))
+        .arg(&redis.uid)
+        .ignore()
+        .cmd("DEL")
+        .arg(node_key(&redis.prefix, &redis.uid))
+        .ignore();
+    redis.link.run_pipe::<()>(&pipe).await?;
+    Ok(())
+}
+
 async fn beat(redis: &Redis, status: &NodeStatus) -> Result<(), ClusterError> {
     let ttl = redis.config.node_ttl.as_millis() as u64;
     let now = clock::now_ms();
@@ -116,6 +130,9 @@ pub(super) async fn heartbeat(cluster: Arc<Cluster>, local: Arc<dyn LocalNode>) 
     let mut failing = false;
     loop {
         ticker.tick().await;
+        if redis.leaving.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let status = local.status().await;
         let result = beat(redis, &status).await;
         redis.relay.refresh(&redis.link, &redis.prefix).await;
