@@ -23,6 +23,9 @@ pub enum ControlError {
     /// A limit of this node is reached.
     #[error("{0}")]
     Exhausted(String),
+    /// The target is not in a state that allows the call (a socket not authenticated).
+    #[error("{0}")]
+    FailedPrecondition(String),
 }
 
 impl ControlError {
@@ -65,6 +68,7 @@ impl From<ControlError> for Status {
             ControlError::Unavailable(_) => Status::unavailable(message),
             ControlError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             ControlError::Exhausted(_) => Status::resource_exhausted(message),
+            ControlError::FailedPrecondition(_) => Status::failed_precondition(message),
         }
     }
 }

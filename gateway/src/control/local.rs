@@ -40,7 +40,8 @@ impl<A: Adapter> LocalSockets<A> {
         }
     }
 
-    /// Publishes `Joined` / `Left` for the sockets of `announce` that are on this node.
+    /// For the sockets of `announce` that are on this node: the rooms become the server's
+    /// (their clients can no longer leave them), and `Joined` / `Left` is published.
     fn announce(&self, announce: Announce) -> NodeResponse {
         let kind = EventKind::try_from(announce.kind).unwrap_or(EventKind::Joined);
         let mut reported = 0;
@@ -49,6 +50,10 @@ impl<A: Adapter> LocalSockets<A> {
                 continue;
             };
             reported += 1;
+            edge::forget_client_rooms(&socket, &announce.rooms);
+            if !self.events.is_watched() {
+                continue;
+            }
             let user = edge::user_of(&socket);
             let event = WatchEventsResponse {
                 rooms: announce.rooms.clone(),

@@ -1,16 +1,20 @@
 //! `Join`, `Leave` and `Disconnect`: server-side, trusted actions on target sockets.
 
-use socketioxide::{BroadcastError, SocketIo, adapter::Adapter};
+use socketioxide::{BroadcastError, SocketIo, adapter::Adapter, extract::SocketRef};
 use sockgate_client::proto::{
     DisconnectRequest, DisconnectResponse, EventKind, JoinRequest, JoinResponse, LeaveRequest,
     LeaveResponse, Target,
 };
 use tracing::{info, warn};
 
-use super::{ControlContext, error::ControlError, target};
+use super::{
+    ControlContext,
+    error::ControlError,
+    target::{self, Audience},
+};
 use crate::{
     cluster::messages::{Announce, Query},
-    edge::protocol,
+    edge::{self, protocol},
     rooms,
 };
 
@@ -34,10 +38,13 @@ fn check_rooms(requested: &[String]) -> Result<Vec<String>, ControlError> {
 }
 
 /// Applies a join (`EventKind::Joined`) or a leave (`EventKind::Left`) of `rooms` to the
-/// target through the adapter (every node). When anyone watches, the target's sockets are
-/// listed first and, once the change is applied, each node reports its own sockets'
-/// change to the watchers (with their user ids and rooms). The report is best effort: a
-/// node that cannot be asked loses it (logged), the change itself stands.
+/// target through the adapter (every node), and returns once every node applied it. Then
+/// each node is told which of its sockets changed (`Announce`): it makes the rooms the
+/// server's (a client can no longer leave them), undoes a join that reached a socket
+/// while it disconnected, and reports the change to the watchers with the socket's user
+/// id and rooms. The announcement costs a listing of the target's ids (one round trip)
+/// and one question to every node; a node that cannot be asked misses it (logged), the
+/// change itself stands.
 async fn change<A: Adapter>(
     ctx: &ControlContext<A>,
     target: Option<&Target>,
@@ -45,19 +52,21 @@ async fn change<A: Adapter>(
     kind: EventKind,
 ) -> Result<(), ControlError> {
     let rooms = check_rooms(rooms)?;
-    let operators = target::resolve(&ctx.io, target, "target").await?;
-    let watched: Vec<String> = if ctx.events.is_watched() {
-        operators
-            .clone()
-            .fetch_sockets()
-            .await
-            .map_err(ControlError::adapter)?
-            .iter()
-            .map(|s| s.data().id.to_string())
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let operators = target::resolve(&ctx.io, target, "target", Audience::Any).await?;
+    // The target's sockets on this node: from now on these rooms are the server's (or
+    // gone), so their clients cannot leave them.
+    let local: Vec<SocketRef<A>> = operators.clone().sockets();
+    for socket in &local {
+        edge::forget_client_rooms(socket, &rooms);
+    }
+    let targeted: Vec<String> = operators
+        .clone()
+        .fetch_sockets()
+        .await
+        .map_err(ControlError::adapter)?
+        .iter()
+        .map(|s| s.data().id.to_string())
+        .collect();
     let applied = if kind == EventKind::Joined {
         operators.join(rooms.clone()).await
     } else {
@@ -65,15 +74,23 @@ async fn change<A: Adapter>(
     };
     applied.map_err(ControlError::adapter)?;
     applied_everywhere(&ctx.io).await?;
-    if !watched.is_empty() {
-        let announce = Announce {
-            kind: kind as i32,
-            socket_ids: watched,
-            rooms,
-        };
-        if let Err(e) = ctx.cluster.ask(Query::Announce(announce)).await {
-            warn!("room change applied, but not reported to every watcher: {e}");
+    if kind == EventKind::Joined {
+        // A socket of this node that disconnected meanwhile may have been removed from
+        // every room before this join reached it: undo it (see edge::join_while_connected).
+        for socket in local.iter().filter(|s| !s.connected()) {
+            socket.leave(rooms.clone());
         }
+    }
+    if targeted.is_empty() {
+        return Ok(());
+    }
+    let announce = Announce {
+        kind: kind as i32,
+        socket_ids: targeted,
+        rooms,
+    };
+    if let Err(e) = ctx.cluster.ask(Query::Announce(announce)).await {
+        warn!("room change applied, but not announced to every node: {e}");
     }
     Ok(())
 }
@@ -136,7 +153,8 @@ pub async fn disconnect<A: Adapter>(
     } else {
         request.reason.as_str()
     };
-    let operators = target::resolve(&ctx.io, request.target.as_ref(), "target").await?;
+    let operators =
+        target::resolve(&ctx.io, request.target.as_ref(), "target", Audience::Any).await?;
     match operators
         .clone()
         .emit(

@@ -4,6 +4,8 @@
 
 pub mod authentication;
 mod forwarding;
+mod handshake_gate;
+pub mod limits;
 mod membership;
 mod message;
 pub mod ping;
@@ -34,6 +36,7 @@ use crate::{
     auth::{AuthChain, RoomValidator},
     cluster::adapter::ClusterAdapter,
     config::{EdgeConfig, Transport},
+    edge::limits::{ConnectRefusal, Limits},
     events::{self, EventBus},
     hooks::Hooks,
     metrics::METRICS,
@@ -68,10 +71,12 @@ pub struct Edge<A: Adapter> {
     room_validator: RoomValidator,
     hooks: Option<Arc<Hooks>>,
     events: Arc<EventBus>,
+    /// Per-socket and per-address limits, and the draining flag.
+    pub limits: Arc<Limits>,
 }
 
-/// Builds the edge on adapter `A` (built from `adapter`): the axum router to serve and
-/// the `SocketIo` handle the control plane drives. Returns once the adapter is ready.
+/// Builds the edge: the axum router to serve and the `SocketIo` handle the control plane
+/// drives.
 pub async fn build<A: ClusterAdapter>(
     config: &EdgeConfig,
     deciders: Deciders,
@@ -91,7 +96,11 @@ pub async fn build<A: ClusterAdapter>(
         (false, true) => builder.transports([TransportType::Polling]),
         (false, false) => return Err("edge.transports is empty".into()),
     };
-    let (layer, io) = builder.with_state(deciders.events.clone()).build_layer();
+    let limits = Arc::new(Limits::new(&config.limits));
+    let (layer, io) = builder
+        .with_state(deciders.events.clone())
+        .with_state(limits.clone())
+        .build_layer();
     let edge = Arc::new(Edge {
         io: io.clone(),
         config: config.clone(),
@@ -99,14 +108,15 @@ pub async fn build<A: ClusterAdapter>(
         room_validator: deciders.room_validator,
         hooks: deciders.hooks,
         events: deciders.events,
+        limits: limits.clone(),
     });
     // socketioxide tells the client it is connected before it runs the connect handler,
     // but after the connect middlewares: the socket is set up in a middleware so that its
-    // handlers exist before the client can send its first event.
+    // handlers exist before the client can send its first event. A refusal here reaches
+    // the client as `connect_error` with the refusal's message.
     let setup_edge = edge.clone();
     let setup = async move |socket: SocketRef<A>, TryData(auth): TryData<Value>| {
-        on_connect(setup_edge, socket, auth.ok());
-        Ok::<(), std::convert::Infallible>(())
+        on_connect(setup_edge, socket, auth.ok())
     };
     A::initialized(io.ns("/", (async || {}).with(setup)))
         .await
@@ -115,7 +125,11 @@ pub async fn build<A: ClusterAdapter>(
 
     let mut router = Router::new()
         .layer(layer)
-        .layer(axum::middleware::map_request(detach_head));
+        .layer(axum::middleware::map_request(detach_head))
+        .layer(axum::middleware::from_fn_with_state(
+            handshake_gate::Gate::new(&config.path, limits),
+            handshake_gate::check,
+        ));
     if let Some(cors) = cors_layer(&config.cors_origins)? {
         router = router.layer(cors);
     }
@@ -182,6 +196,39 @@ pub fn user_of<A: Adapter>(socket: &SocketRef<A>) -> Option<String> {
     Session::of(socket).and_then(|s| s.identity().and_then(|i| i.user_id.clone()))
 }
 
+/// Whether a socket of this node has authenticated.
+pub fn is_authenticated<A: Adapter>(socket: &SocketRef<A>) -> bool {
+    Session::of(socket).is_some_and(|s| s.is_authenticated())
+}
+
+/// The server took over (`Join`) or removed (`Leave`) `rooms` of a socket of this node:
+/// its client can no longer leave them itself.
+pub fn forget_client_rooms<A: Adapter>(socket: &SocketRef<A>, rooms: &[String]) {
+    if let Some(session) = Session::of(socket) {
+        session.forget_client_rooms(rooms);
+    }
+}
+
+/// Joins `rooms` unless the socket is disconnecting; false if it is. socketioxide marks a
+/// closing socket disconnected before it removes it from every room, so a join that still
+/// sees it connected is cleaned up by that removal, and one that does not is undone here:
+/// no membership outlives its socket, however a join races the disconnect.
+fn join_while_connected<A: Adapter>(socket: &SocketRef<A>, rooms: Vec<String>) -> bool {
+    socket.join(rooms.clone());
+    if socket.connected() {
+        return true;
+    }
+    socket.leave(rooms);
+    false
+}
+
+impl<A: Adapter> Edge<A> {
+    /// Refuses new connections from now on (shutdown).
+    pub fn start_draining(&self) {
+        self.limits.start_draining();
+    }
+}
+
 /// `websocket` or `polling`.
 pub fn transport_name(transport: TransportType) -> &'static str {
     match transport {
@@ -190,19 +237,35 @@ pub fn transport_name(transport: TransportType) -> &'static str {
     }
 }
 
-fn on_connect<A: Adapter>(edge: Arc<Edge<A>>, socket: SocketRef<A>, auth: Option<Value>) {
+fn on_connect<A: Adapter>(
+    edge: Arc<Edge<A>>,
+    socket: SocketRef<A>,
+    auth: Option<Value>,
+) -> Result<(), ConnectRefusal> {
     let remote = socket
         .req_parts()
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    let slot = edge
+        .limits
+        .admit_connection(remote)
+        .inspect_err(|refusal| {
+            edge.limits.refused(*refusal, remote);
+        })?;
     let meta = ConnectionMeta::now(transport_name(socket.transport_type()), remote);
-    socket.join([rooms::socket_room(socket.id), meta.room()]);
+    socket.join([
+        rooms::socket_room(socket.id),
+        meta.room(),
+        rooms::UNAUTHENTICATED.to_owned(),
+    ]);
     METRICS.connections.inc();
     info!(sid = %socket.id, remote = %meta.remote_address, transport = %meta.transport, "connected");
-    socket
-        .extensions
-        .insert(Arc::new(Session::new(auth.filter(|a| !a.is_null()), meta)));
+    socket.extensions.insert(Arc::new(Session::new(
+        auth.filter(|a| !a.is_null()),
+        meta,
+        Some(slot),
+    )));
     if edge.events.is_watched() {
         edge.events.publish(
             events::lifecycle(EventKind::Connected, &socket.id.to_string(), None),
@@ -235,6 +298,7 @@ fn on_connect<A: Adapter>(edge: Arc<Edge<A>>, socket: SocketRef<A>, auth: Option
             }
         },
     );
+    Ok(())
 }
 
 async fn on_event<A: Adapter>(

@@ -25,6 +25,7 @@ pub fn spawn<A: Adapter>(io: SocketIo<A>, interval: Duration) -> Option<JoinHand
             if let Err(e) = io
                 .local()
                 .to(rooms::AUTHENTICATED)
+                .except(rooms::UNAUTHENTICATED)
                 .emit(protocol::PING, &payload)
                 .await
             {
