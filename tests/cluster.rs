@@ -195,6 +195,20 @@ async fn rpcs_to_one_node_act_on_the_sockets_of_another() {
         .unwrap();
     assert!(!seen.rooms.contains(&"vip".to_owned()), "{seen:?}");
 
+    // A room the server (through another node) put a socket in cannot be left by its
+    // client, even one the client had joined itself.
+    control
+        .join(JoinRequest {
+            target: to_sockets(&[&bob]),
+            rooms: vec!["chat:x".into()],
+        })
+        .await
+        .expect("Join");
+    let left = on_b
+        .emit_with_ack("bob", "leave", json!([{"rooms": ["chat:x"]}]))
+        .await;
+    assert_eq!(left[0], json!({"left": [], "rejected": ["chat:x"]}));
+
     // Listings and counts see both nodes, paginated.
     let first = control
         .list_sockets(ListSocketsRequest {
