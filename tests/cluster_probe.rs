@@ -38,9 +38,13 @@ async fn client(gateway: &Gateway, user: &str, seen: mpsc::UnboundedSender<u64>)
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
         .expect("websocket");
+    // The next text frame that is not an Engine.IO ping (answered).
     let text = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| loop {
-        if let Some(Ok(Message::Text(t))) = ws.next().await {
-            return t.to_string();
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if &*t == "2" => ws.send(Message::text("3")).await.unwrap(),
+            Some(Ok(Message::Text(t))) => return t.to_string(),
+            Some(Ok(_)) => {}
+            other => panic!("websocket closed during the handshake: {other:?}"),
         }
     };
     assert!(text(&mut ws).await.starts_with('0'));
