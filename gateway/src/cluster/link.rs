@@ -123,18 +123,8 @@ impl Link {
             .run(redis::cmd("INFO").arg("server"))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-        let version = info
-            .lines()
-            .find_map(|l| l.strip_prefix("redis_version:"))
-            .unwrap_or("unknown")
-            .trim()
-            .to_owned();
-        let major: u32 = version
-            .split('.')
-            .next()
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(0);
-        if major < 7 {
+        let version = server_version(&info);
+        if major(&version) < 7 {
             return Err(ConnectError::TooOld { addr, version });
         }
         debug!(%addr, %version, "connected to Redis");
@@ -166,6 +156,24 @@ impl Link {
             .map_err(|_| LinkError::Timeout(self.timeout))?
             .map_err(LinkError::from)
     }
+}
+
+/// `redis_version` of an `INFO server` reply.
+fn server_version(info: &str) -> String {
+    info.lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or("unknown")
+        .trim()
+        .to_owned()
+}
+
+/// The major version number, 0 when unreadable.
+fn major(version: &str) -> u32 {
+    version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Hands a received pub/sub message to its channel's subscriber. A subscriber that does
@@ -253,6 +261,15 @@ impl Driver for Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_before_7_are_told_apart() {
+        let info = "# Server\r\nredis_version:6.2.14\r\nredis_mode:standalone\r\n";
+        assert_eq!(server_version(info), "6.2.14");
+        assert_eq!(major(&server_version(info)), 6);
+        assert_eq!(major("7.0.15"), 7);
+        assert_eq!(major(&server_version("nothing")), 0);
+    }
 
     #[test]
     fn resp3_is_added_or_checked() {
