@@ -15,6 +15,7 @@ use fixture::{
     sio::{Clients, Transport},
     to_all, to_rooms, to_sockets, to_users, tokens,
 };
+use futures_util::StreamExt;
 use serde_json::json;
 use sockgate_client::proto::{
     AckOptions, DisconnectRequest, EventKind, GetInfoRequest, GetSocketRequest, JoinRequest,
@@ -501,6 +502,14 @@ async fn a_redis_restart_under_load_is_survived() {
         .login("bob", Transport::Websocket, &tokens::for_user("bob"))
         .await;
     let mut control = a.control().await;
+    let mut watcher = control
+        .watch_events(WatchEventsRequest {
+            kinds: vec![EventKind::ClientEvent as i32],
+            ..Default::default()
+        })
+        .await
+        .expect("WatchEvents")
+        .into_inner();
 
     // Load: unicast sends to the local socket, all along.
     let mut load_control = a.control().await;
@@ -553,6 +562,13 @@ async fn a_redis_restart_under_load_is_survived() {
     assert!(started.elapsed() < Duration::from_secs(4));
     // This node's sockets still got it.
     on_a.next_event("alice", "outage").await;
+    // And this node's watchers still see this node's events.
+    on_a.emit("alice", "during", json!([{"n": 1}])).await;
+    let during = next_watched(&mut watcher).await;
+    assert_eq!(
+        (during.event.as_str(), during.node_id.as_str()),
+        ("during", "node-a")
+    );
 
     redis.restart().await;
     // Cross-node delivery resumes by itself.
@@ -571,6 +587,20 @@ async fn a_redis_restart_under_load_is_survived() {
                 .is_ok()
     })
     .await;
+    // The watcher sees the other node's events again (those of the outage are lost).
+    let mut seen_from_b = false;
+    for n in 0..50 {
+        on_b.emit("bob", "after", json!([{"n": n}])).await;
+        if let Ok(Some(Ok(event))) =
+            tokio::time::timeout(Duration::from_millis(300), watcher.next()).await
+        {
+            seen_from_b |= event.node_id == "node-b" && event.event == "after";
+        }
+        if seen_from_b {
+            break;
+        }
+    }
+    assert!(seen_from_b, "relayed events resume after the restart");
     stop.send(true).unwrap();
     let (ok, failed) = load.await.unwrap();
     assert_eq!(failed, 0, "local unicast never failed ({ok} sent)");
