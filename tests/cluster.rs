@@ -78,7 +78,7 @@ async fn rpcs_to_one_node_act_on_the_sockets_of_another() {
     assert_eq!(on_b.next_event("bob", "direct").await, json!({"n": 1}));
 
     // To a room spread over both nodes, leaving the sender out (on node A).
-    control
+    let counted = control
         .send(SendRequest {
             target: Some(Target {
                 rooms: vec!["chat:x".into()],
@@ -89,7 +89,9 @@ async fn rpcs_to_one_node_act_on_the_sockets_of_another() {
             ..event("room", json!({"n": 2}))
         })
         .await
-        .expect("Send to a room");
+        .expect("Send to a room")
+        .into_inner();
+    assert_eq!(counted.recipients, Some(1), "bob, not the excepted alice");
     assert_eq!(on_b.next_event("bob", "room").await, json!({"n": 2}));
     // And leaving out a socket of the other node.
     control
@@ -266,6 +268,38 @@ async fn rpcs_to_one_node_act_on_the_sockets_of_another() {
         (rooms.rooms[0].name.as_str(), rooms.rooms[0].members),
         ("chat:x", 2)
     );
+    // Page by page (2 rooms a page) over every room of both nodes: each once, members
+    // summed over the nodes.
+    let mut walked = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = control
+            .list_rooms(ListRoomsRequest {
+                page_size: 2,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.rooms.len() <= 2);
+        walked.extend(page.rooms.into_iter().map(|r| (r.name, r.members)));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let expected: Vec<(String, u32)> = [
+        ("chat:x", 2),
+        ("io-default", 3),
+        ("io-notification", 3),
+        ("user:alice", 1),
+        ("user:bob", 2),
+    ]
+    .iter()
+    .map(|(n, m)| (n.to_string(), *m))
+    .collect();
+    assert_eq!(walked, expected);
     eventually("GetInfo to count both nodes", async || {
         let info = control
             .get_info(GetInfoRequest {})
