@@ -412,6 +412,58 @@ mod tests {
         assert_eq!((next.kind, next.dropped), (EventKind::Dropped as i32, 1));
     }
 
+    #[tokio::test]
+    async fn relayed_events_go_through_the_same_filters() {
+        let bus = Arc::new(EventBus::new("here".into(), 8, 4));
+        let mut in_room = bus
+            .subscribe(WatchEventsRequest {
+                room: "r".into(),
+                kinds: vec![EventKind::ClientEvent as i32],
+                ..Default::default()
+            })
+            .unwrap();
+        let from = |name: &str| WatchEventsResponse {
+            node_id: "there".into(),
+            ..client_event(name)
+        };
+        bus.deliver_relayed(from("elsewhere"), vec!["other".into()]);
+        bus.deliver_relayed(from("in-r"), vec!["r".into()]);
+        // Another node's drop marker reaches every watcher, whatever its filter.
+        bus.deliver_relayed(drop_marker(3, "there"), Vec::new());
+        let got = in_room.next().await.unwrap().unwrap();
+        assert_eq!(
+            (got.event.as_str(), got.node_id.as_str()),
+            ("in-r", "there")
+        );
+        let marker = in_room.next().await.unwrap().unwrap();
+        assert_eq!(
+            (marker.kind, marker.dropped, marker.node_id.as_str()),
+            (EventKind::Dropped as i32, 3, "there")
+        );
+    }
+
+    #[tokio::test]
+    async fn relaying_is_bounded_and_counts_what_it_drops() {
+        let bus = Arc::new(EventBus::new("here".into(), 8, 4));
+        let (tx, mut rx) = mpsc::channel(2);
+        bus.relay_to(tx);
+        bus.publish(client_event("before"), Vec::new);
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing relayed while nobody watches"
+        );
+        bus.set_relaying(true);
+        assert!(bus.is_watched());
+        for name in ["a", "b", "c", "d"] {
+            bus.publish(client_event(name), || vec!["r".to_owned()]);
+        }
+        let first = rx.try_recv().unwrap();
+        assert_eq!(first.event.unwrap().node_id, "here");
+        assert_eq!(first.socket_rooms, ["r"]);
+        assert_eq!(bus.take_relay_dropped(), 2);
+        assert_eq!(bus.take_relay_dropped(), 0);
+    }
+
     #[test]
     fn watchers_are_limited_and_leave_when_dropped() {
         let bus = Arc::new(EventBus::new("n".into(), 4, 1));
