@@ -165,7 +165,8 @@ impl Cluster {
     }
 
     /// Asks every node (this one included) and returns the answers of those that answered
-    /// within `cluster.request_timeout` (and how many did not). Fails when Redis is down.
+    /// within `cluster.request_timeout` (and how many did not). Fails when Redis is down;
+    /// the whole call takes at most `cluster.request_timeout`.
     pub async fn ask(&self, query: Query) -> Result<Answers, ClusterError> {
         let Some(redis) = &self.redis else {
             return Ok(Answers {
@@ -177,7 +178,11 @@ impl Cluster {
         let deadline = tokio::time::Instant::now() + timeout;
         let id = RandomState::new().hash_one(std::time::Instant::now());
         let channel = request_channel(&redis.prefix);
-        let expected = usize::from(redis.link.num_serv(&channel).await?);
+        let late = || ClusterError::Unavailable(LinkError::Timeout(timeout));
+        let expected = tokio::time::timeout_at(deadline, redis.link.num_serv(&channel))
+            .await
+            .map_err(|_| late())??;
+        let expected = usize::from(expected);
         let (tx, mut rx) = mpsc::channel(expected.max(1));
         let _pending = Pending::insert(&redis.pending, id, tx);
         let request = NodeRequest {
@@ -185,7 +190,12 @@ impl Cluster {
             reply_to: answer_channel(&redis.prefix, &redis.uid),
             query: Some(query),
         };
-        redis.link.publish(channel, request.encode_to_vec()).await?;
+        tokio::time::timeout_at(
+            deadline,
+            redis.link.publish(channel, request.encode_to_vec()),
+        )
+        .await
+        .map_err(|_| late())??;
         let mut answers = Vec::with_capacity(expected);
         while answers.len() < expected {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
