@@ -54,7 +54,7 @@ impl From<BroadcastError> for ControlError {
 impl From<ClusterError> for ControlError {
     fn from(error: ClusterError) -> Self {
         match error {
-            ClusterError::Unavailable(_) => Self::Unavailable(error.to_string()),
+            ClusterError::Unavailable(e) => Self::Unavailable(e.to_string()),
         }
     }
 }
