@@ -11,7 +11,7 @@ use axum::{
 };
 use socketioxide::SocketIo;
 
-use crate::{metrics::METRICS, rooms};
+use crate::{metrics::METRICS, residue, rooms};
 
 /// What the admin handlers read.
 #[derive(Clone)]
@@ -68,6 +68,7 @@ async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
             .get_or_create(&[("state", state)])
             .set(count);
     }
+    residue::refresh(&admin.io).await;
     (
         [(
             header::CONTENT_TYPE,
