@@ -56,9 +56,7 @@ const VARIANTS: &[Variant] = &[
 
 fn join_frame(i: usize, user: usize, ack: Option<u32>) -> String {
     let ack = ack.map(|a| a.to_string()).unwrap_or_default();
-    format!(
-        r#"42{ack}["join",{{"rooms":["{SHARED_ROOM}","chat:churn-{i}","private:u{user}"]}}]"#
-    )
+    format!(r#"42{ack}["join",{{"rooms":["{SHARED_ROOM}","chat:churn-{i}","private:u{user}"]}}]"#)
 }
 
 fn authenticate_frame(token: &str) -> String {
@@ -95,7 +93,9 @@ async fn websocket_cycle(
             ws.feed(send(join_frame(i, user, Some(1))))
                 .await
                 .map_err(|e| e.to_string())?;
-            ws.feed(send("41".into())).await.map_err(|e| e.to_string())?;
+            ws.feed(send("41".into()))
+                .await
+                .map_err(|e| e.to_string())?;
             ws.close(None).await.map_err(|e| e.to_string())?;
             while raw::ws_next_text(&mut ws).await.is_some() {}
         }
@@ -109,9 +109,7 @@ async fn websocket_cycle(
             ws.send(send(join_frame(i, user, Some(7))))
                 .await
                 .map_err(|e| e.to_string())?;
-            let ack = raw::ws_until(&mut ws, "437[")
-                .await
-                .ok_or("no join ack")?;
+            let ack = raw::ws_until(&mut ws, "437[").await.ok_or("no join ack")?;
             if !ack.contains(&format!("chat:churn-{i}")) {
                 return Err(format!("join refused: {ack}"));
             }

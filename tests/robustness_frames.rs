@@ -166,7 +166,11 @@ async fn polling_session(
     };
     // A polling session ends at the first request the server refuses: benign payloads
     // first, to reach deep states, then at most one hostile payload.
-    let hostile_at = if rng.chance(70) { rng.below(length) } else { usize::MAX };
+    let hostile_at = if rng.chance(70) {
+        rng.below(length)
+    } else {
+        usize::MAX
+    };
     while sent < length && sent < budget {
         let hostile = sent >= hostile_at;
         while pending.len() < 1 + rng.below(if hostile { 4 } else { 12 }) {

@@ -46,7 +46,10 @@ async fn room_counts(io: &SocketIo) -> (HashSet<String>, usize) {
         return (HashSet::new(), 0);
     };
     let mut seeds: Vec<String> = before.iter().cloned().collect();
-    seeds.extend([rooms::AUTHENTICATED.to_owned(), rooms::AUTHENTICATING.to_owned()]);
+    seeds.extend([
+        rooms::AUTHENTICATED.to_owned(),
+        rooms::AUTHENTICATING.to_owned(),
+    ]);
     let reachable = io.to(seeds).rooms().await.map(names).unwrap_or_default();
     let after = io.rooms().await.map(names).unwrap_or_default();
     let stale: Vec<&String> = reachable
