@@ -1,7 +1,9 @@
 //! Frame fuzzing: at least 100,000 random and mutated Engine.IO v4 / Socket.IO v5 frames
 //! (see `fixture::frames`) over raw WebSocket connections and raw HTTP long-polling
 //! sessions, many in parallel, while a well-behaved socket and a `WatchEvents` watcher
-//! stay connected. Afterwards: the process is alive, its log shows no panic, the
+//! stay connected. Client events go to a real `SocketHooks` backend (`OnEvent`, and
+//! `AuthorizeJoin` for rooms the rules do not allow) that answers, fails or hangs past
+//! the hook deadline. Afterwards: the process is alive, its log shows no panic, the
 //! well-behaved socket was never disconnected and still receives a `Send`, and sockets,
 //! rooms, tasks and file descriptors are back to their baseline.
 //!
@@ -22,6 +24,7 @@ use std::{
 use fixture::{
     Gateway, PATIENCE,
     frames::{Frame, Generator},
+    hooks::HookBackend,
     raw::{self, Polling, SEPARATOR},
     rng::Rng,
     to_sockets, tokens,
@@ -205,6 +208,36 @@ async fn polling_session(
     reader.abort();
 }
 
+/// A socket that calls `AuthorizeJoin` and `OnEvent` once each, and leaves.
+async fn call_every_hook(edge: SocketAddr) {
+    let mut ws = raw::ws_open(edge).await.expect("connect");
+    raw::ws_connect_ns(&mut ws).await.expect("sid");
+    let token = tokens::for_user("hook-caller");
+    ws.send(Message::text(format!(
+        r#"42["authenticate",{{"token":"{token}"}}]"#
+    )))
+    .await
+    .unwrap();
+    raw::ws_until(&mut ws, r#"42["authenticated""#)
+        .await
+        .expect("authenticated");
+    ws.send(Message::text(r#"421["join",{"rooms":["ok:hooks"]}]"#))
+        .await
+        .unwrap();
+    let joined = raw::ws_until(&mut ws, "431[").await.expect("join ack");
+    assert!(
+        joined.contains("ok:hooks"),
+        "AuthorizeJoin answers: {joined}"
+    );
+    ws.send(Message::text(r#"422["hello",{"from":"hooks"}]"#))
+        .await
+        .unwrap();
+    let acked = raw::ws_until(&mut ws, "432[").await.expect("OnEvent ack");
+    assert!(acked.contains("hooks"), "OnEvent answers: {acked}");
+    ws.close(None).await.unwrap();
+    while raw::ws_next_text(&mut ws).await.is_some() {}
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_and_mutated_frames_break_nothing() {
     let total: usize = std::env::var("FUZZ_FRAMES")
@@ -212,7 +245,12 @@ async fn random_and_mutated_frames_break_nothing() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(100_000);
     let mut rng = Rng::from_env("robustness_frames");
+    let backend = HookBackend::start().await;
     let gateway = Gateway::builder()
+        .env("HOOKS__ENDPOINT", &backend.url())
+        .env("HOOKS__ON_EVENT", "true")
+        .env("HOOKS__AUTHORIZE_JOIN", "true")
+        .env("HOOKS__TIMEOUT", "500ms")
         // Thousands of clients, all from the loopback address.
         .env("EDGE__LIMITS__HANDSHAKES_PER_IP_PER_SECOND", "0")
         .env("EDGE__MAX_PAYLOAD_BYTES", &MAX_PAYLOAD.to_string())
@@ -234,6 +272,9 @@ async fn random_and_mutated_frames_break_nothing() {
     raw::ws_until(&mut witness, r#"42["authenticated""#)
         .await
         .expect("witness authenticated");
+    // The hook channels are opened at their first call (and again after a failure):
+    // open them before the baseline.
+    call_every_hook(edge).await;
     let (witness_tx, mut witness_rx) = tokio::sync::mpsc::unbounded_channel();
     let witness_task = tokio::spawn(async move {
         while let Some(text) = raw::ws_next_text(&mut witness).await {
@@ -316,6 +357,7 @@ async fn random_and_mutated_frames_break_nothing() {
     assert!(polling_counts.frames.load(Ordering::Relaxed) >= polling_target);
 
     gateway.assert_healthy().await;
+    call_every_hook(edge).await;
     let settled = gateway.await_baseline(&baseline).await;
     println!("robustness_frames: back to baseline {settled:?} after the last frame");
 
@@ -343,4 +385,5 @@ async fn random_and_mutated_frames_break_nothing() {
     watch_task.abort();
     witness_task.abort();
     gateway.assert_healthy().await;
+    drop(backend);
 }
