@@ -5,13 +5,13 @@
 
 use std::collections::HashSet;
 
-use socketioxide::SocketIo;
+use socketioxide::{SocketIo, adapter::Adapter};
 use tracing::warn;
 
 use crate::{metrics::METRICS, rooms};
 
 /// Sets `sockgate_tasks`, `sockgate_rooms{kind}` and `sockgate_stale_rooms`.
-pub async fn refresh(io: &SocketIo) {
+pub async fn refresh<A: Adapter>(io: &SocketIo<A>) {
     let tasks = tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks();
@@ -30,7 +30,8 @@ pub async fn refresh(io: &SocketIo) {
     METRICS.stale_rooms.set(stale as i64);
 }
 
-/// The rooms of live sockets, and how many rooms are held only by sockets that left.
+/// The rooms of this node's live sockets, and how many rooms of this node are held only
+/// by sockets that left (read from this node's adapter only: no cluster round trip).
 ///
 /// socketioxide drops a socket from every room when it leaves its namespace, but a
 /// `join` that runs afterwards (a handler racing the disconnect) puts the dead id back
@@ -41,8 +42,8 @@ pub async fn refresh(io: &SocketIo) {
 /// (Reached through a shared room only; the state rooms catch an `authenticate` that
 /// races the disconnect. Momentary false positives are possible while sockets come and
 /// go; on a quiet node the value is exact.)
-async fn room_counts(io: &SocketIo) -> (HashSet<String>, usize) {
-    let Some(before) = io.rooms().await.ok().map(names) else {
+async fn room_counts<A: Adapter>(io: &SocketIo<A>) -> (HashSet<String>, usize) {
+    let Some(before) = io.local().rooms().await.ok().map(names) else {
         return (HashSet::new(), 0);
     };
     let mut seeds: Vec<String> = before.iter().cloned().collect();
@@ -50,8 +51,14 @@ async fn room_counts(io: &SocketIo) -> (HashSet<String>, usize) {
         rooms::AUTHENTICATED.to_owned(),
         rooms::AUTHENTICATING.to_owned(),
     ]);
-    let reachable = io.to(seeds).rooms().await.map(names).unwrap_or_default();
-    let after = io.rooms().await.map(names).unwrap_or_default();
+    let reachable = io
+        .local()
+        .to(seeds)
+        .rooms()
+        .await
+        .map(names)
+        .unwrap_or_default();
+    let after = io.local().rooms().await.map(names).unwrap_or_default();
     let stale: Vec<&String> = reachable
         .iter()
         .filter(|r| !before.contains(*r) && !after.contains(*r))

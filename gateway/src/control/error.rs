@@ -3,6 +3,8 @@
 use socketioxide::BroadcastError;
 use tonic::Status;
 
+use crate::cluster::ClusterError;
+
 /// Why a control call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -15,6 +17,9 @@ pub enum ControlError {
     /// The cluster adapter failed.
     #[error("cluster adapter: {0}")]
     Unavailable(String),
+    /// Other nodes did not answer in time.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// A limit of this node is reached.
     #[error("{0}")]
     Exhausted(String),
@@ -46,6 +51,14 @@ impl From<BroadcastError> for ControlError {
     }
 }
 
+impl From<ClusterError> for ControlError {
+    fn from(error: ClusterError) -> Self {
+        match error {
+            ClusterError::Unavailable(e) => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
 /// Longest status message. Messages may quote what the caller sent (a socket id, a room)
 /// and travel in an HTTP/2 header (`grpc-message`): a quoted 70 KB value would exceed the
 /// client's header limit and reach it as a protocol error instead of this status.
@@ -71,6 +84,7 @@ impl From<ControlError> for Status {
             ControlError::InvalidArgument(_) => Status::invalid_argument(message),
             ControlError::NotFound(_) => Status::not_found(message),
             ControlError::Unavailable(_) => Status::unavailable(message),
+            ControlError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             ControlError::Exhausted(_) => Status::resource_exhausted(message),
             ControlError::FailedPrecondition(_) => Status::failed_precondition(message),
         }
