@@ -84,6 +84,9 @@ pub enum Refusal {
     Draining,
     /// Ack replies of a `Send` past the byte limit.
     AckReplyBytes,
+    /// A request naming an existing session from another address than the one that
+    /// opened it.
+    SessionAddress,
 }
 
 impl Refusal {
@@ -100,6 +103,7 @@ impl Refusal {
             Refusal::HandshakeRate => "handshake_rate",
             Refusal::Draining => "draining",
             Refusal::AckReplyBytes => "ack_reply_bytes",
+            Refusal::SessionAddress => "session_address",
         }
     }
 }

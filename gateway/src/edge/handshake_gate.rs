@@ -1,7 +1,14 @@
-//! The HTTP gate in front of Socket.IO: a request that would open a new Engine.IO session
+//! The HTTP gate in front of Socket.IO. A request that would open a new Engine.IO session
 //! (no `sid` in its query: a polling handshake or a direct WebSocket) is refused while the
 //! node drains (`503`) and past its address's rate of new sessions (`429` with
-//! `Retry-After`), before any session is created. The body says why.
+//! `Retry-After`), before any session is created. A request of an existing session (polling
+//! GET / POST, the upgrade to WebSocket) is refused (`403`) unless it comes from the client
+//! address that opened the session. The body says why.
+//!
+//! socketioxide uses the Engine.IO session id as the socket id, the id a client is given,
+//! that backends see and that they may pass on: without this check, anyone who learns a
+//! socket id could post events as that socket or upgrade its session to a WebSocket of
+//! their own and read everything sent to it.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -11,59 +18,98 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::{Method, StatusCode, header};
+use socketioxide::{SocketIo, socket::Sid};
 
-use super::limits::{ConnectRefusal, Limits};
+use super::limits::{AddressKey, ConnectRefusal, Limits};
 
 /// What the gate checks against.
 #[derive(Clone)]
 pub struct Gate {
     path: Arc<str>,
     limits: Arc<Limits>,
+    io: SocketIo,
 }
 
 impl Gate {
-    /// A gate for requests under `path`.
-    pub fn new(path: &str, limits: Arc<Limits>) -> Self {
+    /// A gate for requests under `path` to the sessions of `io`.
+    pub fn new(path: &str, limits: Arc<Limits>, io: SocketIo) -> Self {
         Self {
             path: path.into(),
             limits,
+            io,
+        }
+    }
+
+    /// Refuses a request of session `sid` from another address than the one that opened
+    /// it. A session that is unknown or not yet connected to the namespace is left to
+    /// Engine.IO (only its opener knows its id).
+    fn check_session(&self, sid: &str, peer: Option<SocketAddr>) -> Result<(), ConnectRefusal> {
+        let (Ok(sid), Some(peer)) = (sid.parse::<Sid>(), peer) else {
+            return Ok(());
+        };
+        let Some(socket) = self.io.get_socket(sid) else {
+            return Ok(());
+        };
+        let opener = socket
+            .req_parts()
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        match opener {
+            Some(opener) if !AddressKey::same(opener, peer) => Err(ConnectRefusal::SessionAddress),
+            _ => Ok(()),
         }
     }
 }
 
-fn opens_a_session(gate: &Gate, request: &Request) -> bool {
-    request.method() != Method::OPTIONS
-        && request.uri().path().starts_with(&*gate.path)
-        && !request
+/// What a request under the Socket.IO path is: a new session, or one of session `sid`.
+enum Kind<'a> {
+    NewSession,
+    Session(&'a str),
+}
+
+fn kind<'a>(gate: &Gate, request: &'a Request) -> Option<Kind<'a>> {
+    if request.method() == Method::OPTIONS || !request.uri().path().starts_with(&*gate.path) {
+        return None;
+    }
+    // Engine.IO reads the first `sid=` of the query, and so does the gate.
+    Some(
+        match request
             .uri()
             .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("sid=")))
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("sid=")))
+        {
+            Some(sid) => Kind::Session(sid),
+            None => Kind::NewSession,
+        },
+    )
 }
 
 /// The middleware (`axum::middleware::from_fn_with_state`).
 pub async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Response {
-    if !opens_a_session(&gate, &request) {
-        return next.run(request).await;
-    }
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    match gate.limits.admit_handshake(peer) {
-        Ok(()) => next.run(request).await,
-        Err(refusal) => {
-            gate.limits.refused(refusal, peer);
-            let status = match refusal {
-                ConnectRefusal::Draining => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::TOO_MANY_REQUESTS,
-            };
-            let mut response = (status, format!("{refusal}\n")).into_response();
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
-            }
-            response
-        }
+    let verdict = match kind(&gate, &request) {
+        None => Ok(()),
+        Some(Kind::NewSession) => gate.limits.admit_handshake(peer),
+        Some(Kind::Session(sid)) => gate.check_session(sid, peer),
+    };
+    let Err(refusal) = verdict else {
+        return next.run(request).await;
+    };
+    gate.limits.refused(refusal, peer);
+    let status = match refusal {
+        ConnectRefusal::Draining => StatusCode::SERVICE_UNAVAILABLE,
+        ConnectRefusal::SessionAddress => StatusCode::FORBIDDEN,
+        _ => StatusCode::TOO_MANY_REQUESTS,
+    };
+    let mut response = (status, format!("{refusal}\n")).into_response();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
     }
+    response
 }

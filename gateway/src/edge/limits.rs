@@ -114,6 +114,13 @@ pub enum AddressKey {
     V6(u64),
 }
 
+impl AddressKey {
+    /// Whether two peers are the same client address.
+    pub fn same(a: SocketAddr, b: SocketAddr) -> bool {
+        AddressKey::from(a.ip()) == AddressKey::from(b.ip())
+    }
+}
+
 impl From<IpAddr> for AddressKey {
     fn from(ip: IpAddr) -> Self {
         match ip.to_canonical() {
@@ -157,6 +164,9 @@ pub enum ConnectRefusal {
     /// The node is shutting down.
     #[error("The server is shutting down. Please reconnect.")]
     Draining,
+    /// A request names a session opened from another client address.
+    #[error("This session was opened from another address. Please reconnect.")]
+    SessionAddress,
 }
 
 impl ConnectRefusal {
@@ -167,6 +177,7 @@ impl ConnectRefusal {
             ConnectRefusal::AddressFull => Refusal::ConnectionsPerIp,
             ConnectRefusal::HandshakeRate => Refusal::HandshakeRate,
             ConnectRefusal::Draining => Refusal::Draining,
+            ConnectRefusal::SessionAddress => Refusal::SessionAddress,
         }
     }
 
@@ -177,6 +188,7 @@ impl ConnectRefusal {
             ConnectRefusal::AddressFull => "edge.limits.max_connections_per_ip",
             ConnectRefusal::HandshakeRate => "edge.limits.handshakes_per_ip_per_second",
             ConnectRefusal::Draining => "shutdown",
+            ConnectRefusal::SessionAddress => "sessions are bound to the address that opened them",
         }
     }
 }
@@ -335,7 +347,9 @@ impl Limits {
             ConnectRefusal::HandshakeRate | ConnectRefusal::Draining => {
                 tracing::debug!(%peer, setting, "connection refused: {refusal}")
             }
-            ConnectRefusal::NodeFull | ConnectRefusal::AddressFull => {
+            ConnectRefusal::NodeFull
+            | ConnectRefusal::AddressFull
+            | ConnectRefusal::SessionAddress => {
                 tracing::info!(%peer, setting, "connection refused: {refusal}")
             }
         }

@@ -1,0 +1,148 @@
+//! Attacks on Engine.IO sessions from another client: the socket id a client is given is
+//! also its Engine.IO session id (socketioxide uses one for the other), and requests that
+//! carry it are served without a new handshake. The attacker here connects from another
+//! loopback address (127.0.0.2) than its victim (127.0.0.1).
+
+mod fixture;
+
+use std::net::SocketAddr;
+
+use fixture::{
+    Gateway, PATIENCE, rooms_of,
+    sio::{Clients, Transport},
+    to_users, tokens,
+};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use sockgate_client::proto::SendRequest;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+};
+use tokio_tungstenite::tungstenite::Message;
+
+/// A TCP connection to `to` from the loopback address `from`.
+async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{from}:0").parse().unwrap())
+        .expect("bind a loopback address");
+    socket.connect(to).await.expect("connect to the edge")
+}
+
+/// One HTTP/1.1 request from `from`: (status, body).
+async fn http(
+    from: &str,
+    gateway: &Gateway,
+    method: &str,
+    target: &str,
+    body: &str,
+) -> (u16, String) {
+    let mut stream = connect_from(from, gateway.edge).await;
+    let request = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain;charset=UTF-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        gateway.edge,
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+    (status, body.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn another_address_cannot_use_a_socket_id_to_act_or_listen_as_its_socket() {
+    let gateway = Gateway::start().await;
+    let mut clients = Clients::start(&gateway.url()).await;
+    let mut control = gateway.control().await;
+    let alice = clients
+        .login("alice", Transport::Polling, &tokens::for_user("alice"))
+        .await;
+
+    // Acting as alice: a polling POST carrying her id, from another address.
+    let (status, body) = http(
+        "127.0.0.2",
+        &gateway,
+        "POST",
+        &format!("/io/?EIO=4&transport=polling&sid={alice}"),
+        r#"42["join",{"rooms":["chat:attacker"]}]"#,
+    )
+    .await;
+    assert_eq!(
+        status, 403,
+        "a POST into alice's session from elsewhere: {body}"
+    );
+    assert!(body.contains("another address"), "{body}");
+
+    // Listening as alice: upgrading her session to a WebSocket of the attacker's.
+    let url = format!(
+        "ws://{}/io/?EIO=4&transport=websocket&sid={alice}",
+        gateway.edge
+    );
+    let stream = connect_from("127.0.0.2", gateway.edge).await;
+    match tokio_tungstenite::client_async(url.as_str(), stream).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        Err(other) => panic!("upgrade refused in an unexpected way: {other}"),
+        Ok((mut ws, _)) => {
+            // The attack as a client would run it: probe, upgrade, then read alice's events.
+            ws.send(Message::text("2probe")).await.unwrap();
+            ws.send(Message::text("5")).await.unwrap();
+            control
+                .send(SendRequest {
+                    event: "secret".into(),
+                    data_json: r#""for alice""#.into(),
+                    target: to_users(&["alice"]),
+                    ..SendRequest::default()
+                })
+                .await
+                .expect("Send");
+            let stolen = tokio::time::timeout(PATIENCE, async {
+                while let Some(Ok(frame)) = ws.next().await {
+                    if frame.to_text().unwrap_or_default().contains("secret") {
+                        return frame.to_string();
+                    }
+                }
+                String::new()
+            })
+            .await
+            .unwrap_or_default();
+            panic!("another address took over alice's session; it read: {stolen:?}");
+        }
+    }
+
+    // Alice's session is untouched: still hers, still in only her own rooms.
+    control
+        .send(SendRequest {
+            event: "secret".into(),
+            data_json: r#""for alice""#.into(),
+            target: to_users(&["alice"]),
+            ..SendRequest::default()
+        })
+        .await
+        .expect("Send");
+    assert_eq!(clients.next_event("alice", "secret").await, "for alice");
+    let rooms = rooms_of(&mut control, &alice).await;
+    assert!(!rooms.iter().any(|r| r == "chat:attacker"), "{rooms:?}");
+    // Her own client, from her own address, goes on as before.
+    let ack = clients
+        .emit_with_ack("alice", "join", json!([{"rooms": ["chat:mine"]}]))
+        .await;
+    assert_eq!(ack[0]["joined"], json!(["chat:mine"]));
+    let (_, metrics) = gateway.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("sockgate_refused_total{reason=\"session_address\"} 2"),
+        "both refusals counted"
+    );
+}
