@@ -146,3 +146,88 @@ async fn another_address_cannot_use_a_socket_id_to_act_or_listen_as_its_socket()
         "both refusals counted"
     );
 }
+
+/// Reads WebSocket frames until a Socket.IO packet (type `4`) arrives; returns it.
+async fn next_socketio_packet<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(frame) = ws.next().await {
+            let text = frame.expect("read a frame").to_string();
+            if text.starts_with('4') {
+                return text;
+            }
+        }
+        panic!("connection closed");
+    })
+    .await
+    .expect("a Socket.IO packet in time")
+}
+
+/// Sends a Socket.IO connect until it is answered (one sent while the previous socket's
+/// disconnect is still being handled is ignored); returns the answer.
+async fn connect_again<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        ws.send(Message::text("40")).await.unwrap();
+        let wait = std::time::Duration::from_millis(200);
+        if let Ok(reply) = tokio::time::timeout(wait, next_socketio_packet(ws)).await {
+            return reply;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no answer to connect"
+        );
+    }
+}
+
+#[tokio::test]
+async fn reconnecting_the_namespace_on_one_session_counts_as_new_sessions() {
+    let gateway = Gateway::builder()
+        .env("EDGE__LIMITS__HANDSHAKES_PER_IP_PER_SECOND", "1")
+        .env("EDGE__LIMITS__HANDSHAKE_BURST_PER_IP", "2")
+        .start()
+        .await;
+    let url = format!("ws://{}/io/?EIO=4&transport=websocket", gateway.edge);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("WebSocket handshake");
+    ws.send(Message::text("40")).await.unwrap();
+    assert!(next_socketio_packet(&mut ws).await.starts_with("40{"));
+    // Disconnect from the namespace and connect again, over and over, on the one Engine.IO
+    // session the gate admitted: each is a new socket (a connection, a `connected` event for
+    // watchers, log lines), so each counts against the address's rate of new sessions.
+    let cycles = 50;
+    let mut refused = Vec::new();
+    let mut connected = true;
+    for _ in 0..cycles {
+        if connected {
+            ws.send(Message::text("41")).await.unwrap();
+        }
+        let reply = connect_again(&mut ws).await;
+        connected = reply.starts_with("40{");
+        if !connected {
+            assert!(reply.starts_with("44"), "{reply}");
+            refused.push(reply);
+        }
+    }
+    assert!(
+        refused.len() > cycles / 2,
+        "{} of {cycles} reconnects refused",
+        refused.len()
+    );
+    assert!(
+        refused[0].contains("Too many new connections from your address"),
+        "{}",
+        refused[0]
+    );
+    let (_, metrics) = gateway.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("sockgate_refused_total{reason=\"handshake_rate\"}"),
+        "counted"
+    );
+}

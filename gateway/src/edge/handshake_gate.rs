@@ -3,7 +3,8 @@
 //! node drains (`503`) and past its address's rate of new sessions (`429` with
 //! `Retry-After`), before any session is created. A request of an existing session (polling
 //! GET / POST, the upgrade to WebSocket) is refused (`403`) unless it comes from the client
-//! address that opened the session. The body says why.
+//! address that opened the session. The body says why. An admitted new session is marked
+//! ([`OpenedSession`]) so that Socket.IO connects after its first count as new sessions.
 //!
 //! socketioxide uses the Engine.IO session id as the socket id, the id a client is given,
 //! that backends see and that they may pass on: without this check, anyone who learns a
@@ -20,7 +21,7 @@ use axum::{
 use http::{Method, StatusCode, header};
 use socketioxide::{SocketIo, socket::Sid};
 
-use super::limits::{AddressKey, ConnectRefusal, Limits};
+use super::limits::{AddressKey, ConnectRefusal, Limits, OpenedSession};
 
 /// What the gate checks against.
 #[derive(Clone)]
@@ -86,7 +87,7 @@ fn kind<'a>(gate: &Gate, request: &'a Request) -> Option<Kind<'a>> {
 }
 
 /// The middleware (`axum::middleware::from_fn_with_state`).
-pub async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Response {
+pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -97,6 +98,9 @@ pub async fn check(State(gate): State<Gate>, request: Request, next: Next) -> Re
         Some(Kind::Session(sid)) => gate.check_session(sid, peer),
     };
     let Err(refusal) = verdict else {
+        if matches!(kind(&gate, &request), Some(Kind::NewSession)) {
+            request.extensions_mut().insert(OpenedSession::default());
+        }
         return next.run(request).await;
     };
     gate.limits.refused(refusal, peer);

@@ -193,6 +193,20 @@ impl ConnectRefusal {
     }
 }
 
+/// Kept with an Engine.IO session (in the extensions of the request that opened it): the
+/// first Socket.IO connect on the session was admitted with its handshake; every later one
+/// (a client disconnecting from the namespace and connecting again on the same session) is
+/// a new session too, and counts against its address's rate.
+#[derive(Debug, Clone, Default)]
+pub struct OpenedSession(Arc<AtomicBool>);
+
+impl OpenedSession {
+    /// True the first time only.
+    pub fn first_connect(&self) -> bool {
+        !self.0.swap(true, Ordering::AcqRel)
+    }
+}
+
 /// A connection counted against the node and its address; given back when dropped (with
 /// the socket's `Session`).
 #[derive(Debug)]

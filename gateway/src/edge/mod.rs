@@ -33,7 +33,7 @@ use tracing::{debug, info};
 use crate::{
     auth::{AuthChain, RoomValidator},
     config::{EdgeConfig, Transport},
-    edge::limits::{ConnectRefusal, Limits},
+    edge::limits::{ConnectRefusal, Limits, OpenedSession},
     events::{self, EventBus},
     hooks::Hooks,
     metrics::METRICS,
@@ -236,6 +236,18 @@ fn on_connect(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    // The gate admitted this Engine.IO session; a connect after the first on it (the
+    // client left the namespace and connects again) is a new session of its own.
+    let reconnect = !socket
+        .req_parts()
+        .extensions
+        .get::<OpenedSession>()
+        .is_some_and(OpenedSession::first_connect);
+    if reconnect {
+        edge.limits
+            .admit_handshake(remote)
+            .inspect_err(|refusal| edge.limits.refused(*refusal, remote))?;
+    }
     let slot = edge
         .limits
         .admit_connection(remote)
