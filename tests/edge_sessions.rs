@@ -231,3 +231,41 @@ async fn reconnecting_the_namespace_on_one_session_counts_as_new_sessions() {
         "counted"
     );
 }
+
+#[tokio::test]
+async fn a_session_that_never_connects_a_socket_is_closed_at_the_auth_timeout() {
+    // Engine.IO sessions that never connect to the namespace count against no connection
+    // limit (those count sockets): they must not outlive the time a socket has to connect
+    // and authenticate.
+    let gateway = Gateway::builder()
+        .env("EDGE__AUTH_TIMEOUT", "1s")
+        .start()
+        .await;
+    let (status, open) = http(
+        "127.0.0.1",
+        &gateway,
+        "GET",
+        "/io/?EIO=4&transport=polling",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{open}");
+    let sid = open
+        .split("\"sid\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("sid in the open packet")
+        .to_owned();
+    let poll = format!("/io/?EIO=4&transport=polling&sid={sid}");
+    // Answer Engine.IO pings (the first comes at once, the next after 25 s, past this
+    // test's patience) until the long poll ends with the session.
+    loop {
+        let (status, body) = http("127.0.0.1", &gateway, "GET", &poll, "").await;
+        if status != 200 || body != "2" {
+            break;
+        }
+        http("127.0.0.1", &gateway, "POST", &poll, "3").await;
+    }
+    let (status, body) = http("127.0.0.1", &gateway, "GET", &poll, "").await;
+    assert_eq!(status, 400, "the session is gone: {body}");
+}

@@ -80,7 +80,10 @@ pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edg
         .max_payload(config.max_payload_bytes)
         .ws_max_message_size(config.max_payload_bytes as usize)
         .ws_max_frame_size(config.max_payload_bytes as usize)
-        .ws_read_buffer_size(WS_READ_BUFFER_BYTES);
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
+        // An Engine.IO session with no socket counts against no connection limit: it gets
+        // no longer than a socket has to authenticate (socketioxide's default is 45 s).
+        .connect_timeout(config.auth_timeout);
     let has = |t| config.transports.contains(&t);
     let builder = match (has(Transport::Websocket), has(Transport::Polling)) {
         (true, true) => builder,
