@@ -269,3 +269,67 @@ async fn a_session_that_never_connects_a_socket_is_closed_at_the_auth_timeout() 
     let (status, body) = http("127.0.0.1", &gateway, "GET", &poll, "").await;
     assert_eq!(status, 400, "the session is gone: {body}");
 }
+
+#[tokio::test]
+async fn a_handshake_past_its_byte_limit_is_refused() {
+    // What a socket connects with (its opening request, its `auth` object) is kept for
+    // its whole life: unbounded, 40 sockets with 320 KB of headers and an 800 KB `auth`
+    // object held 80 MB of the gateway's memory.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let gateway = Gateway::builder()
+        .env("EDGE__LIMITS__MAX_HANDSHAKE_BYTES", "8192")
+        .start()
+        .await;
+    let url = format!("ws://{}/io/?EIO=4&transport=websocket", gateway.edge);
+
+    let mut request = url.as_str().into_client_request().unwrap();
+    for i in 0..4 {
+        request.headers_mut().insert(
+            http::HeaderName::from_bytes(format!("x-pad-{i}").as_bytes()).unwrap(),
+            http::HeaderValue::from_str(&"a".repeat(4000)).unwrap(),
+        );
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 431);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned();
+            assert!(body.contains("too large"), "{body}");
+        }
+        other => panic!("16 KB of headers were accepted: {:?}", other.map(|_| ())),
+    }
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("WebSocket handshake");
+    let token = tokens::for_user("big");
+    let connect = format!("40{}", json!({"token": token, "pad": "x".repeat(10_000)}));
+    ws.send(Message::text(connect)).await.unwrap();
+    let reply = next_socketio_packet(&mut ws).await;
+    assert!(
+        reply.starts_with("44"),
+        "a 10 KB auth object was accepted: {reply}"
+    );
+    assert!(reply.contains("too large"), "{reply}");
+
+    // Within the limit, the same works.
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("WebSocket handshake");
+    let connect = format!("40{}", json!({"token": token, "pad": "x".repeat(1000)}));
+    ws.send(Message::text(connect)).await.unwrap();
+    assert!(next_socketio_packet(&mut ws).await.starts_with("40{"));
+    ws.send(Message::text(r#"42["authenticate"]"#))
+        .await
+        .unwrap();
+    assert!(
+        next_socketio_packet(&mut ws)
+            .await
+            .contains("authenticated")
+    );
+    let (_, metrics) = gateway.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("sockgate_refused_total{reason=\"handshake_bytes\"} 2"),
+        "both refusals counted"
+    );
+}

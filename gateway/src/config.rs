@@ -130,6 +130,10 @@ pub struct EdgeLimits {
     pub handshakes_per_ip_per_second: u32,
     /// New sessions one client address may open at once above that rate.
     pub handshake_burst_per_ip: u32,
+    /// Largest handshake a socket may connect with, in bytes: the opening request's URI
+    /// and headers, and (separately) its Socket.IO `auth` object as JSON. Both are kept
+    /// while the socket lives.
+    pub max_handshake_bytes: usize,
 }
 
 impl Default for EdgeLimits {
@@ -144,6 +148,7 @@ impl Default for EdgeLimits {
             max_connections_per_ip: 1000,
             handshakes_per_ip_per_second: 50,
             handshake_burst_per_ip: 500,
+            max_handshake_bytes: 32 * 1024,
         }
     }
 }
@@ -545,10 +550,13 @@ impl Config {
             return invalid("control.max_ack_reply_bytes must be more than 0".into());
         }
         let limits = &self.edge.limits;
-        if limits.max_room_requests_in_flight == 0 || limits.max_rooms_per_socket == 0 {
+        if limits.max_room_requests_in_flight == 0
+            || limits.max_rooms_per_socket == 0
+            || limits.max_handshake_bytes == 0
+        {
             return invalid(
-                "edge.limits.max_room_requests_in_flight and edge.limits.max_rooms_per_socket \
-                 must be more than 0"
+                "edge.limits.max_room_requests_in_flight, edge.limits.max_rooms_per_socket and \
+                 edge.limits.max_handshake_bytes must be more than 0"
                     .into(),
             );
         }

@@ -84,6 +84,8 @@ pub enum Refusal {
     Draining,
     /// Ack replies of a `Send` past the byte limit.
     AckReplyBytes,
+    /// A handshake (opening request or `auth` object) past its byte limit.
+    HandshakeBytes,
     /// A request naming an existing session from another address than the one that
     /// opened it.
     SessionAddress,
@@ -104,6 +106,7 @@ impl Refusal {
             Refusal::Draining => "draining",
             Refusal::AckReplyBytes => "ack_reply_bytes",
             Refusal::SessionAddress => "session_address",
+            Refusal::HandshakeBytes => "handshake_bytes",
         }
     }
 }

@@ -27,10 +27,11 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
         return;
     }
     socket.join(rooms::AUTHENTICATING);
+    let auth = session.take_auth();
     let handshake = Handshake {
         socket_id: socket.id.to_string(),
         request: socket.req_parts(),
-        auth: session.auth.as_ref(),
+        auth: auth.as_ref(),
         event_data: data.as_ref(),
         meta: &session.meta,
     };

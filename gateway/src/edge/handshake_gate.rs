@@ -1,7 +1,8 @@
 //! The HTTP gate in front of Socket.IO. A request that would open a new Engine.IO session
 //! (no `sid` in its query: a polling handshake or a direct WebSocket) is refused while the
-//! node drains (`503`) and past its address's rate of new sessions (`429` with
-//! `Retry-After`), before any session is created. A request of an existing session (polling
+//! node drains (`503`), past its address's rate of new sessions (`429` with
+//! `Retry-After`) and when its URI and headers, which the session keeps, are past
+//! `edge.limits.max_handshake_bytes` (`431`), before any session is created. A request of an existing session (polling
 //! GET / POST, the upgrade to WebSocket) is refused (`403`) unless it comes from the client
 //! address that opened the session. The body says why. An admitted new session is marked
 //! ([`OpenedSession`]) so that Socket.IO connects after its first count as new sessions.
@@ -86,6 +87,17 @@ fn kind<'a>(gate: &Gate, request: &'a Request) -> Option<Kind<'a>> {
     )
 }
 
+/// The bytes of a request's URI and headers, which a session keeps for its life.
+fn head_bytes(request: &Request) -> usize {
+    let uri = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    request.headers().iter().fold(uri, |sum, (name, value)| {
+        sum + name.as_str().len() + value.len()
+    })
+}
+
 /// The middleware (`axum::middleware::from_fn_with_state`).
 pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
     let peer = request
@@ -94,7 +106,10 @@ pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -
         .map(|c| c.0);
     let verdict = match kind(&gate, &request) {
         None => Ok(()),
-        Some(Kind::NewSession) => gate.limits.admit_handshake(peer),
+        Some(Kind::NewSession) => gate
+            .limits
+            .admit_handshake(peer)
+            .and_then(|()| gate.limits.check_handshake_size(head_bytes(&request))),
         Some(Kind::Session(sid)) => gate.check_session(sid, peer),
     };
     let Err(refusal) = verdict else {
@@ -107,6 +122,7 @@ pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -
     let status = match refusal {
         ConnectRefusal::Draining => StatusCode::SERVICE_UNAVAILABLE,
         ConnectRefusal::SessionAddress => StatusCode::FORBIDDEN,
+        ConnectRefusal::HandshakeTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         _ => StatusCode::TOO_MANY_REQUESTS,
     };
     let mut response = (status, format!("{refusal}\n")).into_response();

@@ -164,6 +164,9 @@ pub enum ConnectRefusal {
     /// The node is shutting down.
     #[error("The server is shutting down. Please reconnect.")]
     Draining,
+    /// The opening request or the `auth` object is past `max_handshake_bytes`.
+    #[error("The connection request is too large.")]
+    HandshakeTooLarge,
     /// A request names a session opened from another client address.
     #[error("This session was opened from another address. Please reconnect.")]
     SessionAddress,
@@ -178,6 +181,7 @@ impl ConnectRefusal {
             ConnectRefusal::HandshakeRate => Refusal::HandshakeRate,
             ConnectRefusal::Draining => Refusal::Draining,
             ConnectRefusal::SessionAddress => Refusal::SessionAddress,
+            ConnectRefusal::HandshakeTooLarge => Refusal::HandshakeBytes,
         }
     }
 
@@ -189,6 +193,7 @@ impl ConnectRefusal {
             ConnectRefusal::HandshakeRate => "edge.limits.handshakes_per_ip_per_second",
             ConnectRefusal::Draining => "shutdown",
             ConnectRefusal::SessionAddress => "sessions are bound to the address that opened them",
+            ConnectRefusal::HandshakeTooLarge => "edge.limits.max_handshake_bytes",
         }
     }
 }
@@ -315,6 +320,15 @@ impl Limits {
             .map_err(|()| ConnectRefusal::HandshakeRate)
     }
 
+    /// Checks the size of what a socket connects with: `bytes` of request head or of
+    /// `auth` object.
+    pub fn check_handshake_size(&self, bytes: usize) -> Result<(), ConnectRefusal> {
+        if bytes > self.config.max_handshake_bytes {
+            return Err(ConnectRefusal::HandshakeTooLarge);
+        }
+        Ok(())
+    }
+
     /// Counts a new Socket.IO connection from `peer` against the node and its address.
     pub fn admit_connection(
         self: &Arc<Self>,
@@ -363,7 +377,8 @@ impl Limits {
             }
             ConnectRefusal::NodeFull
             | ConnectRefusal::AddressFull
-            | ConnectRefusal::SessionAddress => {
+            | ConnectRefusal::SessionAddress
+            | ConnectRefusal::HandshakeTooLarge => {
                 tracing::info!(%peer, setting, "connection refused: {refusal}")
             }
         }

@@ -229,6 +229,23 @@ fn transport_name(transport: TransportType) -> &'static str {
     }
 }
 
+/// The length of `value` as JSON text, without writing it out.
+fn json_bytes(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 fn on_connect(
     edge: Arc<Edge>,
     socket: SocketRef,
@@ -239,6 +256,11 @@ fn on_connect(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    if let Some(auth) = &auth {
+        edge.limits
+            .check_handshake_size(json_bytes(auth))
+            .inspect_err(|refusal| edge.limits.refused(*refusal, remote))?;
+    }
     // The gate admitted this Engine.IO session; a connect after the first on it (the
     // client left the namespace and connects again) is a new session of its own.
     let reconnect = !socket

@@ -25,8 +25,8 @@ const CUT_OFF_DUE: u8 = 5;
 #[derive(Debug)]
 pub struct Session {
     state: AtomicU8,
-    /// The Socket.IO `auth` object of the handshake.
-    pub auth: Option<Value>,
+    /// The Socket.IO `auth` object of the handshake, until authentication takes it.
+    auth: Mutex<Option<Value>>,
     /// Connection details (also carried by the socket's meta room).
     pub meta: ConnectionMeta,
     identity: OnceLock<Identity>,
@@ -53,7 +53,7 @@ impl Session {
     ) -> Self {
         Self {
             state: AtomicU8::new(UNAUTHORIZED),
-            auth,
+            auth: Mutex::new(auth),
             meta,
             identity: OnceLock::new(),
             pending_hooks: AtomicU32::new(0),
@@ -80,6 +80,12 @@ impl Session {
                 Ordering::Acquire,
             )
             .is_ok()
+    }
+
+    /// Takes the handshake's `auth` object: authentication reads it once (a second
+    /// `authenticate` is ignored), and nothing keeps it after that.
+    pub fn take_auth(&self) -> Option<Value> {
+        self.auth.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Records the identity and moves `authenticating → authenticated`; false if the
