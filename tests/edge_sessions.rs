@@ -333,3 +333,85 @@ async fn a_handshake_past_its_byte_limit_is_refused() {
         "both refusals counted"
     );
 }
+
+/// A raw WebSocket client, connected and authenticated as `user`.
+async fn raw_login(
+    gateway: &Gateway,
+    user: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
+    let url = format!("ws://{}/io/?EIO=4&transport=websocket", gateway.edge);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("WebSocket handshake");
+    let connect = format!("40{}", json!({"token": tokens::for_user(user)}));
+    ws.send(Message::text(connect)).await.unwrap();
+    assert!(next_socketio_packet(&mut ws).await.starts_with("40{"));
+    ws.send(Message::text(r#"42["authenticate"]"#))
+        .await
+        .unwrap();
+    assert!(
+        next_socketio_packet(&mut ws)
+            .await
+            .contains("authenticated")
+    );
+    ws
+}
+
+#[tokio::test]
+async fn an_event_with_its_attachments_is_bounded_by_the_payload_limit() {
+    // Each attachment is a message of its own: without a bound on their sum, one event
+    // could carry (and one half-sent event park) ten times edge.max_payload_bytes.
+    let gateway = Gateway::builder()
+        .env("EDGE__MAX_PAYLOAD_BYTES", "100000")
+        .start()
+        .await;
+    let mut control = gateway.control().await;
+    let mut watch = control
+        .watch_events(sockgate_client::proto::WatchEventsRequest {
+            kinds: vec![sockgate_client::proto::EventKind::ClientEvent as i32],
+            ..Default::default()
+        })
+        .await
+        .expect("WatchEvents")
+        .into_inner();
+    let mut ws = raw_login(&gateway, "uploader").await;
+    let placeholders: Vec<_> = (0..5)
+        .map(|num| json!({"_placeholder": true, "num": num}))
+        .collect();
+    let mut header = json!(["upload"]);
+    header.as_array_mut().unwrap().extend(placeholders);
+    ws.send(Message::text(format!("455-{header}")))
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        // The gateway may close the connection before the last ones are written.
+        let _ = ws.send(Message::binary(vec![7u8; 60_000])).await;
+    }
+    // The sender is cut off, and watchers never see the event.
+    let closed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the sender of a 300 KB event through a 100 KB limit is still connected"
+    );
+    let mut other = raw_login(&gateway, "other").await;
+    other.send(Message::text(r#"42["after"]"#)).await.unwrap();
+    let seen = tokio::time::timeout(PATIENCE, watch.next())
+        .await
+        .expect("an event in time")
+        .expect("stream open")
+        .expect("event");
+    assert_eq!(
+        seen.event,
+        "after",
+        "{} attachments",
+        seen.attachments.len()
+    );
+}

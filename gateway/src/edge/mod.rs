@@ -21,7 +21,7 @@ use axum::{
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde_json::Value;
 use socketioxide::{
-    SocketIo, TransportType,
+    ParserConfig, SocketIo, TransportType,
     extract::{AckSender, SocketRef, TryData},
     handler::ConnectHandler,
     socket::DisconnectReason,
@@ -80,6 +80,11 @@ pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edg
         .max_payload(config.max_payload_bytes)
         .ws_max_message_size(config.max_payload_bytes as usize)
         .ws_max_frame_size(config.max_payload_bytes as usize)
+        // Each binary attachment is a message of its own: the limit holds for an event and
+        // its attachments together (socketioxide's default is 10 MB).
+        .with_parser(
+            ParserConfig::common().max_incoming_binary_buf_size(config.max_payload_bytes as usize),
+        )
         .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         // An Engine.IO session with no socket counts against no connection limit: it gets
         // no longer than a socket has to authenticate (socketioxide's default is 45 s).
