@@ -78,6 +78,11 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
             // Only now, after `authenticated` is on the socket's ordered channel, can
             // application events reach it.
             socket.leave(rooms::UNAUTHENTICATED);
+            if session.is_cut_off() {
+                // Cut off for its event rate since `authenticated` above: the cut-off put
+                // it back in this room before the line above took it out.
+                socket.join(rooms::UNAUTHENTICATED);
+            }
             if edge.events.is_watched() {
                 edge.events.publish(
                     WatchEventsResponse {
