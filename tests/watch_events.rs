@@ -139,6 +139,68 @@ async fn watchers_see_the_lifecycle_and_client_events() {
 }
 
 #[tokio::test]
+async fn a_stalled_watcher_holds_a_bounded_number_of_bytes() {
+    // Events are few but large (clients choose their size): a queue bounded by its count
+    // alone (1024) would hold them all.
+    const EVENTS: usize = 200;
+    let gateway = Gateway::start().await;
+    let channel = Endpoint::from_shared(format!("http://{}", gateway.control))
+        .unwrap()
+        .initial_stream_window_size(16 * 1024)
+        .initial_connection_window_size(16 * 1024)
+        .connect()
+        .await
+        .unwrap();
+    let mut stalled = SocketControlClient::new(channel)
+        .watch_events(WatchEventsRequest {
+            event_names: vec!["blob".into(), "end".into()],
+            kinds: vec![EventKind::ClientEvent as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut barrier = watch(
+        &gateway,
+        WatchEventsRequest {
+            event_names: vec!["end".into()],
+            kinds: vec![EventKind::ClientEvent as i32],
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut clients = Clients::start(&gateway.url()).await;
+    clients
+        .login("c", Transport::Websocket, &tokens::for_user("u"))
+        .await;
+    // 200 × 200 KB = 40 MB, past the default budget of 16 MiB.
+    let padding = "x".repeat(200_000);
+    for i in 0..EVENTS {
+        clients
+            .emit("c", "blob", json!([{"i": i, "pad": padding}]))
+            .await;
+    }
+    clients.emit("c", "end", json!([])).await;
+    assert_eq!(next(&mut barrier).await.event, "end");
+
+    let (mut blobs, mut dropped) = (0usize, 0u64);
+    while blobs + (dropped as usize) < EVENTS {
+        let event = next(&mut stalled).await;
+        match event.kind() {
+            EventKind::Dropped => dropped += event.dropped,
+            _ => {
+                assert_eq!(event.event, "blob", "blobs {blobs}, dropped {dropped}");
+                blobs += 1;
+            }
+        }
+    }
+    assert!(
+        blobs < EVENTS / 2 && dropped > 0,
+        "a stalled watcher held {blobs} events of 200 KB"
+    );
+}
+
+#[tokio::test]
 async fn a_slow_watcher_gets_a_drop_marker_and_the_others_are_unaffected() {
     const FLOOD: usize = 600;
     // The client floods on purpose: its own event rate is not what this test is about.

@@ -36,11 +36,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     warn_about_open_settings(&config);
 
     let hooks = Hooks::from_config(&config.hooks).map_err(anyhow::Error::msg)?;
-    let events = Arc::new(EventBus::new(
-        node_id.clone(),
-        config.watch.buffer,
-        config.watch.max_watchers,
-    ));
+    let events = Arc::new(EventBus::new(node_id.clone(), &config.watch));
     let deciders = edge::Deciders {
         auth: AuthChain::from_config(&config.auth, hooks.as_ref())?,
         room_validator: RoomValidator::new(config.rooms.allow.clone()),

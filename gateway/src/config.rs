@@ -321,6 +321,10 @@ pub struct WatchConfig {
     /// Events buffered per watcher; past that, events are dropped and the watcher gets an
     /// `EVENT_KIND_DROPPED` marker with the count.
     pub buffer: usize,
+    /// Bytes (encoded events) queued per watcher; past that, events are dropped the same
+    /// way. Client events carry what clients send, so a count alone would let a stalled
+    /// watcher hold `buffer` times `edge.max_payload_bytes`.
+    pub buffer_bytes: usize,
     /// Most concurrent watchers per node; more get `RESOURCE_EXHAUSTED`.
     pub max_watchers: usize,
 }
@@ -329,6 +333,7 @@ impl Default for WatchConfig {
     fn default() -> Self {
         Self {
             buffer: 1024,
+            buffer_bytes: 16 * 1024 * 1024,
             max_watchers: 64,
         }
     }
@@ -540,8 +545,8 @@ impl Config {
                     .into(),
             );
         }
-        if self.watch.buffer == 0 {
-            return invalid("watch.buffer must be more than 0".into());
+        if self.watch.buffer == 0 || self.watch.buffer_bytes == 0 {
+            return invalid("watch.buffer and watch.buffer_bytes must be more than 0".into());
         }
         if self.control.max_ack_timeout.is_zero() {
             return invalid("control.max_ack_timeout must be more than 0".into());
