@@ -1,7 +1,8 @@
-//! Attacks on Engine.IO sessions from another client: the socket id a client is given is
-//! also its Engine.IO session id (socketioxide uses one for the other), and requests that
-//! carry it are served without a new handshake. The attacker here connects from another
-//! loopback address (127.0.0.2) than its victim (127.0.0.1).
+//! What a client's session and handshake may cost the gateway or reveal. The socket id a
+//! client is given is also its Engine.IO session id (socketioxide uses one for the other),
+//! and requests that carry it are served without a new handshake: an attacker here
+//! connects from another loopback address (127.0.0.2) than its victim (127.0.0.1). A
+//! session's handshake is kept while it lives, and its packets may be logged.
 
 mod fixture;
 
@@ -414,4 +415,41 @@ async fn an_event_with_its_attachments_is_bounded_by_the_payload_limit() {
         "{} attachments",
         seen.attachments.len()
     );
+}
+
+#[tokio::test]
+async fn tokens_stay_out_of_a_debug_log() {
+    let gateway = Gateway::builder().rust_log("debug").start().await;
+    let mut clients = Clients::start(&gateway.url()).await;
+    let in_auth = tokens::for_user("logged-auth");
+    clients
+        .connect_with(
+            "a",
+            Transport::Websocket,
+            json!({"path": "/io", "auth": {"token": in_auth}}),
+        )
+        .await;
+    clients
+        .emit("a", "authenticate", json!([{"token": in_auth}]))
+        .await;
+    clients.next_event("a", "authenticated").await;
+    let in_event = tokens::for_user("logged-event");
+    clients.login("b", Transport::Polling, &in_event).await;
+    // A line the gateway writes at debug: the log has reached the events above.
+    clients
+        .emit("b", "authenticate", json!([{"token": in_event}]))
+        .await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !gateway.log_text().contains("second authenticate ignored") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no debug line in the log"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let log = gateway.log_text();
+    for token in [&in_auth, &in_event] {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(!log.contains(signature), "a token is in the log");
+    }
 }
