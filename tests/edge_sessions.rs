@@ -453,3 +453,50 @@ async fn tokens_stay_out_of_a_debug_log() {
         assert!(!log.contains(signature), "a token is in the log");
     }
 }
+
+/// A WebSocket handshake sending `origin` (if any): the HTTP status (101 when upgraded).
+async fn ws_status_with_origin(gateway: &Gateway, origin: Option<&str>) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("ws://{}/io/?EIO=4&transport=websocket", gateway.edge);
+    let mut request = url.as_str().into_client_request().unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert(http::header::ORIGIN, origin.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("handshake failed: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_page_from_another_origin_cannot_open_a_websocket() {
+    // Browsers apply CORS to polling requests, never to WebSocket handshakes: the edge
+    // checks their Origin itself, or a page of any site could connect with its visitor's
+    // cookies (which an Authenticate hook may trust).
+    let gateway = Gateway::builder()
+        .env("EDGE__CORS_ORIGINS", r#"["https://app.example.com"]"#)
+        .start()
+        .await;
+    assert_eq!(
+        ws_status_with_origin(&gateway, Some("https://evil.example")).await,
+        403
+    );
+    assert_eq!(
+        ws_status_with_origin(&gateway, Some("https://app.example.com")).await,
+        101
+    );
+    assert_eq!(
+        ws_status_with_origin(&gateway, None).await,
+        101,
+        "not a browser"
+    );
+    let open = Gateway::start().await;
+    assert_eq!(
+        ws_status_with_origin(&open, Some("https://evil.example")).await,
+        101,
+        "cors_origins = [\"*\"]"
+    );
+}

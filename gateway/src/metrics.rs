@@ -84,6 +84,8 @@ pub enum Refusal {
     Draining,
     /// Ack replies of a `Send` past the byte limit.
     AckReplyBytes,
+    /// A request from a browser page of an origin not in `edge.cors_origins`.
+    Origin,
     /// A handshake (opening request or `auth` object) past its byte limit.
     HandshakeBytes,
     /// A request naming an existing session from another address than the one that
@@ -107,6 +109,7 @@ impl Refusal {
             Refusal::AckReplyBytes => "ack_reply_bytes",
             Refusal::SessionAddress => "session_address",
             Refusal::HandshakeBytes => "handshake_bytes",
+            Refusal::Origin => "origin",
         }
     }
 }

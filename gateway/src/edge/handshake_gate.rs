@@ -4,7 +4,8 @@
 //! `Retry-After`) and when its URI and headers, which the session keeps, are past
 //! `edge.limits.max_handshake_bytes` (`431`), before any session is created. A request of an existing session (polling
 //! GET / POST, the upgrade to WebSocket) is refused (`403`) unless it comes from the client
-//! address that opened the session. The body says why. An admitted new session is marked
+//! address that opened the session, and any request from a browser page whose `Origin` is
+//! not in `edge.cors_origins` (when that is a list) is refused (`403`). The body says why. An admitted new session is marked
 //! ([`OpenedSession`]) so that Socket.IO connects after its first count as new sessions.
 //!
 //! socketioxide uses the Engine.IO session id as the socket id, the id a client is given,
@@ -30,15 +31,35 @@ pub struct Gate {
     path: Arc<str>,
     limits: Arc<Limits>,
     io: SocketIo,
+    /// The origins browser pages may connect from; `None`: any.
+    origins: Option<Arc<[String]>>,
 }
 
 impl Gate {
-    /// A gate for requests under `path` to the sessions of `io`.
-    pub fn new(path: &str, limits: Arc<Limits>, io: SocketIo) -> Self {
+    /// A gate for requests under `path` to the sessions of `io`, from pages of `origins`
+    /// (`edge.cors_origins`: `*` or an empty list for any).
+    pub fn new(path: &str, limits: Arc<Limits>, io: SocketIo, origins: &[String]) -> Self {
+        let any = origins.is_empty() || origins.iter().any(|o| o == "*");
         Self {
             path: path.into(),
             limits,
             io,
+            origins: (!any).then(|| origins.into()),
+        }
+    }
+
+    /// Refuses a request a browser sent for a page of an origin not allowed. Browsers
+    /// enforce CORS on polling requests but not on WebSocket handshakes, so this is what
+    /// keeps other sites' pages (and their visitors' cookies) out.
+    fn check_origin(&self, request: &Request) -> Result<(), ConnectRefusal> {
+        let (Some(allowed), Some(origin)) = (&self.origins, request.headers().get(header::ORIGIN))
+        else {
+            return Ok(());
+        };
+        if allowed.iter().any(|o| o.as_bytes() == origin.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ConnectRefusal::Origin)
         }
     }
 
@@ -107,10 +128,12 @@ pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -
     let verdict = match kind(&gate, &request) {
         None => Ok(()),
         Some(Kind::NewSession) => gate
-            .limits
-            .admit_handshake(peer)
+            .check_origin(&request)
+            .and_then(|()| gate.limits.admit_handshake(peer))
             .and_then(|()| gate.limits.check_handshake_size(head_bytes(&request))),
-        Some(Kind::Session(sid)) => gate.check_session(sid, peer),
+        Some(Kind::Session(sid)) => gate
+            .check_origin(&request)
+            .and_then(|()| gate.check_session(sid, peer)),
     };
     let Err(refusal) = verdict else {
         if matches!(kind(&gate, &request), Some(Kind::NewSession)) {
@@ -121,7 +144,7 @@ pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -
     gate.limits.refused(refusal, peer);
     let status = match refusal {
         ConnectRefusal::Draining => StatusCode::SERVICE_UNAVAILABLE,
-        ConnectRefusal::SessionAddress => StatusCode::FORBIDDEN,
+        ConnectRefusal::SessionAddress | ConnectRefusal::Origin => StatusCode::FORBIDDEN,
         ConnectRefusal::HandshakeTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         _ => StatusCode::TOO_MANY_REQUESTS,
     };

@@ -164,6 +164,9 @@ pub enum ConnectRefusal {
     /// The node is shutting down.
     #[error("The server is shutting down. Please reconnect.")]
     Draining,
+    /// A browser page of an origin not in `edge.cors_origins`.
+    #[error("This page's origin may not connect.")]
+    Origin,
     /// The opening request or the `auth` object is past `max_handshake_bytes`.
     #[error("The connection request is too large.")]
     HandshakeTooLarge,
@@ -182,6 +185,7 @@ impl ConnectRefusal {
             ConnectRefusal::Draining => Refusal::Draining,
             ConnectRefusal::SessionAddress => Refusal::SessionAddress,
             ConnectRefusal::HandshakeTooLarge => Refusal::HandshakeBytes,
+            ConnectRefusal::Origin => Refusal::Origin,
         }
     }
 
@@ -194,6 +198,7 @@ impl ConnectRefusal {
             ConnectRefusal::Draining => "shutdown",
             ConnectRefusal::SessionAddress => "sessions are bound to the address that opened them",
             ConnectRefusal::HandshakeTooLarge => "edge.limits.max_handshake_bytes",
+            ConnectRefusal::Origin => "edge.cors_origins",
         }
     }
 }
@@ -378,7 +383,8 @@ impl Limits {
             ConnectRefusal::NodeFull
             | ConnectRefusal::AddressFull
             | ConnectRefusal::SessionAddress
-            | ConnectRefusal::HandshakeTooLarge => {
+            | ConnectRefusal::HandshakeTooLarge
+            | ConnectRefusal::Origin => {
                 tracing::info!(%peer, setting, "connection refused: {refusal}")
             }
         }

@@ -125,7 +125,7 @@ pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edg
         .layer(layer)
         .layer(axum::middleware::map_request(detach_head))
         .layer(axum::middleware::from_fn_with_state(
-            handshake_gate::Gate::new(&config.path, limits, io.clone()),
+            handshake_gate::Gate::new(&config.path, limits, io.clone(), &config.cors_origins),
             handshake_gate::check,
         ));
     if let Some(cors) = cors_layer(&config.cors_origins)? {
