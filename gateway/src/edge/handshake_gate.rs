@@ -95,17 +95,16 @@ fn kind<'a>(gate: &Gate, request: &'a Request) -> Option<Kind<'a>> {
     if request.method() == Method::OPTIONS || !request.uri().path().starts_with(&*gate.path) {
         return None;
     }
-    // Engine.IO reads the first `sid=` of the query, and so does the gate.
-    Some(
-        match request
-            .uri()
-            .query()
-            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("sid=")))
-        {
-            Some(sid) => Kind::Session(sid),
-            None => Kind::NewSession,
-        },
-    )
+    Some(match session_id(request.uri().query()) {
+        Some(sid) => Kind::Session(sid),
+        None => Kind::NewSession,
+    })
+}
+
+/// The session a request's query names, read as Engine.IO reads it (the first `sid=`
+/// parameter); `None` for a request that opens a new session.
+pub fn session_id(query: Option<&str>) -> Option<&str> {
+    query?.split('&').find_map(|kv| kv.strip_prefix("sid="))
 }
 
 /// The bytes of a request's URI and headers, which a session keeps for its life.
@@ -155,4 +154,22 @@ pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -
             .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_id;
+
+    #[test]
+    fn the_session_is_the_first_sid_parameter() {
+        assert_eq!(
+            session_id(Some("EIO=4&transport=polling&sid=abc")),
+            Some("abc")
+        );
+        assert_eq!(session_id(Some("sid=a&sid=b")), Some("a"));
+        assert_eq!(session_id(Some("EIO=4&sid=")), Some(""));
+        assert_eq!(session_id(Some("EIO=4&xsid=abc&transport=websocket")), None);
+        assert_eq!(session_id(Some("EIO=4&transport=polling")), None);
+        assert_eq!(session_id(None), None);
+    }
 }

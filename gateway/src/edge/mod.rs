@@ -142,7 +142,7 @@ pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edg
 /// this copy, every idle socket would pin its connection's read buffer. Requests of an
 /// existing session (`sid=` in the query: polling, upgrades) are not kept, so not copied.
 async fn detach_head(mut request: Request) -> Request {
-    if request.uri().query().is_some_and(|q| q.contains("sid=")) {
+    if handshake_gate::session_id(request.uri().query()).is_some() {
         return request;
     }
     let headers: HeaderMap = request
