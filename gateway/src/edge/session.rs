@@ -207,16 +207,27 @@ impl Session {
         result
     }
 
-    /// Takes `rooms` out of the client's own rooms: (those it had joined itself, the rest).
-    pub fn remove_client_rooms(&self, rooms: Vec<String>) -> (Vec<String>, Vec<String>) {
+    /// Takes `rooms` out of the client's own rooms and leaves those with `leave`, under the
+    /// session's lock (a `Join` RPC that makes one of them the server's either comes first,
+    /// and the room is not the client's any more, or after, and joins it again): (the rooms
+    /// left, the rest).
+    pub fn leave_client_rooms(
+        &self,
+        rooms: Vec<String>,
+        leave: impl FnOnce(&[String]),
+    ) -> (Vec<String>, Vec<String>) {
         let mut own = self.client_rooms();
-        rooms.into_iter().partition(|room| {
+        let (left, rejected): (Vec<String>, Vec<String>) = rooms.into_iter().partition(|room| {
             let at = own.iter().position(|r| r == room);
             if let Some(at) = at {
                 own.swap_remove(at);
             }
             at.is_some()
-        })
+        });
+        if !left.is_empty() {
+            leave(&left);
+        }
+        (left, rejected)
     }
 
     /// Forgets `rooms` as client-joined: the server now owns (or removed) them.
@@ -317,7 +328,10 @@ mod tests {
             session.join_client_rooms(rooms(&["c"]), 2, || rooms(&["server", "b"]), |_| true);
         assert_eq!(joined.joined, vec!["c"]);
         session.forget_client_rooms(&["b".into()]);
-        let (left, rejected) = session.remove_client_rooms(rooms(&["a", "b", "c", "server"]));
+        let (left, rejected) = session
+            .leave_client_rooms(rooms(&["a", "b", "c", "server"]), |left| {
+                assert_eq!(left, ["c"])
+            });
         assert_eq!(left, vec!["c"]);
         assert_eq!(rejected, vec!["a", "b", "server"]);
         let gone = session.join_client_rooms(rooms(&["d"]), 2, Vec::new, |_| false);
