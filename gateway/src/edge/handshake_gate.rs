@@ -127,8 +127,9 @@ pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -
     let verdict = match kind(&gate, &request) {
         None => Ok(()),
         Some(Kind::NewSession) => gate
-            .check_origin(&request)
-            .and_then(|()| gate.limits.admit_handshake(peer))
+            .limits
+            .admit_handshake(peer)
+            .and_then(|()| gate.check_origin(&request))
             .and_then(|()| gate.limits.check_handshake_size(head_bytes(&request))),
         Some(Kind::Session(sid)) => gate
             .check_origin(&request)

@@ -371,20 +371,22 @@ impl Limits {
     }
 
     /// Counts and logs a refused connection. Refusals that come in floods (a fast
-    /// reconnect loop, clients retrying during a drain) are logged at debug.
+    /// reconnect loop, clients retrying during a drain, requests of an existing session,
+    /// which no rate limits) are logged at debug.
     pub fn refused(&self, refusal: ConnectRefusal, peer: Option<SocketAddr>) {
         METRICS.refused(refusal.reason());
         let peer = peer.map(|p| p.ip().to_string()).unwrap_or_default();
         let setting = refusal.setting();
         match refusal {
-            ConnectRefusal::HandshakeRate | ConnectRefusal::Draining => {
+            ConnectRefusal::HandshakeRate
+            | ConnectRefusal::Draining
+            | ConnectRefusal::SessionAddress
+            | ConnectRefusal::Origin => {
                 tracing::debug!(%peer, setting, "connection refused: {refusal}")
             }
             ConnectRefusal::NodeFull
             | ConnectRefusal::AddressFull
-            | ConnectRefusal::SessionAddress
-            | ConnectRefusal::HandshakeTooLarge
-            | ConnectRefusal::Origin => {
+            | ConnectRefusal::HandshakeTooLarge => {
                 tracing::info!(%peer, setting, "connection refused: {refusal}")
             }
         }

@@ -261,13 +261,9 @@ fn on_connect(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    if let Some(auth) = &auth {
-        edge.limits
-            .check_handshake_size(json_bytes(auth))
-            .inspect_err(|refusal| edge.limits.refused(*refusal, remote))?;
-    }
     // The gate admitted this Engine.IO session; a connect after the first on it (the
-    // client left the namespace and connects again) is a new session of its own.
+    // client left the namespace, or was refused, and connects again) is a new session of
+    // its own.
     let reconnect = !socket
         .req_parts()
         .extensions
@@ -276,6 +272,11 @@ fn on_connect(
     if reconnect {
         edge.limits
             .admit_handshake(remote)
+            .inspect_err(|refusal| edge.limits.refused(*refusal, remote))?;
+    }
+    if let Some(auth) = &auth {
+        edge.limits
+            .check_handshake_size(json_bytes(auth))
             .inspect_err(|refusal| edge.limits.refused(*refusal, remote))?;
     }
     let slot = edge
