@@ -61,6 +61,20 @@ async fn http(
     (status, body.unwrap_or_default())
 }
 
+async fn send_alice_a_secret(
+    control: &mut sockgate_client::SocketControlClient<tonic::transport::Channel>,
+) {
+    control
+        .send(SendRequest {
+            event: "secret".into(),
+            data_json: r#""for alice""#.into(),
+            target: to_users(&["alice"]),
+            ..SendRequest::default()
+        })
+        .await
+        .expect("Send");
+}
+
 #[tokio::test]
 async fn another_address_cannot_use_a_socket_id_to_act_or_listen_as_its_socket() {
     let gateway = Gateway::start().await;
@@ -100,15 +114,7 @@ async fn another_address_cannot_use_a_socket_id_to_act_or_listen_as_its_socket()
             // The attack as a client would run it: probe, upgrade, then read alice's events.
             ws.send(Message::text("2probe")).await.unwrap();
             ws.send(Message::text("5")).await.unwrap();
-            control
-                .send(SendRequest {
-                    event: "secret".into(),
-                    data_json: r#""for alice""#.into(),
-                    target: to_users(&["alice"]),
-                    ..SendRequest::default()
-                })
-                .await
-                .expect("Send");
+            send_alice_a_secret(&mut control).await;
             let stolen = tokio::time::timeout(PATIENCE, async {
                 while let Some(Ok(frame)) = ws.next().await {
                     if frame.to_text().unwrap_or_default().contains("secret") {
@@ -124,15 +130,7 @@ async fn another_address_cannot_use_a_socket_id_to_act_or_listen_as_its_socket()
     }
 
     // Alice's session is untouched: still hers, still in only her own rooms.
-    control
-        .send(SendRequest {
-            event: "secret".into(),
-            data_json: r#""for alice""#.into(),
-            target: to_users(&["alice"]),
-            ..SendRequest::default()
-        })
-        .await
-        .expect("Send");
+    send_alice_a_secret(&mut control).await;
     assert_eq!(clients.next_event("alice", "secret").await, "for alice");
     let rooms = rooms_of(&mut control, &alice).await;
     assert!(!rooms.iter().any(|r| r == "chat:attacker"), "{rooms:?}");
@@ -271,6 +269,39 @@ async fn a_session_that_never_connects_a_socket_is_closed_at_the_auth_timeout() 
     assert_eq!(status, 400, "the session is gone: {body}");
 }
 
+type RawSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// A raw WebSocket client that connects to the namespace with `auth`: it and the answer.
+async fn raw_connect(gateway: &Gateway, auth: serde_json::Value) -> (RawSocket, String) {
+    let url = format!("ws://{}/io/?EIO=4&transport=websocket", gateway.edge);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("WebSocket handshake");
+    ws.send(Message::text(format!("40{auth}"))).await.unwrap();
+    let reply = next_socketio_packet(&mut ws).await;
+    (ws, reply)
+}
+
+/// A raw WebSocket client, connected with `auth` (a token in it) and authenticated.
+async fn raw_login_with(gateway: &Gateway, auth: serde_json::Value) -> RawSocket {
+    let (mut ws, reply) = raw_connect(gateway, auth).await;
+    assert!(reply.starts_with("40{"), "{reply}");
+    ws.send(Message::text(r#"42["authenticate"]"#))
+        .await
+        .unwrap();
+    assert!(
+        next_socketio_packet(&mut ws)
+            .await
+            .contains("authenticated")
+    );
+    ws
+}
+
+/// A raw WebSocket client, connected and authenticated as `user`.
+async fn raw_login(gateway: &Gateway, user: &str) -> RawSocket {
+    raw_login_with(gateway, json!({"token": tokens::for_user(user)})).await
+}
+
 #[tokio::test]
 async fn a_handshake_past_its_byte_limit_is_refused() {
     // What a socket connects with (its opening request, its `auth` object) is kept for
@@ -300,62 +331,21 @@ async fn a_handshake_past_its_byte_limit_is_refused() {
         other => panic!("16 KB of headers were accepted: {:?}", other.map(|_| ())),
     }
 
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .expect("WebSocket handshake");
     let token = tokens::for_user("big");
-    let connect = format!("40{}", json!({"token": token, "pad": "x".repeat(10_000)}));
-    ws.send(Message::text(connect)).await.unwrap();
-    let reply = next_socketio_packet(&mut ws).await;
+    let (_, reply) =
+        raw_connect(&gateway, json!({"token": token, "pad": "x".repeat(10_000)})).await;
     assert!(
         reply.starts_with("44"),
         "a 10 KB auth object was accepted: {reply}"
     );
     assert!(reply.contains("too large"), "{reply}");
-
     // Within the limit, the same works.
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .expect("WebSocket handshake");
-    let connect = format!("40{}", json!({"token": token, "pad": "x".repeat(1000)}));
-    ws.send(Message::text(connect)).await.unwrap();
-    assert!(next_socketio_packet(&mut ws).await.starts_with("40{"));
-    ws.send(Message::text(r#"42["authenticate"]"#))
-        .await
-        .unwrap();
-    assert!(
-        next_socketio_packet(&mut ws)
-            .await
-            .contains("authenticated")
-    );
+    raw_login_with(&gateway, json!({"token": token, "pad": "x".repeat(1000)})).await;
     let (_, metrics) = gateway.admin_get("/metrics").await;
     assert!(
         metrics.contains("sockgate_refused_total{reason=\"handshake_bytes\"} 2"),
         "both refusals counted"
     );
-}
-
-/// A raw WebSocket client, connected and authenticated as `user`.
-async fn raw_login(
-    gateway: &Gateway,
-    user: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
-    let url = format!("ws://{}/io/?EIO=4&transport=websocket", gateway.edge);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .expect("WebSocket handshake");
-    let connect = format!("40{}", json!({"token": tokens::for_user(user)}));
-    ws.send(Message::text(connect)).await.unwrap();
-    assert!(next_socketio_packet(&mut ws).await.starts_with("40{"));
-    ws.send(Message::text(r#"42["authenticate"]"#))
-        .await
-        .unwrap();
-    assert!(
-        next_socketio_packet(&mut ws)
-            .await
-            .contains("authenticated")
-    );
-    ws
 }
 
 #[tokio::test]
