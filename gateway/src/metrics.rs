@@ -84,6 +84,8 @@ pub enum Refusal {
     Draining,
     /// Ack replies of a `Send` past the byte limit.
     AckReplyBytes,
+    /// A second Socket.IO connect on one Engine.IO session.
+    SessionReused,
     /// A request from a browser page of an origin not in `edge.cors_origins`.
     Origin,
     /// A handshake (opening request or `auth` object) past its byte limit.
@@ -110,6 +112,7 @@ impl Refusal {
             Refusal::SessionAddress => "session_address",
             Refusal::HandshakeBytes => "handshake_bytes",
             Refusal::Origin => "origin",
+            Refusal::SessionReused => "session_reused",
         }
     }
 }

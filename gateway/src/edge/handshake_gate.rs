@@ -6,7 +6,7 @@
 //! GET / POST, the upgrade to WebSocket) is refused (`403`) unless it comes from the client
 //! address that opened the session, and any request from a browser page whose `Origin` is
 //! not in `edge.cors_origins` (when that is a list) is refused (`403`). The body says why. An admitted new session is marked
-//! ([`OpenedSession`]) so that Socket.IO connects after its first count as new sessions.
+//! ([`OpenedSession`]) for its one Socket.IO connect.
 //!
 //! socketioxide uses the Engine.IO session id as the socket id, the id a client is given,
 //! that backends see and that they may pass on: without this check, anyone who learns a

@@ -164,6 +164,9 @@ pub enum ConnectRefusal {
     /// The node is shutting down.
     #[error("The server is shutting down. Please reconnect.")]
     Draining,
+    /// A second Socket.IO connect on one Engine.IO session.
+    #[error("This connection already had a socket. Please open a new connection.")]
+    SessionReused,
     /// A browser page of an origin not in `edge.cors_origins`.
     #[error("This page's origin may not connect.")]
     Origin,
@@ -186,6 +189,7 @@ impl ConnectRefusal {
             ConnectRefusal::SessionAddress => Refusal::SessionAddress,
             ConnectRefusal::HandshakeTooLarge => Refusal::HandshakeBytes,
             ConnectRefusal::Origin => Refusal::Origin,
+            ConnectRefusal::SessionReused => Refusal::SessionReused,
         }
     }
 
@@ -199,14 +203,14 @@ impl ConnectRefusal {
             ConnectRefusal::SessionAddress => "sessions are bound to the address that opened them",
             ConnectRefusal::HandshakeTooLarge => "edge.limits.max_handshake_bytes",
             ConnectRefusal::Origin => "edge.cors_origins",
+            ConnectRefusal::SessionReused => "one socket per session",
         }
     }
 }
 
 /// Kept with an Engine.IO session (in the extensions of the request that opened it): the
-/// first Socket.IO connect on the session was admitted with its handshake; every later one
-/// (a client disconnecting from the namespace and connecting again on the same session) is
-/// a new session too, and counts against its address's rate.
+/// gate admitted it for one Socket.IO connect; a later one (a client that left the
+/// namespace, or was refused, connecting again on the same session) is refused.
 #[derive(Debug, Clone, Default)]
 pub struct OpenedSession(Arc<AtomicBool>);
 
@@ -381,6 +385,7 @@ impl Limits {
             ConnectRefusal::HandshakeRate
             | ConnectRefusal::Draining
             | ConnectRefusal::SessionAddress
+            | ConnectRefusal::SessionReused
             | ConnectRefusal::Origin => {
                 tracing::debug!(%peer, setting, "connection refused: {refusal}")
             }

@@ -261,18 +261,18 @@ fn on_connect(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    // The gate admitted this Engine.IO session; a connect after the first on it (the
-    // client left the namespace, or was refused, and connects again) is a new session of
-    // its own.
-    let reconnect = !socket
+    // One socket per Engine.IO session, as socket.io-client does it: socketioxide gives
+    // the socket the session's id, and a second socket would share it with the tasks of
+    // the first still running (an authentication in flight acts on rooms by that id).
+    let first = socket
         .req_parts()
         .extensions
         .get::<OpenedSession>()
         .is_some_and(OpenedSession::first_connect);
-    if reconnect {
-        edge.limits
-            .admit_handshake(remote)
-            .inspect_err(|refusal| edge.limits.refused(*refusal, remote))?;
+    if !first {
+        let refusal = ConnectRefusal::SessionReused;
+        edge.limits.refused(refusal, remote);
+        return Err(refusal);
     }
     if let Some(auth) = &auth {
         edge.limits
