@@ -1,17 +1,18 @@
-//! The HTTP gate in front of Socket.IO. A request that would open a new Engine.IO session
-//! (no `sid` in its query: a polling handshake or a direct WebSocket) is refused while the
-//! node drains (`503`), past its address's rate of new sessions (`429` with
-//! `Retry-After`) and when its URI and headers, which the session keeps, are past
-//! `edge.limits.max_handshake_bytes` (`431`), before any session is created. A request of an existing session (polling
-//! GET / POST, the upgrade to WebSocket) is refused (`403`) unless it comes from the client
-//! address that opened the session, and any request from a browser page whose `Origin` is
-//! not in `edge.cors_origins` (when that is a list) is refused (`403`). The body says why. An admitted new session is marked
-//! ([`OpenedSession`]) for its one Socket.IO connect.
+//! The HTTP gate in front of Socket.IO, which refuses before Engine.IO sees the request:
+//! - a request that would open a new Engine.IO session (no `sid` in its query: a polling
+//!   handshake or a direct WebSocket) while the node drains (`503`), past its address's
+//!   rate of new sessions (`429` with `Retry-After`), or whose URI and headers, which the
+//!   session keeps, are past `edge.limits.max_handshake_bytes` (`431`); an admitted one is
+//!   marked ([`OpenedSession`]) for its one Socket.IO connect;
+//! - a request of an existing session (polling GET / POST, the upgrade to WebSocket) from
+//!   another client address than the one that opened the session (`403`);
+//! - a request from a browser page whose `Origin` is not in `edge.cors_origins`, when that
+//!   is a list (`403`).
 //!
-//! socketioxide uses the Engine.IO session id as the socket id, the id a client is given,
-//! that backends see and that they may pass on: without this check, anyone who learns a
-//! socket id could post events as that socket or upgrade its session to a WebSocket of
-//! their own and read everything sent to it.
+//! The body says why. socketioxide uses the Engine.IO session id as the socket id, the id
+//! a client is given, that backends see and that they may pass on: without the address
+//! check, anyone who learns a socket id could post events as that socket or upgrade its
+//! session to a WebSocket of their own and read everything sent to it.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -124,7 +125,9 @@ pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let verdict = match kind(&gate, &request) {
+    let kind = kind(&gate, &request);
+    let new_session = matches!(kind, Some(Kind::NewSession));
+    let verdict = match kind {
         None => Ok(()),
         Some(Kind::NewSession) => gate
             .limits
@@ -136,7 +139,7 @@ pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -
             .and_then(|()| gate.check_session(sid, peer)),
     };
     let Err(refusal) = verdict else {
-        if matches!(kind(&gate, &request), Some(Kind::NewSession)) {
+        if new_session {
             request.extensions_mut().insert(OpenedSession::default());
         }
         return next.run(request).await;
