@@ -4,7 +4,6 @@
 use std::{
     hash::{BuildHasher, RandomState},
     io::Write,
-    net::SocketAddr,
     sync::Arc,
     time::Instant,
 };
@@ -66,14 +65,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .into_future(),
     );
 
-    let edge_task = tokio::spawn(
-        axum::serve(
-            edge_listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(trigger.wait())
-        .into_future(),
-    );
+    let edge_task = tokio::spawn(edge::server::serve(
+        edge_listener,
+        router,
+        config.edge.header_timeout,
+        trigger.wait(),
+    ));
 
     let service = ControlService::new(ControlContext {
         io: io.clone(),

@@ -74,6 +74,10 @@ pub struct EdgeConfig {
     /// Sockets that have not authenticated within this time are disconnected.
     #[serde(with = "humantime_serde")]
     pub auth_timeout: Duration,
+    /// Longest wait for a request's head (a new connection's first request, or the next
+    /// one on a kept-alive connection); past it the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
     /// Interval of the application `ping {time}` sent to authenticated sockets; 0 disables it.
     #[serde(with = "humantime_serde")]
     pub app_ping_interval: Duration,
@@ -96,6 +100,7 @@ impl Default for EdgeConfig {
             cors_origins: vec!["*".into()],
             transports: vec![Transport::Websocket, Transport::Polling],
             auth_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
             app_ping_interval: Duration::from_secs(30),
             default_rooms: vec!["io-default".into(), "io-notification".into()],
             max_payload_bytes: 1_000_000,
@@ -493,6 +498,9 @@ impl Config {
         }
         if self.edge.auth_timeout.is_zero() {
             return invalid("edge.auth_timeout must be more than 0".into());
+        }
+        if self.edge.header_timeout.is_zero() {
+            return invalid("edge.header_timeout must be more than 0".into());
         }
         if self.is_dev_mode() && !self.edge.listen.ip().is_loopback() {
             return invalid(format!(

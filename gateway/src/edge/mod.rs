@@ -10,6 +10,7 @@ mod membership;
 mod message;
 pub mod ping;
 pub mod protocol;
+pub mod server;
 mod session;
 
 use std::{net::SocketAddr, sync::Arc};
