@@ -211,6 +211,20 @@ async fn one_session_connects_one_socket() {
     raw_login(&gateway, "u").await;
 }
 
+/// A new polling session from 127.0.0.1: its open packet.
+async fn polling_open(gateway: &Gateway) -> String {
+    let (status, open) = http(
+        "127.0.0.1",
+        gateway,
+        "GET",
+        "/io/?EIO=4&transport=polling",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{open}");
+    open
+}
+
 #[tokio::test]
 async fn a_session_that_never_connects_a_socket_is_closed_at_the_auth_timeout() {
     // Engine.IO sessions that never connect to the namespace count against no connection
@@ -220,15 +234,7 @@ async fn a_session_that_never_connects_a_socket_is_closed_at_the_auth_timeout() 
         .env("EDGE__AUTH_TIMEOUT", "1s")
         .start()
         .await;
-    let (status, open) = http(
-        "127.0.0.1",
-        &gateway,
-        "GET",
-        "/io/?EIO=4&transport=polling",
-        "",
-    )
-    .await;
-    assert_eq!(status, 200, "{open}");
+    let open = polling_open(&gateway).await;
     let sid = open
         .split("\"sid\":\"")
         .nth(1)
@@ -488,13 +494,5 @@ async fn a_connection_that_never_finishes_its_request_head_is_closed() {
     let closed = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "the connection is still open");
     // A complete request on a fresh connection is served as before.
-    let (status, open) = http(
-        "127.0.0.1",
-        &gateway,
-        "GET",
-        "/io/?EIO=4&transport=polling",
-        "",
-    )
-    .await;
-    assert_eq!(status, 200, "{open}");
+    polling_open(&gateway).await;
 }
