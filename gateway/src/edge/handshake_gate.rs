@@ -22,24 +22,35 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::{Method, StatusCode, header};
-use socketioxide::{SocketIo, socket::Sid};
+use socketioxide::{SocketIo, adapter::Adapter, socket::Sid};
 
 use super::limits::{AddressKey, ConnectRefusal, Limits, OpenedSession};
 
 /// What the gate checks against.
-#[derive(Clone)]
-pub struct Gate {
+pub struct Gate<A: Adapter> {
     path: Arc<str>,
     limits: Arc<Limits>,
-    io: SocketIo,
+    io: SocketIo<A>,
     /// The origins browser pages may connect from; `None`: any.
     origins: Option<Arc<[String]>>,
 }
 
-impl Gate {
+// Not derived: that would ask `A: Clone`.
+impl<A: Adapter> Clone for Gate<A> {
+    fn clone(&self) -> Self {
+        Self {
+            path: self.path.clone(),
+            limits: self.limits.clone(),
+            io: self.io.clone(),
+            origins: self.origins.clone(),
+        }
+    }
+}
+
+impl<A: Adapter> Gate<A> {
     /// A gate for requests under `path` to the sessions of `io`, from pages of `origins`
     /// (`edge.cors_origins`: `*` or an empty list for any).
-    pub fn new(path: &str, limits: Arc<Limits>, io: SocketIo, origins: &[String]) -> Self {
+    pub fn new(path: &str, limits: Arc<Limits>, io: SocketIo<A>, origins: &[String]) -> Self {
         let any = origins.is_empty() || origins.iter().any(|o| o == "*");
         Self {
             path: path.into(),
@@ -92,7 +103,7 @@ enum Kind<'a> {
     Session(&'a str),
 }
 
-fn kind<'a>(gate: &Gate, request: &'a Request) -> Option<Kind<'a>> {
+fn kind<'a, A: Adapter>(gate: &Gate<A>, request: &'a Request) -> Option<Kind<'a>> {
     if request.method() == Method::OPTIONS || !request.uri().path().starts_with(&*gate.path) {
         return None;
     }
@@ -120,7 +131,11 @@ fn head_bytes(request: &Request) -> usize {
 }
 
 /// The middleware (`axum::middleware::from_fn_with_state`).
-pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
+pub async fn check<A: Adapter>(
+    State(gate): State<Gate<A>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
