@@ -395,7 +395,7 @@ async fn an_event_with_its_attachments_is_bounded_by_the_payload_limit() {
 
 #[tokio::test]
 async fn tokens_stay_out_of_a_debug_log() {
-    let gateway = Gateway::builder().rust_log("debug").start().await;
+    let gateway = Gateway::builder().log_filter("debug").start().await;
     let mut clients = Clients::start(&gateway.url()).await;
     let in_auth = tokens::for_user("logged-auth");
     clients
