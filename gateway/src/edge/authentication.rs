@@ -41,6 +41,8 @@ pub async fn authenticate<A: Adapter>(
     };
     let outcome = edge.auth.authenticate(&handshake).await;
     if !still_connected(&edge, &socket).await {
+        // Its rooms may have been cleared before the join above: undo it.
+        socket.leave(rooms::AUTHENTICATING);
         debug!(sid = %socket.id, "socket left during authentication");
         return;
     }
