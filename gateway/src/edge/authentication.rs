@@ -40,6 +40,9 @@ pub async fn authenticate<A: Adapter>(
     };
     let outcome = edge.auth.authenticate(&handshake).await;
     if !still_connected(&edge, &socket).await {
+        // The socket may have been removed before the join above: its membership of
+        // the state room would outlive it.
+        socket.leave(rooms::AUTHENTICATING);
         debug!(sid = %socket.id, "socket left during authentication");
         return;
     }
@@ -59,6 +62,7 @@ pub async fn authenticate<A: Adapter>(
                 &socket,
                 joined.iter().chain(&internal).cloned().collect(),
             ) {
+                socket.leave(rooms::AUTHENTICATING);
                 debug!(sid = %socket.id, "socket left during authentication");
                 return;
             }
