@@ -41,7 +41,8 @@ pub async fn authenticate<A: Adapter>(
     };
     let outcome = edge.auth.authenticate(&handshake).await;
     if !still_connected(&edge, &socket).await {
-        // Its rooms may have been cleared before the join above: undo it.
+        // The socket may have been removed before the join above: its membership of
+        // the state room would outlive it.
         socket.leave(rooms::AUTHENTICATING);
         debug!(sid = %socket.id, "socket left during authentication");
         return;
@@ -62,6 +63,7 @@ pub async fn authenticate<A: Adapter>(
                 &socket,
                 joined.iter().chain(&internal).cloned().collect(),
             ) {
+                socket.leave(rooms::AUTHENTICATING);
                 debug!(sid = %socket.id, "socket left during authentication");
                 return;
             }
