@@ -4,13 +4,11 @@
 use std::{
     hash::{BuildHasher, RandomState},
     io::Write,
-    net::SocketAddr,
     sync::Arc,
     time::Instant,
 };
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use socketioxide::adapter::Emitter;
 use socketioxide_core::adapter::CoreAdapter;
 use sockgate_client::{FILE_DESCRIPTOR_SET, proto::socket_control_server::SocketControlServer};
@@ -65,11 +63,7 @@ async fn serve<A: ClusterAdapter>(
 
     let hooks = Hooks::from_config(&config.hooks).map_err(anyhow::Error::msg)?;
     let callers = CallerVerifier::from_config(&config.control.auth)?.map(Arc::new);
-    let events = Arc::new(EventBus::new(
-        node_id.clone(),
-        config.watch.buffer,
-        config.watch.max_watchers,
-    ));
+    let events = Arc::new(EventBus::new(node_id.clone(), &config.watch));
     let deciders = edge::Deciders {
         auth: AuthChain::from_config(&config.auth, hooks.as_ref())?,
         room_validator: RoomValidator::new(config.rooms.allow.clone()),
@@ -126,22 +120,19 @@ async fn serve<A: ClusterAdapter>(
         ),
     };
 
-    let edge_service = router.into_make_service_with_connect_info::<SocketAddr>();
     let edge_task = match tls_of("edge.tls", &config.edge.tls, HTTP1)? {
-        // `tap_io` only lends the listener axum's `ConnectInfo<SocketAddr>` support.
-        Some(tls) => tokio::spawn(
-            axum::serve(
-                TlsIncoming::new(edge_listener, tls)?.tap_io(|_| ()),
-                edge_service,
-            )
-            .with_graceful_shutdown(trigger.wait())
-            .into_future(),
-        ),
-        None => tokio::spawn(
-            axum::serve(edge_listener, edge_service)
-                .with_graceful_shutdown(trigger.wait())
-                .into_future(),
-        ),
+        Some(tls) => tokio::spawn(edge::server::serve(
+            TlsIncoming::new(edge_listener, tls)?,
+            router,
+            config.edge.header_timeout,
+            trigger.wait(),
+        )),
+        None => tokio::spawn(edge::server::serve(
+            edge_listener,
+            router,
+            config.edge.header_timeout,
+            trigger.wait(),
+        )),
     };
 
     let service = ControlService::new(ControlContext {
