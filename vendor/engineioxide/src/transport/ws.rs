@@ -21,6 +21,7 @@ use tokio_tungstenite::{
         protocol::{Role, WebSocketConfig},
     },
 };
+use hyper_util::rt::TokioIo;
 use tokio_util::future::FutureExt as _;
 
 use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
@@ -54,36 +55,39 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
     engine: Arc<EngineIo<H>>,
     protocol: ProtocolVersion,
     sid: Option<Sid>,
-    req: Request<R>,
+    mut req: Request<R>,
 ) -> Result<Response<ResponseBody<B>>, Error> {
-    let (parts, body) = req.into_parts();
-    let req = Request::from_parts(parts.clone(), body);
-
-    let ws_key = parts
-        .headers
+    let ws_key = req
+        .headers()
         .get("Sec-WebSocket-Key")
         .ok_or(Error::InvalidWebSocketKey)?
         .clone();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, _body) = req.into_parts();
+    // The connection's task lives as long as the connection: what only its set-up needs
+    // (the upgrade, the request head, the handshakes) is kept out of its future, on the
+    // heap until the connection is established.
+    let setup = Box::new(Setup {
+        on_upgrade,
+        parts,
+        protocol,
+        sid,
+    });
 
-    tokio::spawn(async move {
-        let conn = hyper::upgrade::on(req)
-            .await
-            .map(hyper_util::rt::TokioIo::new);
+    tokio::spawn(connection(engine, setup));
 
-        let res = match conn {
-            Ok(conn) => on_init(engine.clone(), conn, protocol, sid, parts).await,
-            Err(_e) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!("ws upgrade error: {}", _e);
-                return;
-            }
-        };
+    Ok(ws_response(&ws_key))
+}
 
-        match res {
-            Ok(_) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(?sid, "ws closed")
-            }
+/// The task of one WebSocket connection: its set-up, then reading it.
+fn connection<H: EngineIoHandler>(
+    engine: Arc<EngineIo<H>>,
+    setup: Box<Setup>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let sid = setup.sid;
+    async move {
+        match Box::pin(establish(engine.clone(), setup)).await {
+            Ok((socket, rx)) => read(engine, socket, rx).await,
             Err(Error::MultipleWebsocketRequests) => {}
             Err(_e) => {
                 #[cfg(feature = "tracing")]
@@ -93,83 +97,54 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
                 }
             }
         }
-    });
-
-    Ok(ws_response(&ws_key))
+    }
 }
 
-/// Handle a websocket connection upgrade
-///
-/// Sends an open packet if it is not an upgrade from a polling request
-///
-/// Read packets from the websocket and handle them, it will block until the connection is closed
-#[cfg_attr(
-    feature = "tracing",
-    tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
-)]
-pub async fn on_init<H: EngineIoHandler, S>(
-    engine: Arc<EngineIo<H>>,
-    conn: S,
+/// What setting up a WebSocket connection needs.
+struct Setup {
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    parts: Parts,
     protocol: ProtocolVersion,
     sid: Option<Sid>,
-    req_data: Parts,
-) -> Result<(), Error>
-where
+}
+
+/// Completes the HTTP upgrade, then opens the session (or upgrades a polling session),
+/// starts its writer and returns the reading half.
+async fn establish<H: EngineIoHandler>(
+    engine: Arc<EngineIo<H>>,
+    setup: Box<Setup>,
+) -> Result<(Arc<Socket<H::Data>>, SplitStream<WebSocketStream<Upgraded>>), Error> {
+    let Setup {
+        on_upgrade,
+        parts,
+        protocol,
+        sid,
+    } = *setup;
+    let conn = match on_upgrade.await {
+        Ok(conn) => TokioIo::new(conn),
+        Err(_e) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("ws upgrade error: {}", _e);
+            return Err(Error::MultipleWebsocketRequests);
+        }
+    };
+    let (socket, ws) = init(&engine, conn, protocol, sid, parts).await?;
+    let (tx, rx) = ws.split();
+    // Pipe between the internal socket channel and the websocket.
+    tokio::spawn(forward_to_socket::<H, Upgraded>(socket.clone(), tx));
+    Ok((socket, rx))
+}
+
+type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+
+/// Reads the websocket until it closes or the session ends.
+async fn read<H: EngineIoHandler, S>(
+    engine: Arc<EngineIo<H>>,
+    socket: Arc<Socket<H::Data>>,
+    rx: SplitStream<WebSocketStream<S>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(engine.config.ws_read_buffer_size)
-        .max_message_size(Some(engine.config.ws_max_message_size))
-        .max_frame_size(Some(engine.config.ws_max_frame_size));
-
-    let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
-    let (socket, ws) = if let Some(sid) = sid {
-        match engine.get_socket(sid) {
-            None => return Err(Error::UnknownSessionID(sid)),
-            Some(socket) if socket.is_ws() => return Err(Error::MultipleWebsocketRequests),
-            Some(socket) => {
-                let mut ws = ws_init().await;
-
-                let upgrade_fut = upgrade_handshake::<H, S>(&socket, &mut ws);
-                match tokio::time::timeout(engine.config.upgrade_timeout, upgrade_fut)
-                    .with_cancellation_token(&socket.cancellation_token)
-                    .await
-                {
-                    Some(Ok(res)) => res?,
-                    Some(Err(_)) => {
-                        #[cfg(feature = "tracing")]
-                        tracing::debug!(?sid, "ws upgrade timed out, closing session");
-                        engine.close_session(socket.id, DisconnectReason::TransportError);
-                        return Err(Error::Upgrade);
-                    }
-                    None => {
-                        #[cfg(feature = "tracing")]
-                        tracing::debug!(?sid, "socket is being closed");
-                        return Err(Error::Upgrade);
-                    }
-                }
-                (socket, ws)
-            }
-        }
-    } else {
-        let socket = engine.create_session(protocol, TransportType::Websocket, req_data, false);
-
-        #[cfg(feature = "tracing")]
-        tracing::debug!("new websocket connection");
-
-        let mut ws = ws_init().await;
-        init_handshake(socket.id, &mut ws, &engine.config).await?;
-        socket
-            .clone()
-            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
-        (socket, ws)
-    };
-    let (tx, rx) = ws.split();
-
-    // Pipe between websocket and internal socket channel.
-    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
-
-    // pipe between internal socket channel and websocket
     match forward_to_handler(&engine, rx, &socket)
         .with_cancellation_token(&socket.cancellation_token)
         .await
@@ -192,7 +167,91 @@ where
             tracing::debug!(sid = %socket.id, "socket is closing");
         }
     }
+}
+
+/// Serves a websocket connection on a raw stream (already upgraded): sets the session up,
+/// then reads until the connection or the session ends.
+pub async fn on_init<H: EngineIoHandler, S>(
+    engine: Arc<EngineIo<H>>,
+    conn: S,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    req_data: Parts,
+) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (socket, ws) = init(&engine, conn, protocol, sid, req_data).await?;
+    let (tx, rx) = ws.split();
+    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
+    read(engine, socket, rx).await;
     Ok(())
+}
+
+/// Handle a websocket connection upgrade
+///
+/// Sends an open packet if it is not an upgrade from a polling request
+#[cfg_attr(
+    feature = "tracing",
+    tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
+)]
+async fn init<H: EngineIoHandler, S>(
+    engine: &Arc<EngineIo<H>>,
+    conn: S,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    req_data: Parts,
+) -> Result<(Arc<Socket<H::Data>>, WebSocketStream<S>), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(engine.config.ws_read_buffer_size)
+        .max_message_size(Some(engine.config.ws_max_message_size))
+        .max_frame_size(Some(engine.config.ws_max_frame_size));
+
+    let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
+    if let Some(sid) = sid {
+        match engine.get_socket(sid) {
+            None => Err(Error::UnknownSessionID(sid)),
+            Some(socket) if socket.is_ws() => Err(Error::MultipleWebsocketRequests),
+            Some(socket) => {
+                let mut ws = ws_init().await;
+
+                let upgrade_fut = upgrade_handshake::<H, S>(&socket, &mut ws);
+                match tokio::time::timeout(engine.config.upgrade_timeout, upgrade_fut)
+                    .with_cancellation_token(&socket.cancellation_token)
+                    .await
+                {
+                    Some(Ok(res)) => res?,
+                    Some(Err(_)) => {
+                        #[cfg(feature = "tracing")]
+                        tracing::debug!(?sid, "ws upgrade timed out, closing session");
+                        engine.close_session(socket.id, DisconnectReason::TransportError);
+                        return Err(Error::Upgrade);
+                    }
+                    None => {
+                        #[cfg(feature = "tracing")]
+                        tracing::debug!(?sid, "socket is being closed");
+                        return Err(Error::Upgrade);
+                    }
+                }
+                Ok((socket, ws))
+            }
+        }
+    } else {
+        let socket = engine.create_session(protocol, TransportType::Websocket, req_data, false);
+
+        #[cfg(feature = "tracing")]
+        tracing::debug!("new websocket connection");
+
+        let mut ws = ws_init().await;
+        init_handshake(socket.id, &mut ws, &engine.config).await?;
+        socket
+            .clone()
+            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
+        Ok((socket, ws))
+    }
 }
 
 /// Forwards all packets received from a websocket to a EngineIo [`Socket`]
@@ -215,7 +274,7 @@ where
                 }
                 Packet::Pong | Packet::Ping => {
                     // A full channel means that the client is already known to be alive.
-                    socket.heartbeat_tx.try_send(()).ok();
+                    socket.heartbeat.notify_one();
                     Ok::<(), Error>(())
                 }
                 Packet::Message(msg) => {
@@ -273,69 +332,43 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         ..
     } = &mut *internal_rx;
 
-    // map a packet to a websocket message
-    // It is declared as a macro rather than a closure to avoid ownership issues
-    macro_rules! map_fn {
-            ($item:ident) => {
-                let res = match $item {
-                    Packet::Binary(bin) | Packet::BinaryV3(bin) => {
-                        if socket.protocol == ProtocolVersion::V3 {
-                            // v3 protocol requires packet type as the first byte.
-                            // This requires a new buffer. This is OK as it is only for the V3 protocol.
-                            let mut buff = Vec::with_capacity(bin.len() + 1);
-                            buff.push(0x04);
-                            buff.extend(bin);
-                            tx.feed(Message::Binary(buff.into())).await
-                        } else {
-                            tx.feed(Message::Binary(bin)).await
-                        }
-                    }
-                    // A Noop Packet maybe sent by the server to upgrade from a polling connection
-                    // In the case that the packet was not poll in time it will remain in the buffer and therefore
-                    // it should be discarded here
-                    Packet::Noop => Ok(()),
-                    _ => {
-                        let packet: String = $item.try_into().unwrap();
-                        tx.feed(Message::Text(packet.into())).await
-                    }
-                };
-                if let Err(_e) = res {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
-                }
-            };
-        }
-
     // Forward buffered packets until the channel is closed or the session is cancelled.
+    // Each wake-up writes what is buffered (one batch of packets at a time, a single
+    // write path keeps this long-lived future small), then flushes once.
     loop {
-        tokio::select! {
+        let (mut packets, buffered) = tokio::select! {
             biased;
-            items = buffered_rx.recv() => {
-                match items {
-                    Some(packets) => {
-                        for item in packets {
-                            map_fn!(item);
-                        }
-                        while let Ok(packets) = buffered_rx.try_recv() {
-                            for item in packets {
-                                map_fn!(item);
-                            }
-                        }
-                    }
-                    None => break
-                }
-            }
+            items = buffered_rx.recv() => match items {
+                Some(packets) => (packets, true),
+                None => break,
+            },
             _ = socket.cancellation_token.cancelled() => break,
             Ok(()) = volatile_rx.changed() => {
                 let val = volatile_rx.borrow_and_update().clone();
-                if let Some(packets) = val {
-                    #[cfg(feature = "tracing")]
+                #[cfg(feature = "tracing")]
+                if let Some(packets) = &val {
                     tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                    for item in packets {
-                        map_fn!(item);
-                    }
                 }
+                (val.unwrap_or_default(), false)
             },
+        };
+        loop {
+            for item in packets {
+                if let Some(msg) = ws_message(socket.protocol, item)
+                    && let Err(_e) = tx.feed(msg).await
+                {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
+                }
+            }
+            // A volatile wake-up writes only its own packets, as before.
+            if !buffered {
+                break;
+            }
+            match buffered_rx.try_recv() {
+                Ok(more) => packets = more,
+                Err(_) => break,
+            }
         }
 
         #[cfg(feature = "tracing")]
@@ -349,6 +382,33 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
     tx.flush().await.ok();
     tx.close().await.ok();
 }
+
+/// The websocket message of a packet; `None` for a packet that is not written.
+fn ws_message(protocol: ProtocolVersion, item: Packet) -> Option<Message> {
+    match item {
+        Packet::Binary(bin) | Packet::BinaryV3(bin) => {
+            if protocol == ProtocolVersion::V3 {
+                // v3 protocol requires packet type as the first byte.
+                // This requires a new buffer. This is OK as it is only for the V3 protocol.
+                let mut buff = Vec::with_capacity(bin.len() + 1);
+                buff.push(0x04);
+                buff.extend(bin);
+                Some(Message::Binary(buff.into()))
+            } else {
+                Some(Message::Binary(bin))
+            }
+        }
+        // A Noop Packet maybe sent by the server to upgrade from a polling connection
+        // In the case that the packet was not poll in time it will remain in the buffer and therefore
+        // it should be discarded here
+        Packet::Noop => None,
+        item => {
+            let packet: String = item.try_into().unwrap();
+            Some(Message::Text(packet.into()))
+        }
+    }
+}
+
 /// Send a Engine.IO [`OpenPacket`] to initiate a websocket connection
 async fn init_handshake<S>(
     sid: Sid,
@@ -503,6 +563,38 @@ mod tests {
             WebSocketStream::from_raw_socket(server, Role::Server, None).await,
             WebSocketStream::from_raw_socket(client, Role::Client, None).await,
         )
+    }
+
+    /// What each WebSocket connection keeps in its long-lived tasks: their futures are
+    /// allocated for the connection's whole life.
+    #[tokio::test]
+    async fn per_connection_future_sizes() {
+        let (server, _client) = ws_pair().await;
+        let (tx, _rx) = server.split();
+        let writer = forward_to_socket::<StubHandler, _>(socket(), tx);
+        let engine = Arc::new(EngineIo::new(
+            Arc::new(StubHandler),
+            EngineIoConfig::default(),
+        ));
+        let mut request = Request::new(());
+        let setup = Box::new(Setup {
+            on_upgrade: hyper::upgrade::on(&mut request),
+            parts: request.into_parts().0,
+            protocol: ProtocolVersion::V4,
+            sid: None,
+        });
+        let reader = connection(engine, setup);
+        let heartbeat = socket().heartbeat_future(TIMEOUT, TIMEOUT);
+        let sizes = [
+            std::mem::size_of_val(&writer),
+            std::mem::size_of_val(&reader),
+            std::mem::size_of_val(&heartbeat),
+        ];
+        eprintln!("writer, reader, heartbeat futures: {sizes:?} B");
+        // Were 2320, 2048 (plus the spawned wrapper) and 1248 B before they were flattened.
+        assert!(sizes[0] <= 768, "writer future grew: {sizes:?}");
+        assert!(sizes[1] <= 512, "reader future grew: {sizes:?}");
+        assert!(sizes[2] <= 640, "heartbeat future grew: {sizes:?}");
     }
 
     /// A polling request can still hold the lock at the end of an upgrade.
