@@ -9,6 +9,9 @@
 //! permits), a single consumer that drains what is buffered after `close`, senders that
 //! fail with `Closed` after it, and `closed()` to wait for that.
 //!
+//! It also holds the socket's latest volatile item (one slot, overwritten by the next,
+//! read after the buffered items), which took a `watch` channel of its own per socket.
+//!
 //! The error types are tokio's, so the public API of [`Socket`](crate::Socket) is unchanged.
 
 use std::{
@@ -34,6 +37,8 @@ struct State<T> {
     reserved: usize,
     closed: bool,
     receiver: Option<Waker>,
+    /// The latest volatile item, not counted against the capacity.
+    volatile: Option<T>,
 }
 
 struct Shared<T> {
@@ -87,6 +92,7 @@ pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             reserved: 0,
             closed: false,
             receiver: None,
+            volatile: None,
         }),
         capacity,
         closed: AtomicBool::new(false),
@@ -159,6 +165,21 @@ impl<T> Sender<T> {
         }
     }
 
+    /// Replaces the volatile item; false if the queue is closed.
+    pub(crate) fn set_volatile(&self, item: T) -> bool {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return false;
+        }
+        state.volatile = Some(item);
+        let waker = state.receiver.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+
     /// Whether the queue is closed (nothing more can be sent).
     pub(crate) fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
@@ -210,12 +231,15 @@ impl<T> Drop for Permit<'_, T> {
 }
 
 impl<T> Receiver<T> {
-    /// The next item; `None` once the queue is closed and drained.
+    /// The next item; `None` once the queue is closed and drained. (The transports use
+    /// `poll_next_any`; this serves the `__test_harness` sockets and the tests.)
+    #[allow(dead_code)]
     pub(crate) async fn recv(&mut self) -> Option<T> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// Polls for the next item; `None` once the queue is closed and drained.
+    #[allow(dead_code)]
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut state = self.shared.lock();
         if let Some((item, was_full)) = self.pop(&mut state) {
@@ -225,6 +249,28 @@ impl<T> Receiver<T> {
         }
         if state.closed {
             return Poll::Ready(None);
+        }
+        match &state.receiver {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => state.receiver = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Polls for the next buffered item or, when none is buffered, the volatile one
+    /// (`true` with it); `None` once the queue is closed and drained.
+    pub(crate) fn poll_next_any(&mut self, cx: &mut Context<'_>) -> Poll<Option<(T, bool)>> {
+        let mut state = self.shared.lock();
+        if let Some((item, was_full)) = self.pop(&mut state) {
+            drop(state);
+            self.after_pop(was_full);
+            return Poll::Ready(Some((item, false)));
+        }
+        if state.closed {
+            return Poll::Ready(None);
+        }
+        if let Some(item) = state.volatile.take() {
+            return Poll::Ready(Some((item, true)));
         }
         match &state.receiver {
             Some(waker) if waker.will_wake(cx.waker()) => {}
@@ -371,6 +417,25 @@ mod tests {
             .await
             .expect("closed() resolves")
             .unwrap();
+    }
+
+    #[test]
+    fn volatile_items_come_after_buffered_ones_and_are_overwritten() {
+        let (tx, mut rx) = channel::<u32>(1);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(rx.poll_next_any(&mut cx).is_pending());
+        assert!(tx.set_volatile(10));
+        assert!(tx.set_volatile(11));
+        tx.try_send(1).unwrap();
+        // A full buffer does not refuse a volatile item.
+        assert!(tx.set_volatile(12));
+        assert_eq!(rx.poll_next_any(&mut cx), Poll::Ready(Some((1, false))));
+        assert_eq!(rx.poll_next_any(&mut cx), Poll::Ready(Some((12, true))));
+        assert!(rx.poll_next_any(&mut cx).is_pending());
+        rx.close();
+        assert!(!tx.set_volatile(13));
+        assert_eq!(rx.poll_next_any(&mut cx), Poll::Ready(None));
     }
 
     #[tokio::test]

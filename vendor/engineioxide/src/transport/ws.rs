@@ -28,7 +28,7 @@ use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
-    errors::Error, handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
+    errors::Error, handler::EngineIoHandler, transport::make_open_packet,
 };
 
 /// Create a response for websocket upgrade
@@ -326,32 +326,25 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
         return;
     };
-    let InternalRx {
-        buffered_rx,
-        volatile_rx,
-        ..
-    } = &mut *internal_rx;
+    let buffered_rx = &mut internal_rx.buffered_rx;
 
     // Forward buffered packets until the channel is closed or the session is cancelled.
     // Each wake-up writes what is buffered (one batch of packets at a time, a single
-    // write path keeps this long-lived future small), then flushes once.
+    // write path keeps this long-lived future small), then flushes once. The latest
+    // volatile packets are written when nothing is buffered.
     loop {
-        let (mut packets, buffered) = tokio::select! {
+        let (mut packets, volatile) = tokio::select! {
             biased;
-            items = buffered_rx.recv() => match items {
-                Some(packets) => (packets, true),
+            items = std::future::poll_fn(|cx| buffered_rx.poll_next_any(cx)) => match items {
+                Some(items) => items,
                 None => break,
             },
             _ = socket.cancellation_token.cancelled() => break,
-            Ok(()) = volatile_rx.changed() => {
-                let val = volatile_rx.borrow_and_update().clone();
-                #[cfg(feature = "tracing")]
-                if let Some(packets) = &val {
-                    tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                }
-                (val.unwrap_or_default(), false)
-            },
         };
+        #[cfg(feature = "tracing")]
+        if volatile {
+            tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
+        }
         loop {
             for item in packets {
                 if let Some(msg) = ws_message(socket.protocol, item)
@@ -362,7 +355,7 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
                 }
             }
             // A volatile wake-up writes only its own packets, as before.
-            if !buffered {
+            if volatile {
                 break;
             }
             match buffered_rx.try_recv() {
