@@ -303,18 +303,28 @@ where
         // One flat future: it lives as long as the socket (nesting it in combinators
         // would store it several times over).
         async move {
+            #[cfg(feature = "v3")]
+            let job = self.heartbeat_job(interval, timeout);
+            #[cfg(not(feature = "v3"))]
+            let job = self.heartbeat_job_v4(interval, timeout);
             let result = tokio::select! {
                 biased;
                 _ = self.cancellation_token.cancelled() => None,
-                result = self.heartbeat_job(interval, timeout) => Some(result),
+                result = job => Some(result),
             };
+            self.heartbeat_ended(result);
+        }
+    }
+
+    /// Closes the socket if its heartbeat failed. (Out of the async block: a borrow of the
+    /// result there would take room in the heartbeat's long-lived future.)
+    fn heartbeat_ended(&self, result: Option<Result<(), Error>>) {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(aborted = result.is_none(), "heartbeat job completed");
+        if let Some(Err(_e)) = result {
+            self.close(DisconnectReason::HeartbeatTimeout);
             #[cfg(feature = "tracing")]
-            tracing::debug!(aborted = result.is_none(), "heartbeat job completed");
-            if let Some(Err(_e)) = result {
-                self.close(DisconnectReason::HeartbeatTimeout);
-                #[cfg(feature = "tracing")]
-                tracing::debug!(id = ?self.id, "heartbeat error: {_e}");
-            }
+            tracing::debug!(id = ?self.id, "heartbeat error: {_e}");
         }
     }
 
@@ -332,47 +342,46 @@ where
     /// Heartbeat is sent every `interval` milliseconds and the client is expected to respond within `timeout` milliseconds.
     ///
     /// If the client does not respond within the timeout, the connection is closed.
-    #[cfg(not(feature = "v3"))]
-    async fn heartbeat_job(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        self.heartbeat_job_v4(interval, timeout).await
-    }
-
-    /// Heartbeat is sent every `interval` milliseconds and the client is expected to respond within `timeout` milliseconds.
-    ///
-    /// If the client does not respond within the timeout, the connection is closed.
     async fn heartbeat_job_v4(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = ?self.id, "heartbeat sender routine started");
 
-        let mut interval_tick = tokio::time::interval(interval);
-        interval_tick.tick().await;
+        // One timer for both the ticks and the pong deadline (this future lives as long as
+        // the socket). Ticks fall at start + k·interval, the first one at once, as a
+        // `tokio::time::Interval`'s do.
+        let mut next = tokio::time::Instant::now();
+        let timer = tokio::time::sleep_until(next);
+        tokio::pin!(timer);
+        timer.as_mut().await;
         // Some clients send the pong packet in first. If that happens, we should consume it.
         self.heartbeat.notified().now_or_never();
         loop {
             // If we are currently upgrading we should pause the heartbeat process
-            if self.is_upgrading() {
-                interval_tick.tick().await;
-                continue;
+            if !self.is_upgrading() {
+                #[cfg(feature = "tracing")]
+                tracing::trace!(sid = ?self.id, "emitting ping");
+
+                self.send(Packet::Ping)
+                    .map_err(|_| Error::HeartbeatTimeout)?;
+
+                #[cfg(feature = "tracing")]
+                tracing::trace!(sid = ?self.id, "waiting for pong");
+
+                timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + timeout);
+                tokio::select! {
+                    biased;
+                    () = self.heartbeat.notified() => {}
+                    () = timer.as_mut() => return Err(Error::HeartbeatTimeout),
+                }
+
+                #[cfg(feature = "tracing")]
+                tracing::trace!(sid = ?self.id, "pong received");
             }
-
-            #[cfg(feature = "tracing")]
-            tracing::trace!(sid = ?self.id, "emitting ping");
-
-            self.internal_tx
-                .try_send(smallvec![Packet::Ping])
-                .map_err(|_| Error::HeartbeatTimeout)?;
-
-            #[cfg(feature = "tracing")]
-            tracing::trace!(sid = ?self.id, "waiting for pong");
-
-            tokio::time::timeout(timeout, self.heartbeat.notified())
-                .await
-                .map_err(|_| Error::HeartbeatTimeout)?;
-
-            #[cfg(feature = "tracing")]
-            tracing::trace!(sid = ?self.id, "pong received");
-
-            interval_tick.tick().await;
+            next += interval;
+            timer.as_mut().reset(next);
+            timer.as_mut().await;
         }
     }
 

@@ -4,7 +4,7 @@
 //! Other functions are used internally to handle the websocket connection through tasks and channels
 //! and to handle upgrade from polling to ws
 
-use std::sync::Arc;
+use std::{ops::ControlFlow, sync::Arc};
 
 use futures_util::{
     SinkExt, StreamExt, TryStreamExt,
@@ -84,18 +84,35 @@ fn connection<H: EngineIoHandler>(
     engine: Arc<EngineIo<H>>,
     setup: Box<Setup>,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let sid = setup.sid;
     async move {
-        match Box::pin(establish(engine.clone(), setup)).await {
-            Ok((socket, rx)) => read(engine, socket, rx).await,
-            Err(Error::MultipleWebsocketRequests) => {}
-            Err(_e) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(?sid, "ws closed with error: {_e}");
-                if let Some(sid) = sid {
-                    engine.close_session(sid, DisconnectReason::TransportError);
-                }
+        let sid = setup.sid;
+        let established = Box::pin(establish(engine.clone(), setup)).await;
+        // (Unpacked out of line: the setup error, large, then takes no room next to the
+        // reading future.)
+        if let Some((socket, rx)) = established_or_close(&engine, sid, established) {
+            read(engine, socket, rx).await;
+        }
+    }
+}
+
+type Established<D> = (Arc<Socket<D>>, SplitStream<WebSocketStream<Upgraded>>);
+
+/// The established connection, or `None` after closing the session it was for.
+fn established_or_close<H: EngineIoHandler>(
+    engine: &EngineIo<H>,
+    sid: Option<Sid>,
+    established: Result<Established<H::Data>, Error>,
+) -> Option<Established<H::Data>> {
+    match established {
+        Ok(established) => Some(established),
+        Err(Error::MultipleWebsocketRequests) => None,
+        Err(_e) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(?sid, "ws closed with error: {_e}");
+            if let Some(sid) = sid {
+                engine.close_session(sid, DisconnectReason::TransportError);
             }
+            None
         }
     }
 }
@@ -113,7 +130,7 @@ struct Setup {
 async fn establish<H: EngineIoHandler>(
     engine: Arc<EngineIo<H>>,
     setup: Box<Setup>,
-) -> Result<(Arc<Socket<H::Data>>, SplitStream<WebSocketStream<Upgraded>>), Error> {
+) -> Result<Established<H::Data>, Error> {
     let Setup {
         on_upgrade,
         parts,
@@ -145,10 +162,20 @@ async fn read<H: EngineIoHandler, S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    match forward_to_handler(&engine, rx, &socket)
+    let result = forward_to_handler(&engine, rx, &socket)
         .with_cancellation_token(&socket.cancellation_token)
-        .await
-    {
+        .await;
+    read_ended(&engine, &socket, result);
+}
+
+/// Closes the session once reading ended. (Out of the async fn: a borrow of the result
+/// there would take room in the connection's long-lived future.)
+fn read_ended<H: EngineIoHandler>(
+    engine: &EngineIo<H>,
+    socket: &Socket<H::Data>,
+    result: Option<Result<(), Error>>,
+) {
+    match result {
         Some(Err(ref e)) => {
             let reason =
                 Option::<DisconnectReason>::from(e).unwrap_or(DisconnectReason::TransportError);
@@ -264,47 +291,53 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     while let Some(msg) = rx.try_next().await? {
-        match msg {
-            Message::Text(msg) => match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
-                Packet::Close => {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] closing session", socket.id);
-                    engine.close_session(socket.id, DisconnectReason::TransportClose);
-                    break;
-                }
-                Packet::Pong | Packet::Ping => {
-                    // A full channel means that the client is already known to be alive.
-                    socket.heartbeat.notify_one();
-                    Ok::<(), Error>(())
-                }
-                Packet::Message(msg) => {
-                    engine.handler.on_message(msg, socket.clone());
-                    Ok(())
-                }
-                p => return Err(Error::BadPacket(p)),
-            },
-            Message::Binary(mut data) => {
-                if socket.protocol == ProtocolVersion::V3 && !data.is_empty() {
-                    // The first byte is the message type, which we don't need.
-                    data = data.split_off(1);
-                }
-                engine.handler.on_binary(data, socket.clone());
-                Ok(())
-            }
-            Message::Close(_) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!("websocket closed, closing session");
-                engine.close_session(socket.id, DisconnectReason::TransportClose);
-                break;
-            }
-            _ => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(sid = ?socket.id, "unexpected ws message");
-                Ok(())
-            }
-        }?
+        if handle_message(engine, socket, msg)?.is_break() {
+            break;
+        }
     }
     Ok(())
+}
+
+/// Handles one message read from the websocket; `Break` once the session is closed.
+fn handle_message<H: EngineIoHandler>(
+    engine: &Arc<EngineIo<H>>,
+    socket: &Arc<Socket<H::Data>>,
+    msg: Message,
+) -> Result<ControlFlow<()>, Error> {
+    match msg {
+        Message::Text(msg) => match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
+            Packet::Close => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!("[sid={}] closing session", socket.id);
+                engine.close_session(socket.id, DisconnectReason::TransportClose);
+                return Ok(ControlFlow::Break(()));
+            }
+            Packet::Pong | Packet::Ping => {
+                // A signal already pending means that the client is already known to be alive.
+                socket.heartbeat.notify_one();
+            }
+            Packet::Message(msg) => engine.handler.on_message(msg, socket.clone()),
+            p => return Err(Error::BadPacket(p)),
+        },
+        Message::Binary(mut data) => {
+            if socket.protocol == ProtocolVersion::V3 && !data.is_empty() {
+                // The first byte is the message type, which we don't need.
+                data = data.split_off(1);
+            }
+            engine.handler.on_binary(data, socket.clone());
+        }
+        Message::Close(_) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("websocket closed, closing session");
+            engine.close_session(socket.id, DisconnectReason::TransportClose);
+            return Ok(ControlFlow::Break(()));
+        }
+        _ => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = ?socket.id, "unexpected ws message");
+        }
+    }
+    Ok(ControlFlow::Continue(()))
 }
 
 /// Forwards all packets waiting to be sent to the websocket
@@ -341,21 +374,19 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
             },
             _ = socket.cancellation_token.cancelled() => break,
         };
-        #[cfg(feature = "tracing")]
-        if volatile {
-            tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-        }
         loop {
+            let mut _count = 0;
             for item in packets {
-                if let Some(msg) = ws_message(socket.protocol, item)
-                    && let Err(_e) = tx.feed(msg).await
-                {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
+                _count += 1;
+                if let Some(msg) = ws_message(socket.protocol, item) {
+                    let sent = tx.feed(msg).await;
+                    log_send_error(&socket, sent);
                 }
             }
             // A volatile wake-up writes only its own packets, as before.
             if volatile {
+                #[cfg(feature = "tracing")]
+                log_volatile_flush(&socket, _count);
                 break;
             }
             match buffered_rx.try_recv() {
@@ -374,6 +405,27 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
 
     tx.flush().await.ok();
     tx.close().await.ok();
+}
+
+/// Logs a volatile flush. (Counting the packets while writing them: a borrow of the batch
+/// made the writer's long-lived future 168 bytes larger.)
+#[cfg(feature = "tracing")]
+#[inline(never)]
+fn log_volatile_flush<D: Default + Send + Sync + 'static>(socket: &Socket<D>, count: usize) {
+    tracing::debug!(sid = ?socket.id, "ws volatile flush: {count} packets");
+}
+
+/// Logs a failed write. Out of line: the error (large) then takes no room in the writer's
+/// long-lived future.
+#[inline(never)]
+fn log_send_error<D: Default + Send + Sync + 'static>(
+    _socket: &Socket<D>,
+    result: Result<(), tungstenite::Error>,
+) {
+    if let Err(_e) = result {
+        #[cfg(feature = "tracing")]
+        tracing::debug!("[sid={}] error sending packet: {}", _socket.id, _e);
+    }
 }
 
 /// The websocket message of a packet; `None` for a packet that is not written.
