@@ -195,7 +195,8 @@ type Ws = WebSocketStream<tokio::net::TcpStream>;
 
 /// Connects one client and runs the protocol up to joined; returns its socket id.
 async fn open(endpoint: &Endpoint, index: usize) -> anyhow::Result<(Ws, String)> {
-    let source = Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 2)) + index as u32 % SOURCE_ADDRESSES);
+    let source =
+        Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 2)) + index as u32 % SOURCE_ADDRESSES);
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::from((source, 0)))?;
     let stream = socket

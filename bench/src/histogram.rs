@@ -89,7 +89,20 @@ mod tests {
 
     #[test]
     fn buckets_bound_their_values() {
-        for v in [0, 1, 15, 16, 17, 31, 32, 100, 1000, 12_345, 999_999, 1 << 35] {
+        for v in [
+            0,
+            1,
+            15,
+            16,
+            17,
+            31,
+            32,
+            100,
+            1000,
+            12_345,
+            999_999,
+            1 << 35,
+        ] {
             let i = index(v);
             assert!(upper(i) >= v, "{v} above bucket {i} ({})", upper(i));
             assert!(upper(i) - v <= v / 16 + 1, "{v} in a bucket too wide");

@@ -146,7 +146,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         None => PathBuf::from(format!("target/bench/run-{}", std::process::id())),
     };
     std::fs::create_dir_all(&work)?;
-    let reference_dir = std::fs::canonicalize(&args.reference_dir).unwrap_or(args.reference_dir.clone());
+    let reference_dir =
+        std::fs::canonicalize(&args.reference_dir).unwrap_or(args.reference_dir.clone());
     let work = std::fs::canonicalize(&work)?;
 
     let repeats = if args.smoke { 1 } else { args.repeat.max(1) };
@@ -182,7 +183,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
     let ok = runs.iter().all(Measures::lossless);
     if !ok {
-        eprintln!("sockgate-bench: some deliveries were lost or some commands failed (see the table)");
+        eprintln!(
+            "sockgate-bench: some deliveries were lost or some commands failed (see the table)"
+        );
     }
     Ok(ok)
 }
@@ -207,9 +210,13 @@ fn command_output(program: &str, args: &[&str]) -> String {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| {
-            String::from_utf8_lossy(if o.stdout.is_empty() { &o.stderr } else { &o.stdout })
-                .trim()
-                .to_owned()
+            String::from_utf8_lossy(if o.stdout.is_empty() {
+                &o.stderr
+            } else {
+                &o.stdout
+            })
+            .trim()
+            .to_owned()
         })
         .unwrap_or_else(|| "unknown".into())
 }
@@ -255,7 +262,11 @@ fn document(
          scenarios and how to read the figures are in [`bench/README.md`](bench/README.md).\n"
     );
     let _ = writeln!(doc, "## Latest run\n");
-    let _ = writeln!(doc, "- date: {}", command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
+    let _ = writeln!(
+        doc,
+        "- date: {}",
+        command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+    );
     let _ = writeln!(
         doc,
         "- machine: {cpus} × {model}, {mem_gb:.1} GiB RAM, Linux {}; the load tool runs on the same cores",

@@ -56,7 +56,10 @@ impl MachineCpu {
     /// Reads the counters now.
     pub fn now() -> anyhow::Result<Self> {
         let stat = fs::read_to_string("/proc/stat")?;
-        let line = stat.lines().next().ok_or_else(|| anyhow!("empty /proc/stat"))?;
+        let line = stat
+            .lines()
+            .next()
+            .ok_or_else(|| anyhow!("empty /proc/stat"))?;
         let v: Vec<u64> = line
             .split_whitespace()
             .skip(1)

@@ -195,9 +195,11 @@ pub fn table(plan: &Plan, runs: &[Measures]) -> String {
             .map(f)
             .collect::<Vec<_>>()
     };
-    let repeats = runs.iter().filter(|m| m.kind == Kind::Sockgate).count().max(
-        runs.iter().filter(|m| m.kind == Kind::Reference).count(),
-    );
+    let repeats = runs
+        .iter()
+        .filter(|m| m.kind == Kind::Sockgate)
+        .count()
+        .max(runs.iter().filter(|m| m.kind == Kind::Reference).count());
     let repeated = repeats > 1;
     let mut out = String::new();
     let _ = writeln!(

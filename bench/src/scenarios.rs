@@ -250,7 +250,11 @@ async fn room_gate(server: &Server, shared: &Shared, plan: &Plan) -> anyhow::Res
         seq += 1;
         let wait = Instant::now() + Duration::from_secs(2);
         while Instant::now() < wait {
-            if shared.received.iter().all(|r| r.load(Ordering::Relaxed) > 0) {
+            if shared
+                .received
+                .iter()
+                .all(|r| r.load(Ordering::Relaxed) > 0)
+            {
                 shared.stop_recording();
                 return Ok(());
             }
@@ -504,7 +508,8 @@ async fn unicast(
         .iter()
         .zip(&shared.received)
         .map(|(e, r)| {
-            u64::from(e.load(Ordering::Relaxed)).saturating_sub(u64::from(r.load(Ordering::Relaxed)))
+            u64::from(e.load(Ordering::Relaxed))
+                .saturating_sub(u64::from(r.load(Ordering::Relaxed)))
         })
         .sum();
     delivery.delivered = total - short;

@@ -78,14 +78,19 @@ impl Server {
             .env_remove("RUST_LOG")
             .env_remove("SOCKGATE_CONFIG")
             .env("SOCKGATE_LOG__LEVEL", "warn")
-            .env("SOCKGATE_ROOMS__ALLOW", format!("[\"{}\"]", crate::client::ROOM))
+            .env(
+                "SOCKGATE_ROOMS__ALLOW",
+                format!("[\"{}\"]", crate::client::ROOM),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {}", binary.display()))?;
-        let pid = child.id().ok_or_else(|| anyhow!("sockgate exited at once"))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| anyhow!("sockgate exited at once"))?;
         let stdout = child.stdout.take().expect("piped");
         let mut lines = BufReader::new(stdout).lines();
         let ready = tokio::time::timeout(Duration::from_secs(30), async {

@@ -631,3 +631,74 @@ where
         (sock, rx)
     }
 }
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use std::sync::Mutex as StdMutex;
+
+    use super::*;
+
+    fn socket(closed: Arc<StdMutex<Option<DisconnectReason>>>) -> Arc<Socket<()>> {
+        Arc::new(Socket::new(
+            ProtocolVersion::V4,
+            TransportType::Websocket,
+            &EngineIoConfig::default(),
+            http::Request::<()>::default().into_parts().0,
+            Box::new(move |_, reason| {
+                closed.lock().unwrap().get_or_insert(reason);
+            }),
+            false,
+        ))
+    }
+
+    async fn next_packet(socket: &Socket<()>) -> Packet {
+        let mut rx = socket.internal_rx.lock().await;
+        let mut packets = tokio::time::timeout(Duration::from_secs(2), rx.buffered_rx.recv())
+            .await
+            .expect("a packet in time")
+            .expect("queue open");
+        packets.remove(0)
+    }
+
+    #[tokio::test]
+    async fn a_missing_pong_closes_the_socket() {
+        let closed = Arc::new(StdMutex::new(None));
+        let socket = socket(closed.clone());
+        let job = tokio::spawn(
+            socket
+                .clone()
+                .heartbeat_future(Duration::from_millis(20), Duration::from_millis(30)),
+        );
+        assert_eq!(next_packet(&socket).await, Packet::Ping, "first ping at once");
+        tokio::time::timeout(Duration::from_secs(2), job)
+            .await
+            .expect("the job ends")
+            .unwrap();
+        assert_eq!(
+            *closed.lock().unwrap(),
+            Some(DisconnectReason::HeartbeatTimeout)
+        );
+    }
+
+    #[tokio::test]
+    async fn answered_pings_keep_the_socket_open_and_cancellation_ends_the_job() {
+        let closed = Arc::new(StdMutex::new(None));
+        let socket = socket(closed.clone());
+        let job = tokio::spawn(
+            socket
+                .clone()
+                .heartbeat_future(Duration::from_millis(10), Duration::from_millis(200)),
+        );
+        for _ in 0..10 {
+            assert_eq!(next_packet(&socket).await, Packet::Ping);
+            socket.heartbeat.notify_one();
+        }
+        assert_eq!(*closed.lock().unwrap(), None);
+        socket.cancellation_token.cancel();
+        tokio::time::timeout(Duration::from_secs(2), job)
+            .await
+            .expect("the job ends once cancelled")
+            .unwrap();
+        assert_eq!(*closed.lock().unwrap(), None);
+    }
+}
