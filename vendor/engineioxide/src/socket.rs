@@ -113,18 +113,18 @@ impl From<&Error> for Option<DisconnectReason> {
 /// A permit to emit a message to the client.
 /// A permit holds a place in the internal channel to send one packet to the client.
 pub struct Permit<'a> {
-    inner: queue::Permit<'a, PacketBuf>,
+    inner: queue::Permit<'a, Outgoing>,
 }
 impl Permit<'_> {
     /// Consume the permit and emit a message to the client.
     #[inline]
     pub fn emit(self, msg: Str) {
-        self.inner.send(smallvec![Packet::Message(msg)]);
+        self.inner.send(Outgoing::Message(msg));
     }
     /// Consume the permit and emit a binary message to the client.
     #[inline]
     pub fn emit_binary(self, data: Bytes) {
-        self.inner.send(smallvec![Packet::Binary(data)]);
+        self.inner.send(Outgoing::Binary(data));
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -136,7 +136,7 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(packets);
+        self.inner.send(Outgoing::from(packets));
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -148,18 +148,72 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(packets);
+        self.inner.send(Outgoing::from(packets));
+    }
+}
+
+/// What the socket's queue holds: a single message or binary packet inline (40 bytes), any
+/// other packet or batch boxed. A `PacketBuf` is two packets wide (136 bytes): the packets
+/// a slow reader has queued cost a third of that, and so does what they leave behind.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// One message packet.
+    Message(Str),
+    /// One binary packet (protocol v4).
+    Binary(Bytes),
+    /// Anything else: control packets, a message with its binary attachments.
+    Packets(Box<PacketBuf>),
+}
+
+impl Outgoing {
+    /// The first packet (the only one, for what `Socket::send` queued).
+    pub(crate) fn into_first(self) -> Packet {
+        match self {
+            Outgoing::Message(msg) => Packet::Message(msg),
+            Outgoing::Binary(bin) => Packet::Binary(bin),
+            Outgoing::Packets(packets) => packets.into_iter().next().unwrap_or(Packet::Noop),
+        }
+    }
+}
+
+impl From<Packet> for Outgoing {
+    fn from(packet: Packet) -> Self {
+        match packet {
+            Packet::Message(msg) => Outgoing::Message(msg),
+            Packet::Binary(bin) => Outgoing::Binary(bin),
+            other => Outgoing::Packets(Box::new(smallvec![other])),
+        }
+    }
+}
+
+impl From<PacketBuf> for Outgoing {
+    fn from(mut packets: PacketBuf) -> Self {
+        if packets.len() == 1 {
+            let packet = packets.pop().expect("one packet");
+            return Outgoing::from(packet);
+        }
+        Outgoing::Packets(Box::new(packets))
+    }
+}
+
+impl From<Outgoing> for PacketBuf {
+    fn from(outgoing: Outgoing) -> Self {
+        match outgoing {
+            Outgoing::Message(msg) => smallvec![Packet::Message(msg)],
+            Outgoing::Binary(bin) => smallvec![Packet::Binary(bin)],
+            Outgoing::Packets(packets) => *packets,
+        }
     }
 }
 
 #[derive(Debug)]
 pub(crate) struct InternalRx {
-    pub buffered_rx: Receiver<PacketBuf>,
+    pub buffered_rx: Receiver<Outgoing>,
     pub peeked_packet: Option<PacketBuf>,
 }
 
 impl InternalRx {
-    fn new(buffered_rx: Receiver<PacketBuf>) -> Self {
+    fn new(buffered_rx: Receiver<Outgoing>) -> Self {
         Self {
             buffered_rx,
             peeked_packet: None,
@@ -207,7 +261,7 @@ where
     pub(crate) internal_rx: Mutex<InternalRx>,
 
     /// Channel to send [PacketBuf] to the internal connection
-    pub(crate) internal_tx: queue::Sender<PacketBuf>,
+    pub(crate) internal_tx: queue::Sender<Outgoing>,
 
 
     /// Signals a Pong [`Packet`] (v4 protocol) or a Ping (v3 protocol) received by the
@@ -273,12 +327,11 @@ where
         tracing::debug!(?packet, "sending packet");
 
         self.internal_tx
-            .try_send(smallvec![packet])
+            .try_send(Outgoing::from(packet))
             .map_err(|p| match p {
-                TrySendError::Full(mut p) => TrySendError::Full(p.pop().unwrap()),
-                TrySendError::Closed(mut p) => TrySendError::Closed(p.pop().unwrap()),
-            })?;
-        Ok(())
+                TrySendError::Full(p) => TrySendError::Full(p.into_first()),
+                TrySendError::Closed(p) => TrySendError::Closed(p.into_first()),
+            })
     }
     pub(crate) fn is_upgrading(&self) -> bool {
         self.upgrading.load(Ordering::Relaxed)
@@ -398,7 +451,7 @@ where
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "ping received, sending pong");
             self.internal_tx
-                .try_send(smallvec![Packet::Pong])
+                .try_send(Outgoing::from(Packet::Pong))
                 .map_err(|_| Error::HeartbeatTimeout)?;
         }
     }
@@ -536,7 +589,7 @@ where
     }
 
     pub(crate) fn send_volatile(&self, packets: PacketBuf) -> bool {
-        self.internal_tx.set_volatile(packets)
+        self.internal_tx.set_volatile(Outgoing::from(packets))
     }
 }
 
@@ -622,7 +675,7 @@ where
         tokio::spawn(async move {
             let mut internal_rx = sock_clone.internal_rx.try_lock().unwrap();
             while let Some(packets) = internal_rx.buffered_rx.recv().await {
-                for packet in packets {
+                for packet in PacketBuf::from(packets) {
                     tx.send(packet).await.unwrap();
                 }
             }
@@ -653,11 +706,11 @@ mod heartbeat_tests {
 
     async fn next_packet(socket: &Socket<()>) -> Packet {
         let mut rx = socket.internal_rx.lock().await;
-        let mut packets = tokio::time::timeout(Duration::from_secs(2), rx.buffered_rx.recv())
+        tokio::time::timeout(Duration::from_secs(2), rx.buffered_rx.recv())
             .await
             .expect("a packet in time")
-            .expect("queue open");
-        packets.remove(0)
+            .expect("queue open")
+            .into_first()
     }
 
     #[tokio::test]
@@ -700,5 +753,28 @@ mod heartbeat_tests {
             .expect("the job ends once cancelled")
             .unwrap();
         assert_eq!(*closed.lock().unwrap(), None);
+    }
+}
+
+#[cfg(test)]
+mod outgoing_tests {
+    use super::*;
+
+    #[test]
+    fn single_packets_are_inline_and_batches_boxed() {
+        assert!(std::mem::size_of::<Outgoing>() <= 40);
+        let one: PacketBuf = smallvec![Packet::Message(Str::from("hello"))];
+        assert!(matches!(Outgoing::from(one.clone()), Outgoing::Message(_)));
+        assert_eq!(PacketBuf::from(Outgoing::from(one.clone())), one);
+        let bin: PacketBuf = smallvec![Packet::Binary(Bytes::from_static(b"\x01"))];
+        assert!(matches!(Outgoing::from(bin.clone()), Outgoing::Binary(_)));
+        assert_eq!(PacketBuf::from(Outgoing::from(bin.clone())), bin);
+        let many: PacketBuf = smallvec![
+            Packet::Message(Str::from("with attachment")),
+            Packet::Binary(Bytes::from_static(b"\x02"))
+        ];
+        assert!(matches!(Outgoing::from(many.clone()), Outgoing::Packets(_)));
+        assert_eq!(PacketBuf::from(Outgoing::from(many.clone())), many);
+        assert_eq!(Outgoing::from(Packet::Ping).into_first(), Packet::Ping);
     }
 }

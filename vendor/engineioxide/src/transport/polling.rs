@@ -227,27 +227,29 @@ mod rx_stream {
 
     use futures_core::Stream;
 
-    use crate::queue;
+    use engineioxide_core::PacketBuf;
+
+    use crate::{queue, socket::Outgoing};
 
     /// The buffered packets of a [`queue::Receiver`], then its volatile ones, as a
     /// [`Stream`] wrapping the receiver by reference (it is behind a mutex).
-    pub struct EncoderStream<'a, T> {
-        rx: &'a mut queue::Receiver<T>,
+    pub struct EncoderStream<'a> {
+        rx: &'a mut queue::Receiver<Outgoing>,
     }
 
-    impl<'a, T> EncoderStream<'a, T> {
-        pub fn new(rx: &'a mut queue::Receiver<T>) -> Self {
+    impl<'a> EncoderStream<'a> {
+        pub fn new(rx: &'a mut queue::Receiver<Outgoing>) -> Self {
             Self { rx }
         }
     }
 
-    impl<T> Stream for EncoderStream<'_, T> {
-        type Item = T;
+    impl Stream for EncoderStream<'_> {
+        type Item = PacketBuf;
 
         fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
             self.rx
                 .poll_next_any(cx)
-                .map(|item| item.map(|(packets, _volatile)| packets))
+                .map(|item| item.map(|(packets, _volatile)| PacketBuf::from(packets)))
         }
     }
 }

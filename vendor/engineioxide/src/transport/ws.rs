@@ -11,7 +11,6 @@ use futures_util::{
     stream::{SplitSink, SplitStream},
 };
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
-use smallvec::smallvec;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::{
     WebSocketStream,
@@ -28,7 +27,7 @@ use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
-    errors::Error, handler::EngineIoHandler, transport::make_open_packet,
+    errors::Error, handler::EngineIoHandler, socket::Outgoing, transport::make_open_packet,
 };
 
 /// Create a response for websocket upgrade
@@ -362,11 +361,10 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
     let buffered_rx = &mut internal_rx.buffered_rx;
 
     // Forward buffered packets until the channel is closed or the session is cancelled.
-    // Each wake-up writes what is buffered (one batch of packets at a time, a single
-    // write path keeps this long-lived future small), then flushes once. The latest
-    // volatile packets are written when nothing is buffered.
+    // Each wake-up writes everything buffered, then flushes once. The latest volatile
+    // packets are written when nothing is buffered.
     loop {
-        let (mut packets, volatile) = tokio::select! {
+        let (mut batch, volatile) = tokio::select! {
             biased;
             items = std::future::poll_fn(|cx| buffered_rx.poll_next_any(cx)) => match items {
                 Some(items) => items,
@@ -375,13 +373,27 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
             _ = socket.cancellation_token.cancelled() => break,
         };
         loop {
-            let mut _count = 0;
-            for item in packets {
-                _count += 1;
-                if let Some(msg) = ws_message(socket.protocol, item) {
-                    let sent = tx.feed(msg).await;
-                    log_send_error(&socket, sent);
+            let mut _count = 1;
+            // A single packet is written from here, a batch packet by packet from its box
+            // (not moved into an iterator: that would be kept in this long-lived future).
+            let single = match batch {
+                Outgoing::Message(msg) => Some(Packet::Message(msg)),
+                Outgoing::Binary(bin) => Some(Packet::Binary(bin)),
+                Outgoing::Packets(mut packets) => {
+                    _count = packets.len();
+                    for i in 0..packets.len() {
+                        let item = std::mem::replace(&mut packets[i], Packet::Noop);
+                        if let Some(msg) = ws_message(socket.protocol, item) {
+                            let sent = tx.feed(msg).await;
+                            log_send_error(&socket, sent);
+                        }
+                    }
+                    None
                 }
+            };
+            if let Some(msg) = single.and_then(|item| ws_message(socket.protocol, item)) {
+                let sent = tx.feed(msg).await;
+                log_send_error(&socket, sent);
             }
             // A volatile wake-up writes only its own packets, as before.
             if volatile {
@@ -390,7 +402,7 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
                 break;
             }
             match buffered_rx.try_recv() {
-                Ok(more) => packets = more,
+                Ok(more) => batch = more,
                 Err(_) => break,
             }
         }
@@ -513,7 +525,7 @@ where
     // We send a last Noop request to close a potential waiting polling request.
     socket
         .internal_tx
-        .send(smallvec![Packet::Noop])
+        .send(Outgoing::from(Packet::Noop))
         .await
         .map_err(|_| Error::Upgrade)?;
 
