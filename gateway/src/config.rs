@@ -27,6 +27,8 @@ pub struct Config {
     pub hooks: HooksConfig,
     /// `WatchEvents` streams.
     pub watch: WatchConfig,
+    /// One node or several (on Redis).
+    pub cluster: ClusterConfig,
     /// The admin HTTP endpoint (metrics, health).
     pub admin: AdminConfig,
     /// Logging.
@@ -34,6 +36,11 @@ pub struct Config {
     /// How long a graceful shutdown may take before the remaining sockets are dropped.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// After SIGTERM, how long the node keeps its sockets while refusing new connections
+    /// and reporting not ready, before it tells them to disconnect (time for a load
+    /// balancer to stop sending new clients).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_delay: Duration,
 }
 
 impl Default for Config {
@@ -46,9 +53,11 @@ impl Default for Config {
             rooms: RoomsConfig::default(),
             hooks: HooksConfig::default(),
             watch: WatchConfig::default(),
+            cluster: ClusterConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
+            shutdown_delay: Duration::ZERO,
         }
     }
 }
@@ -78,6 +87,8 @@ pub struct EdgeConfig {
     pub max_payload_bytes: u64,
     /// Most rooms one client `join` / `leave` request may name.
     pub max_rooms_per_request: usize,
+    /// Per-socket and per-address limits.
+    pub limits: EdgeLimits,
 }
 
 impl Default for EdgeConfig {
@@ -92,6 +103,50 @@ impl Default for EdgeConfig {
             default_rooms: vec!["io-default".into(), "io-notification".into()],
             max_payload_bytes: 1_000_000,
             max_rooms_per_request: 100,
+            limits: EdgeLimits::default(),
+        }
+    }
+}
+
+/// What one socket or one client address may use of the edge. 0 turns a limit off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeLimits {
+    /// Sustained client events per second per socket (every event counts, `authenticate`,
+    /// `join` and `leave` included); events past the rate are dropped.
+    pub events_per_second: u32,
+    /// Events a socket may send at once above its rate.
+    pub event_burst: u32,
+    /// Dropped events after which a socket that does not slow down (its burst never
+    /// refills) is sent `force_disconnect` and disconnected.
+    pub max_dropped_events: u32,
+    /// `join` / `leave` requests of one socket in flight at once (an `AuthorizeJoin` call
+    /// included); past that they are refused at once.
+    pub max_room_requests_in_flight: u32,
+    /// Rooms a socket may have joined through its own `join` requests.
+    pub max_rooms_per_socket: usize,
+    /// Socket.IO connections of this node.
+    pub max_connections: usize,
+    /// Socket.IO connections from one client address (IPv6: its /64).
+    pub max_connections_per_ip: u32,
+    /// New sessions (handshakes) per second from one client address (IPv6: its /64).
+    pub handshakes_per_ip_per_second: u32,
+    /// New sessions one client address may open at once above that rate.
+    pub handshake_burst_per_ip: u32,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        Self {
+            events_per_second: 100,
+            event_burst: 300,
+            max_dropped_events: 300,
+            max_room_requests_in_flight: 4,
+            max_rooms_per_socket: 100,
+            max_connections: 100_000,
+            max_connections_per_ip: 1000,
+            handshakes_per_ip_per_second: 50,
+            handshake_burst_per_ip: 500,
         }
     }
 }
@@ -120,6 +175,8 @@ pub struct ControlConfig {
     /// Longest ack timeout a `Send` may ask for.
     #[serde(with = "humantime_serde")]
     pub max_ack_timeout: Duration,
+    /// Most bytes of ack replies (their JSON text) one `Send` in ack mode collects.
+    pub max_ack_reply_bytes: usize,
 }
 
 impl Default for ControlConfig {
@@ -129,6 +186,7 @@ impl Default for ControlConfig {
             allow_remote_unauthenticated: false,
             max_payload_bytes: 1 << 20,
             max_ack_timeout: Duration::from_secs(60),
+            max_ack_reply_bytes: 4 << 20,
         }
     }
 }
@@ -270,6 +328,52 @@ impl Default for WatchConfig {
         Self {
             buffer: 1024,
             max_watchers: 64,
+        }
+    }
+}
+
+/// Which adapter connects the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterKind {
+    /// One node, state in memory: no dependency.
+    Memory,
+    /// Several nodes sharing a Redis (socketioxide-redis).
+    Redis,
+}
+
+/// Scale-out: the adapter and, with Redis, how the nodes find and ask each other.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `memory` (one node) or `redis`.
+    pub adapter: AdapterKind,
+    /// `redis://[user:password@]host:port[/db]` of a Redis >= 7; RESP3 is used (added to
+    /// the URL when absent).
+    pub redis_url: String,
+    /// Prefix of every Redis channel and key, so several deployments can share a Redis.
+    pub key_prefix: String,
+    /// Longest wait for the other nodes' answers (and for Redis) in one cluster operation.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How often a node publishes its presence and counts.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A node that has not published its presence for this long is dropped from the node
+    /// list and the counts.
+    #[serde(with = "humantime_serde")]
+    pub node_ttl: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            adapter: AdapterKind::Memory,
+            redis_url: String::new(),
+            key_prefix: "sockgate".to_owned(),
+            request_timeout: Duration::from_secs(2),
+            heartbeat_interval: Duration::from_secs(1),
+            node_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -467,13 +571,8 @@ impl Config {
                     .into(),
             );
         }
-        let endpoint = &self.hooks.endpoint;
-        let is_url = endpoint.starts_with("http://") || endpoint.starts_with("https://");
-        if !endpoint.is_empty() && !is_url {
-            return invalid(format!(
-                "hooks.endpoint must be an http:// or https:// URL, got {:?}",
-                self.hooks.endpoint
-            ));
+        if !self.hooks.endpoint.is_empty() {
+            check_hook_endpoint(&self.hooks.endpoint).map_err(ConfigError::Invalid)?;
         }
         if self.hooks.timeout.is_zero()
             || self.hooks.max_concurrency == 0
@@ -488,11 +587,99 @@ impl Config {
         if self.watch.buffer == 0 {
             return invalid("watch.buffer must be more than 0".into());
         }
+        self.validate_cluster()?;
         if self.control.max_ack_timeout.is_zero() {
             return invalid("control.max_ack_timeout must be more than 0".into());
         }
+        if self.control.max_ack_reply_bytes == 0 {
+            return invalid("control.max_ack_reply_bytes must be more than 0".into());
+        }
+        let limits = &self.edge.limits;
+        if limits.max_room_requests_in_flight == 0 || limits.max_rooms_per_socket == 0 {
+            return invalid(
+                "edge.limits.max_room_requests_in_flight and edge.limits.max_rooms_per_socket \
+                 must be more than 0"
+                    .into(),
+            );
+        }
+        if (limits.events_per_second > 0 && limits.event_burst == 0)
+            || (limits.handshakes_per_ip_per_second > 0 && limits.handshake_burst_per_ip == 0)
+        {
+            return invalid(
+                "edge.limits.event_burst and edge.limits.handshake_burst_per_ip must be more \
+                 than 0 when their rate is on"
+                    .into(),
+            );
+        }
         Ok(())
     }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let cluster = &self.cluster;
+        let invalid = |msg: &str| Err(ConfigError::Invalid(msg.to_owned()));
+        match cluster.adapter {
+            AdapterKind::Memory if !cluster.redis_url.is_empty() => {
+                return invalid("cluster.redis_url is set but cluster.adapter is `memory`");
+            }
+            AdapterKind::Redis if cluster.redis_url.is_empty() => {
+                return invalid("cluster.adapter `redis` needs cluster.redis_url");
+            }
+            _ => {}
+        }
+        let prefix_ok = !cluster.key_prefix.is_empty()
+            && cluster
+                .key_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+        if !prefix_ok {
+            return invalid(
+                "cluster.key_prefix must be 1 or more of the characters a-z A-Z 0-9 - _ . :",
+            );
+        }
+        if cluster.request_timeout.is_zero() || cluster.heartbeat_interval.is_zero() {
+            return invalid(
+                "cluster.request_timeout and cluster.heartbeat_interval must be more than 0",
+            );
+        }
+        if cluster.node_ttl < cluster.heartbeat_interval * 2 {
+            return invalid("cluster.node_ttl must be at least twice cluster.heartbeat_interval");
+        }
+        if self.node_id.contains(['#', ' ']) || self.node_id.len() > 128 {
+            return invalid("node_id must be at most 128 characters, without spaces or '#'");
+        }
+        Ok(())
+    }
+}
+
+/// Checks that the gateway can call a hooks endpoint at all, so that a wrong one is
+/// refused when the configuration loads rather than at the first call.
+fn check_hook_endpoint(endpoint: &str) -> Result<(), String> {
+    let uri: http::Uri = endpoint
+        .parse()
+        .map_err(|e| format!("hooks.endpoint {endpoint:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "hooks.endpoint {endpoint:?} uses https://, but this build's hooks client has \
+                 no TLS; use an http:// endpoint (e.g. a local sidecar that terminates TLS)"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "hooks.endpoint must be an http:// URL, got {endpoint:?}"
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("hooks.endpoint {endpoint:?} has no host"));
+    }
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        return Err(format!(
+            "hooks.endpoint {endpoint:?} has a path; gRPC needs the bare http://host:port"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -504,6 +691,32 @@ mod tests {
         let config = Config::default();
         config.validate().unwrap();
         assert!(config.is_dev_mode());
+    }
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let check = |edit: &dyn Fn(&mut Config)| {
+            let mut config = Config::default();
+            edit(&mut config);
+            config.validate().err().map(|e| e.to_string())
+        };
+        assert_eq!(
+            check(&|c| {
+                c.cluster.adapter = AdapterKind::Redis;
+                c.cluster.redis_url = "redis://127.0.0.1:6379".into();
+            }),
+            None
+        );
+        let redis_without_url = check(&|c| c.cluster.adapter = AdapterKind::Redis).unwrap();
+        assert!(redis_without_url.contains("needs cluster.redis_url"));
+        let url_without_redis = check(&|c| c.cluster.redis_url = "redis://h:1".into()).unwrap();
+        assert!(url_without_redis.contains("cluster.adapter is `memory`"));
+        let bad_prefix = check(&|c| c.cluster.key_prefix = "a b".into()).unwrap();
+        assert!(bad_prefix.contains("cluster.key_prefix"));
+        let short_ttl = check(&|c| c.cluster.node_ttl = Duration::from_millis(1500)).unwrap();
+        assert!(short_ttl.contains("twice"));
+        let bad_node_id = check(&|c| c.node_id = "a#b".into()).unwrap();
+        assert!(bad_node_id.contains("node_id"));
     }
 
     #[test]
@@ -540,6 +753,23 @@ mod tests {
         config.hooks.endpoint = "127.0.0.1:1".into();
         assert!(config.validate().is_err());
         config.hooks.endpoint = "http://127.0.0.1:1".into();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_hook_endpoint_the_client_cannot_call_is_refused() {
+        let mut config = Config::default();
+        for (endpoint, expected) in [
+            ("https://hooks.example:443", "no TLS"),
+            ("grpc://127.0.0.1:1", "must be an http:// URL"),
+            ("http://", "not a URL"),
+            ("http://127.0.0.1:1/api", "has a path"),
+        ] {
+            config.hooks.endpoint = endpoint.into();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(expected), "{endpoint}: {err}");
+        }
+        config.hooks.endpoint = "http://localhost:50052/".into();
         config.validate().unwrap();
     }
 

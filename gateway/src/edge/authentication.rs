@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use serde_json::Value;
-use socketioxide::extract::SocketRef;
+use socketioxide::{adapter::Adapter, extract::SocketRef};
 use sockgate_client::proto::{EventKind, WatchEventsResponse};
 use tracing::{debug, info, warn};
 
@@ -18,7 +18,11 @@ use crate::{
 };
 
 /// Handles one `authenticate` event.
-pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>) {
+pub async fn authenticate<A: Adapter>(
+    edge: Arc<Edge<A>>,
+    socket: SocketRef<A>,
+    data: Option<Value>,
+) {
     let Some(session) = Session::of(&socket) else {
         return;
     };
@@ -51,11 +55,21 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
             if let Some(user) = &identity.user_id {
                 internal.push(rooms::user_id_room(user));
             }
-            socket.join(joined.iter().chain(&internal).cloned().collect::<Vec<_>>());
+            if !super::join_while_connected(
+                &socket,
+                joined.iter().chain(&internal).cloned().collect(),
+            ) {
+                debug!(sid = %socket.id, "socket left during authentication");
+                return;
+            }
             socket.leave(rooms::AUTHENTICATING);
             let user = identity.user_id.clone();
             info!(sid = %socket.id, user = user.as_deref().unwrap_or(""), "authenticated");
-            session.authenticated(identity);
+            if !session.authenticated(identity) {
+                // Cut off for abuse while the authenticator ran.
+                socket.leave(rooms::AUTHENTICATED);
+                return;
+            }
             let id = socket.id.to_string();
             let payload = protocol::Authenticated {
                 id: &id,
@@ -64,6 +78,9 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
             if let Err(e) = socket.emit(protocol::AUTHENTICATED, &payload) {
                 debug!(sid = %socket.id, error = %e, "could not send authenticated");
             }
+            // Only now, after `authenticated` is on the socket's ordered channel, can
+            // application events reach it.
+            socket.leave(rooms::UNAUTHENTICATED);
             if edge.events.is_watched() {
                 edge.events.publish(
                     WatchEventsResponse {
@@ -91,7 +108,7 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
 /// before it marks the socket connected, so on a busy node a client's first event can be
 /// handled in between, when `emit` would still refuse: wait out that short window. A
 /// socket no longer in its namespace has left.
-async fn still_connected(edge: &Edge, socket: &SocketRef) -> bool {
+async fn still_connected<A: Adapter>(edge: &Edge<A>, socket: &SocketRef<A>) -> bool {
     for _ in 0..1000 {
         if socket.connected() {
             return true;
@@ -105,13 +122,18 @@ async fn still_connected(edge: &Edge, socket: &SocketRef) -> bool {
 }
 
 /// The public rooms of a local socket.
-pub fn socket_rooms(socket: &SocketRef) -> Vec<String> {
+pub fn socket_rooms<A: Adapter>(socket: &SocketRef<A>) -> Vec<String> {
     rooms::public(socket.rooms())
 }
 
 /// Sends `unauthenticated` and disconnects; the disconnect packet follows the message on
 /// the same ordered channel, so the client reads the message first.
-fn reject(edge: &Edge, socket: &SocketRef, session: &Session, message: &'static str) {
+fn reject<A: Adapter>(
+    edge: &Edge<A>,
+    socket: &SocketRef<A>,
+    session: &Session,
+    message: &'static str,
+) {
     session.rejected();
     socket.leave(rooms::AUTHENTICATING);
     if edge.events.is_watched() {
@@ -137,8 +159,9 @@ fn reject(edge: &Edge, socket: &SocketRef, session: &Session, message: &'static 
 
 /// Disconnects the sockets of this node that have not authenticated within the auth
 /// timeout. One task sweeps them all, a few times per timeout, instead of a timer per
-/// socket; a socket gets between 1 and 1¼ timeouts.
-pub fn spawn_auth_sweeper(edge: Arc<Edge>) -> tokio::task::JoinHandle<()> {
+/// socket; a socket gets between 1 and 1¼ timeouts. It also disconnects the sockets cut
+/// off for abuse, one to two passes after they were told why.
+pub fn spawn_auth_sweeper<A: Adapter>(edge: Arc<Edge<A>>) -> tokio::task::JoinHandle<()> {
     let timeout = edge.config.auth_timeout;
     let period = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     tokio::spawn(async move {
@@ -152,6 +175,13 @@ pub fn spawn_auth_sweeper(edge: Arc<Edge>) -> tokio::task::JoinHandle<()> {
                 let Some(session) = Session::of(&socket) else {
                     continue;
                 };
+                if session.is_cut_off() {
+                    if session.cut_off_due() {
+                        debug!(sid = %socket.id, "disconnecting a socket cut off for abuse");
+                        let _ = socket.disconnect();
+                    }
+                    continue;
+                }
                 let age =
                     Duration::from_millis(now_ms.saturating_sub(session.meta.connected_at_ms));
                 if age >= timeout && !session.is_authenticated() {

@@ -4,6 +4,8 @@
 
 pub mod authentication;
 mod forwarding;
+mod handshake_gate;
+pub mod limits;
 mod membership;
 mod message;
 pub mod ping;
@@ -22,17 +24,21 @@ use hyper::upgrade::OnUpgrade;
 use serde_json::Value;
 use socketioxide::{
     SocketIo, TransportType,
+    adapter::{Adapter, Emitter},
     extract::{AckSender, SocketRef, TryData},
     handler::ConnectHandler,
     socket::DisconnectReason,
 };
+use socketioxide_core::adapter::CoreAdapter;
 use sockgate_client::proto::{EventKind, WatchEventsResponse};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tracing::{debug, info};
 
 use crate::{
     auth::{AuthChain, RoomValidator},
+    cluster::adapter::ClusterAdapter,
     config::{EdgeConfig, Transport},
+    edge::limits::{ConnectRefusal, Limits},
     events::{self, EventBus},
     hooks::Hooks,
     metrics::METRICS,
@@ -59,20 +65,27 @@ pub struct Deciders {
 const WS_READ_BUFFER_BYTES: usize = 256;
 
 /// Shared state of the edge handlers.
-pub struct Edge {
+pub struct Edge<A: Adapter> {
     /// The Socket.IO server.
-    pub io: SocketIo,
+    pub io: SocketIo<A>,
     config: EdgeConfig,
     auth: AuthChain,
     room_validator: RoomValidator,
     hooks: Option<Arc<Hooks>>,
     events: Arc<EventBus>,
+    /// Per-socket and per-address limits, and the draining flag.
+    pub limits: Arc<Limits>,
 }
 
 /// Builds the edge: the axum router to serve and the `SocketIo` handle the control plane
 /// drives.
-pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edge>), String> {
+pub async fn build<A: ClusterAdapter>(
+    config: &EdgeConfig,
+    deciders: Deciders,
+    adapter: <A as CoreAdapter<Emitter>>::State,
+) -> Result<(Router, Arc<Edge<A>>), String> {
     let builder = SocketIo::builder()
+        .with_adapter::<A>(adapter)
         .req_path(config.path.clone())
         .max_payload(config.max_payload_bytes)
         .ws_max_message_size(config.max_payload_bytes as usize)
@@ -85,7 +98,11 @@ pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edg
         (false, true) => builder.transports([TransportType::Polling]),
         (false, false) => return Err("edge.transports is empty".into()),
     };
-    let (layer, io) = builder.with_state(deciders.events.clone()).build_layer();
+    let limits = Arc::new(Limits::new(&config.limits));
+    let (layer, io) = builder
+        .with_state(deciders.events.clone())
+        .with_state(limits.clone())
+        .build_layer();
     let edge = Arc::new(Edge {
         io: io.clone(),
         config: config.clone(),
@@ -93,21 +110,28 @@ pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edg
         room_validator: deciders.room_validator,
         hooks: deciders.hooks,
         events: deciders.events,
+        limits: limits.clone(),
     });
     // socketioxide tells the client it is connected before it runs the connect handler,
     // but after the connect middlewares: the socket is set up in a middleware so that its
-    // handlers exist before the client can send its first event.
+    // handlers exist before the client can send its first event. A refusal here reaches
+    // the client as `connect_error` with the refusal's message.
     let setup_edge = edge.clone();
-    let setup = async move |socket: SocketRef, TryData(auth): TryData<Value>| {
-        on_connect(setup_edge, socket, auth.ok());
-        Ok::<(), std::convert::Infallible>(())
+    let setup = async move |socket: SocketRef<A>, TryData(auth): TryData<Value>| {
+        on_connect(setup_edge, socket, auth.ok())
     };
-    io.ns("/", (async || {}).with(setup));
+    A::initialized(io.ns("/", (async || {}).with(setup)))
+        .await
+        .map_err(|e| format!("cluster adapter: {e}"))?;
     authentication::spawn_auth_sweeper(edge.clone());
 
     let mut router = Router::new()
         .layer(layer)
-        .layer(axum::middleware::map_request(detach_head));
+        .layer(axum::middleware::map_request(detach_head))
+        .layer(axum::middleware::from_fn_with_state(
+            handshake_gate::Gate::new(&config.path, limits),
+            handshake_gate::check,
+        ));
     if let Some(cors) = cors_layer(&config.cors_origins)? {
         router = router.layer(cors);
     }
@@ -193,30 +217,80 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
 }
 
 /// The user id of a socket of this node, once authenticated.
-pub fn user_of(socket: &SocketRef) -> Option<String> {
+pub fn user_of<A: Adapter>(socket: &SocketRef<A>) -> Option<String> {
     Session::of(socket).and_then(|s| s.identity().and_then(|i| i.user_id.clone()))
 }
 
-fn transport_name(transport: TransportType) -> &'static str {
+/// Whether a socket of this node has authenticated.
+pub fn is_authenticated<A: Adapter>(socket: &SocketRef<A>) -> bool {
+    Session::of(socket).is_some_and(|s| s.is_authenticated())
+}
+
+/// The server took over (`Join`) or removed (`Leave`) `rooms` of a socket of this node:
+/// its client can no longer leave them itself.
+pub fn forget_client_rooms<A: Adapter>(socket: &SocketRef<A>, rooms: &[String]) {
+    if let Some(session) = Session::of(socket) {
+        session.forget_client_rooms(rooms);
+    }
+}
+
+/// Joins `rooms` unless the socket is disconnecting; false if it is. socketioxide marks a
+/// closing socket disconnected before it removes it from every room, so a join that still
+/// sees it connected is cleaned up by that removal, and one that does not is undone here:
+/// no membership outlives its socket, however a join races the disconnect.
+fn join_while_connected<A: Adapter>(socket: &SocketRef<A>, rooms: Vec<String>) -> bool {
+    socket.join(rooms.clone());
+    if socket.connected() {
+        return true;
+    }
+    socket.leave(rooms);
+    false
+}
+
+impl<A: Adapter> Edge<A> {
+    /// Refuses new connections from now on (shutdown).
+    pub fn start_draining(&self) {
+        self.limits.start_draining();
+    }
+}
+
+/// `websocket` or `polling`.
+pub fn transport_name(transport: TransportType) -> &'static str {
     match transport {
         TransportType::Websocket => "websocket",
         TransportType::Polling => "polling",
     }
 }
 
-fn on_connect(edge: Arc<Edge>, socket: SocketRef, auth: Option<Value>) {
+fn on_connect<A: Adapter>(
+    edge: Arc<Edge<A>>,
+    socket: SocketRef<A>,
+    auth: Option<Value>,
+) -> Result<(), ConnectRefusal> {
     let remote = socket
         .req_parts()
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    let slot = edge
+        .limits
+        .admit_connection(remote)
+        .inspect_err(|refusal| {
+            edge.limits.refused(*refusal, remote);
+        })?;
     let meta = ConnectionMeta::now(transport_name(socket.transport_type()), remote);
-    socket.join([rooms::socket_room(socket.id), meta.room()]);
+    socket.join([
+        rooms::socket_room(socket.id),
+        meta.room(),
+        rooms::UNAUTHENTICATED.to_owned(),
+    ]);
     METRICS.connections.inc();
     info!(sid = %socket.id, remote = %meta.remote_address, transport = %meta.transport, "connected");
-    socket
-        .extensions
-        .insert(Arc::new(Session::new(auth.filter(|a| !a.is_null()), meta)));
+    socket.extensions.insert(Arc::new(Session::new(
+        auth.filter(|a| !a.is_null()),
+        meta,
+        Some(slot),
+    )));
     if edge.events.is_watched() {
         edge.events.publish(
             events::lifecycle(EventKind::Connected, &socket.id.to_string(), None),
@@ -226,30 +300,38 @@ fn on_connect(edge: Arc<Edge>, socket: SocketRef, auth: Option<Value>) {
 
     let handler_edge = edge.clone();
     socket.on_fallback(
-        async move |socket: SocketRef, message: ClientMessage, ack: AckSender| {
+        async move |socket: SocketRef<A>, message: ClientMessage, ack: AckSender<A>| {
             on_event(handler_edge, socket, message, ack).await;
         },
     );
-    socket.on_disconnect(async move |socket: SocketRef, reason: DisconnectReason| {
-        info!(sid = %socket.id, %reason, "disconnected");
-        if edge.events.is_watched() {
-            let user = user_of(&socket);
-            edge.events.publish(
-                WatchEventsResponse {
-                    reason: reason.to_string(),
-                    ..events::lifecycle(
-                        EventKind::Disconnected,
-                        &socket.id.to_string(),
-                        user.as_deref(),
-                    )
-                },
-                || authentication::socket_rooms(&socket),
-            );
-        }
-    });
+    socket.on_disconnect(
+        async move |socket: SocketRef<A>, reason: DisconnectReason| {
+            info!(sid = %socket.id, %reason, "disconnected");
+            if edge.events.is_watched() {
+                let user = user_of(&socket);
+                edge.events.publish(
+                    WatchEventsResponse {
+                        reason: reason.to_string(),
+                        ..events::lifecycle(
+                            EventKind::Disconnected,
+                            &socket.id.to_string(),
+                            user.as_deref(),
+                        )
+                    },
+                    || authentication::socket_rooms(&socket),
+                );
+            }
+        },
+    );
+    Ok(())
 }
 
-async fn on_event(edge: Arc<Edge>, socket: SocketRef, message: ClientMessage, ack: AckSender) {
+async fn on_event<A: Adapter>(
+    edge: Arc<Edge<A>>,
+    socket: SocketRef<A>,
+    message: ClientMessage,
+    ack: AckSender<A>,
+) {
     if message.event == protocol::AUTHENTICATE {
         return authentication::authenticate(edge, socket, message.data).await;
     }
