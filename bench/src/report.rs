@@ -72,6 +72,12 @@ fn rows(plan: &Plan) -> Vec<Row> {
             "≤ 5",
         ),
         row(
+            "  sends per second achieved (one command at a time)".into(),
+            |m| m.paced.commands as f64 / m.paced.send_wall.as_secs_f64(),
+            1,
+            "",
+        ),
+        row(
             "  delivery latency p50, ms".into(),
             |m| quantile_ms(&m.paced, 0),
             1,
