@@ -153,10 +153,11 @@ pub async fn build<A: ClusterAdapter>(
 /// hyper parses them without copying, as slices of that buffer (8 to 16 KiB), and
 /// socketioxide keeps the connecting request's head for the socket's whole life: without
 /// this copy, every idle socket would pin its connection's read buffer. Of the request's
-/// extensions only what is read later is kept: the peer address and hyper's pending
-/// upgrade (the router's URL parameters and original URI would cost every socket about
-/// 0.4 KB). Requests of an existing session (`sid=` in the query: polling, upgrades) are
-/// not kept, so not copied.
+/// extensions only what is read later is kept (the router's URL parameters and original
+/// URI would cost every socket about 0.4 KB): the peer address, hyper's pending upgrade
+/// and the handshake gate's session mark. **An extension read from `req_parts()` must be
+/// listed here.** Requests of an existing session (`sid=` in the query: polling,
+/// upgrades) are not kept, so not copied.
 async fn detach_head(mut request: Request) -> Request {
     if handshake_gate::session_id(request.uri().query()).is_some() {
         return request;
@@ -172,6 +173,9 @@ async fn detach_head(mut request: Request) -> Request {
     }
     if let Some(upgrade) = old.remove::<OnUpgrade>() {
         kept.insert(upgrade);
+    }
+    if let Some(opened) = old.remove::<OpenedSession>() {
+        kept.insert(opened);
     }
     *old = kept;
     request
