@@ -48,6 +48,8 @@ function connect({ id, url, opts, onConnect }) {
     out({ id, type: "connect", sid: socket.id, transport: socket.io.engine.transport.name });
   });
   socket.on("connect_error", (err) => out({ id, type: "connect_error", message: err.message }));
+  socket.io.on("open", () =>
+    socket.io.engine.on("upgrade", (transport) => out({ id, type: "upgrade", transport: transport.name })));
   socket.on("disconnect", (reason) => out({ id, type: "disconnect", reason }));
   socket.onAny((event, ...args) => {
     const callback = typeof args[args.length - 1] === "function" ? args.pop() : null;

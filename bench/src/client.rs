@@ -1,0 +1,313 @@
+//! The load: real Socket.IO v5 clients over Engine.IO v4 WebSockets, spoken directly on
+//! tokio-tungstenite so that holding 10 000 of them costs the load tool little. Each
+//! connection connects, authenticates, joins the benchmark room, answers Engine.IO pings
+//! and records every benchmark event it receives (latency and count).
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, anyhow, bail};
+use futures_util::{SinkExt, StreamExt};
+use tokio::{net::TcpSocket, sync::Semaphore, task::JoinSet};
+use tokio_tungstenite::{
+    WebSocketStream, client_async_with_config,
+    tungstenite::{
+        Message, client::IntoClientRequest, http::HeaderValue, protocol::WebSocketConfig,
+    },
+};
+
+use crate::histogram::Histogram;
+
+/// Name of the room every connection joins.
+pub const ROOM: &str = "bench";
+/// Name of the event the benchmark sends; its data is `{"t": µs since the epoch, "s": seq}`.
+pub const EVENT: &str = "bench";
+
+/// Source addresses connections are spread over (127.0.0.2 ..): repeated runs of 10 000
+/// connections would otherwise run out of ephemeral ports while old ones sit in TIME_WAIT.
+const SOURCE_ADDRESSES: u32 = 64;
+
+/// What every connection task shares with the scenarios.
+pub struct Shared {
+    /// Time origin of the `t` stamps.
+    pub epoch: Instant,
+    /// Latencies of the current scenario's deliveries.
+    pub latency: Histogram,
+    /// Benchmark events received in the current scenario, per connection.
+    pub received: Vec<AtomicU32>,
+    /// Their total.
+    pub delivered: AtomicU64,
+    /// Whether received events are recorded (off between scenarios).
+    pub recording: AtomicBool,
+}
+
+impl Shared {
+    /// State for `n` connections.
+    pub fn new(n: usize) -> Arc<Self> {
+        Arc::new(Self {
+            epoch: Instant::now(),
+            latency: Histogram::default(),
+            received: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            delivered: AtomicU64::new(0),
+            recording: AtomicBool::new(false),
+        })
+    }
+
+    /// Microseconds since the epoch.
+    pub fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    /// Starts a scenario: counters to zero, recording on.
+    pub fn start_recording(&self) {
+        self.latency.reset();
+        for r in &self.received {
+            r.store(0, Ordering::Relaxed);
+        }
+        self.delivered.store(0, Ordering::Relaxed);
+        self.recording.store(true, Ordering::Release);
+    }
+
+    /// Ends a scenario.
+    pub fn stop_recording(&self) {
+        self.recording.store(false, Ordering::Release);
+    }
+
+    /// The data of a benchmark event sent now.
+    pub fn payload(&self, seq: u64) -> String {
+        format!("{{\"t\":{},\"s\":{seq}}}", self.now_us())
+    }
+
+    fn on_event(&self, index: usize, text: &str) {
+        let Some(t) = stamp(text) else { return };
+        if !self.recording.load(Ordering::Acquire) {
+            return;
+        }
+        self.latency.record(self.now_us().saturating_sub(t));
+        self.received[index].fetch_add(1, Ordering::Relaxed);
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The `t` of a `42["bench",{"t":…,"s":…}]` packet.
+fn stamp(text: &str) -> Option<u64> {
+    let rest = text.strip_prefix("42[\"bench\",")?;
+    let start = rest.find("\"t\":")? + 4;
+    let digits = &rest[start..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+/// How to reach the server and what it answers.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Socket.IO listener.
+    pub addr: SocketAddr,
+    /// Socket.IO path, e.g. `/io`.
+    pub path: String,
+    /// Whether the server acknowledges `join` (sockgate does; the Ignis helper does not).
+    pub join_acked: bool,
+}
+
+/// The held connections.
+pub struct Connections {
+    /// The socket id of each connection, by index.
+    pub ids: Vec<String>,
+    tasks: JoinSet<()>,
+}
+
+impl Connections {
+    /// Closes every connection (the tasks end, their sockets are dropped).
+    pub async fn close(mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// How many connection tasks have ended (they should not while held).
+    pub fn ended(&self) -> usize {
+        self.ids.len() - self.tasks.len()
+    }
+}
+
+/// Opens `n` connections, at most `concurrency` being set up at once, each connected,
+/// authenticated and (when the server acknowledges joins) joined when this returns.
+pub async fn connect_all(
+    endpoint: &Endpoint,
+    shared: &Arc<Shared>,
+    n: usize,
+    concurrency: usize,
+    deadline: Duration,
+) -> anyhow::Result<Connections> {
+    let gate = Arc::new(Semaphore::new(concurrency));
+    let mut tasks = JoinSet::new();
+    let mut ready = Vec::with_capacity(n);
+    for index in 0..n {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        ready.push(rx);
+        let endpoint = endpoint.clone();
+        let shared = shared.clone();
+        let gate = gate.clone();
+        tasks.spawn(async move {
+            let permit = gate.acquire_owned().await;
+            let ws = match tokio::time::timeout(deadline, open(&endpoint, index)).await {
+                Ok(Ok(ok)) => ok,
+                Ok(Err(e)) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                Err(_) => {
+                    let _ = tx.send(Err(anyhow!("connection {index}: set-up timed out")));
+                    return;
+                }
+            };
+            drop(permit);
+            let (ws, id) = ws;
+            let _ = tx.send(Ok(id));
+            hold(ws, index, &shared).await;
+        });
+    }
+    let mut ids = Vec::with_capacity(n);
+    for rx in ready {
+        match rx.await {
+            Ok(Ok(id)) => ids.push(id),
+            Ok(Err(e)) => {
+                tasks.abort_all();
+                return Err(e);
+            }
+            Err(_) => {
+                tasks.abort_all();
+                bail!("a connection task ended during set-up");
+            }
+        }
+    }
+    Ok(Connections { ids, tasks })
+}
+
+type Ws = WebSocketStream<tokio::net::TcpStream>;
+
+/// Connects one client and runs the protocol up to joined; returns its socket id.
+async fn open(endpoint: &Endpoint, index: usize) -> anyhow::Result<(Ws, String)> {
+    let source =
+        Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 2)) + index as u32 % SOURCE_ADDRESSES);
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    let stream = socket
+        .connect(endpoint.addr)
+        .await
+        .with_context(|| format!("connect to {}", endpoint.addr))?;
+    stream.set_nodelay(true)?;
+    let url = format!(
+        "ws://{}{}/?EIO=4&transport=websocket",
+        endpoint.addr,
+        endpoint.path.trim_end_matches('/')
+    );
+    let mut request = url.into_client_request()?;
+    // The reference's authenticator admits any bearer token; sockgate runs in development
+    // mode for the benchmark and admits every `authenticate`.
+    request
+        .headers_mut()
+        .insert("authorization", HeaderValue::from_static("Bearer bench"));
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    let (mut ws, _) = client_async_with_config(request, stream, Some(config))
+        .await
+        .context("WebSocket handshake")?;
+
+    let open = next_text(&mut ws).await?;
+    if !open.starts_with('0') {
+        bail!("expected an Engine.IO open packet, got {open:?}");
+    }
+    ws.send(Message::text("40")).await?;
+    loop {
+        let text = next_text(&mut ws).await?;
+        if text.starts_with("40") {
+            break;
+        }
+        if text.starts_with("44") {
+            bail!("namespace connect refused: {text}");
+        }
+    }
+    ws.send(Message::text("42[\"authenticate\"]")).await?;
+    let id = loop {
+        let text = next_text(&mut ws).await?;
+        if let Some(rest) = text.strip_prefix("42[\"authenticated\",") {
+            let data: serde_json::Value = serde_json::from_str(rest.trim_end_matches(']'))
+                .with_context(|| format!("bad authenticated packet {text:?}"))?;
+            break data["id"]
+                .as_str()
+                .ok_or_else(|| anyhow!("authenticated without id: {text}"))?
+                .to_owned();
+        }
+        if text.starts_with("42[\"unauthenticated\"") {
+            bail!("authentication refused: {text}");
+        }
+    };
+    ws.send(Message::text(format!(
+        "420[\"join\",{{\"rooms\":[\"{ROOM}\"]}}]"
+    )))
+    .await?;
+    if endpoint.join_acked {
+        loop {
+            let text = next_text(&mut ws).await?;
+            if let Some(ack) = text.strip_prefix("430") {
+                if !ack.contains(&format!("\"joined\":[\"{ROOM}\"]")) {
+                    bail!("join refused: {text}");
+                }
+                break;
+            }
+        }
+    }
+    Ok((ws, id))
+}
+
+/// The next text message, answering Engine.IO pings on the way.
+async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
+    loop {
+        let msg = ws
+            .next()
+            .await
+            .ok_or_else(|| anyhow!("connection closed by the server"))??;
+        match msg {
+            Message::Text(text) if text.as_str() == "2" => ws.send(Message::text("3")).await?,
+            Message::Text(text) => return Ok(text.as_str().to_owned()),
+            Message::Close(frame) => bail!("connection closed by the server: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Holds a set-up connection: answers pings, records benchmark events, until aborted or
+/// closed by the server.
+async fn hold(mut ws: Ws, index: usize, shared: &Shared) {
+    while let Some(Ok(msg)) = ws.next().await {
+        if let Message::Text(text) = msg {
+            let text = text.as_str();
+            if text == "2" {
+                if ws.send(Message::text("3")).await.is_err() {
+                    return;
+                }
+            } else {
+                shared.on_event(index, text);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_read_from_benchmark_events_only() {
+        assert_eq!(stamp("42[\"bench\",{\"t\":12345,\"s\":7}]"), Some(12345));
+        assert_eq!(stamp("42[\"ping\",{\"time\":\"x\"}]"), None);
+        assert_eq!(stamp("42[\"bench\",{\"s\":7}]"), None);
+    }
+}

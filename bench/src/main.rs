@@ -1,0 +1,312 @@
+//! `sockgate-bench`: holds N real Socket.IO WebSocket clients against sockgate and
+//! against the reference stack (the Ignis helper on Node + Redis + REST), one after the
+//! other in the same run, and prints their figures side by side. See `BENCHMARKS.md`.
+
+mod client;
+mod control;
+mod histogram;
+mod http;
+mod procstat;
+mod report;
+mod scenarios;
+mod server;
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+use scenarios::{Measures, Plan};
+use server::{Kind, Server};
+
+/// Benchmark sockgate side by side with the reference stack.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Which stacks to run: `reference`, `sockgate` or both, comma separated (default:
+    /// both; with --smoke, sockgate).
+    #[arg(long, value_delimiter = ',')]
+    targets: Option<Vec<String>>,
+    /// Sockets held.
+    #[arg(long, default_value_t = 10_000)]
+    sockets: usize,
+    /// Runs per stack (alternating stacks), reported as median and range.
+    #[arg(long, default_value_t = 2)]
+    repeat: usize,
+    /// A few seconds with a few sockets, sockgate only unless --targets says otherwise:
+    /// checks the tool itself (every message delivered), no timing meaning.
+    #[arg(long)]
+    smoke: bool,
+    /// The sockgate binary (default: `sockgate` next to this executable).
+    #[arg(long)]
+    sockgate_bin: Option<PathBuf>,
+    /// A writable copy of `reference-ignis` in which `npm ci` has run.
+    #[arg(long, default_value = "target/bench/reference-ignis")]
+    reference_dir: PathBuf,
+    /// The reference's `PEER_LOG_LEVEL` (sockgate runs at `warn` too).
+    #[arg(long, default_value = "warn")]
+    reference_log_level: String,
+    /// Where server logs go (default: a fresh folder under `target/bench/`).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Also write the report (machine, versions, date, table) to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Connections being set up at once.
+    #[arg(long, default_value_t = 500)]
+    connect_concurrency: usize,
+    /// Sends of the paced fan-out (at 10 per second).
+    #[arg(long, default_value_t = 100)]
+    paced_sends: u64,
+    /// Sends of the burst fan-out.
+    #[arg(long, default_value_t = 50)]
+    burst_sends: u64,
+    /// Seconds of unicast sends.
+    #[arg(long, default_value_t = 5.0)]
+    unicast_secs: f64,
+}
+
+impl Args {
+    fn plan(&self) -> Plan {
+        if self.smoke {
+            return Plan {
+                sockets: self.sockets.min(20),
+                connect_concurrency: 20,
+                settle: Duration::from_millis(200),
+                idle_window: Duration::from_millis(500),
+                paced_sends: 10,
+                paced_rate: 10.0,
+                burst_sends: 20,
+                burst_in_flight: 4,
+                unicast_time: Duration::from_millis(500),
+                unicast_in_flight: 32,
+                drain_timeout: Duration::from_secs(20),
+            };
+        }
+        Plan {
+            sockets: self.sockets,
+            connect_concurrency: self.connect_concurrency,
+            settle: Duration::from_secs(3),
+            idle_window: Duration::from_secs(5),
+            paced_sends: self.paced_sends,
+            paced_rate: 10.0,
+            burst_sends: self.burst_sends,
+            burst_in_flight: 4,
+            unicast_time: Duration::from_secs_f64(self.unicast_secs),
+            unicast_in_flight: 32,
+            drain_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("sockgate-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let plan = args.plan();
+    // The smoke runs sockgate alone unless told otherwise: the reference needs a prepared
+    // copy (`npm ci`) and Redis.
+    let default_targets = if args.smoke {
+        vec!["sockgate".to_owned()]
+    } else {
+        vec!["reference".to_owned(), "sockgate".to_owned()]
+    };
+    let mut kinds = Vec::new();
+    for t in args.targets.as_ref().unwrap_or(&default_targets) {
+        kinds.push(match t.as_str() {
+            "reference" => Kind::Reference,
+            "sockgate" => Kind::Sockgate,
+            other => bail!("unknown target {other:?} (reference, sockgate)"),
+        });
+    }
+    raise_fd_limit(plan.sockets)?;
+    let sockgate_bin = match &args.sockgate_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no parent folder")?
+            .join("sockgate"),
+    };
+    let work = match &args.work_dir {
+        Some(w) => w.clone(),
+        None => PathBuf::from(format!("target/bench/run-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&work)?;
+    let reference_dir =
+        std::fs::canonicalize(&args.reference_dir).unwrap_or(args.reference_dir.clone());
+    let work = std::fs::canonicalize(&work)?;
+
+    let repeats = if args.smoke { 1 } else { args.repeat.max(1) };
+    let mut runs = Vec::new();
+    for round in 0..repeats {
+        // Alternate the order so that neither stack always runs on a warmer machine.
+        let mut order = kinds.clone();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for kind in order {
+            eprintln!("== {} run {} of {repeats}", kind.name(), round + 1);
+            let server = match kind {
+                Kind::Sockgate => Server::sockgate(&sockgate_bin, &work).await?,
+                Kind::Reference => {
+                    Server::reference(&reference_dir, &work, &args.reference_log_level).await?
+                }
+            };
+            let result = scenarios::run(&server, &plan).await;
+            server.stop().await?;
+            runs.push(result.with_context(|| format!("{} run failed", kind.name()))?);
+            // Let sockets close and the machine calm down between stacks.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    let table = report::table(&plan, &runs);
+    println!("{table}");
+    if let Some(out) = &args.out {
+        let doc = document(&args, &plan, &runs, &table, &sockgate_bin, &reference_dir);
+        std::fs::write(out, doc).with_context(|| format!("cannot write {}", out.display()))?;
+        eprintln!("written to {}", out.display());
+    }
+    let ok = runs.iter().all(Measures::lossless);
+    if !ok {
+        eprintln!(
+            "sockgate-bench: some deliveries were lost or some commands failed (see the table)"
+        );
+    }
+    Ok(ok)
+}
+
+/// Raises the open-file limit to what `sockets` connections need (the servers started
+/// from here inherit it).
+fn raise_fd_limit(sockets: usize) -> anyhow::Result<()> {
+    let need = sockets as u64 + 1024;
+    let limit = rlimit::increase_nofile_limit(need)?;
+    if limit < need {
+        bail!(
+            "the open-file limit is {limit} and cannot be raised to {need} (the hard limit is lower): raise it (ulimit -Hn) or use fewer --sockets"
+        );
+    }
+    Ok(())
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(if o.stdout.is_empty() {
+                &o.stderr
+            } else {
+                &o.stdout
+            })
+            .trim()
+            .to_owned()
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Version of a package in the workspace's Cargo.lock.
+fn locked_version(name: &str) -> String {
+    let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
+    let needle = format!("name = \"{name}\"\nversion = \"");
+    lock.find(&needle)
+        .map(|i| {
+            let rest = &lock[i + needle.len()..];
+            rest[..rest.find('"').unwrap_or(0)].to_owned()
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn document(
+    args: &Args,
+    plan: &Plan,
+    runs: &[Measures],
+    table: &str,
+    sockgate_bin: &Path,
+    reference_dir: &Path,
+) -> String {
+    let (cpus, model) = procstat::cpu_model();
+    let mem_gb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<f64>()
+                .ok()
+        })
+        .map(|kb| kb / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    let mut doc = String::new();
+    let _ = writeln!(doc, "# Benchmarks\n");
+    let _ = writeln!(
+        doc,
+        "Written by `scripts/bench` (`sockgate-bench`, source in [`bench/`](bench)); the method, the \
+         scenarios and how to read the figures are in [`bench/README.md`](bench/README.md).\n"
+    );
+    let _ = writeln!(doc, "## Latest run\n");
+    let _ = writeln!(
+        doc,
+        "- date: {}",
+        command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+    );
+    let _ = writeln!(
+        doc,
+        "- machine: {cpus} × {model}, {mem_gb:.1} GiB RAM, Linux {}; the load tool runs on the same cores",
+        command_output("uname", &["-r"])
+    );
+    let _ = writeln!(
+        doc,
+        "- sockgate: {} (`{}`), socketioxide {}, engineioxide {}, tokio {}, {}",
+        command_output("git", &["describe", "--always", "--dirty"]),
+        sockgate_bin.display(),
+        locked_version("socketioxide"),
+        locked_version("engineioxide"),
+        locked_version("tokio"),
+        command_output("rustc", &["-V"]),
+    );
+    let _ = writeln!(
+        doc,
+        "- reference: `{}`: @venizia/ignis-helpers 0.0.7, socket.io 4.8.3, Node {}, {}; `PEER_LOG_LEVEL={}`",
+        reference_dir.display(),
+        command_output("node", &["-v"]),
+        command_output("redis-server", &["-v"])
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        args.reference_log_level
+    );
+    let _ = writeln!(
+        doc,
+        "- load: {} WebSocket clients, {} run(s) per stack; noise: other processes used {} cores on average during the runs\n",
+        plan.sockets,
+        runs.iter().filter(|m| m.kind == Kind::Sockgate).count(),
+        {
+            let loads: Vec<String> = runs
+                .iter()
+                .map(|m| format!("{}={:.2}", m.kind.name(), m.other_load_cores))
+                .collect();
+            loads.join(", ")
+        }
+    );
+    let _ = writeln!(doc, "{table}");
+    doc
+}

@@ -1,0 +1,239 @@
+//! The side-by-side table: one row per measure, the median over the repeats of each
+//! stack (with the range when repeated), the ratio, the design target.
+
+use std::fmt::Write;
+
+use crate::{
+    scenarios::{Measures, Plan},
+    server::Kind,
+};
+
+struct Row {
+    label: String,
+    value: fn(&Measures) -> f64,
+    decimals: usize,
+    target: &'static str,
+}
+
+fn rows(plan: &Plan) -> Vec<Row> {
+    let row = |label: String, value: fn(&Measures) -> f64, decimals, target| Row {
+        label,
+        value,
+        decimals,
+        target,
+    };
+    vec![
+        row(
+            "server RSS per idle authenticated socket, KB".into(),
+            |m| m.per_socket(m.rss_idle) / 1000.0,
+            1,
+            "≤ 8",
+        ),
+        row(
+            "server RSS per socket after the burst fan-out, KB".into(),
+            |m| m.per_socket(m.rss_after_burst) / 1000.0,
+            1,
+            "",
+        ),
+        row(
+            "  the same ÷ idle".into(),
+            |m| m.per_socket(m.rss_after_burst) / m.per_socket(m.rss_idle).max(1.0),
+            2,
+            "≤ 1.2",
+        ),
+        row(
+            "server RSS per socket after the unicast sends, KB".into(),
+            |m| m.per_socket(m.rss_end) / 1000.0,
+            1,
+            "",
+        ),
+        row(
+            format!(
+                "connect + authenticate + join {} sockets ({} at once), s",
+                plan.sockets, plan.connect_concurrency
+            ),
+            |m| m.connect_wall.as_secs_f64(),
+            2,
+            "≤ 0.5 (server-bound part)",
+        ),
+        row(
+            "  server CPU per connection set-up, µs".into(),
+            |m| m.connect_cpu.as_secs_f64() * 1e6 / m.sockets as f64,
+            0,
+            "",
+        ),
+        row(
+            format!(
+                "paced room fan-out ({}/s, {} sends): server CPU per delivery, µs",
+                plan.paced_rate, plan.paced_sends
+            ),
+            |m| m.paced.cpu_per_delivery_us(),
+            2,
+            "≤ 5",
+        ),
+        row(
+            "  sends per second achieved (one command at a time)".into(),
+            |m| m.paced.commands as f64 / m.paced.send_wall.as_secs_f64(),
+            1,
+            "",
+        ),
+        row(
+            "  delivery latency p50, ms".into(),
+            |m| quantile_ms(&m.paced, 0),
+            1,
+            "",
+        ),
+        row(
+            "  delivery latency p99, ms".into(),
+            |m| quantile_ms(&m.paced, 1),
+            1,
+            "≤ 50",
+        ),
+        row(
+            "  delivery latency max, ms".into(),
+            |m| quantile_ms(&m.paced, 3),
+            1,
+            "",
+        ),
+        row(
+            format!(
+                "burst room fan-out ({} sends, {} in flight): server CPU per delivery, µs",
+                plan.burst_sends, plan.burst_in_flight
+            ),
+            |m| m.burst.cpu_per_delivery_us(),
+            2,
+            "≤ 1",
+        ),
+        row(
+            "  deliveries per second".into(),
+            |m| m.burst.delivered as f64 / m.burst.wall.as_secs_f64(),
+            0,
+            "",
+        ),
+        row(
+            "  delivery latency p99, ms".into(),
+            |m| quantile_ms(&m.burst, 1),
+            1,
+            "",
+        ),
+        row(
+            format!(
+                "unicast send to a socket id ({} in flight): calls per second",
+                plan.unicast_in_flight
+            ),
+            |m| m.unicast.commands as f64 / m.unicast.send_wall.as_secs_f64(),
+            0,
+            "≥ 50000",
+        ),
+        row(
+            "  server CPU per call, µs".into(),
+            |m| m.unicast.cpu_per_command_us(),
+            1,
+            "≤ 15",
+        ),
+        row(
+            "  delivery latency p99, ms".into(),
+            |m| quantile_ms(&m.unicast, 1),
+            1,
+            "",
+        ),
+        row(
+            "lost deliveries + failed commands + dropped connections".into(),
+            |m| {
+                (m.paced.lost()
+                    + m.burst.lost()
+                    + m.unicast.lost()
+                    + m.paced.errors
+                    + m.burst.errors
+                    + m.unicast.errors
+                    + m.connections_lost as u64) as f64
+            },
+            0,
+            "0",
+        ),
+        row(
+            "server CPU while idle, % of one core".into(),
+            |m| m.idle_cpu_per_sec * 100.0,
+            1,
+            "",
+        ),
+        row(
+            "noise: CPU of other processes during the run, cores".into(),
+            |m| m.other_load_cores,
+            2,
+            "",
+        ),
+    ]
+}
+
+fn quantile_ms(d: &crate::scenarios::Delivery, i: usize) -> f64 {
+    d.latency_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
+}
+
+fn median(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    Some((mid, v[0], v[v.len() - 1]))
+}
+
+fn cell(stats: Option<(f64, f64, f64)>, decimals: usize, repeated: bool) -> String {
+    match stats {
+        None => "–".into(),
+        Some((m, lo, hi)) if repeated && (hi - lo).abs() > f64::EPSILON => {
+            format!("{m:.decimals$} ({lo:.decimals$}–{hi:.decimals$})")
+        }
+        Some((m, _, _)) => format!("{m:.decimals$}"),
+    }
+}
+
+/// The Markdown table of every run's measures.
+pub fn table(plan: &Plan, runs: &[Measures]) -> String {
+    let of = |kind: Kind, f: fn(&Measures) -> f64| {
+        runs.iter()
+            .filter(|m| m.kind == kind)
+            .map(f)
+            .collect::<Vec<_>>()
+    };
+    let repeats = runs
+        .iter()
+        .filter(|m| m.kind == Kind::Sockgate)
+        .count()
+        .max(runs.iter().filter(|m| m.kind == Kind::Reference).count());
+    let repeated = repeats > 1;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| measure | reference | sockgate | sockgate ÷ reference | target (sockgate) |"
+    );
+    let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
+    for row in rows(plan) {
+        let r = median(of(Kind::Reference, row.value));
+        let s = median(of(Kind::Sockgate, row.value));
+        let ratio = match (r, s) {
+            (Some((r, _, _)), Some((s, _, _))) if r != 0.0 => format!("{:.2}", s / r),
+            _ => "–".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {ratio} | {} |",
+            row.label,
+            cell(r, row.decimals, repeated),
+            cell(s, row.decimals, repeated),
+            row.target
+        );
+    }
+    if repeated {
+        let _ = writeln!(
+            out,
+            "\nMedian of {repeats} runs per stack, range in parentheses; the stacks ran one after the other, alternating."
+        );
+    }
+    out
+}

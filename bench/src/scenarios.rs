@@ -1,0 +1,517 @@
+//! The scenarios, run in order against one running server: connect storm, idle hold,
+//! paced room fan-out, burst room fan-out, unicast sends. Server CPU is read from `/proc`
+//! around each and the idle cost (Engine.IO heartbeats, application pings) is taken out.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use tokio::task::JoinSet;
+
+use crate::{
+    client::{self, Connections, Shared},
+    procstat::{self, MachineCpu},
+    server::{Kind, Server},
+};
+
+/// Sizes and durations of a run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Sockets held.
+    pub sockets: usize,
+    /// Connections being set up at once during the storm.
+    pub connect_concurrency: usize,
+    /// Pause after connecting, before measuring the idle state.
+    pub settle: Duration,
+    /// Window over which the idle CPU cost is measured.
+    pub idle_window: Duration,
+    /// Room sends of the paced fan-out.
+    pub paced_sends: u64,
+    /// Their rate, per second.
+    pub paced_rate: f64,
+    /// Room sends of the burst fan-out (below the per-socket send buffer, 128 packets in
+    /// sockgate, so that none may be dropped).
+    pub burst_sends: u64,
+    /// Room sends in flight during the burst.
+    pub burst_in_flight: usize,
+    /// Duration of the unicast scenario.
+    pub unicast_time: Duration,
+    /// Unicast sends in flight.
+    pub unicast_in_flight: usize,
+    /// Longest wait for the deliveries of a scenario after its last send.
+    pub drain_timeout: Duration,
+}
+
+/// Delivery figures of one scenario.
+#[derive(Clone, Debug, Default)]
+pub struct Delivery {
+    /// Commands sent (and answered successfully).
+    pub commands: u64,
+    /// Commands that failed.
+    pub errors: u64,
+    /// Deliveries expected.
+    pub expected: u64,
+    /// Deliveries received.
+    pub delivered: u64,
+    /// Wall time from the first command to the last delivery (or the drain deadline).
+    pub wall: Duration,
+    /// Time spent sending the commands.
+    pub send_wall: Duration,
+    /// Server CPU over `wall`, minus the idle cost of that time.
+    pub net_cpu: Duration,
+    /// Latency quantiles p50, p99, p99.9, max, in µs.
+    pub latency_us: Vec<u64>,
+}
+
+impl Delivery {
+    /// Deliveries that never arrived.
+    pub fn lost(&self) -> u64 {
+        self.expected.saturating_sub(self.delivered)
+    }
+
+    /// Net server CPU per delivery, µs.
+    pub fn cpu_per_delivery_us(&self) -> f64 {
+        self.net_cpu.as_secs_f64() * 1e6 / self.delivered.max(1) as f64
+    }
+
+    /// Net server CPU per command, µs.
+    pub fn cpu_per_command_us(&self) -> f64 {
+        self.net_cpu.as_secs_f64() * 1e6 / self.commands.max(1) as f64
+    }
+}
+
+/// Everything measured against one server in one run.
+#[derive(Clone, Debug)]
+pub struct Measures {
+    /// Which stack.
+    pub kind: Kind,
+    /// Sockets held.
+    pub sockets: usize,
+    /// Server RSS before any connection.
+    pub rss_base: u64,
+    /// Server RSS with every socket connected, idle.
+    pub rss_idle: u64,
+    /// Server RSS after the burst fan-out.
+    pub rss_after_burst: u64,
+    /// Server RSS at the end (after the unicast scenario).
+    pub rss_end: u64,
+    /// Time to connect, authenticate and join every socket.
+    pub connect_wall: Duration,
+    /// Server CPU spent on it.
+    pub connect_cpu: Duration,
+    /// Server CPU per second while idle with every socket held.
+    pub idle_cpu_per_sec: f64,
+    /// Paced room fan-out.
+    pub paced: Delivery,
+    /// Burst room fan-out.
+    pub burst: Delivery,
+    /// Unicast sends.
+    pub unicast: Delivery,
+    /// Connections the server closed during the run.
+    pub connections_lost: usize,
+    /// CPU used by other processes during the run, in cores (noise).
+    pub other_load_cores: f64,
+}
+
+impl Measures {
+    /// RSS per socket from the base, in bytes.
+    pub fn per_socket(&self, rss: u64) -> f64 {
+        rss.saturating_sub(self.rss_base) as f64 / self.sockets as f64
+    }
+
+    /// Whether every delivery arrived and no command failed.
+    pub fn lossless(&self) -> bool {
+        [&self.paced, &self.burst, &self.unicast]
+            .iter()
+            .all(|d| d.lost() == 0 && d.errors == 0 && d.commands > 0)
+            && self.connections_lost == 0
+    }
+}
+
+struct Meter {
+    pids: Vec<u32>,
+    ticks: u64,
+}
+
+impl Meter {
+    fn cpu(&self) -> anyhow::Result<Duration> {
+        self.pids
+            .iter()
+            .map(|&p| procstat::cpu_time(p, self.ticks))
+            .sum()
+    }
+}
+
+/// Runs every scenario against `server`, printing progress to stderr.
+pub async fn run(server: &Server, plan: &Plan) -> anyhow::Result<Measures> {
+    let name = server.kind.name();
+    let meter = Meter {
+        pids: server.pids.clone(),
+        ticks: procstat::clock_ticks(),
+    };
+    let self_pid = std::process::id();
+    let machine_start = MachineCpu::now()?;
+    let server_start = meter.cpu()?;
+    let tool_start = procstat::cpu_time(self_pid, meter.ticks)?;
+    let run_start = Instant::now();
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_base = procstat::rss_bytes(server.main_pid)?;
+    let shared = Shared::new(plan.sockets);
+
+    eprintln!("[{name}] connecting {} sockets", plan.sockets);
+    let cpu0 = meter.cpu()?;
+    let t0 = Instant::now();
+    let conns = client::connect_all(
+        &server.endpoint,
+        &shared,
+        plan.sockets,
+        plan.connect_concurrency,
+        Duration::from_secs(60),
+    )
+    .await
+    .context("connect storm")?;
+    let connect_wall = t0.elapsed();
+    let connect_cpu = meter.cpu()? - cpu0;
+    // The reference does not acknowledge joins: wait until a room send reaches everyone
+    // (sockgate's acknowledged joins pass at the first probe).
+    room_gate(server, &shared, plan).await?;
+    let connect_wall_gated = t0.elapsed();
+    let connect_wall = if server.endpoint.join_acked {
+        connect_wall
+    } else {
+        connect_wall_gated
+    };
+    eprintln!(
+        "[{name}] {} sockets joined in {:.2} s",
+        plan.sockets,
+        connect_wall.as_secs_f64()
+    );
+
+    tokio::time::sleep(plan.settle).await;
+    let idle0 = meter.cpu()?;
+    let ti = Instant::now();
+    tokio::time::sleep(plan.idle_window).await;
+    let idle_cpu_per_sec = (meter.cpu()? - idle0).as_secs_f64() / ti.elapsed().as_secs_f64();
+    let rss_idle = procstat::rss_bytes(server.main_pid)?;
+    eprintln!(
+        "[{name}] idle: {:.1} KB per socket, {:.1} % CPU",
+        rss_idle.saturating_sub(rss_base) as f64 / plan.sockets as f64 / 1000.0,
+        idle_cpu_per_sec * 100.0
+    );
+
+    let paced = paced(server, &shared, &meter, idle_cpu_per_sec, plan).await?;
+    eprintln!("[{name}] paced fan-out: {paced:?}");
+    let burst = burst(server, &shared, &meter, idle_cpu_per_sec, plan).await?;
+    let rss_after_burst = procstat::rss_bytes(server.main_pid)?;
+    eprintln!("[{name}] burst fan-out: {burst:?}");
+    let unicast = unicast(server, &shared, &conns, &meter, idle_cpu_per_sec, plan).await?;
+    let rss_end = procstat::rss_bytes(server.main_pid)?;
+    eprintln!("[{name}] unicast: {unicast:?}");
+
+    let connections_lost = conns.ended();
+    let wall = run_start.elapsed();
+    let machine = MachineCpu::now()?.busy_since(&machine_start, meter.ticks);
+    let server_cpu = meter.cpu()? - server_start;
+    let tool_cpu = procstat::cpu_time(self_pid, meter.ticks)? - tool_start;
+    let other = machine.saturating_sub(server_cpu + tool_cpu);
+    conns.close().await;
+    Ok(Measures {
+        kind: server.kind,
+        sockets: plan.sockets,
+        rss_base,
+        rss_idle,
+        rss_after_burst,
+        rss_end,
+        connect_wall,
+        connect_cpu,
+        idle_cpu_per_sec,
+        paced,
+        burst,
+        unicast,
+        connections_lost,
+        other_load_cores: other.as_secs_f64() / wall.as_secs_f64(),
+    })
+}
+
+/// Sends probes to the room until every socket has received one.
+async fn room_gate(server: &Server, shared: &Shared, plan: &Plan) -> anyhow::Result<()> {
+    let mut sender = server.control.sender().await?;
+    let deadline = Instant::now() + Duration::from_secs(60).max(plan.drain_timeout);
+    shared.start_recording();
+    let mut seq = 0;
+    loop {
+        sender.send_to_room(shared.payload(seq)).await?;
+        seq += 1;
+        let wait = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < wait {
+            if shared
+                .received
+                .iter()
+                .all(|r| r.load(Ordering::Relaxed) > 0)
+            {
+                shared.stop_recording();
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if Instant::now() > deadline {
+            let missing = shared
+                .received
+                .iter()
+                .filter(|r| r.load(Ordering::Relaxed) == 0)
+                .count();
+            bail!("{missing} sockets never received a room probe: not joined");
+        }
+    }
+}
+
+/// Waits until `expected` deliveries arrived or the drain deadline passed; the time of
+/// the last delivery.
+async fn drain(shared: &Shared, expected: u64, last_send: Instant, plan: &Plan) -> Instant {
+    let deadline = last_send + plan.drain_timeout;
+    loop {
+        if shared.delivered.load(Ordering::Relaxed) >= expected {
+            return Instant::now();
+        }
+        if Instant::now() >= deadline {
+            return deadline;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The times and server CPU of one scenario.
+struct Window {
+    start: Instant,
+    sent: Instant,
+    end: Instant,
+    cpu: Duration,
+}
+
+fn finish(
+    shared: &Shared,
+    (commands, errors, expected): (u64, u64, u64),
+    window: Window,
+    idle_cpu_per_sec: f64,
+) -> Delivery {
+    shared.stop_recording();
+    let wall = window.end - window.start;
+    let idle = Duration::from_secs_f64(idle_cpu_per_sec * wall.as_secs_f64());
+    Delivery {
+        commands,
+        errors,
+        expected,
+        delivered: shared.delivered.load(Ordering::Relaxed),
+        wall,
+        send_wall: window.sent - window.start,
+        net_cpu: window.cpu.saturating_sub(idle),
+        latency_us: shared
+            .latency
+            .quantiles(&[0.5, 0.99, 0.999, 1.0])
+            .unwrap_or_default(),
+    }
+}
+
+async fn paced(
+    server: &Server,
+    shared: &Shared,
+    meter: &Meter,
+    idle_cpu_per_sec: f64,
+    plan: &Plan,
+) -> anyhow::Result<Delivery> {
+    let mut sender = server.control.sender().await?;
+    let period = Duration::from_secs_f64(1.0 / plan.paced_rate);
+    shared.start_recording();
+    let cpu0 = meter.cpu()?;
+    let start = Instant::now();
+    let mut errors = 0;
+    for seq in 0..plan.paced_sends {
+        tokio::time::sleep_until((start + period * seq as u32).into()).await;
+        if sender.send_to_room(shared.payload(seq)).await.is_err() {
+            errors += 1;
+        }
+    }
+    let sent = Instant::now();
+    let commands = plan.paced_sends - errors;
+    let expected = commands * plan.sockets as u64;
+    let end = drain(shared, expected, sent, plan).await;
+    let cpu = meter.cpu()? - cpu0;
+    let mut delivery = finish(
+        shared,
+        (commands, errors, expected),
+        Window {
+            start,
+            sent,
+            end,
+            cpu,
+        },
+        idle_cpu_per_sec,
+    );
+    // A duplicate would hide a loss in the total: count per socket.
+    delivery.delivered = shared
+        .received
+        .iter()
+        .map(|r| u64::from(r.load(Ordering::Relaxed)).min(commands))
+        .sum();
+    Ok(delivery)
+}
+
+async fn burst(
+    server: &Server,
+    shared: &Shared,
+    meter: &Meter,
+    idle_cpu_per_sec: f64,
+    plan: &Plan,
+) -> anyhow::Result<Delivery> {
+    let mut senders = Vec::new();
+    for _ in 0..plan.burst_in_flight {
+        senders.push(server.control.sender().await?);
+    }
+    let shared_next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    shared.start_recording();
+    let cpu0 = meter.cpu()?;
+    let start = Instant::now();
+    let total = plan.burst_sends;
+    let mut tasks = JoinSet::new();
+    // The payload stamps are taken when each command is issued.
+    let stamp = Arc::new(shared_epoch_stamper(shared));
+    for mut sender in senders {
+        let next = shared_next.clone();
+        let errors = errors.clone();
+        let stamp = stamp.clone();
+        tasks.spawn(async move {
+            loop {
+                let seq = next.fetch_add(1, Ordering::Relaxed);
+                if seq >= total {
+                    break;
+                }
+                if sender.send_to_room(stamp(seq)).await.is_err() {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let sent = Instant::now();
+    let errors = errors.load(Ordering::Relaxed);
+    let commands = total - errors;
+    let expected = commands * plan.sockets as u64;
+    let end = drain(shared, expected, sent, plan).await;
+    let cpu = meter.cpu()? - cpu0;
+    let mut delivery = finish(
+        shared,
+        (commands, errors, expected),
+        Window {
+            start,
+            sent,
+            end,
+            cpu,
+        },
+        idle_cpu_per_sec,
+    );
+    // A duplicate would hide a loss in the total: count per socket.
+    delivery.delivered = shared
+        .received
+        .iter()
+        .map(|r| u64::from(r.load(Ordering::Relaxed)).min(commands))
+        .sum();
+    Ok(delivery)
+}
+
+/// A `payload(seq)` that can move into tasks.
+fn shared_epoch_stamper(shared: &Shared) -> impl Fn(u64) -> String + Send + Sync + 'static {
+    let epoch = shared.epoch;
+    move |seq| {
+        format!(
+            "{{\"t\":{},\"s\":{seq}}}",
+            epoch.elapsed().as_micros() as u64
+        )
+    }
+}
+
+async fn unicast(
+    server: &Server,
+    shared: &Shared,
+    conns: &Connections,
+    meter: &Meter,
+    idle_cpu_per_sec: f64,
+    plan: &Plan,
+) -> anyhow::Result<Delivery> {
+    let mut senders = Vec::new();
+    for _ in 0..plan.unicast_in_flight {
+        senders.push(server.control.sender().await?);
+    }
+    let ids = Arc::new(conns.ids.clone());
+    let expected: Arc<Vec<AtomicU32>> =
+        Arc::new((0..ids.len()).map(|_| AtomicU32::new(0)).collect());
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stamp = Arc::new(shared_epoch_stamper(shared));
+    shared.start_recording();
+    let cpu0 = meter.cpu()?;
+    let start = Instant::now();
+    let stop_at = start + plan.unicast_time;
+    let mut tasks = JoinSet::new();
+    for mut sender in senders {
+        let (ids, expected, next, errors, stamp) = (
+            ids.clone(),
+            expected.clone(),
+            next.clone(),
+            errors.clone(),
+            stamp.clone(),
+        );
+        tasks.spawn(async move {
+            while Instant::now() < stop_at {
+                let seq = next.fetch_add(1, Ordering::Relaxed);
+                let index = (seq % ids.len() as u64) as usize;
+                match sender.send_to_socket(&ids[index], stamp(seq)).await {
+                    Ok(()) => {
+                        expected[index].fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let sent = Instant::now();
+    let errors = errors.load(Ordering::Relaxed);
+    let total: u64 = expected
+        .iter()
+        .map(|e| u64::from(e.load(Ordering::Relaxed)))
+        .sum();
+    let end = drain(shared, total, sent, plan).await;
+    let cpu = meter.cpu()? - cpu0;
+    let mut delivery = finish(
+        shared,
+        (total, errors, total),
+        Window {
+            start,
+            sent,
+            end,
+            cpu,
+        },
+        idle_cpu_per_sec,
+    );
+    // Deliveries to the wrong socket or twice would hide losses in the total: count per
+    // socket.
+    let short: u64 = expected
+        .iter()
+        .zip(&shared.received)
+        .map(|(e, r)| {
+            u64::from(e.load(Ordering::Relaxed))
+                .saturating_sub(u64::from(r.load(Ordering::Relaxed)))
+        })
+        .sum();
+    delivery.delivered = total - short;
+    Ok(delivery)
+}
