@@ -110,7 +110,7 @@ impl<A: Adapter> SocketControl for ControlService<A> {
         let ctx = &self.ctx;
         observe(
             "Send",
-            send::send(&ctx.io, &ctx.limits, request.into_inner()),
+            send::send(&ctx.io, &ctx.cluster, &ctx.limits, request.into_inner()),
         )
         .await
     }

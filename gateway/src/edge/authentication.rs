@@ -81,6 +81,7 @@ pub async fn authenticate<A: Adapter>(
             // Only now, after `authenticated` is on the socket's ordered channel, can
             // application events reach it.
             socket.leave(rooms::UNAUTHENTICATED);
+            edge.directory.present(socket.id, true);
             if edge.events.is_watched() {
                 edge.events.publish(
                     WatchEventsResponse {
