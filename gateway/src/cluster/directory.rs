@@ -1,14 +1,16 @@
 //! The socket directory: which sockets each node holds and whether they have
 //! authenticated, so that a `Send` to a socket id of another node is checked with one Redis
-//! round trip (an `HMGET` per other live node, pipelined) instead of a question to every
-//! node.
+//! round trip (per other live node an `HMGET` and a `PUBSUB NUMSUB`, pipelined) instead of
+//! a question to every node.
 //!
 //! Each node keeps one hash, `P:sockets:{uid}` (socket id → `1` authenticated / `0` not),
 //! written by one task in ordered, batched pipelines: the edge only queues a change (no
 //! await on a socket's path). The hash expires `cluster.node_ttl` after the node's last
-//! write or heartbeat, so a killed node's sockets leave the directory within `node_ttl` by
+//! write or heartbeat, so a dead node's sockets leave the directory within `node_ttl` by
 //! themselves; a node restarted with the same node id deletes its predecessor's hash when
-//! it claims the id. A lost write (Redis down, queue full, Redis restarted empty) marks the
+//! it claims the id. A lookup also counts a node's entries only while that node is
+//! subscribed to its answer channel: Redis drops the subscription as soon as a killed
+//! node's connection closes, so its sockets are not found from then on. A lost write (Redis down, queue full, Redis restarted empty) marks the
 //! directory dirty and the next heartbeat rewrites the whole hash from the node's sockets.
 //!
 //! Readers trust only what the directory confirms (the socket is on a live node, and
@@ -25,7 +27,9 @@ use socketioxide::socket::Sid;
 use tokio::sync::{Notify, mpsc};
 use tracing::debug;
 
-use super::{Cluster, ClusterError, Redis};
+use redis::Value;
+
+use super::{Cluster, ClusterError, Redis, link::LinkError};
 
 /// Changes queued for Redis before the directory is marked dirty.
 const QUEUE: usize = 65_536;
@@ -38,6 +42,14 @@ const NOT_AUTHENTICATED: &str = "0";
 
 pub(super) fn sockets_key(prefix: &str, uid: &str) -> String {
     format!("{prefix}:sockets:{uid}")
+}
+
+/// Where another node's entries are, and the channel it listens on while it lives.
+pub(super) struct Node {
+    /// Its hash.
+    pub(super) key: String,
+    /// Its answer channel.
+    pub(super) channel: String,
 }
 
 enum Change {
@@ -54,8 +66,8 @@ pub struct Directory {
     changes: OnceLock<mpsc::Sender<Change>>,
     dirty: AtomicBool,
     resync: Notify,
-    /// The directory keys of the other live nodes, as of the last heartbeat.
-    others: RwLock<Arc<[String]>>,
+    /// The other live nodes, as of the last heartbeat.
+    others: RwLock<Arc<[Node]>>,
 }
 
 impl Directory {
@@ -79,8 +91,8 @@ impl Directory {
 
     /// Heartbeat: the other live nodes, and whether this node's hash exists while it has
     /// sockets (it does not after Redis restarted empty, or expired during an outage).
-    pub(super) fn refresh(&self, other_keys: Vec<String>, lost: bool) {
-        *self.others.write().unwrap_or_else(|e| e.into_inner()) = other_keys.into();
+    pub(super) fn refresh(&self, others: Vec<Node>, lost: bool) {
+        *self.others.write().unwrap_or_else(|e| e.into_inner()) = others.into();
         if lost {
             self.dirty.store(true, Ordering::Release);
         }
@@ -162,8 +174,8 @@ fn flag(authenticated: bool) -> &'static str {
     }
 }
 
-/// For each of `sids`: `Some(authenticated)` when another live node lists it, `None` when
-/// no other node does (as far as the directory knows). One round trip.
+/// For each of `sids`: `Some(authenticated)` when another live node (one subscribed to its
+/// answer channel) lists it, `None` when no such node does. One round trip.
 pub(super) async fn locate(redis: &Redis, sids: &[Sid]) -> Result<Vec<Option<bool>>, ClusterError> {
     let others = redis
         .directory
@@ -176,15 +188,24 @@ pub(super) async fn locate(redis: &Redis, sids: &[Sid]) -> Result<Vec<Option<boo
         return Ok(found);
     }
     let mut pipe = redis::pipe();
-    for key in others.iter() {
-        let cmd = pipe.cmd("HMGET").arg(key);
+    for node in others.iter() {
+        pipe.cmd("PUBSUB").arg("NUMSUB").arg(&node.channel);
+        let cmd = pipe.cmd("HMGET").arg(&node.key);
         for sid in sids {
             cmd.arg(sid.as_str());
         }
     }
-    let answers: Vec<Vec<Option<String>>> = redis.link.run_pipe(&pipe).await?;
-    for answer in answers {
-        for (slot, value) in found.iter_mut().zip(answer) {
+    let replies: Vec<Value> = redis.link.run_pipe(&pipe).await?;
+    let mut replies = replies.into_iter();
+    while let (Some(subscribed), Some(entries)) = (replies.next(), replies.next()) {
+        let (_, subscribers): (String, u32) = redis::from_redis_value(subscribed)
+            .map_err(|e| ClusterError::Unavailable(LinkError::Redis(e.into())))?;
+        let entries: Vec<Option<String>> = redis::from_redis_value(entries)
+            .map_err(|e| ClusterError::Unavailable(LinkError::Redis(e.into())))?;
+        if subscribers == 0 {
+            continue;
+        }
+        for (slot, value) in found.iter_mut().zip(entries) {
             match value.as_deref() {
                 Some(AUTHENTICATED) => *slot = Some(true),
                 Some(_) if slot.is_none() => *slot = Some(false),

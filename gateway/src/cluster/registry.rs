@@ -10,7 +10,10 @@ use redis::Value;
 use sockgate_client::proto::SocketCounts;
 use tracing::{info, warn};
 
-use super::{Cluster, ClusterError, LocalNode, NodeStatus, Redis, directory::sockets_key};
+use super::{
+    Cluster, ClusterError, LocalNode, NodeStatus, Redis, answer_channel,
+    directory::{Node, sockets_key},
+};
 use crate::clock;
 
 fn nodes_key(prefix: &str) -> String {
@@ -129,7 +132,10 @@ async fn beat(redis: &Redis, status: &NodeStatus) -> Result<(), ClusterError> {
     let others = live
         .iter()
         .filter(|uid| **uid != redis.uid)
-        .map(|uid| sockets_key(&redis.prefix, uid))
+        .map(|uid| Node {
+            key: sockets_key(&redis.prefix, uid),
+            channel: answer_channel(&redis.prefix, uid),
+        })
         .collect();
     redis
         .directory
