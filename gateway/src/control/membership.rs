@@ -153,14 +153,14 @@ pub async fn disconnect<A: Adapter>(
     } else {
         request.reason.as_str()
     };
-    let operators =
-        target::resolve(
-            &ctx.io,
-            &ctx.cluster,
-            request.target.as_ref(),
-            "target",
-            Audience::Any,
-        ).await?;
+    let operators = target::resolve(
+        &ctx.io,
+        &ctx.cluster,
+        request.target.as_ref(),
+        "target",
+        Audience::Any,
+    )
+    .await?;
     match operators
         .clone()
         .emit(

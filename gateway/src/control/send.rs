@@ -115,8 +115,7 @@ pub async fn send<A: Adapter>(
         attachments: request.attachments,
     };
     let target = request.target.as_ref();
-    let operators =
-        target::resolve(io, cluster, target, "target", Audience::Authenticated).await?;
+    let operators = target::resolve(io, cluster, target, "target", Audience::Authenticated).await?;
     // Socket ids that all live on this node need no other node: no cluster round trip,
     // and delivery works while Redis is down.
     let operators = if target.is_some_and(|t| only_local_sockets(io, t)) {
@@ -250,9 +249,9 @@ async fn operators_for_fallback<A: Adapter>(
         "target",
         Audience::Authenticated,
     )
-        .await
-        .ok()
-        .map(|o| o.local())
+    .await
+    .ok()
+    .map(|o| o.local())
 }
 
 #[cfg(test)]
