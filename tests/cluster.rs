@@ -650,6 +650,12 @@ async fn a_redis_restart_under_load_is_survived() {
             .is_ok_and(|l| l.into_inner().total == 2)
     })
     .await;
+    // Redis came back empty: node B wrote its socket directory again.
+    eventually("node B to rewrite its socket directory", async || {
+        b.log_text()
+            .contains("rewriting this node's socket directory")
+    })
+    .await;
 }
 
 #[tokio::test]
