@@ -56,6 +56,13 @@ pub struct Metrics {
     pub watch_dropped: Counter,
     /// Recipients a `Send` could not reach (send buffer full, or closing).
     pub send_dropped: Counter,
+    /// Tokio tasks alive in this process (set when scraped).
+    pub tasks: Gauge,
+    /// Rooms of this node's live sockets by `kind` = `public` / `internal` (set when
+    /// scraped).
+    pub rooms: Family<Label, Gauge>,
+    /// Rooms held only by sockets that are gone (set when scraped; see `residue`).
+    pub stale_rooms: Gauge,
     /// Requests, events and connections refused by a trust rule or a limit, by reason.
     pub refused: Family<Label, Counter>,
 }
@@ -84,6 +91,15 @@ pub enum Refusal {
     Draining,
     /// Ack replies of a `Send` past the byte limit.
     AckReplyBytes,
+    /// A second Socket.IO connect on one Engine.IO session.
+    SessionReused,
+    /// A request from a browser page of an origin not in `edge.cors_origins`.
+    Origin,
+    /// A handshake (opening request or `auth` object) past its byte limit.
+    HandshakeBytes,
+    /// A request naming an existing session from another address than the one that
+    /// opened it.
+    SessionAddress,
 }
 
 impl Refusal {
@@ -100,6 +116,10 @@ impl Refusal {
             Refusal::HandshakeRate => "handshake_rate",
             Refusal::Draining => "draining",
             Refusal::AckReplyBytes => "ack_reply_bytes",
+            Refusal::SessionAddress => "session_address",
+            Refusal::HandshakeBytes => "handshake_bytes",
+            Refusal::Origin => "origin",
+            Refusal::SessionReused => "session_reused",
         }
     }
 }
@@ -123,6 +143,9 @@ impl Metrics {
             watchers: Gauge::default(),
             watch_dropped: Counter::default(),
             send_dropped: Counter::default(),
+            tasks: Gauge::default(),
+            rooms: Family::default(),
+            stale_rooms: Gauge::default(),
             refused: Family::default(),
         };
         let registry = &mut metrics.registry;
@@ -183,6 +206,21 @@ impl Metrics {
             "send_dropped",
             "Recipients a Send could not reach (send buffer full or closing)",
             metrics.send_dropped.clone(),
+        );
+        registry.register(
+            "tasks",
+            "Tokio tasks alive in this process",
+            metrics.tasks.clone(),
+        );
+        registry.register(
+            "rooms",
+            "Rooms of this node's live sockets by kind",
+            metrics.rooms.clone(),
+        );
+        registry.register(
+            "stale_rooms",
+            "Rooms held only by sockets that are gone (should stay 0)",
+            metrics.stale_rooms.clone(),
         );
         registry.register(
             "refused",
