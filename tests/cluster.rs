@@ -1,8 +1,9 @@
 //! Several gateway nodes on a real Redis: every RPC sent to one node acts on sockets of
 //! the others (send to socket / room / user / all, except_socket_ids, acks, join, leave,
-//! disconnect, listings, counts, WatchEvents), and the failure cases: Redis restarted
-//! under load, a node killed with SIGKILL and restarted, polling on the wrong node, and
-//! Redis settings that cannot work.
+//! disconnect, listings, counts, WatchEvents), precise statuses for socket ids of other
+//! nodes (the socket directory), and the failure cases: Redis restarted under load, a node
+//! killed with SIGKILL and restarted, polling on the wrong node, and Redis settings that
+//! cannot work.
 
 mod fixture;
 
@@ -327,11 +328,14 @@ async fn rpcs_to_one_node_act_on_the_sockets_of_another() {
         "bye"
     );
     on_b.disconnected("bob").await;
-    let gone = control
-        .get_socket(info(bob.clone()))
-        .await
-        .expect_err("a disconnected socket");
-    assert_eq!(gone.code(), Code::NotFound);
+    // The client may read the disconnection before node B has removed the socket.
+    eventually("the disconnected socket to be NOT_FOUND", async || {
+        control
+            .get_socket(info(bob.clone()))
+            .await
+            .is_err_and(|e| e.code() == Code::NotFound)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -646,6 +650,12 @@ async fn a_redis_restart_under_load_is_survived() {
             .is_ok_and(|l| l.into_inner().total == 2)
     })
     .await;
+    // Redis came back empty: node B wrote its socket directory again.
+    eventually("node B to rewrite its socket directory", async || {
+        b.log_text()
+            .contains("rewriting this node's socket directory")
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -777,4 +787,119 @@ async fn a_node_stopped_gracefully_leaves_the_node_list_at_once() {
         ["node-a"],
         "without waiting for cluster.node_ttl"
     );
+}
+
+fn signal(gateway: &Gateway, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &gateway.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal}");
+}
+
+async fn send_to(
+    control: &mut sockgate_client::SocketControlClient<tonic::transport::Channel>,
+    sid: &str,
+) -> Result<(), tonic::Status> {
+    control
+        .send(SendRequest {
+            target: to_sockets(&[sid]),
+            ..event("direct", json!({}))
+        })
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn sends_to_sockets_of_another_node_get_precise_statuses_from_the_directory() {
+    let redis = Redis::start().await;
+    let a = node(&redis, "node-a").await;
+    // A node expiry long enough that the paused node stays listed during the test.
+    let b = Gateway::builder()
+        .cluster_node(&redis, "node-b")
+        .env("CLUSTER__NODE_TTL", "30s")
+        .start()
+        .await;
+    let mut on_b = Clients::start(&b.url()).await;
+    let bob = on_b
+        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
+        .await;
+    let carol = on_b.connect("carol", Transport::Websocket).await;
+    let mut control = a.control().await;
+
+    send_to(&mut control, &bob).await.expect("Send to bob on B");
+    assert_eq!(on_b.next_event("bob", "direct").await, json!({}));
+    let unknown = send_to(&mut control, "AAAAAAAAAAAAAAAA")
+        .await
+        .expect_err("an id connected nowhere");
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+    let waiting = send_to(&mut control, &carol)
+        .await
+        .expect_err("a socket of B that has not authenticated");
+    assert_eq!(waiting.code(), Code::FailedPrecondition, "{waiting:?}");
+    // Once carol authenticates, the directory says so.
+    on_b.authenticate("carol", &tokens::for_user("carol")).await;
+    eventually("carol to be reachable from A", async || {
+        send_to(&mut control, &carol).await.is_ok()
+    })
+    .await;
+    on_b.next_event("carol", "direct").await;
+
+    // With B paused, it cannot answer a question: a Send to its socket succeeds anyway,
+    // so the check did not ask every node. (The event waits in B's Redis connection.)
+    signal(&b, "-STOP");
+    let paused = send_to(&mut control, &bob).await;
+    let unknown = send_to(&mut control, "BBBBBBBBBBBBBBBB").await;
+    signal(&b, "-CONT");
+    paused.expect("Send to a socket of a node that cannot answer questions");
+    // An unknown id is still asked to every node, which cannot all answer.
+    assert!(unknown.is_err(), "{unknown:?}");
+    assert_eq!(on_b.next_event("bob", "direct").await, json!({}));
+}
+
+#[tokio::test]
+async fn the_sockets_of_a_killed_node_become_not_found() {
+    let redis = Redis::start().await;
+    let a = node(&redis, "node-a").await;
+    let b = node(&redis, "node-b").await;
+    let mut on_b = Clients::start(&b.url()).await;
+    let bob = on_b
+        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
+        .await;
+    let mut control = a.control().await;
+    send_to(&mut control, &bob).await.expect("Send to bob on B");
+
+    b.kill().await;
+    let killed = Instant::now();
+    eventually("bob to be NOT_FOUND", async || {
+        send_to(&mut control, &bob)
+            .await
+            .is_err_and(|e| e.code() == Code::NotFound)
+    })
+    .await;
+    // At once in principle (Redis drops the dead node's subscriptions); bounded by
+    // cluster.node_ttl (1.5 s in tests) in any case, plus slack for a busy machine.
+    assert!(
+        killed.elapsed() < Duration::from_secs(6),
+        "NOT_FOUND within node_ttl, not {:?}",
+        killed.elapsed()
+    );
+
+    // A node restarted with the same id at once takes its predecessor's sockets out of
+    // the directory when it starts, without waiting for the expiry.
+    let b = node(&redis, "node-b").await;
+    let mut on_b = Clients::start(&b.url()).await;
+    let dave = on_b
+        .login("dave", Transport::Websocket, &tokens::for_user("dave"))
+        .await;
+    eventually("dave to be reachable from A", async || {
+        send_to(&mut control, &dave).await.is_ok()
+    })
+    .await;
+    b.kill().await;
+    let _b = node(&redis, "node-b").await;
+    let gone = send_to(&mut control, &dave)
+        .await
+        .expect_err("a socket of the replaced process");
+    assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
 }

@@ -21,7 +21,7 @@ use crate::{
     admin::Admin,
     auth::{AuthChain, CallerVerifier, RoomValidator},
     cluster::{
-        Cluster,
+        Cluster, Directory,
         adapter::{self, ClusterAdapter, MemoryAdapter, RedisAdapter},
         link::Link,
     },
@@ -61,6 +61,7 @@ async fn serve<A: ClusterAdapter>(
     let node_id = node_id(&config);
     warn_about_open_settings(&config);
 
+    let directory = Arc::new(Directory::default());
     let hooks = Hooks::from_config(&config.hooks).map_err(anyhow::Error::msg)?;
     let callers = CallerVerifier::from_config(&config.control.auth)?.map(Arc::new);
     let events = Arc::new(EventBus::new(node_id.clone(), &config.watch));
@@ -69,6 +70,7 @@ async fn serve<A: ClusterAdapter>(
         room_validator: RoomValidator::new(config.rooms.allow.clone()),
         hooks,
         events: events.clone(),
+        directory: directory.clone(),
     };
     let (router, edge) = edge::build::<A>(&config.edge, deciders, adapter)
         .await
@@ -77,7 +79,7 @@ async fn serve<A: ClusterAdapter>(
     let cluster = Arc::new(match redis {
         Some(link) => {
             let uid = io.config().server_id.to_string();
-            Cluster::redis(node_id.clone(), link, uid, &config.cluster)
+            Cluster::redis(node_id.clone(), link, uid, &config.cluster, directory)
         }
         None => Cluster::memory(node_id.clone()),
     });

@@ -6,16 +6,19 @@
 //!   heartbeat per node), so `GetInfo` costs O(nodes);
 //! - per-node questions (this file): every node answers with one page of its own sockets or
 //!   rooms, so a listing moves O(nodes × page) items, never the whole cluster;
-//! - [`relay`]: the events of every node for every node's `WatchEvents` watchers.
+//! - [`relay`]: the events of every node for every node's `WatchEvents` watchers;
+//! - [`directory`]: which node holds each socket id, so that a `Send` to a socket of
+//!   another node is checked with one Redis round trip.
 //!
 //! Redis channels and keys, with `P` = `cluster.key_prefix`: socketioxide's channels
 //! `P-request#/#`, `P-request#/#{uid}#`, `P-response#/#{uid}#`; questions `P#req`,
 //! answers `P#res#{uid}`, relayed events `P#events`; keys `P:nodes` (live nodes by
 //! expiry), `P:node:{uid}` (a node's id and counts), `P:node-id:{node_id}` (which process
-//! holds a node id). `uid` is the adapter's server id, random per process: a node
+//! holds a node id), `P:sockets:{uid}` (a node's socket ids). `uid` is the adapter's server id, random per process: a node
 //! restarted with the same node id is a new uid, never mistaken for the dead one.
 
 pub mod adapter;
+mod directory;
 pub mod link;
 pub mod messages;
 mod registry;
@@ -29,12 +32,14 @@ use std::{
 
 use futures_util::{StreamExt, future::BoxFuture};
 use prost::Message;
+use socketioxide::socket::Sid;
 use socketioxide_redis::drivers::Driver;
 use sockgate_client::proto::SocketCounts;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::{config::ClusterConfig, events::EventBus};
+pub use directory::Directory;
 use link::{Link, LinkError};
 use messages::{NodeRequest, NodeResponse, Query};
 
@@ -52,6 +57,10 @@ pub trait LocalNode: Send + Sync + 'static {
     fn answer(&self, query: Query) -> BoxFuture<'_, NodeResponse>;
     /// This node's socket counts and number of public rooms.
     fn status(&self) -> BoxFuture<'_, NodeStatus>;
+    /// This node's connected sockets and whether each has authenticated, for a rewrite of
+    /// the [`Directory`]. A socket leaves this list (its `connected()` turns false) before
+    /// its disconnection is reported, and enters it before its connection is.
+    fn present(&self) -> Vec<(Sid, bool)>;
 }
 
 /// A node's id and counts.
@@ -88,6 +97,7 @@ struct Redis {
     config: ClusterConfig,
     pending: Arc<Mutex<HashMap<u64, mpsc::Sender<NodeResponse>>>>,
     relay: relay::Relay,
+    directory: Arc<Directory>,
     /// Set on graceful shutdown: the heartbeat stops.
     leaving: std::sync::atomic::AtomicBool,
 }
@@ -102,8 +112,15 @@ impl Cluster {
         }
     }
 
-    /// A node of a Redis cluster; `uid` is its adapter server id.
-    pub fn redis(node_id: String, link: Link, uid: String, config: &ClusterConfig) -> Self {
+    /// A node of a Redis cluster; `uid` is its adapter server id, `directory` where its
+    /// edge reports its sockets.
+    pub fn redis(
+        node_id: String,
+        link: Link,
+        uid: String,
+        config: &ClusterConfig,
+        directory: Arc<Directory>,
+    ) -> Self {
         Self {
             node_id,
             redis: Some(Redis {
@@ -113,6 +130,7 @@ impl Cluster {
                 config: config.clone(),
                 pending: Arc::default(),
                 relay: relay::Relay::default(),
+                directory,
                 leaving: Default::default(),
             }),
             local: OnceLock::new(),
@@ -155,6 +173,7 @@ impl Cluster {
             .await?;
         tokio::spawn(serve_requests(self.clone(), requests));
         tokio::spawn(route_answers(redis.pending.clone(), answers));
+        directory::start(self.clone());
         tokio::spawn(registry::heartbeat(self.clone(), local));
         relay::start(self.clone(), events);
         Ok(())
@@ -215,6 +234,17 @@ impl Cluster {
             );
         }
         Ok(Answers { answers, missing })
+    }
+
+    /// For each of `sids` (none of them on this node): `Some(authenticated)` when the socket
+    /// directory lists it on another live node, `None` when it does not (then only asking
+    /// every node tells). `None` for the whole list without a directory (memory adapter).
+    /// One Redis round trip; fails fast when Redis is down.
+    pub async fn locate(&self, sids: &[Sid]) -> Result<Option<Vec<Option<bool>>>, ClusterError> {
+        let Some(redis) = &self.redis else {
+            return Ok(None);
+        };
+        directory::locate(redis, sids).await.map(Some)
     }
 
     /// Every live node's id and counts: this node's counted now, the others' as of their

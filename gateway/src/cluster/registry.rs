@@ -1,6 +1,8 @@
 //! The node registry: each node writes its id and counts every `cluster.heartbeat_interval`
 //! with an expiry of `cluster.node_ttl`; a node that stops (even SIGKILLed) drops out of the
 //! list within `node_ttl`. Reading it costs one round trip plus one hash per live node.
+//! The heartbeat also keeps the node's socket directory alive and tells the directory
+//! which other nodes are live.
 
 use std::sync::Arc;
 
@@ -8,7 +10,10 @@ use redis::Value;
 use sockgate_client::proto::SocketCounts;
 use tracing::{info, warn};
 
-use super::{Cluster, ClusterError, LocalNode, NodeStatus, Redis};
+use super::{
+    Cluster, ClusterError, LocalNode, NodeStatus, Redis, answer_channel,
+    directory::{Node, sockets_key},
+};
 use crate::clock;
 
 fn nodes_key(prefix: &str) -> String {
@@ -24,7 +29,8 @@ fn claim_key(prefix: &str, node_id: &str) -> String {
 }
 
 /// Takes the node id for this process. A previous process with the same id (a node that
-/// was killed and restarted) is removed from the registry at once, not after its expiry.
+/// was killed and restarted) is removed from the registry and the socket directory at
+/// once, not after its expiry.
 pub(super) async fn claim(redis: &Redis, node_id: &str) -> Result<(), ClusterError> {
     let ttl = redis.config.node_ttl.as_millis() as u64;
     let previous: Option<String> = redis
@@ -50,13 +56,15 @@ pub(super) async fn claim(redis: &Redis, node_id: &str) -> Result<(), ClusterErr
             .ignore()
             .cmd("DEL")
             .arg(node_key(&redis.prefix, &previous))
+            .arg(sockets_key(&redis.prefix, &previous))
             .ignore();
         redis.link.run_pipe::<()>(&pipe).await?;
     }
     Ok(())
 }
 
-/// Removes this node from the registry (graceful shutdown), so it leaves `GetInfo` at once.
+/// Removes this node from the registry and the socket directory (graceful shutdown), so it
+/// leaves `GetInfo` at once.
 pub(super) async fn leave(redis: &Redis) -> Result<(), ClusterError> {
     let mut pipe = redis::pipe();
     pipe.cmd("ZREM")
@@ -65,6 +73,7 @@ pub(super) async fn leave(redis: &Redis) -> Result<(), ClusterError> {
         .ignore()
         .cmd("DEL")
         .arg(node_key(&redis.prefix, &redis.uid))
+        .arg(sockets_key(&redis.prefix, &redis.uid))
         .ignore();
     redis.link.run_pipe::<()>(&pipe).await?;
     Ok(())
@@ -110,8 +119,27 @@ async fn beat(redis: &Redis, status: &NodeStatus) -> Result<(), ClusterError> {
         .arg(&redis.uid)
         .arg("PX")
         .arg(ttl)
-        .arg("GET");
-    let (previous,): (Option<String>,) = redis.link.run_pipe(&pipe).await?;
+        .arg("GET")
+        .cmd("PEXPIRE")
+        .arg(sockets_key(&redis.prefix, &redis.uid))
+        .arg(ttl)
+        .cmd("ZRANGEBYSCORE")
+        .arg(nodes_key(&redis.prefix))
+        .arg(now)
+        .arg("+inf");
+    let (previous, directory_kept, live): (Option<String>, bool, Vec<String>) =
+        redis.link.run_pipe(&pipe).await?;
+    let others = live
+        .iter()
+        .filter(|uid| **uid != redis.uid)
+        .map(|uid| Node {
+            key: sockets_key(&redis.prefix, uid),
+            channel: answer_channel(&redis.prefix, uid),
+        })
+        .collect();
+    redis
+        .directory
+        .refresh(others, !directory_kept && counts.total > 0);
     if previous.is_some_and(|p| p != redis.uid) {
         warn!(
             node_id = %status.node_id,

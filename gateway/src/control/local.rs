@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef};
+use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef, socket::Sid};
 use sockgate_client::proto::{
     EventKind, GetSocketRequest, ListRoomsRequest, ListSocketsRequest, RoomInfo, SocketCounts,
     SocketInfo, SocketState as ProtoState, WatchEventsResponse,
@@ -188,6 +188,16 @@ impl<A: Adapter> LocalNode for LocalSockets<A> {
             answer.node_id.clone_from(&self.node_id);
             answer
         })
+    }
+
+    fn present(&self) -> Vec<(Sid, bool)> {
+        self.io
+            .local()
+            .sockets()
+            .into_iter()
+            .filter(|socket| socket.connected())
+            .map(|socket| (socket.id, edge::is_authenticated(&socket)))
+            .collect()
     }
 
     fn status(&self) -> BoxFuture<'_, NodeStatus> {

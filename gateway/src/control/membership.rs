@@ -52,7 +52,7 @@ async fn change<A: Adapter>(
     kind: EventKind,
 ) -> Result<(), ControlError> {
     let rooms = check_rooms(rooms)?;
-    let operators = target::resolve(&ctx.io, target, "target", Audience::Any).await?;
+    let operators = target::resolve(&ctx.io, &ctx.cluster, target, "target", Audience::Any).await?;
     // The target's sockets on this node: from now on these rooms are the server's (or
     // gone), so their clients cannot leave them.
     let local: Vec<SocketRef<A>> = operators.clone().sockets();
@@ -153,8 +153,14 @@ pub async fn disconnect<A: Adapter>(
     } else {
         request.reason.as_str()
     };
-    let operators =
-        target::resolve(&ctx.io, request.target.as_ref(), "target", Audience::Any).await?;
+    let operators = target::resolve(
+        &ctx.io,
+        &ctx.cluster,
+        request.target.as_ref(),
+        "target",
+        Audience::Any,
+    )
+    .await?;
     match operators
         .clone()
         .emit(

@@ -93,7 +93,13 @@ impl<A: Adapter> SocketControl for ControlService<A> {
         request: Request<pb::SendRequest>,
     ) -> Result<Response<pb::SendResponse>, Status> {
         let ctx = &self.ctx;
-        reply(send::send(&ctx.io, &ctx.limits, request.into_inner())).await
+        reply(send::send(
+            &ctx.io,
+            &ctx.cluster,
+            &ctx.limits,
+            request.into_inner(),
+        ))
+        .await
     }
 
     async fn join(

@@ -17,6 +17,7 @@ use super::{
     target::{self, Audience},
 };
 use crate::{
+    cluster::Cluster,
     edge::protocol::RESERVED_EVENTS,
     metrics::{METRICS, Refusal},
     rooms,
@@ -79,6 +80,7 @@ pub fn parse_json<'a>(text: &'a str, field: &str) -> Result<Option<&'a RawValue>
 /// Handles `Send`.
 pub async fn send<A: Adapter>(
     io: &SocketIo<A>,
+    cluster: &Cluster,
     limits: &ControlLimits,
     request: SendRequest,
 ) -> Result<SendResponse, ControlError> {
@@ -113,7 +115,7 @@ pub async fn send<A: Adapter>(
         attachments: request.attachments,
     };
     let target = request.target.as_ref();
-    let operators = target::resolve(io, target, "target", Audience::Authenticated).await?;
+    let operators = target::resolve(io, cluster, target, "target", Audience::Authenticated).await?;
     // Socket ids that all live on this node need no other node: no cluster round trip,
     // and delivery works while Redis is down.
     let operators = if target.is_some_and(|t| only_local_sockets(io, t)) {
@@ -196,7 +198,7 @@ pub async fn send<A: Adapter>(
         Err(BroadcastError::Adapter(e)) => {
             // The other nodes cannot be reached (Redis down): this node's sockets still
             // get the event; the caller is told the rest did not.
-            if let Some(local) = operators_for_fallback(io, target).await {
+            if let Some(local) = operators_for_fallback(io, cluster, target).await {
                 let _ = local.emit(&request.event, &args).await;
             }
             return Err(ControlError::Unavailable(format!(
@@ -226,6 +228,7 @@ fn only_local_sockets<A: Adapter>(io: &SocketIo<A>, target: &Target) -> bool {
 /// The target restricted to this node, resolved without asking other nodes.
 async fn operators_for_fallback<A: Adapter>(
     io: &SocketIo<A>,
+    cluster: &Cluster,
     target: Option<&Target>,
 ) -> Option<socketioxide::operators::BroadcastOperators<A>> {
     let mut local_target = target?.clone();
@@ -239,10 +242,16 @@ async fn operators_for_fallback<A: Adapter>(
     {
         return None;
     }
-    target::resolve(io, Some(&local_target), "target", Audience::Authenticated)
-        .await
-        .ok()
-        .map(|o| o.local())
+    target::resolve(
+        io,
+        cluster,
+        Some(&local_target),
+        "target",
+        Audience::Authenticated,
+    )
+    .await
+    .ok()
+    .map(|o| o.local())
 }
 
 #[cfg(test)]

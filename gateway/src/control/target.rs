@@ -7,7 +7,7 @@ use socketioxide::{SocketIo, adapter::Adapter, operators::BroadcastOperators, so
 use sockgate_client::proto::Target;
 
 use super::error::ControlError;
-use crate::{edge, rooms};
+use crate::{cluster::Cluster, edge, rooms};
 
 /// Who a target may reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +23,10 @@ pub enum Audience {
 const MAX_SELECTORS: usize = 10_000;
 
 /// Validates `target` (the field name is used in messages) and checks that every socket
-/// id is connected somewhere. Only ids not on this node cost a cluster round trip.
+/// id is connected somewhere. Only ids not on this node cost a Redis round trip.
 pub async fn resolve<A: Adapter>(
     io: &SocketIo<A>,
+    cluster: &Cluster,
     target: Option<&Target>,
     field: &str,
     audience: Audience,
@@ -64,7 +65,7 @@ pub async fn resolve<A: Adapter>(
     }
     let sids = parse_sids(&target.socket_ids, field)?;
     let except_sids = parse_sids(&target.except_socket_ids, field)?;
-    ensure_connected(io, &sids, audience).await?;
+    ensure_connected(io, cluster, &sids, audience).await?;
 
     let mut selected: Vec<String> = Vec::with_capacity(selectors);
     selected.extend(sids.iter().map(rooms::socket_room));
@@ -101,10 +102,13 @@ pub fn parse_sids(ids: &[String], field: &str) -> Result<Vec<Sid>, ControlError>
 }
 
 /// `NOT_FOUND` unless every id is connected on some node; for [`Audience::Authenticated`],
-/// `FAILED_PRECONDITION` for one that has not authenticated. Only ids not on this node
-/// cost a round trip (two: connected, then authenticated).
+/// `FAILED_PRECONDITION` for one that has not authenticated. Ids on this node are checked
+/// here; the others in the socket directory (one Redis round trip). Only an id the
+/// directory does not confirm (unknown, not authenticated, or not written yet) is asked to
+/// every node, which is authoritative, so the status is the same as without a directory.
 pub async fn ensure_connected<A: Adapter>(
     io: &SocketIo<A>,
+    cluster: &Cluster,
     sids: &[Sid],
     audience: Audience,
 ) -> Result<(), ControlError> {
@@ -120,43 +124,22 @@ pub async fn ensure_connected<A: Adapter>(
             }
         }
     }
-    if !elsewhere.is_empty() {
-        let remote_rooms = || elsewhere.iter().map(rooms::socket_room).collect::<Vec<_>>();
-        // One round trip in the common case: every id found (and authenticated, when
-        // that is asked); a second one only tells a missing id from an unauthenticated one.
-        let first = if audience == Audience::Authenticated {
-            io.to(remote_rooms()).except(rooms::UNAUTHENTICATED)
-        } else {
-            io.to(remote_rooms())
+    if !elsewhere.is_empty()
+        && let Some(listed) = cluster.locate(&elsewhere).await?
+    {
+        let confirmed = |entry: Option<bool>| match audience {
+            Audience::Any => entry.is_some(),
+            Audience::Authenticated => entry == Some(true),
         };
-        let found = first.fetch_sockets().await.map_err(ControlError::adapter)?;
-        let absent: Vec<Sid> = elsewhere
-            .iter()
-            .copied()
-            .filter(|sid| !found.iter().any(|s| s.data().id == *sid))
+        elsewhere = elsewhere
+            .into_iter()
+            .zip(listed)
+            .filter(|(_, entry)| !confirmed(*entry))
+            .map(|(sid, _)| sid)
             .collect();
-        if !absent.is_empty() {
-            let connected = if audience == Audience::Authenticated {
-                io.to(absent.iter().map(rooms::socket_room).collect::<Vec<_>>())
-                    .fetch_sockets()
-                    .await
-                    .map_err(ControlError::adapter)?
-            } else {
-                Vec::new()
-            };
-            let missing: Vec<String> = absent
-                .iter()
-                .filter(|sid| !connected.iter().any(|s| s.data().id == **sid))
-                .map(ToString::to_string)
-                .collect();
-            if !missing.is_empty() {
-                return Err(ControlError::NotFound(format!(
-                    "no connected socket with id {}",
-                    missing.join(", ")
-                )));
-            }
-            unauthenticated.extend(absent);
-        }
+    }
+    if !elsewhere.is_empty() {
+        ask_nodes(io, &elsewhere, audience, &mut unauthenticated).await?;
     }
     if unauthenticated.is_empty() {
         Ok(())
@@ -171,4 +154,52 @@ pub async fn ensure_connected<A: Adapter>(
                 .join(", ")
         )))
     }
+}
+
+/// Asks every node about `elsewhere`: `NOT_FOUND` for an id connected nowhere; the ids
+/// that have not authenticated (when that is asked) are added to `unauthenticated`.
+async fn ask_nodes<A: Adapter>(
+    io: &SocketIo<A>,
+    elsewhere: &[Sid],
+    audience: Audience,
+    unauthenticated: &mut Vec<Sid>,
+) -> Result<(), ControlError> {
+    let remote_rooms = || elsewhere.iter().map(rooms::socket_room).collect::<Vec<_>>();
+    // One round trip in the common case: every id found (and authenticated, when
+    // that is asked); a second one only tells a missing id from an unauthenticated one.
+    let first = if audience == Audience::Authenticated {
+        io.to(remote_rooms()).except(rooms::UNAUTHENTICATED)
+    } else {
+        io.to(remote_rooms())
+    };
+    let found = first.fetch_sockets().await.map_err(ControlError::adapter)?;
+    let absent: Vec<Sid> = elsewhere
+        .iter()
+        .copied()
+        .filter(|sid| !found.iter().any(|s| s.data().id == *sid))
+        .collect();
+    if absent.is_empty() {
+        return Ok(());
+    }
+    let connected = if audience == Audience::Authenticated {
+        io.to(absent.iter().map(rooms::socket_room).collect::<Vec<_>>())
+            .fetch_sockets()
+            .await
+            .map_err(ControlError::adapter)?
+    } else {
+        Vec::new()
+    };
+    let missing: Vec<String> = absent
+        .iter()
+        .filter(|sid| !connected.iter().any(|s| s.data().id == **sid))
+        .map(ToString::to_string)
+        .collect();
+    if !missing.is_empty() {
+        return Err(ControlError::NotFound(format!(
+            "no connected socket with id {}",
+            missing.join(", ")
+        )));
+    }
+    unauthenticated.extend(absent);
+    Ok(())
 }

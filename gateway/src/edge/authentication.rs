@@ -86,10 +86,14 @@ pub async fn authenticate<A: Adapter>(
             // Only now, after `authenticated` is on the socket's ordered channel, can
             // application events reach it.
             socket.leave(rooms::UNAUTHENTICATED);
+            edge.directory.present(socket.id, true);
             if session.is_cut_off() {
                 // Cut off for its event rate since `authenticated` above: the cut-off put
-                // it back in this room before the line above took it out.
+                // it back in this room before the line above took it out. (Reported after
+                // the line above, so the directory ends with `not authenticated` whichever
+                // ran first.)
                 socket.join(rooms::UNAUTHENTICATED);
+                edge.directory.present(socket.id, false);
             }
             if edge.events.is_watched() {
                 edge.events.publish(

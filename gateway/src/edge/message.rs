@@ -26,6 +26,7 @@ use super::{
 use tracing::{debug, info, warn};
 
 use crate::{
+    cluster::Directory,
     events::{self, EventBus},
     metrics::{METRICS, Refusal},
     rooms,
@@ -105,6 +106,9 @@ fn check_rate<A: Adapter>(socket: &Arc<Socket<A>>) -> Result<(), RefusedMessage>
                 // it has had time to read why.
                 socket.leave(rooms::AUTHENTICATED);
                 socket.join(rooms::UNAUTHENTICATED);
+                if let Some(directory) = state::<A, Arc<Directory>>(socket) {
+                    directory.present(socket.id, false);
+                }
                 let payload = protocol::ForceDisconnect::now(RATE_DISCONNECT_REASON);
                 let _ = socket.emit(protocol::FORCE_DISCONNECT, &payload);
             }

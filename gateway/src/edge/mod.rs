@@ -37,7 +37,7 @@ use tracing::{debug, info};
 
 use crate::{
     auth::{AuthChain, RoomValidator},
-    cluster::adapter::ClusterAdapter,
+    cluster::{Directory, adapter::ClusterAdapter},
     config::{EdgeConfig, Transport},
     edge::limits::{ConnectRefusal, Limits, OpenedSession},
     events::{self, EventBus},
@@ -58,6 +58,8 @@ pub struct Deciders {
     pub hooks: Option<Arc<Hooks>>,
     /// Where lifecycle and client events are published.
     pub events: Arc<EventBus>,
+    /// Where the sockets' presence and authentication are reported for other nodes.
+    pub directory: Arc<Directory>,
 }
 
 /// Read buffer of each WebSocket connection. Clients mostly send small events; a larger
@@ -74,6 +76,7 @@ pub struct Edge<A: Adapter> {
     room_validator: RoomValidator,
     hooks: Option<Arc<Hooks>>,
     events: Arc<EventBus>,
+    directory: Arc<Directory>,
     /// Per-socket and per-address limits, and the draining flag.
     pub limits: Arc<Limits>,
 }
@@ -111,6 +114,7 @@ pub async fn build<A: ClusterAdapter>(
     let (layer, io) = builder
         .with_state(deciders.events.clone())
         .with_state(limits.clone())
+        .with_state(deciders.directory.clone())
         .build_layer();
     let edge = Arc::new(Edge {
         io: io.clone(),
@@ -119,6 +123,7 @@ pub async fn build<A: ClusterAdapter>(
         room_validator: deciders.room_validator,
         hooks: deciders.hooks,
         events: deciders.events,
+        directory: deciders.directory,
         limits: limits.clone(),
     });
     // socketioxide tells the client it is connected before it runs the connect handler,
@@ -129,7 +134,17 @@ pub async fn build<A: ClusterAdapter>(
     let setup = async move |socket: SocketRef<A>, TryData(auth): TryData<Value>| {
         on_connect(setup_edge, socket, auth.ok())
     };
-    A::initialized(io.ns("/", (async || {}).with(setup)))
+    // Reported to the directory only once connected: a socket refused, or whose connect
+    // packet cannot be sent, never runs this handler nor its disconnect handler.
+    let connected_edge = edge.clone();
+    let connected = async move |socket: SocketRef<A>| {
+        connected_edge.directory.present(socket.id, false);
+        if !socket.connected() {
+            // Closed meanwhile: its disconnect handler may have reported it gone first.
+            connected_edge.directory.gone(socket.id);
+        }
+    };
+    A::initialized(io.ns("/", connected.with(setup)))
         .await
         .map_err(|e| format!("cluster adapter: {e}"))?;
     authentication::spawn_auth_sweeper(edge.clone());
@@ -355,6 +370,7 @@ fn on_connect<A: Adapter>(
     socket.on_disconnect(
         async move |socket: SocketRef<A>, reason: DisconnectReason| {
             info!(sid = %socket.id, %reason, "disconnected");
+            edge.directory.gone(socket.id);
             if edge.events.is_watched() {
                 let user = user_of(&socket);
                 edge.events.publish(
