@@ -1,0 +1,2 @@
+//! tbd
+mod fixture;
