@@ -111,7 +111,23 @@ impl Error {
 }
 
 impl From<Status> for Error {
+    /// Keeps the status, except two that tonic reports from the client side under codes
+    /// that hide what happened: its own deadline expiring (`CANCELLED "Timeout expired"`)
+    /// becomes `DEADLINE_EXCEEDED`, and a failed connection (a TLS handshake refused by the
+    /// server, a connection closed under the call: `UNKNOWN` or `CANCELLED` made by tonic
+    /// from a local error, which a status sent by the gateway never carries) `UNAVAILABLE`.
     fn from(status: Status) -> Self {
+        let timeout = tonic::TimeoutExpired(()).to_string();
+        let status = if status.code() == Code::Cancelled && status.message() == timeout {
+            Status::deadline_exceeded("no answer within the call's deadline")
+        } else if matches!(status.code(), Code::Unknown | Code::Cancelled)
+            && status.source().is_some()
+        {
+            let cause = innermost(status.source()).unwrap_or_default();
+            Status::unavailable(format!("connection failed: {cause}"))
+        } else {
+            status
+        };
         Error::Status(Box::new(status))
     }
 }
@@ -191,6 +207,14 @@ mod tests {
             assert_eq!(error.kind(), kind, "{code:?}");
             assert_eq!(error.code(), Some(code));
         }
+    }
+
+    #[test]
+    fn client_side_timeouts_are_deadline_exceeded() {
+        let error = Error::from(Status::cancelled("Timeout expired"));
+        assert_eq!(error.kind(), ErrorKind::DeadlineExceeded);
+        let error = Error::from(Status::cancelled("by the server"));
+        assert_eq!(error.code(), Some(Code::Cancelled));
     }
 
     #[test]
