@@ -260,3 +260,57 @@ async fn unreachable_gateways_fail_as_unavailable() {
     let error = lazy.broadcast("e", &json!({})).await.unwrap_err();
     assert_eq!(error.code(), Some(Code::Unavailable));
 }
+
+#[tokio::test]
+async fn the_control_example_runs() {
+    let example = fixture::sockctl::example("control");
+    let gateway = Gateway::start().await;
+    let mut clients = Clients::start(&gateway.url()).await;
+    let sid = clients
+        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
+        .await;
+    let control = client(&gateway).await;
+    control
+        .join(Target::sockets([&sid]), ["chat:lobby"])
+        .await
+        .unwrap();
+    let mut child = tokio::process::Command::new(example)
+        .arg("chat:lobby")
+        .env("SOCKGATE_ADDR", format!("http://{}", gateway.control))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert_eq!(
+        clients.next_event("alice", "chat:message").await,
+        json!({"text": "hello from Rust"})
+    );
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let first = lines.next_line().await.unwrap().unwrap();
+    assert!(first.starts_with("sockgate "), "{first}");
+    let second = lines.next_line().await.unwrap().unwrap();
+    assert!(
+        second.starts_with(&format!("socket {sid} user \"alice\"")),
+        "{second}"
+    );
+    // Then it watches (from some moment on): emit until an event shows up.
+    let watched = tokio::time::timeout(PATIENCE, async {
+        loop {
+            clients
+                .emit("alice", "chat:typing", json!([{"on": true}]))
+                .await;
+            while let Ok(line) =
+                tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
+            {
+                let line = line.unwrap().expect("the example is still running");
+                if line.starts_with("ClientEvent") {
+                    return line;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the example prints the event");
+    assert_eq!(watched, format!(r#"ClientEvent {sid} {{"on":true}}"#));
+}

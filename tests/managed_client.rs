@@ -485,3 +485,75 @@ async fn reconnects_after_a_lost_connection_and_starts_unauthorized() {
     client.disconnect().await;
     assert!(!client.is_connected());
 }
+
+#[tokio::test]
+async fn the_relay_example_authenticates_joins_and_answers() {
+    let relay = fixture::sockctl::example("relay");
+    let gateway = Gateway::start().await;
+    let control = control(&gateway).await;
+    let events = control
+        .watch_events(WatchFilter {
+            kinds: vec![EventKind::Joined],
+            ..WatchFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut events = std::pin::pin!(events);
+    let mut child = tokio::process::Command::new(relay)
+        .args([
+            gateway.url(),
+            tokens::for_user("relay"),
+            "chat:relay".into(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let joined = tokio::time::timeout(PATIENCE, events.next())
+        .await
+        .expect("the relay joins")
+        .unwrap()
+        .unwrap();
+    assert_eq!(joined.user_id, "relay");
+    assert_eq!(joined.rooms, ["chat:relay"]);
+    let report = control
+        .send_with_ack(
+            Target::rooms(["chat:relay"]),
+            "chat:message",
+            &json!({"text": "hi"}),
+            PATIENCE,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        report.acks,
+        [(joined.socket_id.clone(), json!({"received": true}))]
+    );
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut printed = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let done = line.starts_with("chat:message");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        printed,
+        [
+            r#"join: {"joined":["chat:relay"],"rejected":[]}"#,
+            r#"chat:message {"text":"hi"}"#
+        ]
+    );
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "the relay shuts down on Ctrl-C");
+}
