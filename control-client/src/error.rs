@@ -137,14 +137,14 @@ impl From<Status> for Error {
 fn describe_status(status: &Status) -> String {
     let code = code_name(status.code());
     let mut message = status.message().to_owned();
-    if let Some(cause) = innermost(status.source()) {
-        if !message.contains(&cause) {
-            if message.is_empty() {
-                message = cause;
-            } else {
-                message = format!("{message}: {cause}");
-            }
-        }
+    if let Some(cause) = innermost(status.source())
+        && !message.contains(&cause)
+    {
+        message = if message.is_empty() {
+            cause
+        } else {
+            format!("{message}: {cause}")
+        };
     }
     if message.is_empty() {
         code.to_owned()

@@ -224,10 +224,10 @@ struct Callbacks {
 
 /// Runs a lifecycle callback; a panic is logged, not propagated.
 fn call<T>(name: &str, callback: Option<Callback1<T>>, value: T) {
-    if let Some(callback) = callback {
-        if std::panic::catch_unwind(AssertUnwindSafe(|| callback(value))).is_err() {
-            error!(callback = name, "a socket.io client callback panicked");
-        }
+    if let Some(callback) = callback
+        && std::panic::catch_unwind(AssertUnwindSafe(|| callback(value))).is_err()
+    {
+        error!(callback = name, "a socket.io client callback panicked");
     }
 }
 
