@@ -226,11 +226,11 @@ mod tests {
             Socket::ConnectError("nope".into())
         );
         assert_eq!(
-            parse_socket(r#"/,2["a"]"#).unwrap(),
+            parse_socket(r#"2/,["a"]"#).unwrap(),
             parse_socket(r#"2["a"]"#).unwrap()
         );
         assert_eq!(parse_socket("51-[\"a\"]").unwrap(), Socket::Binary);
-        for bad in ["", "2", "2{}", "2[]", "2[1]", "3[]", "/admin,2[\"a\"]", "7"] {
+        for bad in ["", "2", "2{}", "2[]", "2[1]", "3[]", "2/admin,[\"a\"]", "7"] {
             assert!(parse_socket(bad).is_err(), "{bad:?}");
         }
     }
