@@ -62,7 +62,7 @@ async fn client_join_gets_the_allowed_subset_and_an_ack() {
     let left = clients
         .emit_with_ack("c", "leave", json!([{"rooms": ["chat:general"]}]))
         .await;
-    assert_eq!(left[0], json!({"left": ["chat:general"]}));
+    assert_eq!(left[0], json!({"left": ["chat:general"], "rejected": []}));
     assert!(
         !rooms_of(&mut control, &sid)
             .await

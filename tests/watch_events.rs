@@ -141,7 +141,12 @@ async fn watchers_see_the_lifecycle_and_client_events() {
 #[tokio::test]
 async fn a_slow_watcher_gets_a_drop_marker_and_the_others_are_unaffected() {
     const FLOOD: usize = 600;
-    let gateway = Gateway::builder().env("WATCH__BUFFER", "32").start().await;
+    // The client floods on purpose: its own event rate is not what this test is about.
+    let gateway = Gateway::builder()
+        .env("WATCH__BUFFER", "32")
+        .env("EDGE__LIMITS__EVENTS_PER_SECOND", "0")
+        .start()
+        .await;
     // The slow watcher's client accepts little data until it reads.
     let channel = Endpoint::from_shared(format!("http://{}", gateway.control))
         .unwrap()

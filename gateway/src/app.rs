@@ -86,6 +86,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         limits: ControlLimits {
             max_payload_bytes: config.control.max_payload_bytes,
             max_ack_timeout: config.control.max_ack_timeout,
+            max_ack_reply_bytes: config.control.max_ack_reply_bytes,
         },
         events,
     });
@@ -123,11 +124,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             return Err(anyhow::anyhow!("edge server stopped: {result:?}"));
         }
     }
-    info!(deadline = ?config.shutdown_timeout, "shutting down");
+    info!(deadline = ?config.shutdown_timeout, delay = ?config.shutdown_delay, "shutting down");
+    edge.start_draining();
     admin.set_ready(false);
     health
         .set_not_serving::<SocketControlServer<ControlService>>()
         .await;
+    if !config.shutdown_delay.is_zero() {
+        tokio::time::sleep(config.shutdown_delay).await;
+    }
     if let Some(ping) = ping {
         ping.abort();
     }

@@ -34,6 +34,11 @@ pub struct Config {
     /// How long a graceful shutdown may take before the remaining sockets are dropped.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// After SIGTERM, how long the node keeps its sockets while refusing new connections
+    /// and reporting not ready, before it tells them to disconnect (time for a load
+    /// balancer to stop sending new clients).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_delay: Duration,
 }
 
 impl Default for Config {
@@ -49,6 +54,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             log: LogConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
+            shutdown_delay: Duration::ZERO,
         }
     }
 }
@@ -78,6 +84,8 @@ pub struct EdgeConfig {
     pub max_payload_bytes: u64,
     /// Most rooms one client `join` / `leave` request may name.
     pub max_rooms_per_request: usize,
+    /// Per-socket and per-address limits.
+    pub limits: EdgeLimits,
 }
 
 impl Default for EdgeConfig {
@@ -92,6 +100,50 @@ impl Default for EdgeConfig {
             default_rooms: vec!["io-default".into(), "io-notification".into()],
             max_payload_bytes: 1_000_000,
             max_rooms_per_request: 100,
+            limits: EdgeLimits::default(),
+        }
+    }
+}
+
+/// What one socket or one client address may use of the edge. 0 turns a limit off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeLimits {
+    /// Sustained client events per second per socket (every event counts, `authenticate`,
+    /// `join` and `leave` included); events past the rate are dropped.
+    pub events_per_second: u32,
+    /// Events a socket may send at once above its rate.
+    pub event_burst: u32,
+    /// Dropped events after which a socket that does not slow down (its burst never
+    /// refills) is sent `force_disconnect` and disconnected.
+    pub max_dropped_events: u32,
+    /// `join` / `leave` requests of one socket in flight at once (an `AuthorizeJoin` call
+    /// included); past that they are refused at once.
+    pub max_room_requests_in_flight: u32,
+    /// Rooms a socket may have joined through its own `join` requests.
+    pub max_rooms_per_socket: usize,
+    /// Socket.IO connections of this node.
+    pub max_connections: usize,
+    /// Socket.IO connections from one client address (IPv6: its /64).
+    pub max_connections_per_ip: u32,
+    /// New sessions (handshakes) per second from one client address (IPv6: its /64).
+    pub handshakes_per_ip_per_second: u32,
+    /// New sessions one client address may open at once above that rate.
+    pub handshake_burst_per_ip: u32,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        Self {
+            events_per_second: 100,
+            event_burst: 300,
+            max_dropped_events: 300,
+            max_room_requests_in_flight: 4,
+            max_rooms_per_socket: 100,
+            max_connections: 100_000,
+            max_connections_per_ip: 1000,
+            handshakes_per_ip_per_second: 50,
+            handshake_burst_per_ip: 500,
         }
     }
 }
@@ -120,6 +172,8 @@ pub struct ControlConfig {
     /// Longest ack timeout a `Send` may ask for.
     #[serde(with = "humantime_serde")]
     pub max_ack_timeout: Duration,
+    /// Most bytes of ack replies (their JSON text) one `Send` in ack mode collects.
+    pub max_ack_reply_bytes: usize,
 }
 
 impl Default for ControlConfig {
@@ -129,6 +183,7 @@ impl Default for ControlConfig {
             allow_remote_unauthenticated: false,
             max_payload_bytes: 1 << 20,
             max_ack_timeout: Duration::from_secs(60),
+            max_ack_reply_bytes: 4 << 20,
         }
     }
 }
@@ -467,13 +522,8 @@ impl Config {
                     .into(),
             );
         }
-        let endpoint = &self.hooks.endpoint;
-        let is_url = endpoint.starts_with("http://") || endpoint.starts_with("https://");
-        if !endpoint.is_empty() && !is_url {
-            return invalid(format!(
-                "hooks.endpoint must be an http:// or https:// URL, got {:?}",
-                self.hooks.endpoint
-            ));
+        if !self.hooks.endpoint.is_empty() {
+            check_hook_endpoint(&self.hooks.endpoint).map_err(ConfigError::Invalid)?;
         }
         if self.hooks.timeout.is_zero()
             || self.hooks.max_concurrency == 0
@@ -491,8 +541,59 @@ impl Config {
         if self.control.max_ack_timeout.is_zero() {
             return invalid("control.max_ack_timeout must be more than 0".into());
         }
+        if self.control.max_ack_reply_bytes == 0 {
+            return invalid("control.max_ack_reply_bytes must be more than 0".into());
+        }
+        let limits = &self.edge.limits;
+        if limits.max_room_requests_in_flight == 0 || limits.max_rooms_per_socket == 0 {
+            return invalid(
+                "edge.limits.max_room_requests_in_flight and edge.limits.max_rooms_per_socket \
+                 must be more than 0"
+                    .into(),
+            );
+        }
+        if (limits.events_per_second > 0 && limits.event_burst == 0)
+            || (limits.handshakes_per_ip_per_second > 0 && limits.handshake_burst_per_ip == 0)
+        {
+            return invalid(
+                "edge.limits.event_burst and edge.limits.handshake_burst_per_ip must be more \
+                 than 0 when their rate is on"
+                    .into(),
+            );
+        }
         Ok(())
     }
+}
+
+/// Checks that the gateway can call a hooks endpoint at all, so that a wrong one is
+/// refused when the configuration loads rather than at the first call.
+fn check_hook_endpoint(endpoint: &str) -> Result<(), String> {
+    let uri: http::Uri = endpoint
+        .parse()
+        .map_err(|e| format!("hooks.endpoint {endpoint:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "hooks.endpoint {endpoint:?} uses https://, but this build's hooks client has \
+                 no TLS; use an http:// endpoint (e.g. a local sidecar that terminates TLS)"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "hooks.endpoint must be an http:// URL, got {endpoint:?}"
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("hooks.endpoint {endpoint:?} has no host"));
+    }
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        return Err(format!(
+            "hooks.endpoint {endpoint:?} has a path; gRPC needs the bare http://host:port"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -540,6 +641,23 @@ mod tests {
         config.hooks.endpoint = "127.0.0.1:1".into();
         assert!(config.validate().is_err());
         config.hooks.endpoint = "http://127.0.0.1:1".into();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_hook_endpoint_the_client_cannot_call_is_refused() {
+        let mut config = Config::default();
+        for (endpoint, expected) in [
+            ("https://hooks.example:443", "no TLS"),
+            ("grpc://127.0.0.1:1", "must be an http:// URL"),
+            ("http://", "not a URL"),
+            ("http://127.0.0.1:1/api", "has a path"),
+        ] {
+            config.hooks.endpoint = endpoint.into();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(expected), "{endpoint}: {err}");
+        }
+        config.hooks.endpoint = "http://localhost:50052/".into();
         config.validate().unwrap();
     }
 

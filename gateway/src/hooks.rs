@@ -1,6 +1,9 @@
-//! The client of the backend's `SocketHooks` service: one lazily connected HTTP/2 channel
-//! (calls are multiplexed and the connection reused), a deadline on every call, bounded
-//! concurrency, and counters per hook and outcome. Callers fail closed on any error.
+//! The client of the backend's `SocketHooks` service: a deadline on every call, counters
+//! per hook and outcome, and for each hook its own lazily connected HTTP/2 channel (calls
+//! are multiplexed and the connection reused) and its own concurrency budget, so that a
+//! flood of one hook (clients spamming `join` toward a slow `AuthorizeJoin`) never holds
+//! back another (`Authenticate` of fresh sockets), neither in our budget nor in the
+//! backend's limit of concurrent streams per connection. Callers fail closed on any error.
 
 use std::{
     sync::{
@@ -32,6 +35,12 @@ pub enum Hook {
 }
 
 impl Hook {
+    const ALL: [Hook; 3] = [Hook::Authenticate, Hook::AuthorizeJoin, Hook::OnEvent];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
     /// The RPC name.
     pub fn name(self) -> &'static str {
         match self {
@@ -78,13 +87,18 @@ pub enum HookError {
     Failed(tonic::Status),
 }
 
+/// One hook's connection and budget.
+struct Lane {
+    client: SocketHooksClient<Channel>,
+    slots: Arc<Semaphore>,
+    saturated: AtomicBool,
+}
+
 /// The hooks client.
 pub struct Hooks {
-    client: SocketHooksClient<Channel>,
+    lanes: [Lane; 3],
     timeout: Duration,
-    slots: Arc<Semaphore>,
     max_concurrency: usize,
-    saturated: AtomicBool,
     /// Whether `AuthorizeJoin` is consulted.
     pub authorize_join: bool,
     /// Whether client events go to `OnEvent`.
@@ -116,12 +130,15 @@ impl Hooks {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
-        Ok(Some(Arc::new(Hooks {
+        let lane = |_: Hook| Lane {
             client: SocketHooksClient::new(endpoint.connect_lazy()),
-            timeout: config.timeout,
             slots: Arc::new(Semaphore::new(config.max_concurrency)),
-            max_concurrency: config.max_concurrency,
             saturated: AtomicBool::new(false),
+        };
+        Ok(Some(Arc::new(Hooks {
+            lanes: Hook::ALL.map(lane),
+            timeout: config.timeout,
+            max_concurrency: config.max_concurrency,
             authorize_join: config.authorize_join,
             on_event: config.on_event,
             max_pending_per_socket: config.max_pending_per_socket,
@@ -138,7 +155,7 @@ impl Hooks {
                 .any(|p| crate::rooms::pattern_matches(p, event, None))
     }
 
-    /// Runs one call under the deadline and the concurrency bound, and counts it:
+    /// Runs one call under the deadline and the hook's concurrency bound, and counts it:
     /// `classify` tells a success from a denial.
     async fn call<T, F, Fut>(
         &self,
@@ -154,21 +171,22 @@ impl Hooks {
         let deadline = started + self.timeout;
         let record =
             |outcome: CallOutcome| METRICS.hook(hook.name(), outcome.name(), started.elapsed());
+        let lane = &self.lanes[hook.index()];
         let result = tokio::time::timeout_at(deadline, async {
-            let _slot = match self.slots.clone().try_acquire_owned() {
+            let _slot = match lane.slots.clone().try_acquire_owned() {
                 Ok(slot) => {
-                    self.saturated.store(false, Ordering::Relaxed);
+                    lane.saturated.store(false, Ordering::Relaxed);
                     slot
                 }
                 Err(_) => {
-                    if !self.saturated.swap(true, Ordering::Relaxed) {
+                    if !lane.saturated.swap(true, Ordering::Relaxed) {
                         warn!(
                             max_concurrency = self.max_concurrency,
                             hook = hook.name(),
-                            "hook endpoint saturated: calls wait for a free slot within their deadline (hooks.max_concurrency)"
+                            "hook endpoint saturated: calls of this hook wait for a free slot within their deadline (hooks.max_concurrency, per hook)"
                         );
                     }
-                    self.slots
+                    lane.slots
                         .clone()
                         .acquire_owned()
                         .await
@@ -176,7 +194,7 @@ impl Hooks {
                 }
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
-            call(self.client.clone(), remaining).await
+            call(lane.client.clone(), remaining).await
         })
         .await;
         // The backend (or tonic) may answer the grpc-timeout it was sent before our own

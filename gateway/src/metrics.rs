@@ -39,7 +39,8 @@ pub struct Metrics {
     /// `dropped_saturated`, `malformed`.
     pub client_events: Family<Label, Counter>,
     /// Rooms in client requests: `request` = `join` / `leave`, `result` = `joined`,
-    /// `rejected`, `left`, `invalid_request`.
+    /// `rejected`, `left`, `invalid_request`, `abandoned` (the socket disconnected while
+    /// its join was decided).
     pub client_rooms: Family<Labels, Counter>,
     /// Control calls by `method` and gRPC `code`.
     pub control_requests: Family<Labels, Counter>,
@@ -55,6 +56,52 @@ pub struct Metrics {
     pub watch_dropped: Counter,
     /// Recipients a `Send` could not reach (send buffer full, or closing).
     pub send_dropped: Counter,
+    /// Requests, events and connections refused by a trust rule or a limit, by reason.
+    pub refused: Family<Label, Counter>,
+}
+
+/// Why the edge (or a control call) refused something: the `reason` label of
+/// `sockgate_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// An authenticator returned a user id that is not allowed.
+    InvalidUserId,
+    /// A client event over the socket's rate was dropped.
+    EventRate,
+    /// A socket that kept exceeding its event rate was disconnected.
+    EventRateDisconnect,
+    /// A `join` / `leave` past the socket's requests in flight.
+    RoomRequestsInFlight,
+    /// A room past the socket's limit of client-joined rooms.
+    RoomsPerSocket,
+    /// A connection past the node's limit.
+    ConnectionsPerNode,
+    /// A connection past the client address's limit.
+    ConnectionsPerIp,
+    /// A new handshake past the client address's rate.
+    HandshakeRate,
+    /// A new connection while the node drains.
+    Draining,
+    /// Ack replies of a `Send` past the byte limit.
+    AckReplyBytes,
+}
+
+impl Refusal {
+    /// Label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::InvalidUserId => "invalid_user_id",
+            Refusal::EventRate => "event_rate",
+            Refusal::EventRateDisconnect => "event_rate_disconnect",
+            Refusal::RoomRequestsInFlight => "room_requests_in_flight",
+            Refusal::RoomsPerSocket => "rooms_per_socket",
+            Refusal::ConnectionsPerNode => "connections_per_node",
+            Refusal::ConnectionsPerIp => "connections_per_ip",
+            Refusal::HandshakeRate => "handshake_rate",
+            Refusal::Draining => "draining",
+            Refusal::AckReplyBytes => "ack_reply_bytes",
+        }
+    }
 }
 
 /// The registry of this process.
@@ -76,6 +123,7 @@ impl Metrics {
             watchers: Gauge::default(),
             watch_dropped: Counter::default(),
             send_dropped: Counter::default(),
+            refused: Family::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -136,6 +184,11 @@ impl Metrics {
             "Recipients a Send could not reach (send buffer full or closing)",
             metrics.send_dropped.clone(),
         );
+        registry.register(
+            "refused",
+            "Requests, events and connections refused by a trust rule or a limit, by reason",
+            metrics.refused.clone(),
+        );
         metrics
     }
 
@@ -158,6 +211,13 @@ impl Metrics {
                 .get_or_create(&[("request", request), ("result", result)])
                 .inc_by(n as u64);
         }
+    }
+
+    /// Counts one refusal.
+    pub fn refused(&self, reason: Refusal) {
+        self.refused
+            .get_or_create(&[("reason", reason.name())])
+            .inc();
     }
 
     /// Records one control call.

@@ -19,6 +19,11 @@ pub const MAX_ROOM_LEN: usize = 256;
 pub const AUTHENTICATING: &str = "$sg:state:authenticating";
 /// Room of authenticated sockets.
 pub const AUTHENTICATED: &str = "$sg:state:authenticated";
+/// Room of every socket that has not (yet) authenticated: joined on connect, left only
+/// once `authenticated` has been sent. Application events exclude it, so a socket
+/// receives nothing but the auth protocol before it has authenticated, whatever rooms it
+/// is in.
+pub const UNAUTHENTICATED: &str = "$sg:state:unauthenticated";
 
 const SID_PREFIX: &str = "$sg:sid:";
 const UID_PREFIX: &str = "$sg:uid:";
@@ -29,13 +34,19 @@ pub fn socket_room(sid: impl std::fmt::Display) -> String {
     format!("{SID_PREFIX}{sid}")
 }
 
-/// The public room of a user's sockets.
+/// Prefix of the public per-user rooms.
+pub const USER_ROOM_PREFIX: &str = "user:";
+
+/// The public room of a user's sockets, kept for Ignis-style clients and backends that
+/// send to `rooms: ["user:{id}"]`. `Target.user_ids` never uses it: it reaches the
+/// trusted [`user_id_room`].
 pub fn user_room(user_id: &str) -> String {
-    format!("user:{user_id}")
+    format!("{USER_ROOM_PREFIX}{user_id}")
 }
 
-/// The internal room that names a socket's user (a client may be put in someone else's
-/// `user:` room by a `Join`; this one only the authenticator sets).
+/// The internal room that names a socket's user. Only the authenticator puts a socket in
+/// it (a `Join` could put a socket in someone else's `user:` room); user targeting and the
+/// user filter of listings use this one.
 pub fn user_id_room(user_id: &str) -> String {
     format!("{UID_PREFIX}{user_id}")
 }
@@ -175,37 +186,50 @@ pub fn parse_sid(id: &str) -> Option<Sid> {
 }
 
 /// A room pattern: `*` matches any run of characters (including none) and `{user_id}`
-/// stands for the socket's user id. A pattern with `{user_id}` never matches for a socket
-/// without a user.
+/// stands for the socket's user id, as literal text: a `*` inside a user id matches only a
+/// `*`. A pattern with `{user_id}` never matches for a socket without a user.
 pub fn pattern_matches(pattern: &str, room: &str, user_id: Option<&str>) -> bool {
-    if pattern.contains("{user_id}") {
-        match user_id {
-            Some(user) if !user.is_empty() => {
-                glob_matches(&pattern.replace("{user_id}", user), room)
+    let user = match user_id {
+        Some(user) if !user.is_empty() => user,
+        _ if pattern.contains(USER_ID_PLACEHOLDER) => return false,
+        _ => "",
+    };
+    // The pattern's own `*` split it first; the user id then only ever lands inside the
+    // literal pieces between them.
+    let pieces: Vec<std::borrow::Cow<'_, str>> = pattern
+        .split('*')
+        .map(|piece| {
+            if piece.contains(USER_ID_PLACEHOLDER) {
+                piece.replace(USER_ID_PLACEHOLDER, user).into()
+            } else {
+                piece.into()
             }
-            _ => false,
-        }
-    } else {
-        glob_matches(pattern, room)
-    }
+        })
+        .collect();
+    glob_matches(&pieces, room)
 }
 
-fn glob_matches(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or_default();
-    let Some(mut rest) = text.strip_prefix(first) else {
+const USER_ID_PLACEHOLDER: &str = "{user_id}";
+
+/// Whether `text` is the literal `pieces` joined by runs of any characters.
+fn glob_matches<S: AsRef<str>>(pieces: &[S], text: &str) -> bool {
+    let Some((first, rest_pieces)) = pieces.split_first() else {
+        return text.is_empty();
+    };
+    let Some(mut rest) = text.strip_prefix(first.as_ref()) else {
         return false;
     };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
+    let Some((last, middle)) = rest_pieces.split_last() else {
         return rest.is_empty();
     };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
+    for piece in middle {
+        let piece = piece.as_ref();
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
             None => return false,
         }
     }
+    let last = last.as_ref();
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
@@ -240,6 +264,28 @@ mod tests {
         ));
         assert!(!pattern_matches("private:{user_id}", "private:", None));
         assert!(pattern_matches("team:{user_id}:*", "team:u1:x", Some("u1")));
+    }
+
+    #[test]
+    fn a_user_id_is_literal_text_in_a_pattern() {
+        assert!(!pattern_matches(
+            "private:{user_id}",
+            "private:alice",
+            Some("*")
+        ));
+        assert!(pattern_matches("private:{user_id}", "private:*", Some("*")));
+        assert!(!pattern_matches(
+            "private:{user_id}:x",
+            "private:a:b:x",
+            Some("a*")
+        ));
+        assert!(pattern_matches("{user_id}*", "a*b", Some("a*")));
+        assert!(!pattern_matches("{user_id}*", "ab", Some("a*")));
+        assert!(pattern_matches(
+            "dm:{user_id}:{user_id}",
+            "dm:u:u",
+            Some("u")
+        ));
     }
 
     #[test]

@@ -4,10 +4,16 @@ use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::config::{LogConfig, LogFormat};
 
+/// socketioxide logs an error line for every event an extractor refuses. Ours log and
+/// count their own refusals (malformed packets, events over a socket's rate) once per
+/// episode; an error line per refused event would let one flooding client flood the log.
+const QUIET_EXTRACTOR_ERRORS: &str = "socketioxide::handler::message=off";
+
 /// Installs the global subscriber; `RUST_LOG` overrides `log.level`.
 pub fn init(config: &LogConfig) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(&config.level))
+        .add_directive(QUIET_EXTRACTOR_ERRORS.parse().expect("a valid directive"));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match config.format {
         LogFormat::Json => builder.json().try_init(),

@@ -5,8 +5,11 @@ mod handshake;
 mod hook;
 mod jwt;
 mod room_validator;
+pub mod user_id;
 
 use std::sync::Arc;
+
+use tracing::warn;
 
 pub use handshake::{Handshake, parse_query};
 pub use jwt::{JwtError, JwtVerifier};
@@ -15,6 +18,7 @@ pub use room_validator::RoomValidator;
 use crate::{
     config::{AuthConfig, AuthenticatorKind},
     hooks::Hooks,
+    metrics::{METRICS, Refusal},
 };
 
 /// What the gateway knows of an authenticated socket.
@@ -99,6 +103,7 @@ impl AuthChain {
                 Authenticator::Hook(hooks) => hook::authenticate(hooks, handshake).await,
                 Authenticator::AllowAll => Outcome::Allow(Identity::default()),
             };
+            let outcome = check_user_id(authenticator, outcome, &handshake.socket_id);
             match outcome {
                 Outcome::Allow(identity) => return Outcome::Allow(identity),
                 Outcome::Fail(reason) => verdict = Outcome::Fail(reason),
@@ -110,5 +115,32 @@ impl AuthChain {
             }
         }
         verdict
+    }
+}
+
+/// Refuses an `Allow` whose user id is not a valid one: a token naming such a user is an
+/// invalid token; a backend answering with one has failed.
+fn check_user_id(authenticator: &Authenticator, outcome: Outcome, sid: &str) -> Outcome {
+    let Outcome::Allow(identity) = &outcome else {
+        return outcome;
+    };
+    let Some(Err(error)) = identity.user_id.as_deref().map(user_id::check) else {
+        return outcome;
+    };
+    METRICS.refused(Refusal::InvalidUserId);
+    let shown: String = identity
+        .user_id
+        .iter()
+        .flat_map(|u| u.chars())
+        .take(64)
+        .collect();
+    warn!(sid, user = ?shown, %error, "authenticator returned an invalid user id; refused");
+    match authenticator {
+        Authenticator::Hook(_) => Outcome::Fail(format!(
+            "the Authenticate hook returned an invalid user id: {error}"
+        )),
+        _ => Outcome::Deny(format!(
+            "the token's subject is not a valid user id: {error}"
+        )),
     }
 }

@@ -1,5 +1,6 @@
 //! Which rooms a client may join itself: the static allow patterns of the configuration
 //! united with the patterns of the socket's JWT room claim. No pattern: nothing is allowed.
+//! Whatever the patterns, internal rooms and other users' `user:` rooms are never allowed.
 
 use super::Identity;
 use crate::rooms::{self, pattern_matches};
@@ -20,7 +21,18 @@ impl RoomValidator {
     pub fn split(&self, identity: &Identity, requested: Vec<String>) -> (Vec<String>, Vec<String>) {
         requested
             .into_iter()
-            .partition(|room| rooms::check_name(room).is_ok() && self.allows(identity, room))
+            .partition(|room| self.may_be_allowed(identity, room) && self.allows(identity, room))
+    }
+
+    /// Whether any rule, or the backend, may allow `room` at all: never an invalid or
+    /// internal name, nor another user's `user:` room.
+    pub fn may_be_allowed(&self, identity: &Identity, room: &str) -> bool {
+        let foreign_user_room = room.starts_with(rooms::USER_ROOM_PREFIX)
+            && identity
+                .user_id
+                .as_deref()
+                .is_none_or(|user| room != rooms::user_room(user));
+        rooms::check_name(room).is_ok() && !foreign_user_room
     }
 
     fn allows(&self, identity: &Identity, room: &str) -> bool {
@@ -67,6 +79,20 @@ mod tests {
         );
         assert_eq!(ok, vec!["chat:x", "dm:u1", "vip"]);
         assert_eq!(no, vec!["dm:u2", "$sg:state:authenticated", ""]);
+    }
+
+    #[test]
+    fn a_wildcard_never_reaches_another_users_room() {
+        let validator = RoomValidator::new(vec!["*".into(), "user:*".into()]);
+        let (ok, no) = validator.split(
+            &id("bob", &["user:*"]),
+            vec!["user:alice".into(), "user:bob".into(), "user:".into()],
+        );
+        assert_eq!(ok, vec!["user:bob"]);
+        assert_eq!(no, vec!["user:alice", "user:"]);
+        let anonymous = Identity::default();
+        let (ok, _) = validator.split(&anonymous, vec!["user:bob".into()]);
+        assert!(ok.is_empty());
     }
 
     #[test]

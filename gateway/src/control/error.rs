@@ -18,6 +18,9 @@ pub enum ControlError {
     /// A limit of this node is reached.
     #[error("{0}")]
     Exhausted(String),
+    /// The target is not in a state that allows the call (a socket not authenticated).
+    #[error("{0}")]
+    FailedPrecondition(String),
 }
 
 impl ControlError {
@@ -51,6 +54,7 @@ impl From<ControlError> for Status {
             ControlError::NotFound(_) => Status::not_found(message),
             ControlError::Unavailable(_) => Status::unavailable(message),
             ControlError::Exhausted(_) => Status::resource_exhausted(message),
+            ControlError::FailedPrecondition(_) => Status::failed_precondition(message),
         }
     }
 }

@@ -7,7 +7,11 @@ use sockgate_client::proto::{
 };
 use tracing::{info, warn};
 
-use super::{ControlContext, error::ControlError, target};
+use super::{
+    ControlContext,
+    error::ControlError,
+    target::{self, Audience},
+};
 use crate::{
     edge::{self, authentication::socket_rooms, protocol},
     events, rooms,
@@ -41,19 +45,30 @@ async fn change(
     kind: EventKind,
 ) -> Result<(), ControlError> {
     let rooms = check_rooms(rooms)?;
-    let operators = target::resolve(&ctx.io, target, "target").await?;
-    let watched: Vec<SocketRef> = if ctx.events.is_watched() {
-        operators.clone().sockets()
-    } else {
-        Vec::new()
-    };
+    let operators = target::resolve(&ctx.io, target, "target", Audience::Any).await?;
+    // The target's sockets on this node: from now on these rooms are the server's (or
+    // gone), so their clients cannot leave them.
+    let local: Vec<SocketRef> = operators.clone().sockets();
+    for socket in &local {
+        edge::forget_client_rooms(socket, &rooms);
+    }
     let applied = if kind == EventKind::Joined {
         operators.join(rooms.clone()).await
     } else {
         operators.leave(rooms.clone()).await
     };
     applied.map_err(ControlError::adapter)?;
-    for socket in watched {
+    if kind == EventKind::Joined {
+        // A socket of this node that disconnected meanwhile may have been removed from
+        // every room before this join reached it: undo it (see edge::join_while_connected).
+        for socket in local.iter().filter(|s| !s.connected()) {
+            socket.leave(rooms.clone());
+        }
+    }
+    if !ctx.events.is_watched() {
+        return Ok(());
+    }
+    for socket in local {
         let user = edge::user_of(&socket);
         let event = WatchEventsResponse {
             rooms: rooms.clone(),
@@ -110,7 +125,7 @@ pub async fn disconnect(
     } else {
         request.reason.as_str()
     };
-    let operators = target::resolve(io, request.target.as_ref(), "target").await?;
+    let operators = target::resolve(io, request.target.as_ref(), "target", Audience::Any).await?;
     match operators
         .clone()
         .emit(

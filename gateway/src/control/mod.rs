@@ -33,6 +33,8 @@ pub struct ControlLimits {
     pub max_payload_bytes: usize,
     /// Longest ack timeout.
     pub max_ack_timeout: Duration,
+    /// Most bytes of ack replies one `Send` collects.
+    pub max_ack_reply_bytes: usize,
 }
 
 /// What the handlers share.

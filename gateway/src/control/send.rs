@@ -11,8 +11,15 @@ use socketioxide::{AckError, BroadcastError, SocketIo};
 use sockgate_client::proto::{AckReply, SendRequest, SendResponse};
 use tracing::debug;
 
-use super::{ControlLimits, error::ControlError, target};
-use crate::{edge::protocol::RESERVED_EVENTS, metrics::METRICS};
+use super::{
+    ControlLimits,
+    error::ControlError,
+    target::{self, Audience},
+};
+use crate::{
+    edge::protocol::RESERVED_EVENTS,
+    metrics::{METRICS, Refusal},
+};
 
 /// Longest event name.
 const MAX_EVENT_LEN: usize = 256;
@@ -105,32 +112,49 @@ pub async fn send(
         attachments: request.attachments,
     };
     let target = request.target.as_ref();
-    let operators = target::resolve(io, target, "target").await?;
+    let operators = target::resolve(io, target, "target", Audience::Authenticated).await?;
 
     if let Some(timeout) = ack_timeout {
-        let stream = operators
-            .timeout(timeout)
-            .emit_with_ack::<_, Value>(&request.event, &args)
-            .await
-            .map_err(ControlError::adapter)?;
-        let replies: Vec<_> = stream.collect().await;
-        let mut response = SendResponse {
-            recipients: Some(replies.len() as u32),
-            ..SendResponse::default()
-        };
-        for (sid, reply) in replies {
-            match reply {
-                Ok(value) => response.acks.push(AckReply {
-                    socket_id: sid.to_string(),
-                    data_json: value.to_string(),
-                }),
-                Err(AckError::Decode(e)) => response.acks.push(AckReply {
-                    socket_id: sid.to_string(),
-                    data_json: Value::String(format!("undecodable ack: {e}")).to_string(),
-                }),
-                Err(_) => response.timed_out_socket_ids.push(sid.to_string()),
+        let mut stream = std::pin::pin!(
+            operators
+                .timeout(timeout)
+                .emit_with_ack::<_, Value>(&request.event, &args)
+                .await
+                .map_err(ControlError::adapter)?
+        );
+        let mut response = SendResponse::default();
+        let mut bytes = 0usize;
+        let mut recipients = 0u32;
+        while let Some((sid, reply)) = stream.next().await {
+            recipients += 1;
+            let reply = match reply {
+                Ok(value) => value.to_string(),
+                Err(AckError::Decode(e)) => {
+                    Value::String(format!("undecodable ack: {e}")).to_string()
+                }
+                Err(_) => {
+                    response.timed_out_socket_ids.push(sid.to_string());
+                    continue;
+                }
+            };
+            bytes += reply.len();
+            if bytes > limits.max_ack_reply_bytes {
+                // Dropping the stream stops waiting for the other replies.
+                METRICS.refused(Refusal::AckReplyBytes);
+                return Err(ControlError::Exhausted(format!(
+                    "the ack replies exceed {} bytes (control.max_ack_reply_bytes) after {} \
+                     replies: the event was sent, the replies are dropped; target fewer \
+                     sockets or ask for smaller replies",
+                    limits.max_ack_reply_bytes,
+                    response.acks.len() + 1
+                )));
             }
+            response.acks.push(AckReply {
+                socket_id: sid.to_string(),
+                data_json: reply,
+            });
         }
+        response.recipients = Some(recipients);
         return Ok(response);
     }
 

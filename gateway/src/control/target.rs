@@ -1,11 +1,23 @@
 //! Resolving a request's `Target` into socketioxide broadcast operators, refusing empty
-//! targets and socket ids that are connected nowhere.
+//! targets and socket ids that are connected nowhere. Users are reached through the
+//! trusted room the authenticator sets, never a public room; application events reach
+//! authenticated sockets only.
 
 use socketioxide::{SocketIo, operators::BroadcastOperators, socket::Sid};
 use sockgate_client::proto::Target;
 
 use super::error::ControlError;
-use crate::rooms;
+use crate::{edge, rooms};
+
+/// Who a target may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Any socket it names (membership changes, `Disconnect`).
+    Any,
+    /// Authenticated sockets only (application events); a socket id that names a socket
+    /// that has not authenticated is `FAILED_PRECONDITION`.
+    Authenticated,
+}
 
 /// Most ids, rooms and users one target may name in all.
 const MAX_SELECTORS: usize = 10_000;
@@ -16,6 +28,7 @@ pub async fn resolve(
     io: &SocketIo,
     target: Option<&Target>,
     field: &str,
+    audience: Audience,
 ) -> Result<BroadcastOperators, ControlError> {
     let Some(target) = target else {
         return Err(ControlError::invalid(format!(
@@ -49,21 +62,25 @@ pub async fn resolve(
         }
     }
     let sids = parse_sids(&target.socket_ids, field)?;
-    ensure_connected(io, &sids).await?;
+    ensure_connected(io, &sids, audience).await?;
 
     let mut selected: Vec<String> = Vec::with_capacity(selectors);
     selected.extend(sids.iter().map(rooms::socket_room));
     selected.extend(target.rooms.iter().cloned());
-    selected.extend(target.user_ids.iter().map(|u| rooms::user_room(u)));
-    let operators = if target.all {
-        io.broadcast()
-    } else {
-        io.to(selected)
+    selected.extend(target.user_ids.iter().map(|u| rooms::user_id_room(u)));
+    let mut except = target.except_rooms.clone();
+    let operators = match (target.all, audience) {
+        (true, Audience::Any) => io.broadcast(),
+        (true, Audience::Authenticated) => io.to(rooms::AUTHENTICATED),
+        (false, _) => io.to(selected),
     };
-    Ok(if target.except_rooms.is_empty() {
+    if audience == Audience::Authenticated {
+        except.push(rooms::UNAUTHENTICATED.to_owned());
+    }
+    Ok(if except.is_empty() {
         operators
     } else {
-        operators.except(target.except_rooms.clone())
+        operators.except(except)
     })
 }
 
@@ -80,32 +97,69 @@ pub fn parse_sids(ids: &[String], field: &str) -> Result<Vec<Sid>, ControlError>
         .collect()
 }
 
-/// `NOT_FOUND` unless every id is connected on some node.
-pub async fn ensure_connected(io: &SocketIo, sids: &[Sid]) -> Result<(), ControlError> {
-    let elsewhere: Vec<Sid> = sids
-        .iter()
-        .copied()
-        .filter(|sid| io.get_socket(*sid).is_none())
-        .collect();
-    if elsewhere.is_empty() {
-        return Ok(());
+/// `NOT_FOUND` unless every id is connected on some node; for [`Audience::Authenticated`],
+/// `FAILED_PRECONDITION` for one that has not authenticated. Only ids not on this node
+/// cost a round trip (two: connected, then authenticated).
+pub async fn ensure_connected(
+    io: &SocketIo,
+    sids: &[Sid],
+    audience: Audience,
+) -> Result<(), ControlError> {
+    let mut elsewhere = Vec::new();
+    let mut unauthenticated = Vec::new();
+    for sid in sids {
+        match io.get_socket(*sid) {
+            None => elsewhere.push(*sid),
+            Some(socket) => {
+                if audience == Audience::Authenticated && !edge::is_authenticated(&socket) {
+                    unauthenticated.push(*sid);
+                }
+            }
+        }
     }
-    let found = io
-        .to(elsewhere.iter().map(rooms::socket_room).collect::<Vec<_>>())
-        .fetch_sockets()
-        .await
-        .map_err(ControlError::adapter)?;
-    let missing: Vec<String> = elsewhere
-        .iter()
-        .filter(|sid| !found.iter().any(|s| s.data().id == **sid))
-        .map(ToString::to_string)
-        .collect();
-    if missing.is_empty() {
+    if !elsewhere.is_empty() {
+        let remote_rooms = || elsewhere.iter().map(rooms::socket_room).collect::<Vec<_>>();
+        let found = io
+            .to(remote_rooms())
+            .fetch_sockets()
+            .await
+            .map_err(ControlError::adapter)?;
+        let missing: Vec<String> = elsewhere
+            .iter()
+            .filter(|sid| !found.iter().any(|s| s.data().id == **sid))
+            .map(ToString::to_string)
+            .collect();
+        if !missing.is_empty() {
+            return Err(ControlError::NotFound(format!(
+                "no connected socket with id {}",
+                missing.join(", ")
+            )));
+        }
+        if audience == Audience::Authenticated {
+            let authenticated = io
+                .to(remote_rooms())
+                .except(rooms::UNAUTHENTICATED)
+                .fetch_sockets()
+                .await
+                .map_err(ControlError::adapter)?;
+            unauthenticated.extend(
+                elsewhere
+                    .iter()
+                    .filter(|sid| !authenticated.iter().any(|s| s.data().id == **sid)),
+            );
+        }
+    }
+    if unauthenticated.is_empty() {
         Ok(())
     } else {
-        Err(ControlError::NotFound(format!(
-            "no connected socket with id {}",
-            missing.join(", ")
+        Err(ControlError::FailedPrecondition(format!(
+            "socket {} has not authenticated: it receives application events only once \
+             authenticated",
+            unauthenticated
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         )))
     }
 }

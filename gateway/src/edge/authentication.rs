@@ -51,11 +51,21 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
             if let Some(user) = &identity.user_id {
                 internal.push(rooms::user_id_room(user));
             }
-            socket.join(joined.iter().chain(&internal).cloned().collect::<Vec<_>>());
+            if !super::join_while_connected(
+                &socket,
+                joined.iter().chain(&internal).cloned().collect(),
+            ) {
+                debug!(sid = %socket.id, "socket left during authentication");
+                return;
+            }
             socket.leave(rooms::AUTHENTICATING);
             let user = identity.user_id.clone();
             info!(sid = %socket.id, user = user.as_deref().unwrap_or(""), "authenticated");
-            session.authenticated(identity);
+            if !session.authenticated(identity) {
+                // Cut off for abuse while the authenticator ran.
+                socket.leave(rooms::AUTHENTICATED);
+                return;
+            }
             let id = socket.id.to_string();
             let payload = protocol::Authenticated {
                 id: &id,
@@ -64,6 +74,9 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
             if let Err(e) = socket.emit(protocol::AUTHENTICATED, &payload) {
                 debug!(sid = %socket.id, error = %e, "could not send authenticated");
             }
+            // Only now, after `authenticated` is on the socket's ordered channel, can
+            // application events reach it.
+            socket.leave(rooms::UNAUTHENTICATED);
             if edge.events.is_watched() {
                 edge.events.publish(
                     WatchEventsResponse {
@@ -137,7 +150,8 @@ fn reject(edge: &Edge, socket: &SocketRef, session: &Session, message: &'static 
 
 /// Disconnects the sockets of this node that have not authenticated within the auth
 /// timeout. One task sweeps them all, a few times per timeout, instead of a timer per
-/// socket; a socket gets between 1 and 1¼ timeouts.
+/// socket; a socket gets between 1 and 1¼ timeouts. It also disconnects the sockets cut
+/// off for abuse, one to two passes after they were told why.
 pub fn spawn_auth_sweeper(edge: Arc<Edge>) -> tokio::task::JoinHandle<()> {
     let timeout = edge.config.auth_timeout;
     let period = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
@@ -152,6 +166,13 @@ pub fn spawn_auth_sweeper(edge: Arc<Edge>) -> tokio::task::JoinHandle<()> {
                 let Some(session) = Session::of(&socket) else {
                     continue;
                 };
+                if session.is_cut_off() {
+                    if session.cut_off_due() {
+                        debug!(sid = %socket.id, "disconnecting a socket cut off for abuse");
+                        let _ = socket.disconnect();
+                    }
+                    continue;
+                }
                 let age =
                     Duration::from_millis(now_ms.saturating_sub(session.meta.connected_at_ms));
                 if age >= timeout && !session.is_authenticated() {

@@ -1,6 +1,9 @@
 //! Client `join` / `leave` requests: `{rooms: [...]}`. The room validator decides, then
 //! the `AuthorizeJoin` hook (when enabled) for what the rules did not allow; the answer
-//! goes through the ack callback when the client passed one.
+//! goes through the ack callback when the client passed one. The session records which
+//! rooms the client joined itself: those, and only those, it may leave. A socket has at
+//! most `edge.limits.max_room_requests_in_flight` requests in flight and
+//! `edge.limits.max_rooms_per_socket` rooms of its own.
 
 use std::sync::Arc;
 
@@ -8,10 +11,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use socketioxide::extract::{AckSender, SocketRef};
 use sockgate_client::proto::{AuthorizeJoinRequest, EventKind, WatchEventsResponse};
-use tracing::info;
+use tracing::{debug, info};
 
-use super::{Edge, authentication::socket_rooms, protocol, session::Session};
-use crate::{auth::Identity, events, metrics::METRICS, rooms};
+use super::{
+    Edge,
+    authentication::socket_rooms,
+    protocol,
+    session::{RoomRequest, Session},
+};
+use crate::{
+    auth::Identity,
+    events,
+    metrics::{METRICS, Refusal},
+};
 
 #[derive(Deserialize)]
 struct RoomsRequest {
@@ -49,6 +61,10 @@ fn parse(edge: &Edge, data: Option<Value>) -> Result<Vec<String>, String> {
 fn reply_error(socket: &SocketRef, ack: AckSender, request: &'static str, error: &str) {
     METRICS.client_rooms(request, "invalid_request", 1);
     info!(sid = %socket.id, error, "bad room request");
+    send_error(ack, error);
+}
+
+fn send_error(ack: AckSender, error: &str) {
     let _ = ack.send(&ErrorAck {
         error,
         joined: [],
@@ -96,12 +112,40 @@ async fn ask_backend(
     hooks.authorize_join(request).await.unwrap_or_default()
 }
 
+/// A slot for one more request of this socket; past the limit the request is refused
+/// with an error ack.
+fn take_request_slot(
+    edge: &Edge,
+    socket: &SocketRef,
+    session: &Arc<Session>,
+    ack: AckSender,
+) -> Result<(RoomRequest, AckSender), ()> {
+    let max = edge.limits.config.max_room_requests_in_flight;
+    match session.room_request(max) {
+        Some(slot) => Ok((slot, ack)),
+        None => {
+            METRICS.refused(Refusal::RoomRequestsInFlight);
+            debug!(sid = %socket.id, max, "join/leave refused: too many in flight");
+            send_error(
+                ack,
+                &format!(
+                    "too many join/leave requests in flight (limit {max}); wait for their acks"
+                ),
+            );
+            Err(())
+        }
+    }
+}
+
 /// Handles `join`: joins the allowed subset, acks `{joined, rejected}`.
 pub async fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: AckSender) {
     let Some(session) = Session::of(&socket) else {
         return;
     };
     let Some(identity) = session.identity() else {
+        return;
+    };
+    let Ok((_slot, ack)) = take_request_slot(&edge, &socket, &session, ack) else {
         return;
     };
     let requested = match parse(&edge, data) {
@@ -111,7 +155,7 @@ pub async fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: 
     let (mut joined, rejected) = edge.room_validator.split(identity, requested);
     let (candidates, mut rejected): (Vec<String>, Vec<String>) = rejected
         .into_iter()
-        .partition(|room| rooms::check_name(room).is_ok());
+        .partition(|room| edge.room_validator.may_be_allowed(identity, room));
     let from_backend = ask_backend(&edge, &socket, identity, candidates.clone()).await;
     for room in candidates {
         if from_backend.contains(&room) {
@@ -120,13 +164,28 @@ pub async fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: 
             rejected.push(room);
         }
     }
+    let max = edge.limits.config.max_rooms_per_socket;
+    let outcome = session.join_client_rooms(
+        joined,
+        max,
+        || socket.rooms().into_iter().map(String::from).collect(),
+        // The backend may have taken a while: a socket that left meanwhile must not be
+        // put back into rooms.
+        |fresh| super::join_while_connected(&socket, fresh),
+    );
+    if outcome.gone {
+        METRICS.client_rooms("join", "abandoned", outcome.joined.len());
+        debug!(sid = %socket.id, "socket left while its join was decided");
+        return;
+    }
+    if !outcome.over.is_empty() {
+        METRICS.refused(Refusal::RoomsPerSocket);
+        info!(sid = %socket.id, over = ?outcome.over, max, "join rejected: rooms per socket (edge.limits.max_rooms_per_socket)");
+    }
+    let mut joined = outcome.joined;
+    rejected.extend(outcome.over);
     joined.sort_unstable();
     rejected.sort_unstable();
-    // The backend may have taken a while: a socket that left meanwhile must not be put
-    // back into rooms.
-    if !joined.is_empty() && edge.io.get_socket(socket.id).is_some() {
-        socket.join(joined.clone());
-    }
     if !rejected.is_empty() {
         info!(sid = %socket.id, ?rejected, "join rejected");
     }
@@ -136,7 +195,8 @@ pub async fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: 
     let _ = ack.send(&protocol::JoinAck { joined, rejected });
 }
 
-/// Handles `leave`: leaves the named public rooms, acks `{left}`.
+/// Handles `leave`: leaves the named rooms the client joined itself, acks
+/// `{left, rejected}`; rooms the server put the socket in are rejected.
 pub fn leave(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: AckSender) {
     let Some(session) = Session::of(&socket) else {
         return;
@@ -144,18 +204,22 @@ pub fn leave(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: AckSe
     let Some(identity) = session.identity() else {
         return;
     };
+    let Ok((_slot, ack)) = take_request_slot(&edge, &socket, &session, ack) else {
+        return;
+    };
     let requested = match parse(&edge, data) {
         Ok(rooms) => rooms,
         Err(error) => return reply_error(&socket, ack, "leave", &error),
     };
-    let left: Vec<String> = requested
-        .into_iter()
-        .filter(|room| rooms::check_name(room).is_ok())
-        .collect();
+    let (left, rejected) = session.remove_client_rooms(requested);
     if !left.is_empty() {
         socket.leave(left.clone());
     }
+    if !rejected.is_empty() {
+        info!(sid = %socket.id, ?rejected, "leave rejected: not joined by the client");
+    }
     publish(&edge, &socket, identity, EventKind::Left, &left);
     METRICS.client_rooms("leave", "left", left.len());
-    let _ = ack.send(&protocol::LeaveAck { left });
+    METRICS.client_rooms("leave", "rejected", rejected.len());
+    let _ = ack.send(&protocol::LeaveAck { left, rejected });
 }

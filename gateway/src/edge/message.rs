@@ -3,7 +3,8 @@
 //!
 //! socketioxide runs extractors in the socket's receive path, in arrival order, and only
 //! then spawns the handler. So this extractor is where client events are published to
-//! `WatchEvents`: watchers see each socket's events in the order the client sent them.
+//! `WatchEvents` (watchers see each socket's events in the order the client sent them),
+//! and where events over the socket's rate are dropped before any task is spawned.
 
 use std::sync::Arc;
 
@@ -17,12 +18,16 @@ use socketioxide::{
 };
 use sockgate_client::proto::{EventKind, WatchEventsResponse};
 
-use super::{protocol, session::Session};
-use tracing::debug;
+use super::{
+    limits::{EventVerdict, Limits},
+    protocol,
+    session::Session,
+};
+use tracing::{debug, info, warn};
 
 use crate::{
     events::{self, EventBus},
-    metrics::METRICS,
+    metrics::{METRICS, Refusal},
     rooms,
 };
 
@@ -43,23 +48,85 @@ pub struct ClientMessage {
     pub authenticated: bool,
 }
 
-/// The packet is not a JSON array starting with an event name.
+/// Why an incoming event is not handled.
 #[derive(Debug, thiserror::Error)]
-#[error("malformed event packet: {0}")]
-pub struct MalformedMessage(String);
+pub enum RefusedMessage {
+    /// The packet is not a JSON array starting with an event name.
+    #[error("malformed event packet: {0}")]
+    Malformed(String),
+    /// Over the socket's event rate.
+    #[error("event over the socket's rate dropped")]
+    OverRate,
+}
+
+/// Why a socket that kept exceeding its event rate is disconnected (in its
+/// `force_disconnect`).
+pub const RATE_DISCONNECT_REASON: &str =
+    "too many events: the connection kept sending faster than allowed";
+
+fn state<A: Adapter, T: Clone + Send + Sync + 'static>(socket: &Arc<Socket<A>>) -> Option<T> {
+    State::<T>::from_message_parts(socket, &mut Payload::Bytes(Bytes::new()), &None)
+        .ok()
+        .map(|State(value)| value)
+}
+
+/// Applies the socket's event rate.
+fn check_rate<A: Adapter>(socket: &Arc<Socket<A>>) -> Result<(), RefusedMessage> {
+    let (Some(limits), Some(session)) = (
+        state::<A, Arc<Limits>>(socket),
+        socket.extensions.get::<Arc<Session>>(),
+    ) else {
+        return Ok(());
+    };
+    if session.is_cut_off() {
+        return Err(RefusedMessage::OverRate);
+    }
+    match limits.check_event(&session.events) {
+        EventVerdict::Accept => return Ok(()),
+        EventVerdict::Drop { first } => {
+            if first {
+                info!(
+                    sid = %socket.id,
+                    rate = limits.config.events_per_second,
+                    burst = limits.config.event_burst,
+                    "dropping events over the socket's rate (edge.limits.events_per_second)"
+                );
+            }
+        }
+        EventVerdict::Disconnect => {
+            METRICS.refused(Refusal::EventRateDisconnect);
+            warn!(
+                sid = %socket.id,
+                dropped = limits.config.max_dropped_events,
+                "disconnecting a socket that keeps exceeding its event rate (edge.limits.max_dropped_events)"
+            );
+            if session.cut_off() {
+                // No more application events to it; the auth sweeper disconnects it once
+                // it has had time to read why.
+                socket.leave(rooms::AUTHENTICATED);
+                socket.join(rooms::UNAUTHENTICATED);
+                let payload = protocol::ForceDisconnect::now(RATE_DISCONNECT_REASON);
+                let _ = socket.emit(protocol::FORCE_DISCONNECT, &payload);
+            }
+        }
+    }
+    METRICS.refused(Refusal::EventRate);
+    Err(RefusedMessage::OverRate)
+}
 
 fn is_placeholder(value: &Value) -> bool {
     value.get("_placeholder").and_then(Value::as_bool) == Some(true)
 }
 
 impl<A: Adapter> FromMessageParts<A> for ClientMessage {
-    type Error = MalformedMessage;
+    type Error = RefusedMessage;
 
     fn from_message_parts(
         socket: &Arc<Socket<A>>,
         payload: &mut Payload,
         ack_id: &Option<i64>,
     ) -> Result<Self, Self::Error> {
+        check_rate(socket)?;
         let (event, args, binaries) = parse(payload).inspect_err(|e| {
             METRICS.client_event("malformed");
             debug!(sid = %socket.id, error = %e, "malformed event dropped");
@@ -85,17 +152,21 @@ impl<A: Adapter> FromMessageParts<A> for ClientMessage {
 }
 
 /// Splits a packet into the event name, the JSON arguments and the binary attachments.
-fn parse(payload: &Payload) -> Result<(String, Vec<Value>, Vec<Bytes>), MalformedMessage> {
+fn parse(payload: &Payload) -> Result<(String, Vec<Value>, Vec<Bytes>), RefusedMessage> {
     let Payload::Str(text, binaries) = payload else {
-        return Err(MalformedMessage("binary frame without a header".into()));
+        return Err(RefusedMessage::Malformed(
+            "binary frame without a header".into(),
+        ));
     };
     let mut args: Vec<Value> =
-        serde_json::from_str(text).map_err(|e| MalformedMessage(e.to_string()))?;
+        serde_json::from_str(text).map_err(|e| RefusedMessage::Malformed(e.to_string()))?;
     if args.is_empty() {
-        return Err(MalformedMessage("no event name".into()));
+        return Err(RefusedMessage::Malformed("no event name".into()));
     }
     let Value::String(event) = args.remove(0) else {
-        return Err(MalformedMessage("the event name is not a string".into()));
+        return Err(RefusedMessage::Malformed(
+            "the event name is not a string".into(),
+        ));
     };
     let binaries = binaries
         .as_ref()
@@ -109,11 +180,7 @@ fn publish<A: Adapter>(socket: &Arc<Socket<A>>, message: &ClientMessage) {
     if protocol::CLIENT_REQUESTS.contains(&message.event.as_str()) {
         return;
     }
-    let Ok(State(bus)) = State::<Arc<EventBus>>::from_message_parts(
-        socket,
-        &mut Payload::Bytes(Bytes::new()),
-        &None,
-    ) else {
+    let Some(bus) = state::<A, Arc<EventBus>>(socket) else {
         return;
     };
     if !bus.is_watched() {

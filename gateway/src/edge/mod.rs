@@ -4,6 +4,8 @@
 
 pub mod authentication;
 mod forwarding;
+mod handshake_gate;
+pub mod limits;
 mod membership;
 mod message;
 pub mod ping;
@@ -31,6 +33,7 @@ use tracing::{debug, info};
 use crate::{
     auth::{AuthChain, RoomValidator},
     config::{EdgeConfig, Transport},
+    edge::limits::{ConnectRefusal, Limits},
     events::{self, EventBus},
     hooks::Hooks,
     metrics::METRICS,
@@ -65,6 +68,8 @@ pub struct Edge {
     room_validator: RoomValidator,
     hooks: Option<Arc<Hooks>>,
     events: Arc<EventBus>,
+    /// Per-socket and per-address limits, and the draining flag.
+    pub limits: Arc<Limits>,
 }
 
 /// Builds the edge: the axum router to serve and the `SocketIo` handle the control plane
@@ -83,7 +88,11 @@ pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edg
         (false, true) => builder.transports([TransportType::Polling]),
         (false, false) => return Err("edge.transports is empty".into()),
     };
-    let (layer, io) = builder.with_state(deciders.events.clone()).build_layer();
+    let limits = Arc::new(Limits::new(&config.limits));
+    let (layer, io) = builder
+        .with_state(deciders.events.clone())
+        .with_state(limits.clone())
+        .build_layer();
     let edge = Arc::new(Edge {
         io: io.clone(),
         config: config.clone(),
@@ -91,21 +100,26 @@ pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edg
         room_validator: deciders.room_validator,
         hooks: deciders.hooks,
         events: deciders.events,
+        limits: limits.clone(),
     });
     // socketioxide tells the client it is connected before it runs the connect handler,
     // but after the connect middlewares: the socket is set up in a middleware so that its
-    // handlers exist before the client can send its first event.
+    // handlers exist before the client can send its first event. A refusal here reaches
+    // the client as `connect_error` with the refusal's message.
     let setup_edge = edge.clone();
     let setup = async move |socket: SocketRef, TryData(auth): TryData<Value>| {
-        on_connect(setup_edge, socket, auth.ok());
-        Ok::<(), std::convert::Infallible>(())
+        on_connect(setup_edge, socket, auth.ok())
     };
     io.ns("/", (async || {}).with(setup));
     authentication::spawn_auth_sweeper(edge.clone());
 
     let mut router = Router::new()
         .layer(layer)
-        .layer(axum::middleware::map_request(detach_head));
+        .layer(axum::middleware::map_request(detach_head))
+        .layer(axum::middleware::from_fn_with_state(
+            handshake_gate::Gate::new(&config.path, limits),
+            handshake_gate::check,
+        ));
     if let Some(cors) = cors_layer(&config.cors_origins)? {
         router = router.layer(cors);
     }
@@ -172,6 +186,39 @@ pub fn user_of(socket: &SocketRef) -> Option<String> {
     Session::of(socket).and_then(|s| s.identity().and_then(|i| i.user_id.clone()))
 }
 
+/// Whether a socket of this node has authenticated.
+pub fn is_authenticated(socket: &SocketRef) -> bool {
+    Session::of(socket).is_some_and(|s| s.is_authenticated())
+}
+
+/// The server took over (`Join`) or removed (`Leave`) `rooms` of a socket of this node:
+/// its client can no longer leave them itself.
+pub fn forget_client_rooms(socket: &SocketRef, rooms: &[String]) {
+    if let Some(session) = Session::of(socket) {
+        session.forget_client_rooms(rooms);
+    }
+}
+
+/// Joins `rooms` unless the socket is disconnecting; false if it is. socketioxide marks a
+/// closing socket disconnected before it removes it from every room, so a join that still
+/// sees it connected is cleaned up by that removal, and one that does not is undone here:
+/// no membership outlives its socket, however a join races the disconnect.
+fn join_while_connected(socket: &SocketRef, rooms: Vec<String>) -> bool {
+    socket.join(rooms.clone());
+    if socket.connected() {
+        return true;
+    }
+    socket.leave(rooms);
+    false
+}
+
+impl Edge {
+    /// Refuses new connections from now on (shutdown).
+    pub fn start_draining(&self) {
+        self.limits.start_draining();
+    }
+}
+
 fn transport_name(transport: TransportType) -> &'static str {
     match transport {
         TransportType::Websocket => "websocket",
@@ -179,19 +226,35 @@ fn transport_name(transport: TransportType) -> &'static str {
     }
 }
 
-fn on_connect(edge: Arc<Edge>, socket: SocketRef, auth: Option<Value>) {
+fn on_connect(
+    edge: Arc<Edge>,
+    socket: SocketRef,
+    auth: Option<Value>,
+) -> Result<(), ConnectRefusal> {
     let remote = socket
         .req_parts()
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    let slot = edge
+        .limits
+        .admit_connection(remote)
+        .inspect_err(|refusal| {
+            edge.limits.refused(*refusal, remote);
+        })?;
     let meta = ConnectionMeta::now(transport_name(socket.transport_type()), remote);
-    socket.join([rooms::socket_room(socket.id), meta.room()]);
+    socket.join([
+        rooms::socket_room(socket.id),
+        meta.room(),
+        rooms::UNAUTHENTICATED.to_owned(),
+    ]);
     METRICS.connections.inc();
     info!(sid = %socket.id, remote = %meta.remote_address, transport = %meta.transport, "connected");
-    socket
-        .extensions
-        .insert(Arc::new(Session::new(auth.filter(|a| !a.is_null()), meta)));
+    socket.extensions.insert(Arc::new(Session::new(
+        auth.filter(|a| !a.is_null()),
+        meta,
+        Some(slot),
+    )));
     if edge.events.is_watched() {
         edge.events.publish(
             events::lifecycle(EventKind::Connected, &socket.id.to_string(), None),
@@ -222,6 +285,7 @@ fn on_connect(edge: Arc<Edge>, socket: SocketRef, auth: Option<Value>) {
             );
         }
     });
+    Ok(())
 }
 
 async fn on_event(edge: Arc<Edge>, socket: SocketRef, message: ClientMessage, ack: AckSender) {

@@ -25,6 +25,7 @@ pub fn spawn(io: SocketIo, interval: Duration) -> Option<JoinHandle<()>> {
             if let Err(e) = io
                 .local()
                 .to(rooms::AUTHENTICATED)
+                .except(rooms::UNAUTHENTICATED)
                 .emit(protocol::PING, &payload)
                 .await
             {

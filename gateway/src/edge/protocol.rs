@@ -99,4 +99,6 @@ pub struct JoinAck {
 pub struct LeaveAck {
     /// Rooms left.
     pub left: Vec<String>,
+    /// Rooms not left: the client did not join them itself (or is not in them).
+    pub rejected: Vec<String>,
 }
