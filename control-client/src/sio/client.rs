@@ -210,20 +210,19 @@ impl fmt::Debug for Handler {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct HandlerId(u64);
 
-type Callback0 = Arc<dyn Fn() + Send + Sync>;
-type Callback1<T> = Arc<dyn Fn(T) + Send + Sync>;
+type Callback<T> = Arc<dyn Fn(T) + Send + Sync>;
 
 #[derive(Default)]
 struct Callbacks {
-    connected: Option<Callback0>,
-    disconnected: Option<Callback1<DisconnectReason>>,
-    error: Option<Callback1<ClientError>>,
-    authenticated: Option<Callback1<Value>>,
-    unauthenticated: Option<Callback1<String>>,
+    connected: Option<Callback<()>>,
+    disconnected: Option<Callback<DisconnectReason>>,
+    error: Option<Callback<ClientError>>,
+    authenticated: Option<Callback<Value>>,
+    unauthenticated: Option<Callback<String>>,
 }
 
 /// Runs a lifecycle callback; a panic is logged, not propagated.
-fn call<T>(name: &str, callback: Option<Callback1<T>>, value: T) {
+fn call<T>(name: &str, callback: Option<Callback<T>>, value: T) {
     if let Some(callback) = callback
         && std::panic::catch_unwind(AssertUnwindSafe(|| callback(value))).is_err()
     {
@@ -262,7 +261,7 @@ pub struct ManagedClientBuilder {
 impl ManagedClientBuilder {
     /// Called when the Socket.IO connection is up (again).
     pub fn on_connected(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
-        self.callbacks.connected = Some(Arc::new(f));
+        self.callbacks.connected = Some(Arc::new(move |()| f()));
         self
     }
 
@@ -313,7 +312,9 @@ impl ManagedClientBuilder {
 }
 
 /// A Socket.IO client that keeps its connection, authentication state and subscriptions
-/// (see the [module documentation](super)). Clones share one connection.
+/// (see the [module documentation](super)). Clones share one connection. The connection
+/// runs on its own task: dropping the handles does not end it, `disconnect` or `shutdown`
+/// does.
 #[derive(Clone)]
 pub struct ManagedClient {
     inner: Arc<Inner>,
@@ -339,7 +340,7 @@ impl ManagedClient {
 
     /// Replaces the connected callback (handy when it needs the client itself).
     pub fn set_on_connected(&self, f: impl Fn() + Send + Sync + 'static) {
-        self.inner.callbacks.lock().unwrap().connected = Some(Arc::new(f));
+        self.inner.callbacks.lock().unwrap().connected = Some(Arc::new(move |()| f()));
     }
 
     /// The authentication state.
@@ -629,12 +630,7 @@ impl Inner {
             connected: true,
             state: ClientState::Unauthorized,
         });
-        call(
-            "connected",
-            self.callbacks(|c| c.connected.clone())
-                .map(|f| Arc::new(move |()| f()) as Callback1<()>),
-            (),
-        );
+        call("connected", self.callbacks(|c| c.connected.clone()), ());
     }
 
     /// The connection ended: emits fail, pending acks fail, the state is `Unauthorized`.

@@ -131,7 +131,7 @@ pub enum Command {
         /// Event name.
         event: String,
         /// The event's data, as JSON.
-        #[arg(value_name = "JSON")]
+        #[arg(value_name = "JSON", allow_hyphen_values = true)]
         data: String,
     },
     /// Make a socket join rooms (server-side: no room rule applies).
