@@ -170,6 +170,10 @@ async fn write_subcommands_act_on_sockets() {
     assert_eq!(sent.json()["recipients"], 1);
     assert_eq!(clients.next_event("alice", "room").await, json!([1, 2]));
 
+    let sent = run(&gateway, &["send", "--socket", &alice, "negative", "-1.5"]).await;
+    assert_eq!(sent.code, 0, "{sent:?}");
+    assert_eq!(clients.next_event("alice", "negative").await, json!(-1.5));
+
     let sent = run(&gateway, &["send", "--user", "bob", "user", r#""hi""#]).await;
     assert_eq!(sent.code, 0);
     assert_eq!(clients.next_event("bob", "user").await, json!("hi"));

@@ -35,10 +35,14 @@ fn exit_code(kind: ErrorKind) -> u8 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let addr = cli.connection.addr.clone();
     match run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("sockctl: {error}");
+            match error.kind() {
+                ErrorKind::Unavailable => eprintln!("sockctl: {error} (control plane at {addr})"),
+                _ => eprintln!("sockctl: {error}"),
+            }
             ExitCode::from(exit_code(error.kind()))
         }
     }
