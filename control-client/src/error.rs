@@ -114,14 +114,17 @@ impl From<Status> for Error {
     /// Keeps the status, except two that tonic reports from the client side under codes
     /// that hide what happened: its own deadline expiring (`CANCELLED "Timeout expired"`)
     /// becomes `DEADLINE_EXCEEDED`, and a failed connection (a TLS handshake refused by the
-    /// server, a connection closed under the call: `UNKNOWN` or `CANCELLED` made by tonic
-    /// from a local error, which a status sent by the gateway never carries) `UNAVAILABLE`.
+    /// server, a connection closed under the call, an HTTP/2 error from plaintext sent to a
+    /// TLS port: `UNKNOWN`, `CANCELLED` or `INTERNAL` made by tonic from a local error, which
+    /// a status sent by the gateway never carries) `UNAVAILABLE`.
     fn from(status: Status) -> Self {
         let timeout = tonic::TimeoutExpired(()).to_string();
         let status = if status.code() == Code::Cancelled && status.message() == timeout {
             Status::deadline_exceeded("no answer within the call's deadline")
-        } else if matches!(status.code(), Code::Unknown | Code::Cancelled)
-            && status.source().is_some()
+        } else if matches!(
+            status.code(),
+            Code::Unknown | Code::Cancelled | Code::Internal
+        ) && status.source().is_some()
         {
             let cause = innermost(status.source()).unwrap_or_default();
             Status::unavailable(format!("connection failed: {cause}"))
