@@ -14,7 +14,7 @@ use fixture::{Gateway, PATIENCE, tokens};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sockgate_client::{
-    Client, Target, WatchFilter,
+    Client, SendOptions, Target, WatchFilter,
     proto::EventKind,
     sio::{
         ClientOptions, ClientState, DisconnectReason, EmitError, Event, Handler, ManagedClient,
@@ -375,6 +375,37 @@ async fn emits_and_room_requests_reach_the_gateway() {
         .await
         .unwrap();
     assert_eq!(report.acks, [(sid.clone(), json!({"answer": 42}))]);
+
+    // Binary attachments of a Send arrive with the event.
+    let (tx, mut files) = mpsc::unbounded_channel();
+    client.subscribe(
+        "file",
+        Handler::new(move |event: Event| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(event);
+                Ok::<_, String>(())
+            }
+        }),
+    );
+    control
+        .send(
+            Target::sockets([&sid]),
+            "file",
+            &json!({"name": "a.bin"}),
+            SendOptions {
+                attachments: vec![bytes::Bytes::from_static(&[0, 1, 255]), bytes::Bytes::new()],
+                ..SendOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let file = tokio::time::timeout(PATIENCE, files.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(file.data(), &json!({"name": "a.bin"}));
+    assert_eq!(file.attachments, [vec![0u8, 1, 255], vec![]]);
 
     client.shutdown().await;
     assert_eq!(

@@ -221,6 +221,19 @@ async fn a_malformed_packet_ends_the_connection_as_a_parse_error() {
         matches!(reason, DisconnectReason::ParseError(_)),
         "{reason:?}"
     );
+
+    // A text packet where the announced attachment should be is a parse error too.
+    client.connect().await;
+    let mut server = accept(&listener).await;
+    handshake(&mut server, 25000).await;
+    assert!(client.wait_until(|s| s.connected, PATIENCE).await);
+    send(&mut server, r#"451-["bin",{"_placeholder":true,"num":0}]"#).await;
+    send(&mut server, r#"42["too soon"]"#).await;
+    let reason = next(&mut disconnected).await;
+    assert!(
+        matches!(reason, DisconnectReason::ParseError(_)),
+        "{reason:?}"
+    );
     assert_eq!(reason.to_string(), "parse error");
 
     // The server closes the WebSocket: `transport close`.

@@ -134,8 +134,11 @@ pub enum EmitError {
 pub struct Event {
     /// The event name.
     pub name: String,
-    /// Its arguments.
+    /// Its arguments. A binary argument is a placeholder
+    /// `{"_placeholder": true, "num": i}` that stands for `attachments[i]`.
     pub args: Vec<Value>,
+    /// The binary arguments, in order.
+    pub attachments: Vec<bytes::Bytes>,
     ack: Option<Acknowledger>,
 }
 
@@ -144,6 +147,7 @@ impl fmt::Debug for Event {
         f.debug_struct("Event")
             .field("name", &self.name)
             .field("args", &self.args)
+            .field("attachments", &self.attachments.len())
             .field("wants_ack", &self.ack.is_some())
             .finish()
     }
@@ -791,7 +795,7 @@ async fn open(options: &ClientOptions) -> Result<WebSocket, ClientError> {
     Ok(socket)
 }
 
-/// Reads the next text frame (binary frames are skipped: attachments are not decoded).
+/// Reads the next text frame (during the handshake, when no binary frame is expected).
 async fn next_text(socket: &mut WebSocket) -> Option<Result<String, String>> {
     loop {
         match socket.next().await? {
@@ -872,11 +876,26 @@ async fn session(
     let (mut sink, mut stream) = socket.split();
     let mut ping_deadline = Instant::now() + heartbeat;
     let mut force_reason: Option<String> = None;
+    // A binary packet waiting for its attachments, which come in the next binary frames.
+    let mut waiting: Option<(Socket, usize, Vec<bytes::Bytes>)> = None;
     loop {
         tokio::select! {
             frame = stream.next() => {
                 let text = match frame {
                     Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Binary(data))) => {
+                        match waiting.as_mut() {
+                            Some((_, expected, attachments)) => {
+                                attachments.push(data);
+                                if attachments.len() == *expected {
+                                    let (packet, _, attachments) = waiting.take().expect("waiting");
+                                    deliver(inner, packet, attachments, &out, &mut force_reason, dispatch);
+                                }
+                            }
+                            None => warn!("binary frame without a binary packet; skipped"),
+                        }
+                        continue;
+                    }
                     Some(Ok(Message::Close(_))) | None => return Outcome::Ended(DisconnectReason::TransportClose),
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => return Outcome::Ended(DisconnectReason::TransportError(e.to_string())),
@@ -891,6 +910,12 @@ async fn session(
                     Engine::Close => Ok(Some(Socket::Disconnect)),
                     Engine::Open(_) | Engine::Other => Ok(None),
                 });
+                let parsed = parsed.and_then(|packet| match (&waiting, packet) {
+                    (Some(_), Some(_)) => Err(packet::ParseError(
+                        "a packet arrived before the attachments of the previous one".into(),
+                    )),
+                    (_, packet) => Ok(packet),
+                });
                 match parsed {
                     Err(e) => {
                         let _ = sink.close().await;
@@ -900,19 +925,12 @@ async fn session(
                     Ok(Some(Socket::Disconnect)) => {
                         return Outcome::Ended(DisconnectReason::ServerDisconnect { message: force_reason });
                     }
-                    Ok(Some(Socket::Event { name, args, ack })) => {
-                        if name == "force_disconnect" {
-                            force_reason = args.first().and_then(|d| d["reason"].as_str()).map(str::to_owned);
-                        }
-                        let ack = ack.map(|id| Acknowledger { id: Arc::new(Mutex::new(Some(id))), out: out.clone() });
-                        inner.received(Event { name, args, ack }, dispatch);
-                    }
-                    Ok(Some(Socket::Ack { id, args })) => {
-                        if let Some(reply) = inner.pending_acks.lock().unwrap().remove(&id) {
-                            let _ = reply.send(args);
+                    Ok(Some(packet @ (Socket::Event { .. } | Socket::Ack { .. }))) => {
+                        match packet.attachments() {
+                            0 => deliver(inner, packet, Vec::new(), &out, &mut force_reason, dispatch),
+                            expected => waiting = Some((packet, expected, Vec::with_capacity(expected))),
                         }
                     }
-                    Ok(Some(Socket::Binary)) => warn!("binary packets are not supported; skipped"),
                     Ok(Some(Socket::Connect)) => {}
                     Ok(Some(Socket::ConnectError(message))) => warn!(message, "connect_error while connected"),
                 }
@@ -932,5 +950,45 @@ async fn session(
                 return Outcome::Ended(DisconnectReason::ClientDisconnect);
             }
         }
+    }
+}
+
+/// Hands a complete event to the state machine and the handlers, or an ack to its emit.
+fn deliver(
+    inner: &Inner,
+    packet: Socket,
+    attachments: Vec<bytes::Bytes>,
+    out: &mpsc::UnboundedSender<String>,
+    force_reason: &mut Option<String>,
+    dispatch: &mpsc::UnboundedSender<(Vec<Handler>, Event)>,
+) {
+    match packet {
+        Socket::Event {
+            name, args, ack, ..
+        } => {
+            if name == "force_disconnect" {
+                *force_reason = args
+                    .first()
+                    .and_then(|d| d["reason"].as_str())
+                    .map(str::to_owned);
+            }
+            let ack = ack.map(|id| Acknowledger {
+                id: Arc::new(Mutex::new(Some(id))),
+                out: out.clone(),
+            });
+            let event = Event {
+                name,
+                args,
+                attachments,
+                ack,
+            };
+            inner.received(event, dispatch);
+        }
+        Socket::Ack { id, args, .. } => {
+            if let Some(reply) = inner.pending_acks.lock().unwrap().remove(&id) {
+                let _ = reply.send(args);
+            }
+        }
+        other => debug!(?other, "not an event or an ack"),
     }
 }

@@ -17,8 +17,9 @@
 //! - [`ManagedClient::shutdown`] disconnects (the disconnected callback runs), then removes
 //!   the handlers and callbacks and resets the state.
 //!
-//! The protocol is Engine.IO v4 / Socket.IO v5 over a WebSocket (no polling, no binary
-//! payloads: a binary event is logged and skipped), main namespace only. The client answers
+//! The protocol is Engine.IO v4 / Socket.IO v5 over a WebSocket (no polling), main namespace
+//! only. Binary arguments are received ([`Event::attachments`], placeholders in
+//! [`Event::args`]; the binary parts of an ack reply are dropped) but not sent. The client answers
 //! the server's heartbeat and treats a missing one (ping interval + ping timeout) as
 //! `ping timeout`.
 //!

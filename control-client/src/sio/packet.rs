@@ -57,18 +57,32 @@ pub(crate) enum Socket {
     Connect,
     /// `1`: the server disconnected the socket.
     Disconnect,
-    /// `2[ev, ...args]`, maybe with an ack id the server waits on.
+    /// `2[ev, ...args]`, maybe with an ack id the server waits on; `5N-...` when `N`
+    /// binary attachments follow in their own frames.
     Event {
         name: String,
         args: Vec<Value>,
         ack: Option<u64>,
+        attachments: usize,
     },
-    /// `3<id>[...args]`: the reply to one of our emits.
-    Ack { id: u64, args: Vec<Value> },
+    /// `3<id>[...args]` (`6N-...` with attachments): the reply to one of our emits.
+    Ack {
+        id: u64,
+        args: Vec<Value>,
+        attachments: usize,
+    },
     /// `4{"message":...}`: the connection was refused.
     ConnectError(String),
-    /// `5`/`6`: binary packets, which this client does not decode.
-    Binary,
+}
+
+impl Socket {
+    /// How many binary attachments follow this packet.
+    pub(crate) fn attachments(&self) -> usize {
+        match self {
+            Socket::Event { attachments, .. } | Socket::Ack { attachments, .. } => *attachments,
+            _ => 0,
+        }
+    }
 }
 
 pub(crate) fn parse_socket(text: &str) -> Result<Socket, ParseError> {
@@ -77,9 +91,20 @@ pub(crate) fn parse_socket(text: &str) -> Result<Socket, ParseError> {
         .next()
         .ok_or_else(|| ParseError("empty Socket.IO packet".into()))?;
     let mut rest = chars.as_str();
-    if kind == '5' || kind == '6' {
-        return Ok(Socket::Binary);
-    }
+    // Binary event and ack: `5<count>-...`, then as an event or an ack.
+    let (kind, attachments) = match kind {
+        '5' | '6' => {
+            let (count, after) = rest
+                .split_once('-')
+                .ok_or_else(|| ParseError("binary packet without an attachment count".into()))?;
+            let count = count
+                .parse::<usize>()
+                .map_err(|e| ParseError(format!("attachment count: {e}")))?;
+            rest = after;
+            (if kind == '5' { '2' } else { '3' }, count)
+        }
+        other => (other, 0),
+    };
     // A namespace other than "/" is written before a comma; this client only uses "/".
     if rest.starts_with('/') {
         let (nsp, after) = rest.split_once(',').unwrap_or((rest, ""));
@@ -114,6 +139,7 @@ pub(crate) fn parse_socket(text: &str) -> Result<Socket, ParseError> {
                 name,
                 args,
                 ack: id,
+                attachments,
             }
         }
         '3' => {
@@ -121,7 +147,11 @@ pub(crate) fn parse_socket(text: &str) -> Result<Socket, ParseError> {
                 return Err(ParseError("ack payload is not an array".into()));
             };
             let id = id.ok_or_else(|| ParseError("ack without an id".into()))?;
-            Socket::Ack { id, args }
+            Socket::Ack {
+                id,
+                args,
+                attachments,
+            }
         }
         '4' => {
             let value = if payload.is_empty() {
@@ -203,7 +233,8 @@ mod tests {
             Socket::Event {
                 name: "hello".into(),
                 args: vec![json!({"a": 1}), json!(2)],
-                ack: None
+                ack: None,
+                attachments: 0
             }
         );
         assert_eq!(
@@ -211,14 +242,16 @@ mod tests {
             Socket::Event {
                 name: "q".into(),
                 args: vec![],
-                ack: Some(12)
+                ack: Some(12),
+                attachments: 0
             }
         );
         assert_eq!(
             parse_socket(r#"37[{"ok":true}]"#).unwrap(),
             Socket::Ack {
                 id: 7,
-                args: vec![json!({"ok": true})]
+                args: vec![json!({"ok": true})],
+                attachments: 0
             }
         );
         assert_eq!(
@@ -229,8 +262,35 @@ mod tests {
             parse_socket(r#"2/,["a"]"#).unwrap(),
             parse_socket(r#"2["a"]"#).unwrap()
         );
-        assert_eq!(parse_socket("51-[\"a\"]").unwrap(), Socket::Binary);
-        for bad in ["", "2", "2{}", "2[]", "2[1]", "3[]", "2/admin,[\"a\"]", "7"] {
+        assert_eq!(
+            parse_socket(r#"52-3["a",{"_placeholder":true,"num":0}]"#).unwrap(),
+            Socket::Event {
+                name: "a".into(),
+                args: vec![json!({"_placeholder": true, "num": 0})],
+                ack: Some(3),
+                attachments: 2
+            }
+        );
+        assert_eq!(
+            parse_socket(r#"61-4[{"_placeholder":true,"num":0}]"#).unwrap(),
+            Socket::Ack {
+                id: 4,
+                args: vec![json!({"_placeholder": true, "num": 0})],
+                attachments: 1
+            }
+        );
+        for bad in [
+            "",
+            "2",
+            "2{}",
+            "2[]",
+            "2[1]",
+            "3[]",
+            "2/admin,[\"a\"]",
+            "7",
+            "5[\"a\"]",
+            "5x-[\"a\"]",
+        ] {
             assert!(parse_socket(bad).is_err(), "{bad:?}");
         }
     }
