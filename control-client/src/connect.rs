@@ -59,6 +59,20 @@ impl TlsOptions {
         self
     }
 
+    pub(crate) fn ca(&self) -> Option<&[u8]> {
+        self.ca_pem.as_deref()
+    }
+
+    pub(crate) fn identity(&self) -> Option<(&[u8], &[u8])> {
+        self.identity
+            .as_ref()
+            .map(|(cert, key)| (cert.as_slice(), key.as_slice()))
+    }
+
+    pub(crate) fn domain_override(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+
     fn config(&self) -> ClientTlsConfig {
         let mut config = ClientTlsConfig::new();
         config = match &self.ca_pem {

@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 use sockgate_client::sio::{
     ClientOptions, DisconnectReason, Event, Handler, ManagedClient, Reconnect,
 };
-use tokio::{net::TcpListener, sync::mpsc};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+    sync::mpsc,
+};
 use tokio_tungstenite::{WebSocketStream, tungstenite::Message};
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -35,7 +39,7 @@ async fn accept(listener: &TcpListener) -> Server {
     tokio_tungstenite::accept_async(stream).await.unwrap()
 }
 
-async fn recv(server: &mut Server) -> String {
+async fn recv<S: AsyncRead + AsyncWrite + Unpin>(server: &mut WebSocketStream<S>) -> String {
     loop {
         let message = tokio::time::timeout(PATIENCE, server.next())
             .await
@@ -48,7 +52,7 @@ async fn recv(server: &mut Server) -> String {
     }
 }
 
-async fn send(server: &mut Server, text: &str) {
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(server: &mut WebSocketStream<S>, text: &str) {
     server.send(Message::text(text.to_owned())).await.unwrap();
 }
 
@@ -246,4 +250,77 @@ async fn a_malformed_packet_ends_the_connection_as_a_parse_error() {
         next(&mut disconnected).await,
         DisconnectReason::TransportClose
     );
+}
+
+/// A certificate for `localhost` signed by a fresh CA: (CA PEM, server TLS acceptor).
+fn tls_server() -> (String, tokio_rustls::TlsAcceptor) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
+    .unwrap();
+    (
+        ca.pem(),
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
+    )
+}
+
+#[tokio::test]
+async fn wss_with_a_ca() {
+    let (ca, acceptor) = tls_server();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let options = ClientOptions::new(format!("https://localhost:{port}"))
+        .tls(sockgate_client::TlsOptions::new().ca_pem(ca))
+        .reconnect(Reconnect::never());
+    let (client, mut disconnected, mut errors) = recording(options);
+    client.connect().await;
+    let (tcp, _) = tokio::time::timeout(PATIENCE, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let tls = acceptor.accept(tcp).await.expect("TLS handshake");
+    let mut server = tokio_tungstenite::accept_async(tls).await.unwrap();
+    send(
+        &mut server,
+        r#"0{"sid":"e1","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#,
+    )
+    .await;
+    assert!(recv(&mut server).await.starts_with("40"));
+    send(&mut server, r#"40{"sid":"tls-socket"}"#).await;
+    assert!(client.wait_until(|s| s.connected, PATIENCE).await);
+    client.emit("over-tls", &json!(1)).unwrap();
+    assert_eq!(recv(&mut server).await, r#"42["over-tls",1]"#);
+    client.disconnect().await;
+    assert_eq!(
+        next(&mut disconnected).await,
+        DisconnectReason::ClientDisconnect
+    );
+
+    // Without the CA (system roots only) the certificate is refused: an error callback.
+    let options =
+        ClientOptions::new(format!("wss://localhost:{port}")).reconnect(Reconnect::never());
+    let (untrusting, _, mut refused) = recording(options);
+    untrusting.connect().await;
+    let (tcp, _) = listener.accept().await.unwrap();
+    let _ = acceptor.accept(tcp).await;
+    let error = next(&mut refused).await;
+    assert!(error.starts_with("cannot connect"), "{error}");
+    assert!(errors.try_recv().is_err(), "the first client had no error");
 }

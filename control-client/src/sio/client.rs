@@ -779,6 +779,7 @@ async fn open(options: &ClientOptions) -> Result<WebSocket, ClientError> {
         .websocket_url()
         .map_err(ClientError::InvalidOptions)?;
     let mut request = url
+        .as_str()
         .into_client_request()
         .map_err(|e| ClientError::InvalidOptions(e.to_string()))?;
     for (name, value) in &options.headers {
@@ -789,9 +790,18 @@ async fn open(options: &ClientOptions) -> Result<WebSocket, ClientError> {
             .map_err(|_| ClientError::InvalidOptions(format!("invalid value of header {name}")))?;
         request.headers_mut().insert(name, value);
     }
-    let (socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .map_err(|e| ClientError::Connect(e.to_string()))?;
+    let connector = if url.starts_with("wss://") {
+        let default = crate::TlsOptions::new();
+        Some(super::tls::connector(
+            options.tls.as_ref().unwrap_or(&default),
+        )?)
+    } else {
+        None
+    };
+    let (socket, _) =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector)
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
     Ok(socket)
 }
 

@@ -17,8 +17,8 @@
 //! - [`ManagedClient::shutdown`] disconnects (the disconnected callback runs), then removes
 //!   the handlers and callbacks and resets the state.
 //!
-//! The protocol is Engine.IO v4 / Socket.IO v5 over a WebSocket (no polling), main namespace
-//! only. Binary arguments are received ([`Event::attachments`], placeholders in
+//! The protocol is Engine.IO v4 / Socket.IO v5 over a WebSocket (no polling), `ws://` or
+//! `wss://` ([`ClientOptions::tls`]), main namespace only. Binary arguments are received ([`Event::attachments`], placeholders in
 //! [`Event::args`]; the binary parts of an ack reply are dropped) but not sent. The client answers
 //! the server's heartbeat and treats a missing one (ping interval + ping timeout) as
 //! `ping timeout`.
@@ -64,6 +64,7 @@
 mod client;
 mod options;
 mod packet;
+mod tls;
 
 pub use client::{
     ClientError, ClientState, DisconnectReason, EmitError, Event, Handler, HandlerId,

@@ -19,6 +19,9 @@ pub struct ClientOptions {
     pub headers: Vec<(String, String)>,
     /// Reconnection after a lost connection.
     pub reconnect: Reconnect,
+    /// TLS options for `wss://` (the system roots when `None`); setting them makes an
+    /// `http://` / `ws://` URL connect with TLS too.
+    pub tls: Option<crate::TlsOptions>,
 }
 
 impl ClientOptions {
@@ -31,7 +34,15 @@ impl ClientOptions {
             query: Vec::new(),
             headers: Vec::new(),
             reconnect: Reconnect::default(),
+            tls: None,
         }
+    }
+
+    /// Connects with TLS (`wss://`) using `tls`: a CA (or the system roots) and an optional
+    /// client certificate. The certificate is checked against the URL's host.
+    pub fn tls(mut self, tls: crate::TlsOptions) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Sends `token` in the connect packet's `auth` object (`{"token": ...}`), where the
@@ -66,8 +77,8 @@ impl ClientOptions {
             .split_once("://")
             .ok_or_else(|| format!("{:?} has no scheme (http:// or ws://)", self.url))?;
         let scheme = match scheme {
-            "http" | "ws" => "ws",
-            "https" | "wss" => "wss",
+            "http" | "ws" if self.tls.is_none() => "ws",
+            "http" | "ws" | "https" | "wss" => "wss",
             other => return Err(format!("unsupported scheme {other:?}")),
         };
         let authority = rest.split(['/', '?']).next().unwrap_or_default();
