@@ -33,6 +33,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// ISO 8601 in UTC with milliseconds, as the gateway writes `time` to clients.
+const ISO_MILLIS: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+);
+
 fn time(timestamp: Option<&prost_types::Timestamp>) -> String {
     timestamp
         .and_then(|t| {
@@ -40,10 +45,7 @@ fn time(timestamp: Option<&prost_types::Timestamp>) -> String {
                 .ok()
                 .map(|d| d + time::Duration::nanoseconds(i64::from(t.nanos)))
         })
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|d| d.format(ISO_MILLIS).ok())
         .unwrap_or_default()
 }
 
@@ -272,6 +274,16 @@ pub fn event_text(event: &WatchEventsResponse) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_have_milliseconds() {
+        let t = prost_types::Timestamp {
+            seconds: 1_795_000_000,
+            nanos: 123_456_789,
+        };
+        assert_eq!(time(Some(&t)), "2026-11-18T11:06:40.123Z");
+        assert_eq!(time(None), "");
+    }
 
     #[test]
     fn tables_align() {
