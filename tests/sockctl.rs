@@ -336,7 +336,7 @@ async fn watch_prints_a_line_per_event() {
     let gateway = Gateway::start().await;
     let mut clients = Clients::start(&gateway.url()).await;
     let mut watch = sockctl::command(&gateway)
-        .args(["watch", "--kind", "connected"])
+        .args(["watch", "--kind", "connected", "--kind", "auth_failed"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn sockctl watch");

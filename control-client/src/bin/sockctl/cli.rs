@@ -217,10 +217,14 @@ pub enum State {
 pub enum Kind {
     Connected,
     Authenticated,
+    /// Also `auth_failed`, as `--json` writes it.
+    #[value(alias = "auth_failed")]
     AuthFailed,
     Joined,
     Left,
     Disconnected,
+    /// Also `client_event`, as `--json` writes it.
+    #[value(alias = "client_event")]
     ClientEvent,
     Dropped,
 }
