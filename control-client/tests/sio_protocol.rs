@@ -160,12 +160,31 @@ async fn handshake_acks_and_binary_packets() {
     );
     send(&mut server, r#"427["asked",{}]"#).await;
     assert_eq!(recv(&mut server).await, r#"437["yes"]"#);
-    client.disconnect().await;
+
+    // A handler may end the client itself (and its shutdown returns).
+    let own = client.clone();
+    let (done_tx, mut done) = mpsc::unbounded_channel();
+    client.subscribe(
+        "quit",
+        Handler::new(move |_event: Event| {
+            let own = own.clone();
+            let done_tx = done_tx.clone();
+            async move {
+                own.shutdown().await;
+                let _ = done_tx.send(());
+                Ok::<_, String>(())
+            }
+        }),
+    );
+    send(&mut server, r#"42["quit"]"#).await;
     assert_eq!(recv(&mut server).await, "41");
     assert_eq!(
         next(&mut disconnected).await,
         DisconnectReason::ClientDisconnect
     );
+    next(&mut done).await;
+    assert!(!client.is_connected());
+    assert_eq!(client.handler_count("quit"), 0);
 }
 
 #[tokio::test]

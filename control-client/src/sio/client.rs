@@ -767,8 +767,9 @@ async fn drive(inner: Arc<Inner>, mut stop: oneshot::Receiver<()>) {
             _ = &mut stop => break,
         }
     }
-    drop(dispatch_tx);
-    let _ = dispatcher.await;
+    // The dispatcher ends once it has run the events already queued; not waiting for it
+    // lets a handler call `disconnect` or `shutdown` (which wait for this task).
+    drop((dispatch_tx, dispatcher));
 }
 
 type WebSocket =
