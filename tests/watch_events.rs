@@ -6,7 +6,7 @@ mod fixture;
 use std::time::Duration;
 
 use fixture::{
-    Gateway, PATIENCE, join,
+    Gateway, PATIENCE, join, next_watched,
     sio::{Clients, Transport},
     tokens,
 };
@@ -24,14 +24,6 @@ async fn watch(gateway: &Gateway, request: WatchEventsRequest) -> Streaming<Watc
         .await
         .expect("WatchEvents")
         .into_inner()
-}
-
-async fn next(stream: &mut Streaming<WatchEventsResponse>) -> WatchEventsResponse {
-    tokio::time::timeout(PATIENCE, stream.message())
-        .await
-        .expect("an event in time")
-        .expect("stream ok")
-        .expect("stream open")
 }
 
 #[tokio::test]
@@ -90,7 +82,7 @@ async fn watchers_see_the_lifecycle_and_client_events() {
     ];
     let mut seen = Vec::new();
     for kind in kinds {
-        let event = next(&mut everything).await;
+        let event = next_watched(&mut everything).await;
         assert_eq!(event.kind(), kind, "after {seen:?}");
         assert_eq!(event.socket_id, sid);
         assert!(event.time.is_some() && !event.node_id.is_empty());
@@ -115,15 +107,15 @@ async fn watchers_see_the_lifecycle_and_client_events() {
         "client has manually disconnected the socket from the namespace"
     );
 
-    let chat = next(&mut chat_only).await;
+    let chat = next_watched(&mut chat_only).await;
     assert_eq!(chat.event, "chat:message");
     // In the room: the join (made while in it), the two client events, the leave (the
     // room is checked when the event happens: the socket is no longer in it after leaving,
     // so the Left event itself is not seen).
     let room_kinds: Vec<EventKind> = [
-        next(&mut in_room).await,
-        next(&mut in_room).await,
-        next(&mut in_room).await,
+        next_watched(&mut in_room).await,
+        next_watched(&mut in_room).await,
+        next_watched(&mut in_room).await,
     ]
     .iter()
     .map(|e| e.kind())
@@ -186,7 +178,7 @@ async fn a_slow_watcher_gets_a_drop_marker_and_the_others_are_unaffected() {
     }
     clients.emit("c", "end", json!([])).await;
     assert_eq!(
-        next(&mut barrier).await.event,
+        next_watched(&mut barrier).await.event,
         "end",
         "the fast watcher keeps up"
     );
@@ -194,7 +186,7 @@ async fn a_slow_watcher_gets_a_drop_marker_and_the_others_are_unaffected() {
     // Reading now: what was queued, then a marker for what was dropped.
     let (mut floods, mut dropped, mut markers) = (0usize, 0u64, 0);
     while floods + (dropped as usize) < FLOOD {
-        let event = next(&mut slow).await;
+        let event = next_watched(&mut slow).await;
         match event.kind() {
             EventKind::Dropped => {
                 markers += 1;

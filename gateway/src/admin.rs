@@ -9,20 +9,28 @@ use std::sync::{
 use axum::{
     Router, extract::State, http::StatusCode, http::header, response::IntoResponse, routing::get,
 };
-use socketioxide::SocketIo;
+use socketioxide::{SocketIo, adapter::Adapter};
 
 use crate::{metrics::METRICS, rooms};
 
 /// What the admin handlers read.
-#[derive(Clone)]
-pub struct Admin {
-    io: SocketIo,
+pub struct Admin<A: Adapter> {
+    io: SocketIo<A>,
     ready: Arc<AtomicBool>,
 }
 
-impl Admin {
+impl<A: Adapter> Clone for Admin<A> {
+    fn clone(&self) -> Self {
+        Self {
+            io: self.io.clone(),
+            ready: self.ready.clone(),
+        }
+    }
+}
+
+impl<A: Adapter> Admin<A> {
     /// An admin endpoint over `io`; not ready until [`Admin::set_ready`].
-    pub fn new(io: SocketIo) -> Self {
+    pub fn new(io: SocketIo<A>) -> Self {
         Self {
             io,
             ready: Arc::new(AtomicBool::new(false)),
@@ -44,7 +52,7 @@ impl Admin {
     }
 }
 
-async fn readyz(State(admin): State<Admin>) -> impl IntoResponse {
+async fn readyz<A: Adapter>(State(admin): State<Admin<A>>) -> impl IntoResponse {
     if admin.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready\n")
     } else {
@@ -52,7 +60,7 @@ async fn readyz(State(admin): State<Admin>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
+async fn metrics<A: Adapter>(State(admin): State<Admin<A>>) -> impl IntoResponse {
     let local = |room: &'static str| admin.io.local().to(room).sockets().len() as i64;
     let authenticated = local(rooms::AUTHENTICATED);
     let authenticating = local(rooms::AUTHENTICATING);

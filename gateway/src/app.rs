@@ -10,6 +10,8 @@ use std::{
 };
 
 use anyhow::Context;
+use socketioxide::adapter::Emitter;
+use socketioxide_core::adapter::CoreAdapter;
 use sockgate_client::{FILE_DESCRIPTOR_SET, proto::socket_control_server::SocketControlServer};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -19,8 +21,13 @@ use tracing::{info, warn};
 use crate::{
     admin::Admin,
     auth::{AuthChain, RoomValidator},
-    config::Config,
-    control::{ControlContext, ControlLimits, ControlService},
+    cluster::{
+        Cluster,
+        adapter::{self, ClusterAdapter, MemoryAdapter, RedisAdapter},
+        link::Link,
+    },
+    config::{AdapterKind, Config},
+    control::{ControlContext, ControlLimits, ControlService, LocalSockets},
     edge,
     events::EventBus,
     hooks::Hooks,
@@ -30,8 +37,24 @@ use crate::{
 /// Most bytes a control request may have on the wire (payload limit plus envelope).
 const GRPC_ENVELOPE_BYTES: usize = 64 * 1024;
 
-/// Runs the gateway until SIGTERM / SIGINT.
+/// Runs the gateway until SIGTERM / SIGINT, on the adapter `cluster.adapter` names.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    match config.cluster.adapter {
+        AdapterKind::Memory => serve::<MemoryAdapter>(config, (), None).await,
+        AdapterKind::Redis => {
+            let link =
+                Link::connect(&config.cluster.redis_url, config.cluster.request_timeout).await?;
+            let state = adapter::redis_state(link.clone(), &config.cluster);
+            serve::<RedisAdapter>(config, state, Some(link)).await
+        }
+    }
+}
+
+async fn serve<A: ClusterAdapter>(
+    config: Config,
+    adapter: <A as CoreAdapter<Emitter>>::State,
+    redis: Option<Link>,
+) -> anyhow::Result<()> {
     let node_id = node_id(&config);
     warn_about_open_settings(&config);
 
@@ -47,8 +70,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         hooks,
         events: events.clone(),
     };
-    let (router, edge) = edge::build(&config.edge, deciders).map_err(anyhow::Error::msg)?;
+    let (router, edge) = edge::build::<A>(&config.edge, deciders, adapter)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let io = edge.io.clone();
+    let cluster = Arc::new(match redis {
+        Some(link) => {
+            let uid = io.config().server_id.to_string();
+            Cluster::redis(node_id.clone(), link, uid, &config.cluster)
+        }
+        None => Cluster::memory(node_id.clone()),
+    });
+    cluster
+        .start(
+            Arc::new(LocalSockets::new(
+                io.clone(),
+                node_id.clone(),
+                events.clone(),
+            )),
+            events.clone(),
+        )
+        .await?;
 
     let edge_listener = TcpListener::bind(config.edge.listen)
         .await
@@ -81,7 +123,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let service = ControlService::new(ControlContext {
         io: io.clone(),
-        node_id: node_id.clone(),
+        cluster: cluster.clone(),
         started: Instant::now(),
         limits: ControlLimits {
             max_payload_bytes: config.control.max_payload_bytes,
@@ -92,7 +134,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     let (health, health_service) = tonic_health::server::health_reporter();
     health
-        .set_serving::<SocketControlServer<ControlService>>()
+        .set_serving::<SocketControlServer<ControlService<A>>>()
         .await;
     let control = SocketControlServer::new(service)
         .max_decoding_message_size(config.control.max_payload_bytes + GRPC_ENVELOPE_BYTES)
@@ -128,7 +170,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     edge.start_draining();
     admin.set_ready(false);
     health
-        .set_not_serving::<SocketControlServer<ControlService>>()
+        .set_not_serving::<SocketControlServer<ControlService<A>>>()
         .await;
     if !config.shutdown_delay.is_zero() {
         tokio::time::sleep(config.shutdown_delay).await;
@@ -137,6 +179,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ping.abort();
     }
     shutdown::drain_sockets(&io, config.shutdown_timeout).await;
+    cluster.leave().await;
     trigger.fire();
     if tokio::time::timeout(config.shutdown_timeout, control_task)
         .await

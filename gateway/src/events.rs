@@ -10,18 +10,21 @@
 use std::{
     pin::Pin,
     sync::{
-        Arc, Mutex, RwLock,
-        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, OnceLock, RwLock,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
 };
 
 use futures_util::Stream;
 use sockgate_client::proto::{EventKind, WatchEventsRequest, WatchEventsResponse};
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::{
+    mpsc::{self, error::TrySendError},
+    watch,
+};
 use tonic::Status;
 
-use crate::{clock, metrics::METRICS, rooms};
+use crate::{clock, cluster::messages::RelayedEvent, metrics::METRICS, rooms};
 
 /// What a watcher asked for.
 #[derive(Debug, Default)]
@@ -33,6 +36,10 @@ struct Filter {
 
 impl Filter {
     fn matches(&self, event: &WatchEventsResponse, rooms: &mut RoomsOnce<'_>) -> bool {
+        // Another node's drop marker: whatever the filter, the watcher must know.
+        if event.kind == EventKind::Dropped as i32 {
+            return true;
+        }
         if !self.kinds.is_empty() && !self.kinds.contains(&event.kind) {
             return false;
         }
@@ -68,7 +75,8 @@ impl RoomsOnce<'_> {
     }
 }
 
-fn drop_marker(dropped: u64, node_id: &str) -> WatchEventsResponse {
+/// The event that tells a watcher how many events it missed.
+pub fn drop_marker(dropped: u64, node_id: &str) -> WatchEventsResponse {
     WatchEventsResponse {
         kind: EventKind::Dropped as i32,
         time: Some(clock::timestamp_now()),
@@ -116,13 +124,20 @@ pub enum WatchError {
     UnknownKind(i32),
 }
 
-/// The bus of one node.
+/// The bus of one node. In a cluster it also relays this node's events to the other
+/// nodes while anyone watches (see `cluster::relay`).
 pub struct EventBus {
     watchers: RwLock<Vec<Arc<Watcher>>>,
     count: AtomicUsize,
     buffer: usize,
     max_watchers: usize,
     node_id: String,
+    /// Local watcher count, for the relay to stop listening when it drops to 0.
+    count_changes: watch::Sender<usize>,
+    /// Set while a watcher is connected somewhere in the cluster.
+    relaying: AtomicBool,
+    relay: OnceLock<mpsc::Sender<RelayedEvent>>,
+    relay_dropped: AtomicU64,
 }
 
 impl EventBus {
@@ -134,12 +149,43 @@ impl EventBus {
             buffer,
             max_watchers,
             node_id,
+            count_changes: watch::Sender::new(0),
+            relaying: AtomicBool::new(false),
+            relay: OnceLock::new(),
+            relay_dropped: AtomicU64::new(0),
         }
     }
 
-    /// Whether anyone is watching; callers skip building events otherwise.
+    /// Whether anyone is watching, here or on another node; callers skip building events
+    /// otherwise.
     pub fn is_watched(&self) -> bool {
-        self.count.load(Ordering::Relaxed) > 0
+        self.count.load(Ordering::Relaxed) > 0 || self.relaying.load(Ordering::Relaxed)
+    }
+
+    /// Sends this node's events to `relay` (bounded) while [`set_relaying`](Self::set_relaying) is on.
+    pub fn relay_to(&self, relay: mpsc::Sender<RelayedEvent>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Turns relaying to other nodes on or off.
+    pub fn set_relaying(&self, on: bool) {
+        self.relaying.store(on, Ordering::Relaxed);
+    }
+
+    /// Events that could not be queued for other nodes since the last call.
+    pub fn take_relay_dropped(&self) -> u64 {
+        self.relay_dropped.swap(0, Ordering::AcqRel)
+    }
+
+    /// Follows the number of this node's watchers.
+    pub fn local_watchers(&self) -> watch::Receiver<usize> {
+        self.count_changes.subscribe()
+    }
+
+    fn set_count(&self, count: usize) {
+        self.count.store(count, Ordering::Relaxed);
+        self.count_changes.send_replace(count);
+        METRICS.watchers.set(count as i64);
     }
 
     /// Starts a watch.
@@ -168,8 +214,7 @@ impl EventBus {
             return Err(WatchError::TooMany(watchers.len()));
         }
         watchers.push(watcher.clone());
-        self.count.store(watchers.len(), Ordering::Relaxed);
-        METRICS.watchers.set(watchers.len() as i64);
+        self.set_count(watchers.len());
         Ok(WatchStream {
             rx,
             bus: self.clone(),
@@ -180,12 +225,12 @@ impl EventBus {
     fn unsubscribe(&self, watcher: &Arc<Watcher>) {
         let mut watchers = self.watchers.write().unwrap_or_else(|e| e.into_inner());
         watchers.retain(|w| !Arc::ptr_eq(w, watcher));
-        self.count.store(watchers.len(), Ordering::Relaxed);
-        METRICS.watchers.set(watchers.len() as i64);
+        self.set_count(watchers.len());
     }
 
     /// Publishes `event` (its `time` and `node_id` are filled in here). `rooms` gives the
-    /// rooms of the event's socket; it runs only if a watcher filters by room.
+    /// rooms of the event's socket; it runs only if a watcher filters by room or the event
+    /// goes to other nodes.
     pub fn publish(&self, mut event: WatchEventsResponse, rooms: impl FnOnce() -> Vec<String>) {
         if !self.is_watched() {
             return;
@@ -197,10 +242,42 @@ impl EventBus {
             compute: Some(Box::new(rooms)),
             rooms: Vec::new(),
         };
+        self.deliver_local(&event, &mut rooms);
+        if self.relaying.load(Ordering::Relaxed)
+            && let Some(relay) = self.relay.get()
+        {
+            let relayed = RelayedEvent {
+                origin: String::new(),
+                event: Some(Arc::unwrap_or_clone(event)),
+                socket_rooms: rooms.get().to_vec(),
+            };
+            if relay.try_send(relayed).is_err() {
+                self.relay_dropped.fetch_add(1, Ordering::AcqRel);
+                METRICS.watch_dropped.inc();
+            }
+        }
+    }
+
+    /// Hands an event of another node's socket to this node's watchers.
+    pub fn deliver_relayed(&self, event: WatchEventsResponse, socket_rooms: Vec<String>) {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut rooms = RoomsOnce {
+            compute: None,
+            rooms: socket_rooms,
+        };
+        self.deliver_local(&Arc::new(event), &mut rooms);
+    }
+
+    fn deliver_local(&self, event: &Arc<WatchEventsResponse>, rooms: &mut RoomsOnce<'_>) {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let watchers = self.watchers.read().unwrap_or_else(|e| e.into_inner());
         for watcher in watchers.iter() {
-            if watcher.filter.matches(&event, &mut rooms) {
-                watcher.deliver(&event, &self.node_id);
+            if watcher.filter.matches(event, rooms) {
+                watcher.deliver(event, &self.node_id);
             }
         }
     }
@@ -333,6 +410,58 @@ mod tests {
         // "e" was counted in the pending drops reported when the stream caught up.
         let next = slow.next().await.unwrap().unwrap();
         assert_eq!((next.kind, next.dropped), (EventKind::Dropped as i32, 1));
+    }
+
+    #[tokio::test]
+    async fn relayed_events_go_through_the_same_filters() {
+        let bus = Arc::new(EventBus::new("here".into(), 8, 4));
+        let mut in_room = bus
+            .subscribe(WatchEventsRequest {
+                room: "r".into(),
+                kinds: vec![EventKind::ClientEvent as i32],
+                ..Default::default()
+            })
+            .unwrap();
+        let from = |name: &str| WatchEventsResponse {
+            node_id: "there".into(),
+            ..client_event(name)
+        };
+        bus.deliver_relayed(from("elsewhere"), vec!["other".into()]);
+        bus.deliver_relayed(from("in-r"), vec!["r".into()]);
+        // Another node's drop marker reaches every watcher, whatever its filter.
+        bus.deliver_relayed(drop_marker(3, "there"), Vec::new());
+        let got = in_room.next().await.unwrap().unwrap();
+        assert_eq!(
+            (got.event.as_str(), got.node_id.as_str()),
+            ("in-r", "there")
+        );
+        let marker = in_room.next().await.unwrap().unwrap();
+        assert_eq!(
+            (marker.kind, marker.dropped, marker.node_id.as_str()),
+            (EventKind::Dropped as i32, 3, "there")
+        );
+    }
+
+    #[tokio::test]
+    async fn relaying_is_bounded_and_counts_what_it_drops() {
+        let bus = Arc::new(EventBus::new("here".into(), 8, 4));
+        let (tx, mut rx) = mpsc::channel(2);
+        bus.relay_to(tx);
+        bus.publish(client_event("before"), Vec::new);
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing relayed while nobody watches"
+        );
+        bus.set_relaying(true);
+        assert!(bus.is_watched());
+        for name in ["a", "b", "c", "d"] {
+            bus.publish(client_event(name), || vec!["r".to_owned()]);
+        }
+        let first = rx.try_recv().unwrap();
+        assert_eq!(first.event.unwrap().node_id, "here");
+        assert_eq!(first.socket_rooms, ["r"]);
+        assert_eq!(bus.take_relay_dropped(), 2);
+        assert_eq!(bus.take_relay_dropped(), 0);
     }
 
     #[test]

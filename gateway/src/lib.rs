@@ -7,6 +7,7 @@
 //! - [`auth`]: authenticators (JWT, hook, development) and the room validator.
 //! - [`hooks`]: the client of the backend's `SocketHooks` (deadlines, concurrency, counts).
 //! - [`events`]: the bus behind `WatchEvents`.
+//! - [`cluster`]: the adapter choice, node registry, per-node queries, event relay.
 //! - [`rooms`]: room naming, including the internal rooms that carry socket state.
 //! - [`metrics`] and [`admin`]: Prometheus metrics, liveness and readiness.
 //! - [`app`]: wiring, listeners and shutdown.
@@ -15,6 +16,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod edge;

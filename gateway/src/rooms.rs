@@ -25,6 +25,9 @@ pub const AUTHENTICATED: &str = "$sg:state:authenticated";
 /// is in.
 pub const UNAUTHENTICATED: &str = "$sg:state:unauthenticated";
 
+/// A room no socket is ever in: asking the cluster for its members is a barrier.
+pub const BARRIER: &str = "$sg:barrier";
+
 const SID_PREFIX: &str = "$sg:sid:";
 const UID_PREFIX: &str = "$sg:uid:";
 const META_PREFIX: &str = "$sg:meta:";

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use socketioxide::SocketIo;
+use socketioxide::{SocketIo, adapter::Adapter};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -60,7 +60,7 @@ impl Trigger {
 }
 
 /// Tells the sockets of this node, then closes them within `deadline`.
-pub async fn drain_sockets(io: &SocketIo, deadline: Duration) {
+pub async fn drain_sockets<A: Adapter>(io: &SocketIo<A>, deadline: Duration) {
     let payload = protocol::ForceDisconnect::now("server shutting down");
     let _ = io.local().emit(protocol::FORCE_DISCONNECT, &payload).await;
     if tokio::time::timeout(deadline, io.close()).await.is_err() {

@@ -3,6 +3,8 @@
 use socketioxide::BroadcastError;
 use tonic::Status;
 
+use crate::cluster::ClusterError;
+
 /// Why a control call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -15,6 +17,9 @@ pub enum ControlError {
     /// The cluster adapter failed.
     #[error("cluster adapter: {0}")]
     Unavailable(String),
+    /// Other nodes did not answer in time.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// A limit of this node is reached.
     #[error("{0}")]
     Exhausted(String),
@@ -46,6 +51,14 @@ impl From<BroadcastError> for ControlError {
     }
 }
 
+impl From<ClusterError> for ControlError {
+    fn from(error: ClusterError) -> Self {
+        match error {
+            ClusterError::Unavailable(e) => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
 impl From<ControlError> for Status {
     fn from(error: ControlError) -> Self {
         let message = error.to_string();
@@ -53,6 +66,7 @@ impl From<ControlError> for Status {
             ControlError::InvalidArgument(_) => Status::invalid_argument(message),
             ControlError::NotFound(_) => Status::not_found(message),
             ControlError::Unavailable(_) => Status::unavailable(message),
+            ControlError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             ControlError::Exhausted(_) => Status::resource_exhausted(message),
             ControlError::FailedPrecondition(_) => Status::failed_precondition(message),
         }

@@ -1,9 +1,9 @@
 //! `Join`, `Leave` and `Disconnect`: server-side, trusted actions on target sockets.
 
-use socketioxide::{BroadcastError, SocketIo, extract::SocketRef};
+use socketioxide::{BroadcastError, SocketIo, adapter::Adapter, extract::SocketRef};
 use sockgate_client::proto::{
     DisconnectRequest, DisconnectResponse, EventKind, JoinRequest, JoinResponse, LeaveRequest,
-    LeaveResponse, Target, WatchEventsResponse,
+    LeaveResponse, Target,
 };
 use tracing::{info, warn};
 
@@ -13,8 +13,9 @@ use super::{
     target::{self, Audience},
 };
 use crate::{
-    edge::{self, authentication::socket_rooms, protocol},
-    events, rooms,
+    cluster::messages::{Announce, Query},
+    edge::{self, protocol},
+    rooms,
 };
 
 const MAX_ROOMS: usize = 1000;
@@ -37,9 +38,15 @@ fn check_rooms(requested: &[String]) -> Result<Vec<String>, ControlError> {
 }
 
 /// Applies a join (`EventKind::Joined`) or a leave (`EventKind::Left`) of `rooms` to the
-/// target, and reports it to this node's watchers for the target's sockets on this node.
-async fn change(
-    ctx: &ControlContext,
+/// target through the adapter (every node), and returns once every node applied it. Then
+/// each node is told which of its sockets changed (`Announce`): it makes the rooms the
+/// server's (a client can no longer leave them), undoes a join that reached a socket
+/// while it disconnected, and reports the change to the watchers with the socket's user
+/// id and rooms. The announcement costs a listing of the target's ids (one round trip)
+/// and one question to every node; a node that cannot be asked misses it (logged), the
+/// change itself stands.
+async fn change<A: Adapter>(
+    ctx: &ControlContext<A>,
     target: Option<&Target>,
     rooms: &[String],
     kind: EventKind,
@@ -48,16 +55,25 @@ async fn change(
     let operators = target::resolve(&ctx.io, target, "target", Audience::Any).await?;
     // The target's sockets on this node: from now on these rooms are the server's (or
     // gone), so their clients cannot leave them.
-    let local: Vec<SocketRef> = operators.clone().sockets();
+    let local: Vec<SocketRef<A>> = operators.clone().sockets();
     for socket in &local {
         edge::forget_client_rooms(socket, &rooms);
     }
+    let targeted: Vec<String> = operators
+        .clone()
+        .fetch_sockets()
+        .await
+        .map_err(ControlError::adapter)?
+        .iter()
+        .map(|s| s.data().id.to_string())
+        .collect();
     let applied = if kind == EventKind::Joined {
         operators.join(rooms.clone()).await
     } else {
         operators.leave(rooms.clone()).await
     };
     applied.map_err(ControlError::adapter)?;
+    applied_everywhere(&ctx.io).await?;
     if kind == EventKind::Joined {
         // A socket of this node that disconnected meanwhile may have been removed from
         // every room before this join reached it: undo it (see edge::join_while_connected).
@@ -65,23 +81,35 @@ async fn change(
             socket.leave(rooms.clone());
         }
     }
-    if !ctx.events.is_watched() {
+    if targeted.is_empty() {
         return Ok(());
     }
-    for socket in local {
-        let user = edge::user_of(&socket);
-        let event = WatchEventsResponse {
-            rooms: rooms.clone(),
-            ..events::lifecycle(kind, &socket.id.to_string(), user.as_deref())
-        };
-        ctx.events.publish(event, || socket_rooms(&socket));
+    let announce = Announce {
+        kind: kind as i32,
+        socket_ids: targeted,
+        rooms,
+    };
+    if let Err(e) = ctx.cluster.ask(Query::Announce(announce)).await {
+        warn!("room change applied, but not announced to every node: {e}");
     }
     Ok(())
 }
 
+/// Returns once every node has applied the room changes and disconnects this node sent
+/// before. socketioxide's adapter sends them without waiting for the other nodes; a
+/// fetch of a room nobody is in travels on the same channel after them, and each node
+/// answers it only once it has handled what came before.
+async fn applied_everywhere<A: Adapter>(io: &SocketIo<A>) -> Result<(), ControlError> {
+    io.to(rooms::BARRIER)
+        .fetch_sockets()
+        .await
+        .map_err(ControlError::adapter)?;
+    Ok(())
+}
+
 /// Handles `Join`.
-pub async fn join(
-    ctx: &ControlContext,
+pub async fn join<A: Adapter>(
+    ctx: &ControlContext<A>,
     request: JoinRequest,
 ) -> Result<JoinResponse, ControlError> {
     change(
@@ -95,8 +123,8 @@ pub async fn join(
 }
 
 /// Handles `Leave`.
-pub async fn leave(
-    ctx: &ControlContext,
+pub async fn leave<A: Adapter>(
+    ctx: &ControlContext<A>,
     request: LeaveRequest,
 ) -> Result<LeaveResponse, ControlError> {
     change(
@@ -111,8 +139,8 @@ pub async fn leave(
 
 /// Handles `Disconnect`: `force_disconnect {reason, time}`, then the disconnect, both in
 /// order on each socket's channel.
-pub async fn disconnect(
-    io: &SocketIo,
+pub async fn disconnect<A: Adapter>(
+    ctx: &ControlContext<A>,
     request: DisconnectRequest,
 ) -> Result<DisconnectResponse, ControlError> {
     if request.reason.len() > MAX_REASON_LEN {
@@ -125,7 +153,8 @@ pub async fn disconnect(
     } else {
         request.reason.as_str()
     };
-    let operators = target::resolve(io, request.target.as_ref(), "target", Audience::Any).await?;
+    let operators =
+        target::resolve(&ctx.io, request.target.as_ref(), "target", Audience::Any).await?;
     match operators
         .clone()
         .emit(
@@ -145,6 +174,7 @@ pub async fn disconnect(
             other => return Err(other.into()),
         }
     }
+    applied_everywhere(&ctx.io).await?;
     info!(reason, "disconnect requested");
     Ok(DisconnectResponse {})
 }

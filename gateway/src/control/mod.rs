@@ -2,6 +2,7 @@
 //! request first and mapping failures to precise statuses through [`ControlError`].
 
 mod error;
+mod local;
 mod membership;
 mod query;
 mod send;
@@ -14,14 +15,16 @@ use std::{
 };
 
 use futures_util::Stream;
-use socketioxide::SocketIo;
+use socketioxide::{SocketIo, adapter::Adapter};
 use sockgate_client::proto::{self as pb, socket_control_server::SocketControl};
 use tonic::{Request, Response, Status};
 use tracing::{debug, info};
 
 pub use error::ControlError;
+pub use local::LocalSockets;
 
 use crate::{
+    cluster::Cluster,
     events::{EventBus, WatchError},
     metrics::METRICS,
 };
@@ -38,11 +41,11 @@ pub struct ControlLimits {
 }
 
 /// What the handlers share.
-pub struct ControlContext {
+pub struct ControlContext<A: Adapter> {
     /// The Socket.IO server.
-    pub io: SocketIo,
-    /// This node's id.
-    pub node_id: String,
+    pub io: SocketIo<A>,
+    /// This node's view of the cluster (node id, other nodes, event relay).
+    pub cluster: Arc<Cluster>,
     /// When the node started.
     pub started: Instant,
     /// Request limits.
@@ -52,14 +55,21 @@ pub struct ControlContext {
 }
 
 /// The `SocketControl` implementation.
-#[derive(Clone)]
-pub struct ControlService {
-    ctx: Arc<ControlContext>,
+pub struct ControlService<A: Adapter> {
+    ctx: Arc<ControlContext<A>>,
 }
 
-impl ControlService {
+impl<A: Adapter> Clone for ControlService<A> {
+    fn clone(&self) -> Self {
+        Self {
+            ctx: self.ctx.clone(),
+        }
+    }
+}
+
+impl<A: Adapter> ControlService<A> {
     /// A service over `ctx`.
-    pub fn new(ctx: ControlContext) -> Self {
+    pub fn new(ctx: ControlContext<A>) -> Self {
         Self { ctx: Arc::new(ctx) }
     }
 }
@@ -92,7 +102,7 @@ async fn observe<T>(
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl SocketControl for ControlService {
+impl<A: Adapter> SocketControl for ControlService<A> {
     async fn send(
         &self,
         request: Request<pb::SendRequest>,
@@ -165,7 +175,7 @@ impl SocketControl for ControlService {
     ) -> Result<Response<pb::DisconnectResponse>, Status> {
         observe(
             "Disconnect",
-            membership::disconnect(&self.ctx.io, request.into_inner()),
+            membership::disconnect(&self.ctx, request.into_inner()),
         )
         .await
     }
@@ -176,14 +186,17 @@ impl SocketControl for ControlService {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let events = &self.ctx.events;
+        let ctx = &self.ctx;
         observe("WatchEvents", async move {
-            let stream = events
+            let stream = ctx
+                .events
                 .subscribe(request.into_inner())
                 .map_err(|e| match e {
                     WatchError::TooMany(_) => ControlError::Exhausted(e.to_string()),
                     WatchError::UnknownKind(_) => ControlError::InvalidArgument(e.to_string()),
                 })?;
+            // Confirmed once every node relays its events here.
+            ctx.cluster.watch_started().await?;
             info!("watcher connected");
             Ok(Box::pin(stream) as EventStream)
         })

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Serialize, ser::SerializeTuple};
 use serde_json::{Value, value::RawValue};
-use socketioxide::{AckError, BroadcastError, SocketIo};
-use sockgate_client::proto::{AckReply, SendRequest, SendResponse};
+use socketioxide::{AckError, BroadcastError, SocketIo, adapter::Adapter};
+use sockgate_client::proto::{AckReply, SendRequest, SendResponse, Target};
 use tracing::debug;
 
 use super::{
@@ -19,6 +19,7 @@ use super::{
 use crate::{
     edge::protocol::RESERVED_EVENTS,
     metrics::{METRICS, Refusal},
+    rooms,
 };
 
 /// Longest event name.
@@ -76,8 +77,8 @@ pub fn parse_json<'a>(text: &'a str, field: &str) -> Result<Option<&'a RawValue>
 }
 
 /// Handles `Send`.
-pub async fn send(
-    io: &SocketIo,
+pub async fn send<A: Adapter>(
+    io: &SocketIo<A>,
     limits: &ControlLimits,
     request: SendRequest,
 ) -> Result<SendResponse, ControlError> {
@@ -113,6 +114,13 @@ pub async fn send(
     };
     let target = request.target.as_ref();
     let operators = target::resolve(io, target, "target", Audience::Authenticated).await?;
+    // Socket ids that all live on this node need no other node: no cluster round trip,
+    // and delivery works while Redis is down.
+    let operators = if target.is_some_and(|t| only_local_sockets(io, t)) {
+        operators.local()
+    } else {
+        operators
+    };
 
     if let Some(timeout) = ack_timeout {
         let mut stream = std::pin::pin!(
@@ -185,12 +193,56 @@ pub async fn send(
                 )));
             }
         }
+        Err(BroadcastError::Adapter(e)) => {
+            // The other nodes cannot be reached (Redis down): this node's sockets still
+            // get the event; the caller is told the rest did not.
+            if let Some(local) = operators_for_fallback(io, target).await {
+                let _ = local.emit(&request.event, &args).await;
+            }
+            return Err(ControlError::Unavailable(format!(
+                "delivered to this node's sockets only; other nodes unreachable: {e}"
+            )));
+        }
         Err(other) => return Err(other.into()),
     }
     Ok(SendResponse {
         recipients,
         ..SendResponse::default()
     })
+}
+
+/// Whether the target names only socket ids, all connected to this node.
+fn only_local_sockets<A: Adapter>(io: &SocketIo<A>, target: &Target) -> bool {
+    !target.all
+        && target.rooms.is_empty()
+        && target.user_ids.is_empty()
+        && !target.socket_ids.is_empty()
+        && target
+            .socket_ids
+            .iter()
+            .all(|id| rooms::parse_sid(id).is_some_and(|sid| io.get_socket(sid).is_some()))
+}
+
+/// The target restricted to this node, resolved without asking other nodes.
+async fn operators_for_fallback<A: Adapter>(
+    io: &SocketIo<A>,
+    target: Option<&Target>,
+) -> Option<socketioxide::operators::BroadcastOperators<A>> {
+    let mut local_target = target?.clone();
+    local_target
+        .socket_ids
+        .retain(|id| rooms::parse_sid(id).is_some_and(|sid| io.get_socket(sid).is_some()));
+    if !local_target.all
+        && local_target.socket_ids.is_empty()
+        && local_target.rooms.is_empty()
+        && local_target.user_ids.is_empty()
+    {
+        return None;
+    }
+    target::resolve(io, Some(&local_target), "target", Audience::Authenticated)
+        .await
+        .ok()
+        .map(|o| o.local())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! trusted room the authenticator sets, never a public room; application events reach
 //! authenticated sockets only.
 
-use socketioxide::{SocketIo, operators::BroadcastOperators, socket::Sid};
+use socketioxide::{SocketIo, adapter::Adapter, operators::BroadcastOperators, socket::Sid};
 use sockgate_client::proto::Target;
 
 use super::error::ControlError;
@@ -24,12 +24,12 @@ const MAX_SELECTORS: usize = 10_000;
 
 /// Validates `target` (the field name is used in messages) and checks that every socket
 /// id is connected somewhere. Only ids not on this node cost a cluster round trip.
-pub async fn resolve(
-    io: &SocketIo,
+pub async fn resolve<A: Adapter>(
+    io: &SocketIo<A>,
     target: Option<&Target>,
     field: &str,
     audience: Audience,
-) -> Result<BroadcastOperators, ControlError> {
+) -> Result<BroadcastOperators<A>, ControlError> {
     let Some(target) = target else {
         return Err(ControlError::invalid(format!(
             "{field} is required: set socket_ids, rooms, user_ids, or all"
@@ -46,7 +46,8 @@ pub async fn resolve(
             "{field} is empty: name socket_ids, rooms or user_ids, or set all to reach every socket"
         )));
     }
-    if selectors + target.except_rooms.len() > MAX_SELECTORS {
+    let exceptions = target.except_rooms.len() + target.except_socket_ids.len();
+    if selectors + exceptions > MAX_SELECTORS {
         return Err(ControlError::invalid(format!(
             "{field} names more than {MAX_SELECTORS} ids, rooms and users"
         )));
@@ -62,6 +63,7 @@ pub async fn resolve(
         }
     }
     let sids = parse_sids(&target.socket_ids, field)?;
+    let except_sids = parse_sids(&target.except_socket_ids, field)?;
     ensure_connected(io, &sids, audience).await?;
 
     let mut selected: Vec<String> = Vec::with_capacity(selectors);
@@ -69,6 +71,7 @@ pub async fn resolve(
     selected.extend(target.rooms.iter().cloned());
     selected.extend(target.user_ids.iter().map(|u| rooms::user_id_room(u)));
     let mut except = target.except_rooms.clone();
+    except.extend(except_sids.iter().map(rooms::socket_room));
     let operators = match (target.all, audience) {
         (true, Audience::Any) => io.broadcast(),
         (true, Audience::Authenticated) => io.to(rooms::AUTHENTICATED),
@@ -100,8 +103,8 @@ pub fn parse_sids(ids: &[String], field: &str) -> Result<Vec<Sid>, ControlError>
 /// `NOT_FOUND` unless every id is connected on some node; for [`Audience::Authenticated`],
 /// `FAILED_PRECONDITION` for one that has not authenticated. Only ids not on this node
 /// cost a round trip (two: connected, then authenticated).
-pub async fn ensure_connected(
-    io: &SocketIo,
+pub async fn ensure_connected<A: Adapter>(
+    io: &SocketIo<A>,
     sids: &[Sid],
     audience: Audience,
 ) -> Result<(), ControlError> {
@@ -119,34 +122,40 @@ pub async fn ensure_connected(
     }
     if !elsewhere.is_empty() {
         let remote_rooms = || elsewhere.iter().map(rooms::socket_room).collect::<Vec<_>>();
-        let found = io
-            .to(remote_rooms())
-            .fetch_sockets()
-            .await
-            .map_err(ControlError::adapter)?;
-        let missing: Vec<String> = elsewhere
+        // One round trip in the common case: every id found (and authenticated, when
+        // that is asked); a second one only tells a missing id from an unauthenticated one.
+        let first = if audience == Audience::Authenticated {
+            io.to(remote_rooms()).except(rooms::UNAUTHENTICATED)
+        } else {
+            io.to(remote_rooms())
+        };
+        let found = first.fetch_sockets().await.map_err(ControlError::adapter)?;
+        let absent: Vec<Sid> = elsewhere
             .iter()
-            .filter(|sid| !found.iter().any(|s| s.data().id == **sid))
-            .map(ToString::to_string)
+            .copied()
+            .filter(|sid| !found.iter().any(|s| s.data().id == *sid))
             .collect();
-        if !missing.is_empty() {
-            return Err(ControlError::NotFound(format!(
-                "no connected socket with id {}",
-                missing.join(", ")
-            )));
-        }
-        if audience == Audience::Authenticated {
-            let authenticated = io
-                .to(remote_rooms())
-                .except(rooms::UNAUTHENTICATED)
-                .fetch_sockets()
-                .await
-                .map_err(ControlError::adapter)?;
-            unauthenticated.extend(
-                elsewhere
-                    .iter()
-                    .filter(|sid| !authenticated.iter().any(|s| s.data().id == **sid)),
-            );
+        if !absent.is_empty() {
+            let connected = if audience == Audience::Authenticated {
+                io.to(absent.iter().map(rooms::socket_room).collect::<Vec<_>>())
+                    .fetch_sockets()
+                    .await
+                    .map_err(ControlError::adapter)?
+            } else {
+                Vec::new()
+            };
+            let missing: Vec<String> = absent
+                .iter()
+                .filter(|sid| !connected.iter().any(|s| s.data().id == **sid))
+                .map(ToString::to_string)
+                .collect();
+            if !missing.is_empty() {
+                return Err(ControlError::NotFound(format!(
+                    "no connected socket with id {}",
+                    missing.join(", ")
+                )));
+            }
+            unauthenticated.extend(absent);
         }
     }
     if unauthenticated.is_empty() {

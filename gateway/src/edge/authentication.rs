@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use serde_json::Value;
-use socketioxide::extract::SocketRef;
+use socketioxide::{adapter::Adapter, extract::SocketRef};
 use sockgate_client::proto::{EventKind, WatchEventsResponse};
 use tracing::{debug, info, warn};
 
@@ -18,7 +18,11 @@ use crate::{
 };
 
 /// Handles one `authenticate` event.
-pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>) {
+pub async fn authenticate<A: Adapter>(
+    edge: Arc<Edge<A>>,
+    socket: SocketRef<A>,
+    data: Option<Value>,
+) {
     let Some(session) = Session::of(&socket) else {
         return;
     };
@@ -104,7 +108,7 @@ pub async fn authenticate(edge: Arc<Edge>, socket: SocketRef, data: Option<Value
 /// before it marks the socket connected, so on a busy node a client's first event can be
 /// handled in between, when `emit` would still refuse: wait out that short window. A
 /// socket no longer in its namespace has left.
-async fn still_connected(edge: &Edge, socket: &SocketRef) -> bool {
+async fn still_connected<A: Adapter>(edge: &Edge<A>, socket: &SocketRef<A>) -> bool {
     for _ in 0..1000 {
         if socket.connected() {
             return true;
@@ -118,13 +122,18 @@ async fn still_connected(edge: &Edge, socket: &SocketRef) -> bool {
 }
 
 /// The public rooms of a local socket.
-pub fn socket_rooms(socket: &SocketRef) -> Vec<String> {
+pub fn socket_rooms<A: Adapter>(socket: &SocketRef<A>) -> Vec<String> {
     rooms::public(socket.rooms())
 }
 
 /// Sends `unauthenticated` and disconnects; the disconnect packet follows the message on
 /// the same ordered channel, so the client reads the message first.
-fn reject(edge: &Edge, socket: &SocketRef, session: &Session, message: &'static str) {
+fn reject<A: Adapter>(
+    edge: &Edge<A>,
+    socket: &SocketRef<A>,
+    session: &Session,
+    message: &'static str,
+) {
     session.rejected();
     socket.leave(rooms::AUTHENTICATING);
     if edge.events.is_watched() {
@@ -152,7 +161,7 @@ fn reject(edge: &Edge, socket: &SocketRef, session: &Session, message: &'static 
 /// timeout. One task sweeps them all, a few times per timeout, instead of a timer per
 /// socket; a socket gets between 1 and 1¼ timeouts. It also disconnects the sockets cut
 /// off for abuse, one to two passes after they were told why.
-pub fn spawn_auth_sweeper(edge: Arc<Edge>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_auth_sweeper<A: Adapter>(edge: Arc<Edge<A>>) -> tokio::task::JoinHandle<()> {
     let timeout = edge.config.auth_timeout;
     let period = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     tokio::spawn(async move {

@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::{
+    adapter::Adapter,
+    extract::{AckSender, SocketRef},
+};
 use sockgate_client::proto::OnEventRequest;
 use tracing::{debug, warn};
 
@@ -13,7 +16,12 @@ use super::{Edge, message::ClientMessage, session::Session};
 use crate::metrics::METRICS;
 
 /// Handles an event that is not part of the connection protocol.
-pub async fn forward(edge: Arc<Edge>, socket: SocketRef, message: ClientMessage, ack: AckSender) {
+pub async fn forward<A: Adapter>(
+    edge: Arc<Edge<A>>,
+    socket: SocketRef<A>,
+    message: ClientMessage,
+    ack: AckSender<A>,
+) {
     let Some(session) = Session::of(&socket) else {
         return;
     };

@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::{
+    adapter::Adapter,
+    extract::{AckSender, SocketRef},
+};
 use sockgate_client::proto::{AuthorizeJoinRequest, EventKind, WatchEventsResponse};
 use tracing::{debug, info};
 
@@ -39,7 +42,7 @@ struct ErrorAck<'a> {
     left: [String; 0],
 }
 
-fn parse(edge: &Edge, data: Option<Value>) -> Result<Vec<String>, String> {
+fn parse<A: Adapter>(edge: &Edge<A>, data: Option<Value>) -> Result<Vec<String>, String> {
     let request: RoomsRequest = data
         .ok_or_else(|| "expected {rooms: [string]}".to_owned())
         .and_then(|v| {
@@ -58,13 +61,18 @@ fn parse(edge: &Edge, data: Option<Value>) -> Result<Vec<String>, String> {
     Ok(rooms)
 }
 
-fn reply_error(socket: &SocketRef, ack: AckSender, request: &'static str, error: &str) {
+fn reply_error<A: Adapter>(
+    socket: &SocketRef<A>,
+    ack: AckSender<A>,
+    request: &'static str,
+    error: &str,
+) {
     METRICS.client_rooms(request, "invalid_request", 1);
     info!(sid = %socket.id, error, "bad room request");
     send_error(ack, error);
 }
 
-fn send_error(ack: AckSender, error: &str) {
+fn send_error<A: Adapter>(ack: AckSender<A>, error: &str) {
     let _ = ack.send(&ErrorAck {
         error,
         joined: [],
@@ -73,9 +81,9 @@ fn send_error(ack: AckSender, error: &str) {
     });
 }
 
-fn publish(
-    edge: &Edge,
-    socket: &SocketRef,
+fn publish<A: Adapter>(
+    edge: &Edge<A>,
+    socket: &SocketRef<A>,
     identity: &Identity,
     kind: EventKind,
     changed: &[String],
@@ -91,9 +99,9 @@ fn publish(
 }
 
 /// Asks `AuthorizeJoin` about `candidates`; on failure nothing more is allowed.
-async fn ask_backend(
-    edge: &Edge,
-    socket: &SocketRef,
+async fn ask_backend<A: Adapter>(
+    edge: &Edge<A>,
+    socket: &SocketRef<A>,
     identity: &Identity,
     candidates: Vec<String>,
 ) -> Vec<String> {
@@ -114,12 +122,12 @@ async fn ask_backend(
 
 /// A slot for one more request of this socket; past the limit the request is refused
 /// with an error ack.
-fn take_request_slot(
-    edge: &Edge,
-    socket: &SocketRef,
+fn take_request_slot<A: Adapter>(
+    edge: &Edge<A>,
+    socket: &SocketRef<A>,
     session: &Arc<Session>,
-    ack: AckSender,
-) -> Result<(RoomRequest, AckSender), ()> {
+    ack: AckSender<A>,
+) -> Result<(RoomRequest, AckSender<A>), ()> {
     let max = edge.limits.config.max_room_requests_in_flight;
     match session.room_request(max) {
         Some(slot) => Ok((slot, ack)),
@@ -138,7 +146,12 @@ fn take_request_slot(
 }
 
 /// Handles `join`: joins the allowed subset, acks `{joined, rejected}`.
-pub async fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: AckSender) {
+pub async fn join<A: Adapter>(
+    edge: Arc<Edge<A>>,
+    socket: SocketRef<A>,
+    data: Option<Value>,
+    ack: AckSender<A>,
+) {
     let Some(session) = Session::of(&socket) else {
         return;
     };
@@ -197,7 +210,12 @@ pub async fn join(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: 
 
 /// Handles `leave`: leaves the named rooms the client joined itself, acks
 /// `{left, rejected}`; rooms the server put the socket in are rejected.
-pub fn leave(edge: Arc<Edge>, socket: SocketRef, data: Option<Value>, ack: AckSender) {
+pub fn leave<A: Adapter>(
+    edge: Arc<Edge<A>>,
+    socket: SocketRef<A>,
+    data: Option<Value>,
+    ack: AckSender<A>,
+) {
     let Some(session) = Session::of(&socket) else {
         return;
     };

@@ -22,16 +22,19 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde_json::Value;
 use socketioxide::{
     SocketIo, TransportType,
+    adapter::{Adapter, Emitter},
     extract::{AckSender, SocketRef, TryData},
     handler::ConnectHandler,
     socket::DisconnectReason,
 };
+use socketioxide_core::adapter::CoreAdapter;
 use sockgate_client::proto::{EventKind, WatchEventsResponse};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tracing::{debug, info};
 
 use crate::{
     auth::{AuthChain, RoomValidator},
+    cluster::adapter::ClusterAdapter,
     config::{EdgeConfig, Transport},
     edge::limits::{ConnectRefusal, Limits},
     events::{self, EventBus},
@@ -60,9 +63,9 @@ pub struct Deciders {
 const WS_READ_BUFFER_BYTES: usize = 1024;
 
 /// Shared state of the edge handlers.
-pub struct Edge {
+pub struct Edge<A: Adapter> {
     /// The Socket.IO server.
-    pub io: SocketIo,
+    pub io: SocketIo<A>,
     config: EdgeConfig,
     auth: AuthChain,
     room_validator: RoomValidator,
@@ -74,8 +77,13 @@ pub struct Edge {
 
 /// Builds the edge: the axum router to serve and the `SocketIo` handle the control plane
 /// drives.
-pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edge>), String> {
+pub async fn build<A: ClusterAdapter>(
+    config: &EdgeConfig,
+    deciders: Deciders,
+    adapter: <A as CoreAdapter<Emitter>>::State,
+) -> Result<(Router, Arc<Edge<A>>), String> {
     let builder = SocketIo::builder()
+        .with_adapter::<A>(adapter)
         .req_path(config.path.clone())
         .max_payload(config.max_payload_bytes)
         .ws_max_message_size(config.max_payload_bytes as usize)
@@ -107,10 +115,12 @@ pub fn build(config: &EdgeConfig, deciders: Deciders) -> Result<(Router, Arc<Edg
     // handlers exist before the client can send its first event. A refusal here reaches
     // the client as `connect_error` with the refusal's message.
     let setup_edge = edge.clone();
-    let setup = async move |socket: SocketRef, TryData(auth): TryData<Value>| {
+    let setup = async move |socket: SocketRef<A>, TryData(auth): TryData<Value>| {
         on_connect(setup_edge, socket, auth.ok())
     };
-    io.ns("/", (async || {}).with(setup));
+    A::initialized(io.ns("/", (async || {}).with(setup)))
+        .await
+        .map_err(|e| format!("cluster adapter: {e}"))?;
     authentication::spawn_auth_sweeper(edge.clone());
 
     let mut router = Router::new()
@@ -182,18 +192,18 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
 }
 
 /// The user id of a socket of this node, once authenticated.
-pub fn user_of(socket: &SocketRef) -> Option<String> {
+pub fn user_of<A: Adapter>(socket: &SocketRef<A>) -> Option<String> {
     Session::of(socket).and_then(|s| s.identity().and_then(|i| i.user_id.clone()))
 }
 
 /// Whether a socket of this node has authenticated.
-pub fn is_authenticated(socket: &SocketRef) -> bool {
+pub fn is_authenticated<A: Adapter>(socket: &SocketRef<A>) -> bool {
     Session::of(socket).is_some_and(|s| s.is_authenticated())
 }
 
 /// The server took over (`Join`) or removed (`Leave`) `rooms` of a socket of this node:
 /// its client can no longer leave them itself.
-pub fn forget_client_rooms(socket: &SocketRef, rooms: &[String]) {
+pub fn forget_client_rooms<A: Adapter>(socket: &SocketRef<A>, rooms: &[String]) {
     if let Some(session) = Session::of(socket) {
         session.forget_client_rooms(rooms);
     }
@@ -203,7 +213,7 @@ pub fn forget_client_rooms(socket: &SocketRef, rooms: &[String]) {
 /// closing socket disconnected before it removes it from every room, so a join that still
 /// sees it connected is cleaned up by that removal, and one that does not is undone here:
 /// no membership outlives its socket, however a join races the disconnect.
-fn join_while_connected(socket: &SocketRef, rooms: Vec<String>) -> bool {
+fn join_while_connected<A: Adapter>(socket: &SocketRef<A>, rooms: Vec<String>) -> bool {
     socket.join(rooms.clone());
     if socket.connected() {
         return true;
@@ -212,23 +222,24 @@ fn join_while_connected(socket: &SocketRef, rooms: Vec<String>) -> bool {
     false
 }
 
-impl Edge {
+impl<A: Adapter> Edge<A> {
     /// Refuses new connections from now on (shutdown).
     pub fn start_draining(&self) {
         self.limits.start_draining();
     }
 }
 
-fn transport_name(transport: TransportType) -> &'static str {
+/// `websocket` or `polling`.
+pub fn transport_name(transport: TransportType) -> &'static str {
     match transport {
         TransportType::Websocket => "websocket",
         TransportType::Polling => "polling",
     }
 }
 
-fn on_connect(
-    edge: Arc<Edge>,
-    socket: SocketRef,
+fn on_connect<A: Adapter>(
+    edge: Arc<Edge<A>>,
+    socket: SocketRef<A>,
     auth: Option<Value>,
 ) -> Result<(), ConnectRefusal> {
     let remote = socket
@@ -264,31 +275,38 @@ fn on_connect(
 
     let handler_edge = edge.clone();
     socket.on_fallback(
-        async move |socket: SocketRef, message: ClientMessage, ack: AckSender| {
+        async move |socket: SocketRef<A>, message: ClientMessage, ack: AckSender<A>| {
             on_event(handler_edge, socket, message, ack).await;
         },
     );
-    socket.on_disconnect(async move |socket: SocketRef, reason: DisconnectReason| {
-        info!(sid = %socket.id, %reason, "disconnected");
-        if edge.events.is_watched() {
-            let user = user_of(&socket);
-            edge.events.publish(
-                WatchEventsResponse {
-                    reason: reason.to_string(),
-                    ..events::lifecycle(
-                        EventKind::Disconnected,
-                        &socket.id.to_string(),
-                        user.as_deref(),
-                    )
-                },
-                || authentication::socket_rooms(&socket),
-            );
-        }
-    });
+    socket.on_disconnect(
+        async move |socket: SocketRef<A>, reason: DisconnectReason| {
+            info!(sid = %socket.id, %reason, "disconnected");
+            if edge.events.is_watched() {
+                let user = user_of(&socket);
+                edge.events.publish(
+                    WatchEventsResponse {
+                        reason: reason.to_string(),
+                        ..events::lifecycle(
+                            EventKind::Disconnected,
+                            &socket.id.to_string(),
+                            user.as_deref(),
+                        )
+                    },
+                    || authentication::socket_rooms(&socket),
+                );
+            }
+        },
+    );
     Ok(())
 }
 
-async fn on_event(edge: Arc<Edge>, socket: SocketRef, message: ClientMessage, ack: AckSender) {
+async fn on_event<A: Adapter>(
+    edge: Arc<Edge<A>>,
+    socket: SocketRef<A>,
+    message: ClientMessage,
+    ack: AckSender<A>,
+) {
     if message.event == protocol::AUTHENTICATE {
         return authentication::authenticate(edge, socket, message.data).await;
     }

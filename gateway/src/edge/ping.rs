@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use socketioxide::SocketIo;
+use socketioxide::{SocketIo, adapter::Adapter};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
@@ -11,7 +11,7 @@ use super::protocol;
 use crate::{clock::iso_now, rooms};
 
 /// Starts the ticker; `None` when the interval is 0.
-pub fn spawn(io: SocketIo, interval: Duration) -> Option<JoinHandle<()>> {
+pub fn spawn<A: Adapter>(io: SocketIo<A>, interval: Duration) -> Option<JoinHandle<()>> {
     if interval.is_zero() {
         return None;
     }

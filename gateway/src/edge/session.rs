@@ -6,7 +6,7 @@ use std::sync::{
 };
 
 use serde_json::Value;
-use socketioxide::extract::SocketRef;
+use socketioxide::{adapter::Adapter, extract::SocketRef};
 
 use super::limits::{ConnectionSlot, EventMeter};
 use crate::{auth::Identity, rooms::ConnectionMeta};
@@ -66,7 +66,7 @@ impl Session {
     }
 
     /// The session of a socket of this node.
-    pub fn of(socket: &SocketRef) -> Option<Arc<Session>> {
+    pub fn of<A: Adapter>(socket: &SocketRef<A>) -> Option<Arc<Session>> {
         socket.extensions.get::<Arc<Session>>()
     }
 

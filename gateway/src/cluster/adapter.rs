@@ -1,0 +1,46 @@
+//! The adapters the gateway runs on. Everything else is generic over socketioxide's
+//! `Adapter`; this is the one place that names the concrete ones, and `app` picks one
+//! from `cluster.adapter`.
+
+use futures_util::future::BoxFuture;
+use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
+use socketioxide_core::adapter::DefinedAdapter;
+use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+
+use super::link::Link;
+use crate::config::ClusterConfig;
+
+/// socketioxide's in-memory adapter: one node.
+pub type MemoryAdapter = LocalAdapter;
+
+/// socketioxide-redis's adapter on the gateway's self-healing Redis connection.
+pub type RedisAdapter = CustomRedisAdapter<Emitter, Link>;
+
+/// The Redis adapter's state: its channels under `cluster.key_prefix`, waiting at most
+/// `cluster.request_timeout` for other nodes' answers.
+pub fn redis_state(link: Link, config: &ClusterConfig) -> RedisAdapterCtr<Link> {
+    RedisAdapterCtr::new_with_driver(
+        link,
+        RedisAdapterConfig::new()
+            .with_prefix(config.key_prefix.clone())
+            .with_request_timeout(config.request_timeout),
+    )
+}
+
+/// An adapter whose namespace initialization the gateway can wait for.
+pub trait ClusterAdapter: Adapter + DefinedAdapter {
+    /// Waits until the namespace is ready (the Redis adapter subscribes to its channels).
+    fn initialized(init: Self::InitRes) -> BoxFuture<'static, Result<(), String>>;
+}
+
+impl ClusterAdapter for LocalAdapter {
+    fn initialized((): ()) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl ClusterAdapter for RedisAdapter {
+    fn initialized(init: Self::InitRes) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async move { init.await.map_err(|e| e.to_string()) })
+    }
+}

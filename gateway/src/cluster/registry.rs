@@ -1,0 +1,201 @@
+//! The node registry: each node writes its id and counts every `cluster.heartbeat_interval`
+//! with an expiry of `cluster.node_ttl`; a node that stops (even SIGKILLed) drops out of the
+//! list within `node_ttl`. Reading it costs one round trip plus one hash per live node.
+
+use std::sync::Arc;
+
+use redis::Value;
+use sockgate_client::proto::SocketCounts;
+use tracing::{info, warn};
+
+use super::{Cluster, ClusterError, LocalNode, NodeStatus, Redis};
+use crate::clock;
+
+fn nodes_key(prefix: &str) -> String {
+    format!("{prefix}:nodes")
+}
+
+fn node_key(prefix: &str, uid: &str) -> String {
+    format!("{prefix}:node:{uid}")
+}
+
+fn claim_key(prefix: &str, node_id: &str) -> String {
+    format!("{prefix}:node-id:{node_id}")
+}
+
+/// Takes the node id for this process. A previous process with the same id (a node that
+/// was killed and restarted) is removed from the registry at once, not after its expiry.
+pub(super) async fn claim(redis: &Redis, node_id: &str) -> Result<(), ClusterError> {
+    let ttl = redis.config.node_ttl.as_millis() as u64;
+    let previous: Option<String> = redis
+        .link
+        .run(
+            redis::cmd("SET")
+                .arg(claim_key(&redis.prefix, node_id))
+                .arg(&redis.uid)
+                .arg("PX")
+                .arg(ttl)
+                .arg("GET"),
+        )
+        .await?;
+    if let Some(previous) = previous.filter(|p| *p != redis.uid) {
+        info!(
+            node_id,
+            "replacing an earlier process registered with this node id"
+        );
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREM")
+            .arg(nodes_key(&redis.prefix))
+            .arg(&previous)
+            .ignore()
+            .cmd("DEL")
+            .arg(node_key(&redis.prefix, &previous))
+            .ignore();
+        redis.link.run_pipe::<()>(&pipe).await?;
+    }
+    Ok(())
+}
+
+/// Removes this node from the registry (graceful shutdown), so it leaves `GetInfo` at once.
+pub(super) async fn leave(redis: &Redis) -> Result<(), ClusterError> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("ZREM")
+        .arg(nodes_key(&redis.prefix))
+        .arg(&redis.uid)
+        .ignore()
+        .cmd("DEL")
+        .arg(node_key(&redis.prefix, &redis.uid))
+        .ignore();
+    redis.link.run_pipe::<()>(&pipe).await?;
+    Ok(())
+}
+
+async fn beat(redis: &Redis, status: &NodeStatus) -> Result<(), ClusterError> {
+    let ttl = redis.config.node_ttl.as_millis() as u64;
+    let now = clock::now_ms();
+    let key = node_key(&redis.prefix, &redis.uid);
+    let counts = &status.sockets;
+    let mut pipe = redis::pipe();
+    pipe.cmd("HSET")
+        .arg(&key)
+        .arg("node_id")
+        .arg(&status.node_id)
+        .arg("unauthorized")
+        .arg(counts.unauthorized)
+        .arg("authenticating")
+        .arg(counts.authenticating)
+        .arg("authenticated")
+        .arg(counts.authenticated)
+        .arg("total")
+        .arg(counts.total)
+        .arg("rooms")
+        .arg(status.rooms)
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(&key)
+        .arg(ttl)
+        .ignore()
+        .cmd("ZADD")
+        .arg(nodes_key(&redis.prefix))
+        .arg(now + ttl)
+        .arg(&redis.uid)
+        .ignore()
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(nodes_key(&redis.prefix))
+        .arg("-inf")
+        .arg(now)
+        .ignore()
+        .cmd("SET")
+        .arg(claim_key(&redis.prefix, &status.node_id))
+        .arg(&redis.uid)
+        .arg("PX")
+        .arg(ttl)
+        .arg("GET");
+    let (previous,): (Option<String>,) = redis.link.run_pipe(&pipe).await?;
+    if previous.is_some_and(|p| p != redis.uid) {
+        warn!(
+            node_id = %status.node_id,
+            "another live process uses this node id; give every node its own node_id"
+        );
+    }
+    Ok(())
+}
+
+/// Publishes this node's presence and counts until the process ends. A failed beat (Redis
+/// down) is logged once per outage; the next one also makes the connection reconnect.
+pub(super) async fn heartbeat(cluster: Arc<Cluster>, local: Arc<dyn LocalNode>) {
+    let Some(redis) = &cluster.redis else { return };
+    let mut ticker = tokio::time::interval(redis.config.heartbeat_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        ticker.tick().await;
+        if redis.leaving.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let status = local.status().await;
+        let result = beat(redis, &status).await;
+        redis.relay.refresh(&redis.link, &redis.prefix).await;
+        match result {
+            Ok(()) if failing => {
+                failing = false;
+                info!("Redis reachable again");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                warn!("cluster heartbeat failed: {e}");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+fn field<T: std::str::FromStr + Default>(map: &[(String, String)], name: &str) -> T {
+    map.iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_default()
+}
+
+/// The live nodes (adapter server id and status), as of their last heartbeat.
+pub(super) async fn live_nodes(redis: &Redis) -> Result<Vec<(String, NodeStatus)>, ClusterError> {
+    let uids: Vec<String> = redis
+        .link
+        .run(
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(nodes_key(&redis.prefix))
+                .arg(clock::now_ms())
+                .arg("+inf"),
+        )
+        .await?;
+    if uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for uid in &uids {
+        pipe.cmd("HGETALL").arg(node_key(&redis.prefix, uid));
+    }
+    let hashes: Vec<Value> = redis.link.run_pipe(&pipe).await?;
+    let mut nodes = Vec::with_capacity(uids.len());
+    for (uid, hash) in uids.into_iter().zip(hashes) {
+        let Ok(map) = redis::from_redis_value::<Vec<(String, String)>>(hash) else {
+            continue;
+        };
+        if map.is_empty() {
+            continue;
+        }
+        let status = NodeStatus {
+            node_id: field(&map, "node_id"),
+            sockets: SocketCounts {
+                unauthorized: field(&map, "unauthorized"),
+                authenticating: field(&map, "authenticating"),
+                authenticated: field(&map, "authenticated"),
+                total: field(&map, "total"),
+            },
+            rooms: field(&map, "rooms"),
+        };
+        nodes.push((uid, status));
+    }
+    Ok(nodes)
+}

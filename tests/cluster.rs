@@ -1,0 +1,780 @@
+//! Several gateway nodes on a real Redis: every RPC sent to one node acts on sockets of
+//! the others (send to socket / room / user / all, except_socket_ids, acks, join, leave,
+//! disconnect, listings, counts, WatchEvents), and the failure cases: Redis restarted
+//! under load, a node killed with SIGKILL and restarted, polling on the wrong node, and
+//! Redis settings that cannot work.
+
+mod fixture;
+
+use std::time::{Duration, Instant};
+
+use fixture::{
+    Gateway, PATIENCE, next_watched,
+    redis::Redis,
+    sid_in,
+    sio::{Clients, Transport},
+    to_all, to_rooms, to_sockets, to_users, tokens,
+};
+use futures_util::StreamExt;
+use serde_json::json;
+use sockgate_client::proto::{
+    AckOptions, DisconnectRequest, EventKind, GetInfoRequest, GetSocketRequest, JoinRequest,
+    LeaveRequest, ListRoomsRequest, ListSocketsRequest, SendRequest, SocketState, Target,
+    WatchEventsRequest,
+};
+use tonic::Code;
+
+fn event(name: &str, data: serde_json::Value) -> SendRequest {
+    SendRequest {
+        event: name.into(),
+        data_json: data.to_string(),
+        ..SendRequest::default()
+    }
+}
+
+async fn node(redis: &Redis, id: &str) -> Gateway {
+    Gateway::builder().cluster_node(redis, id).start().await
+}
+
+/// Waits (polling, there is no event to await) until `check` holds.
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+    let deadline = Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn rpcs_to_one_node_act_on_the_sockets_of_another() {
+    let redis = Redis::start().await;
+    let a = node(&redis, "node-a").await;
+    let b = node(&redis, "node-b").await;
+    let mut on_a = Clients::start(&a.url()).await;
+    let mut on_b = Clients::start(&b.url()).await;
+    let alice = on_a
+        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
+        .await;
+    let bob = on_b
+        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
+        .await;
+    let bob2 = on_b
+        .login("bob2", Transport::Polling, &tokens::for_user("bob"))
+        .await;
+    on_a.emit_with_ack("alice", "join", json!([{"rooms": ["chat:x"]}]))
+        .await;
+    on_b.emit_with_ack("bob", "join", json!([{"rooms": ["chat:x"]}]))
+        .await;
+    let mut control = a.control().await;
+
+    // To a socket of node B, from node A.
+    control
+        .send(SendRequest {
+            target: to_sockets(&[&bob]),
+            ..event("direct", json!({"n": 1}))
+        })
+        .await
+        .expect("Send to a socket of B");
+    assert_eq!(on_b.next_event("bob", "direct").await, json!({"n": 1}));
+
+    // To a room spread over both nodes, leaving the sender out (on node A).
+    let counted = control
+        .send(SendRequest {
+            target: Some(Target {
+                rooms: vec!["chat:x".into()],
+                except_socket_ids: vec![alice.clone()],
+                ..Target::default()
+            }),
+            count_recipients: true,
+            ..event("room", json!({"n": 2}))
+        })
+        .await
+        .expect("Send to a room")
+        .into_inner();
+    assert_eq!(counted.recipients, Some(1), "bob, not the excepted alice");
+    assert_eq!(on_b.next_event("bob", "room").await, json!({"n": 2}));
+    // And leaving out a socket of the other node.
+    control
+        .send(SendRequest {
+            target: Some(Target {
+                rooms: vec!["chat:x".into()],
+                except_socket_ids: vec![bob.clone()],
+                ..Target::default()
+            }),
+            ..event("room", json!({"n": 3}))
+        })
+        .await
+        .expect("Send to a room except bob");
+    assert_eq!(on_a.next_event("alice", "room").await, json!({"n": 3}));
+
+    // To a user whose sockets are on B; to everyone.
+    control
+        .send(SendRequest {
+            target: to_users(&["bob"]),
+            ..event("user", json!({"n": 4}))
+        })
+        .await
+        .expect("Send to a user");
+    assert_eq!(on_b.next_event("bob", "user").await, json!({"n": 4}));
+    assert_eq!(on_b.next_event("bob2", "user").await, json!({"n": 4}));
+    control
+        .send(SendRequest {
+            target: to_all(),
+            ..event("all", json!({"n": 5}))
+        })
+        .await
+        .expect("Send to all");
+    for (clients, id) in [(&on_a, "alice"), (&on_b, "bob"), (&on_b, "bob2")] {
+        assert_eq!(clients.next_event(id, "all").await, json!({"n": 5}));
+    }
+    // The sender was left out of the first room message, bob of the second.
+    assert!(!on_a.has_event("alice", "room"));
+    assert!(!on_b.has_event("bob", "room"));
+
+    // Acks from sockets of both nodes.
+    on_b.reply_to("bob", "confirm", json!({"ok": "bob"})).await;
+    on_a.reply_to("alice", "confirm", json!({"ok": "alice"}))
+        .await;
+    let reply = control
+        .send(SendRequest {
+            target: to_rooms(&["chat:x"]),
+            ack: Some(AckOptions { timeout_ms: 3000 }),
+            ..event("confirm", json!({}))
+        })
+        .await
+        .expect("Send with acks")
+        .into_inner();
+    let mut acked: Vec<_> = reply
+        .acks
+        .iter()
+        .map(|a| (a.socket_id.clone(), a.data_json.clone()))
+        .collect();
+    acked.sort();
+    let mut expected = vec![
+        (alice.clone(), r#"{"ok":"alice"}"#.to_owned()),
+        (bob.clone(), r#"{"ok":"bob"}"#.to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(acked, expected);
+    assert_eq!(reply.recipients, Some(2));
+    assert!(reply.timed_out_socket_ids.is_empty());
+
+    // Join and leave a socket of B from A.
+    control
+        .join(JoinRequest {
+            target: to_sockets(&[&bob2]),
+            rooms: vec!["vip".into()],
+        })
+        .await
+        .expect("Join");
+    let info = |sid: String| GetSocketRequest { socket_id: sid };
+    let seen = control
+        .get_socket(info(bob2.clone()))
+        .await
+        .expect("GetSocket of a socket of B")
+        .into_inner()
+        .socket
+        .unwrap();
+    assert!(seen.rooms.contains(&"vip".to_owned()), "{seen:?}");
+    assert_eq!(
+        (seen.node_id.as_str(), seen.user_id.as_str()),
+        ("node-b", "bob")
+    );
+    assert_eq!(seen.state, SocketState::Authenticated as i32);
+    assert_eq!(seen.transport, "polling");
+    control
+        .leave(LeaveRequest {
+            target: to_sockets(&[&bob2]),
+            rooms: vec!["vip".into()],
+        })
+        .await
+        .expect("Leave");
+    let seen = control
+        .get_socket(info(bob2.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .socket
+        .unwrap();
+    assert!(!seen.rooms.contains(&"vip".to_owned()), "{seen:?}");
+
+    // A room the server (through another node) put a socket in cannot be left by its
+    // client, even one the client had joined itself.
+    control
+        .join(JoinRequest {
+            target: to_sockets(&[&bob]),
+            rooms: vec!["chat:x".into()],
+        })
+        .await
+        .expect("Join");
+    let left = on_b
+        .emit_with_ack("bob", "leave", json!([{"rooms": ["chat:x"]}]))
+        .await;
+    assert_eq!(left[0], json!({"left": [], "rejected": ["chat:x"]}));
+
+    // Listings and counts see both nodes, paginated.
+    let first = control
+        .list_sockets(ListSocketsRequest {
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("ListSockets")
+        .into_inner();
+    assert_eq!((first.sockets.len(), first.total), (2, 3));
+    let second = control
+        .list_sockets(ListSocketsRequest {
+            page_size: 2,
+            page_token: first.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (second.sockets.len(), second.next_page_token.as_str()),
+        (1, "")
+    );
+    let mut ids: Vec<_> = first
+        .sockets
+        .iter()
+        .chain(&second.sockets)
+        .map(|s| s.id.clone())
+        .collect();
+    let mut all = vec![alice.clone(), bob.clone(), bob2.clone()];
+    all.sort();
+    assert_eq!(ids, all, "pages are ordered by id and cover every node");
+    ids.clear();
+    let of_bob = control
+        .list_sockets(ListSocketsRequest {
+            user_id: "bob".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(of_bob.total, 2);
+    assert!(of_bob.sockets.iter().all(|s| s.node_id == "node-b"));
+    let rooms = control
+        .list_rooms(ListRoomsRequest {
+            prefix: "chat:".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("ListRooms")
+        .into_inner();
+    assert_eq!(rooms.rooms.len(), 1);
+    assert_eq!(
+        (rooms.rooms[0].name.as_str(), rooms.rooms[0].members),
+        ("chat:x", 2)
+    );
+    // Page by page (2 rooms a page) over every room of both nodes: each once, members
+    // summed over the nodes.
+    let mut walked = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = control
+            .list_rooms(ListRoomsRequest {
+                page_size: 2,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.rooms.len() <= 2);
+        walked.extend(page.rooms.into_iter().map(|r| (r.name, r.members)));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let expected: Vec<(String, u32)> = [
+        ("chat:x", 2),
+        ("io-default", 3),
+        ("io-notification", 3),
+        ("user:alice", 1),
+        ("user:bob", 2),
+    ]
+    .iter()
+    .map(|(n, m)| (n.to_string(), *m))
+    .collect();
+    assert_eq!(walked, expected);
+    eventually("GetInfo to count both nodes", async || {
+        let info = control
+            .get_info(GetInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let counts = info.sockets.unwrap_or_default();
+        info.nodes == ["node-a", "node-b"]
+            && info.adapter == "redis"
+            && counts.total == 3
+            && counts.authenticated == 3
+    })
+    .await;
+
+    // Disconnect a socket of B from A.
+    control
+        .disconnect(DisconnectRequest {
+            target: to_sockets(&[&bob]),
+            reason: "bye".into(),
+        })
+        .await
+        .expect("Disconnect");
+    assert_eq!(
+        on_b.next_event("bob", "force_disconnect").await["reason"],
+        "bye"
+    );
+    on_b.disconnected("bob").await;
+    let gone = control
+        .get_socket(info(bob.clone()))
+        .await
+        .expect_err("a disconnected socket");
+    assert_eq!(gone.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_watcher_on_one_node_sees_the_events_of_every_node() {
+    let redis = Redis::start().await;
+    let a = node(&redis, "node-a").await;
+    let b = node(&redis, "node-b").await;
+    let mut watcher = a
+        .control()
+        .await
+        .watch_events(WatchEventsRequest {
+            kinds: vec![
+                EventKind::Authenticated as i32,
+                EventKind::ClientEvent as i32,
+                EventKind::Disconnected as i32,
+            ],
+            ..Default::default()
+        })
+        .await
+        .expect("WatchEvents")
+        .into_inner();
+    let mut in_room = a
+        .control()
+        .await
+        .watch_events(WatchEventsRequest {
+            room: "chat:y".into(),
+            kinds: vec![EventKind::ClientEvent as i32],
+            ..Default::default()
+        })
+        .await
+        .expect("WatchEvents by room")
+        .into_inner();
+    let mut joins = a
+        .control()
+        .await
+        .watch_events(WatchEventsRequest {
+            kinds: vec![EventKind::Joined as i32],
+            ..Default::default()
+        })
+        .await
+        .expect("WatchEvents of joins")
+        .into_inner();
+    let mut on_b = Clients::start(&b.url()).await;
+    let sid = on_b
+        .login("carol", Transport::Websocket, &tokens::for_user("carol"))
+        .await;
+    for n in 0..20 {
+        on_b.emit("carol", "tick", json!([{"n": n}])).await;
+    }
+    on_b.emit_with_ack("carol", "join", json!([{"rooms": ["chat:y"]}]))
+        .await;
+    on_b.emit("carol", "chat:message", json!([{"text": "hi"}]))
+        .await;
+    // A Join RPC on node A for carol, on node B.
+    a.control()
+        .await
+        .join(JoinRequest {
+            target: to_sockets(&[&sid]),
+            rooms: vec!["vip".into()],
+        })
+        .await
+        .expect("Join");
+    on_b.close("carol").await;
+
+    let authenticated = next_watched(&mut watcher).await;
+    assert_eq!(
+        (
+            authenticated.kind,
+            authenticated.node_id.as_str(),
+            authenticated.user_id.as_str()
+        ),
+        (EventKind::Authenticated as i32, "node-b", "carol")
+    );
+    for n in 0..20 {
+        let tick = next_watched(&mut watcher).await;
+        assert_eq!(tick.socket_id, sid);
+        assert_eq!(
+            tick.data_json,
+            json!({"n": n}).to_string(),
+            "one socket's events in order"
+        );
+    }
+    let message = next_watched(&mut watcher).await;
+    assert_eq!(message.event, "chat:message");
+    let disconnected = next_watched(&mut watcher).await;
+    assert_eq!(disconnected.kind, EventKind::Disconnected as i32);
+    let client_join = next_watched(&mut joins).await;
+    assert_eq!(client_join.rooms, ["chat:y"]);
+    let rpc_join = next_watched(&mut joins).await;
+    assert_eq!(
+        (
+            rpc_join.rooms.as_slice(),
+            rpc_join.node_id.as_str(),
+            rpc_join.user_id.as_str(),
+            rpc_join.socket_id.as_str()
+        ),
+        (&["vip".to_owned()][..], "node-b", "carol", sid.as_str()),
+        "the socket's node reports a Join RPC received by another node"
+    );
+    let filtered = next_watched(&mut in_room).await;
+    assert_eq!(
+        (filtered.event.as_str(), filtered.node_id.as_str()),
+        ("chat:message", "node-b"),
+        "the room filter applies to other nodes' events"
+    );
+}
+
+#[tokio::test]
+async fn a_killed_node_drops_out_and_may_come_back_with_its_id() {
+    let redis = Redis::start().await;
+    let a = node(&redis, "node-a").await;
+    let b = node(&redis, "node-b").await;
+    let mut on_a = Clients::start(&a.url()).await;
+    let mut on_b = Clients::start(&b.url()).await;
+    on_a.login("alice", Transport::Websocket, &tokens::for_user("alice"))
+        .await;
+    let bob = on_b
+        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
+        .await;
+    let mut control = a.control().await;
+    let listed = control
+        .list_sockets(ListSocketsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.total, 2);
+
+    b.kill().await;
+    let started = Instant::now();
+    let listed = control
+        .list_sockets(ListSocketsRequest::default())
+        .await
+        .expect("the survivor answers")
+        .into_inner();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "within the deadline"
+    );
+    assert_eq!(listed.total, 1, "the dead node's sockets are not listed");
+    control
+        .send(SendRequest {
+            target: to_all(),
+            ..event("after", json!({}))
+        })
+        .await
+        .expect("Send to all with a dead node");
+    on_a.next_event("alice", "after").await;
+    let missing = control
+        .get_socket(GetSocketRequest { socket_id: bob })
+        .await
+        .expect_err("a socket of the dead node");
+    assert_eq!(missing.code(), Code::NotFound);
+    eventually("the dead node to leave GetInfo", async || {
+        let info = control
+            .get_info(GetInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        info.nodes == ["node-a"] && info.sockets.unwrap_or_default().total == 1
+    })
+    .await;
+
+    // Back with the same node id: a new process, listed once, its sockets reachable.
+    let b = node(&redis, "node-b").await;
+    let mut on_b = Clients::start(&b.url()).await;
+    let dave = on_b
+        .login("dave", Transport::Websocket, &tokens::for_user("dave"))
+        .await;
+    control
+        .send(SendRequest {
+            target: to_sockets(&[&dave]),
+            ..event("welcome", json!({}))
+        })
+        .await
+        .expect("Send to the restarted node");
+    on_b.next_event("dave", "welcome").await;
+    eventually(
+        "GetInfo to show node-b once, with its new socket",
+        async || {
+            let info = control
+                .get_info(GetInfoRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            info.nodes == ["node-a", "node-b"] && info.sockets.unwrap_or_default().total == 2
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_redis_restart_under_load_is_survived() {
+    let mut redis = Redis::start().await;
+    let a = node(&redis, "node-a").await;
+    let b = node(&redis, "node-b").await;
+    let mut on_a = Clients::start(&a.url()).await;
+    let mut on_b = Clients::start(&b.url()).await;
+    let alice = on_a
+        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
+        .await;
+    let bob = on_b
+        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
+        .await;
+    let mut control = a.control().await;
+    let mut watcher = control
+        .watch_events(WatchEventsRequest {
+            kinds: vec![EventKind::ClientEvent as i32],
+            ..Default::default()
+        })
+        .await
+        .expect("WatchEvents")
+        .into_inner();
+
+    // Load: unicast sends to the local socket, all along.
+    let mut load_control = a.control().await;
+    let target = alice.clone();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(async move {
+        let (mut ok, mut failed) = (0u32, 0u32);
+        while !*stopped.borrow_and_update() {
+            let sent = load_control
+                .send(SendRequest {
+                    target: to_sockets(&[&target]),
+                    ..event("load", json!({}))
+                })
+                .await;
+            if sent.is_ok() { ok += 1 } else { failed += 1 }
+        }
+        (ok, failed)
+    });
+
+    redis.kill().await;
+    // Cluster RPCs fail fast with UNAVAILABLE or DEADLINE_EXCEEDED.
+    for _ in 0..3 {
+        let started = Instant::now();
+        let error = control
+            .list_sockets(ListSocketsRequest::default())
+            .await
+            .expect_err("no listing without Redis");
+        assert!(
+            matches!(error.code(), Code::Unavailable | Code::DeadlineExceeded),
+            "{error:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let started = Instant::now();
+    let error = control
+        .send(SendRequest {
+            target: to_all(),
+            ..event("outage", json!({}))
+        })
+        .await
+        .expect_err("a broadcast cannot reach the other node");
+    assert!(
+        matches!(error.code(), Code::Unavailable | Code::DeadlineExceeded),
+        "{error:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // This node's sockets still got it.
+    on_a.next_event("alice", "outage").await;
+    // And this node's watchers still see this node's events.
+    on_a.emit("alice", "during", json!([{"n": 1}])).await;
+    let during = next_watched(&mut watcher).await;
+    assert_eq!(
+        (during.event.as_str(), during.node_id.as_str()),
+        ("during", "node-a")
+    );
+
+    redis.restart().await;
+    // Cross-node delivery resumes by itself.
+    let mut n = 0;
+    eventually("cross-node delivery after Redis came back", async || {
+        n += 1;
+        let sent = control
+            .send(SendRequest {
+                target: to_sockets(&[&bob]),
+                ..event("back", json!({"n": n}))
+            })
+            .await;
+        sent.is_ok()
+            && tokio::time::timeout(Duration::from_millis(500), on_b.next_event("bob", "back"))
+                .await
+                .is_ok()
+    })
+    .await;
+    // The watcher sees the other node's events again (those of the outage are lost).
+    let mut seen_from_b = false;
+    for n in 0..50 {
+        on_b.emit("bob", "after", json!([{"n": n}])).await;
+        if let Ok(Some(Ok(event))) =
+            tokio::time::timeout(Duration::from_millis(300), watcher.next()).await
+        {
+            seen_from_b |= event.node_id == "node-b" && event.event == "after";
+        }
+        if seen_from_b {
+            break;
+        }
+    }
+    assert!(seen_from_b, "relayed events resume after the restart");
+    stop.send(true).unwrap();
+    let (ok, failed) = load.await.unwrap();
+    assert_eq!(failed, 0, "local unicast never failed ({ok} sent)");
+    assert!(ok > 10, "the load ran ({ok} sent)");
+    eventually("listings after Redis came back", async || {
+        control
+            .list_sockets(ListSocketsRequest::default())
+            .await
+            .is_ok_and(|l| l.into_inner().total == 2)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn polling_on_the_wrong_node_gets_a_clean_error() {
+    let redis = Redis::start().await;
+    let a = node(&redis, "node-a").await;
+    let b = node(&redis, "node-b").await;
+    let handshake = http_get(a.edge, "/io/?EIO=4&transport=polling").await;
+    assert!(handshake.starts_with("HTTP/1.1 200"), "{handshake}");
+    let sid = sid_in(&handshake);
+    let started = Instant::now();
+    let elsewhere = http_get(b.edge, &format!("/io/?EIO=4&transport=polling&sid={sid}")).await;
+    assert!(elsewhere.starts_with("HTTP/1.1 400"), "{elsewhere}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
+        .await
+        .expect("an answer")
+        .unwrap();
+    response
+}
+
+#[tokio::test]
+async fn redis_settings_that_cannot_work_stop_the_start() {
+    let not_a_url = Gateway::builder()
+        .env("CLUSTER__ADAPTER", "redis")
+        .env("CLUSTER__REDIS_URL", "http://secret@nowhere")
+        .start_expecting_failure()
+        .await;
+    assert!(not_a_url.contains("cluster.redis_url"), "{not_a_url}");
+    assert!(
+        !not_a_url.contains("secret"),
+        "the URL is not repeated: {not_a_url}"
+    );
+
+    let resp2 = Gateway::builder()
+        .env("CLUSTER__ADAPTER", "redis")
+        .env("CLUSTER__REDIS_URL", "redis://127.0.0.1:1/?protocol=resp2")
+        .start_expecting_failure()
+        .await;
+    assert!(resp2.contains("RESP3"), "{resp2}");
+
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let unreachable = Gateway::builder()
+        .env("CLUSTER__ADAPTER", "redis")
+        .env(
+            "CLUSTER__REDIS_URL",
+            &format!("redis://127.0.0.1:{closed_port}"),
+        )
+        .env("CLUSTER__REQUEST_TIMEOUT", "1s")
+        .start_expecting_failure()
+        .await;
+    assert!(
+        unreachable.contains("cannot connect to Redis at 127.0.0.1"),
+        "{unreachable}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let missing = Gateway::builder()
+        .env("CLUSTER__ADAPTER", "redis")
+        .start_expecting_failure()
+        .await;
+    assert!(missing.contains("needs cluster.redis_url"), "{missing}");
+}
+
+#[tokio::test]
+async fn listings_show_the_current_transport() {
+    let redis = Redis::start().await;
+    let a = node(&redis, "node-a").await;
+    let b = node(&redis, "node-b").await;
+    let mut on_b = Clients::start(&b.url()).await;
+    // Default transports: polling first, then the upgrade to WebSocket.
+    let sid = on_b
+        .connect_with(
+            "u",
+            Transport::Polling,
+            json!({"path": "/io", "transports": ["polling", "websocket"], "upgrade": true}),
+        )
+        .await;
+    let mut control = a.control().await;
+    eventually("the upgrade to show in GetSocket", async || {
+        control
+            .get_socket(GetSocketRequest {
+                socket_id: sid.clone(),
+            })
+            .await
+            .is_ok_and(|s| {
+                s.into_inner()
+                    .socket
+                    .is_some_and(|s| s.transport == "websocket")
+            })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_node_stopped_gracefully_leaves_the_node_list_at_once() {
+    let redis = Redis::start().await;
+    let a = node(&redis, "node-a").await;
+    let b = node(&redis, "node-b").await;
+    let mut control = a.control().await;
+    eventually("both nodes listed", async || {
+        control
+            .get_info(GetInfoRequest {})
+            .await
+            .is_ok_and(|i| i.into_inner().nodes == ["node-a", "node-b"])
+    })
+    .await;
+    assert!(b.terminate().await.success());
+    let info = control
+        .get_info(GetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        info.nodes,
+        ["node-a"],
+        "without waiting for cluster.node_ttl"
+    );
+}
