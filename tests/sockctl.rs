@@ -366,7 +366,25 @@ async fn watch_prints_a_line_per_event() {
     assert_eq!(words.len(), 4, "{line}");
     assert_eq!((words[1], words[3]), ("connected", "-"), "{line}");
     assert!(sids.iter().any(|sid| sid == words[2]), "{line}");
-    watch.start_kill().unwrap();
+
+    // Whoever reads stops reading (`sockctl watch | head -1`): the next event ends it.
+    drop(lines);
+    let status = tokio::time::timeout(PATIENCE, async {
+        loop {
+            n += 1;
+            clients
+                .connect(&format!("c{n}"), Transport::Websocket)
+                .await;
+            if let Ok(status) =
+                tokio::time::timeout(std::time::Duration::from_millis(200), watch.wait()).await
+            {
+                return status.unwrap();
+            }
+        }
+    })
+    .await
+    .expect("watch exits once its output is closed");
+    assert_eq!(status.code(), Some(0));
 }
 
 #[tokio::test]

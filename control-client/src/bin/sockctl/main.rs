@@ -83,14 +83,14 @@ fn client(cli: &Cli) -> Result<Client, Error> {
     builder.connect_lazy()
 }
 
-fn print(text: &str) {
+/// Writes to stdout; false when it is closed (e.g. `sockctl watch | head -1`).
+fn print(text: &str) -> bool {
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    stdout.write_all(text.as_bytes()).is_ok() && stdout.flush().is_ok()
 }
 
-fn print_json(value: &serde_json::Value) {
-    print(&format!("{value}\n"));
+fn print_json(value: &serde_json::Value) -> bool {
+    print(&format!("{value}\n"))
 }
 
 async fn run(cli: Cli) -> Result<u8, Error> {
@@ -222,10 +222,13 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                     next = stream.next() => match next {
                         Some(event) => {
                             let event = event?;
-                            if json {
-                                print_json(&output::event_json(&event));
+                            let printed = if json {
+                                print_json(&output::event_json(&event))
                             } else {
-                                print(&(output::event_text(&event) + "\n"));
+                                print(&(output::event_text(&event) + "\n"))
+                            };
+                            if !printed {
+                                break;
                             }
                         }
                         None => break,
