@@ -11,7 +11,7 @@ use axum::{
 };
 use socketioxide::{SocketIo, adapter::Adapter};
 
-use crate::{metrics::METRICS, rooms};
+use crate::{metrics::METRICS, residue, rooms};
 
 /// What the admin handlers read.
 pub struct Admin<A: Adapter> {
@@ -76,6 +76,7 @@ async fn metrics<A: Adapter>(State(admin): State<Admin<A>>) -> impl IntoResponse
             .get_or_create(&[("state", state)])
             .set(count);
     }
+    residue::refresh(&admin.io).await;
     (
         [(
             header::CONTENT_TYPE,

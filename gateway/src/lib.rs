@@ -9,7 +9,8 @@
 //! - [`events`]: the bus behind `WatchEvents`.
 //! - [`cluster`]: the adapter choice, node registry, per-node queries, event relay.
 //! - [`rooms`]: room naming, including the internal rooms that carry socket state.
-//! - [`metrics`] and [`admin`]: Prometheus metrics, liveness and readiness.
+//! - [`metrics`] and [`admin`]: Prometheus metrics, liveness and readiness; [`residue`]:
+//!   gauges of what a node still holds (tasks, rooms, rooms of sockets that are gone).
 //! - [`app`]: wiring, listeners and shutdown.
 
 pub mod admin;
@@ -23,6 +24,7 @@ pub mod edge;
 pub mod events;
 pub mod hooks;
 pub mod metrics;
+pub mod residue;
 pub mod rooms;
 pub mod shutdown;
 pub mod telemetry;

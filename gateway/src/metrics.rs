@@ -56,6 +56,13 @@ pub struct Metrics {
     pub watch_dropped: Counter,
     /// Recipients a `Send` could not reach (send buffer full, or closing).
     pub send_dropped: Counter,
+    /// Tokio tasks alive in this process (set when scraped).
+    pub tasks: Gauge,
+    /// Rooms of this node's live sockets by `kind` = `public` / `internal` (set when
+    /// scraped).
+    pub rooms: Family<Label, Gauge>,
+    /// Rooms held only by sockets that are gone (set when scraped; see `residue`).
+    pub stale_rooms: Gauge,
     /// Requests, events and connections refused by a trust rule or a limit, by reason.
     pub refused: Family<Label, Counter>,
 }
@@ -123,6 +130,9 @@ impl Metrics {
             watchers: Gauge::default(),
             watch_dropped: Counter::default(),
             send_dropped: Counter::default(),
+            tasks: Gauge::default(),
+            rooms: Family::default(),
+            stale_rooms: Gauge::default(),
             refused: Family::default(),
         };
         let registry = &mut metrics.registry;
@@ -183,6 +193,21 @@ impl Metrics {
             "send_dropped",
             "Recipients a Send could not reach (send buffer full or closing)",
             metrics.send_dropped.clone(),
+        );
+        registry.register(
+            "tasks",
+            "Tokio tasks alive in this process",
+            metrics.tasks.clone(),
+        );
+        registry.register(
+            "rooms",
+            "Rooms of this node's live sockets by kind",
+            metrics.rooms.clone(),
+        );
+        registry.register(
+            "stale_rooms",
+            "Rooms held only by sockets that are gone (should stay 0)",
+            metrics.stale_rooms.clone(),
         );
         registry.register(
             "refused",

@@ -59,9 +59,27 @@ impl From<ClusterError> for ControlError {
     }
 }
 
+/// Longest status message. Messages may quote what the caller sent (a socket id, a room)
+/// and travel in an HTTP/2 header (`grpc-message`): a quoted 70 KB value would exceed the
+/// client's header limit and reach it as a protocol error instead of this status.
+const MAX_MESSAGE_BYTES: usize = 1024;
+
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut end = MAX_MESSAGE_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let rest = message.len() - end;
+        message.truncate(end);
+        message.push_str(&format!("… ({rest} more bytes)"));
+    }
+    message
+}
+
 impl From<ControlError> for Status {
     fn from(error: ControlError) -> Self {
-        let message = error.to_string();
+        let message = bounded(error.to_string());
         match error {
             ControlError::InvalidArgument(_) => Status::invalid_argument(message),
             ControlError::NotFound(_) => Status::not_found(message),
@@ -70,5 +88,24 @@ impl From<ControlError> for Status {
             ControlError::Exhausted(_) => Status::resource_exhausted(message),
             ControlError::FailedPrecondition(_) => Status::failed_precondition(message),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        let status = Status::from(ControlError::invalid(format!("id {}", "é".repeat(5000))));
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().len() < MAX_MESSAGE_BYTES + 32);
+        assert!(
+            status.message().ends_with("… (8980 more bytes)"),
+            "{}",
+            status.message()
+        );
+        let short = Status::from(ControlError::NotFound("no connected socket".into()));
+        assert_eq!(short.message(), "no connected socket");
     }
 }

@@ -1,0 +1,247 @@
+//! A real browser: headless Chromium (Debian's `chromium`, driven by playwright-core from
+//! `tests/browser/drive.mjs`) loads a page from another origin (a static server this test
+//! starts on its own port), which uses the browser build of the official socket.io-client
+//! with the JWT in `auth.token`, authenticates over websocket and over polling, and
+//! receives a `Send` the test issues through `SocketControl`. The gateway allows exactly
+//! that page's origin: a page from a third origin cannot connect over polling.
+
+mod fixture;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+};
+
+use fixture::{Gateway, PATIENCE, repo_root, to_sockets, tokens};
+use serde_json::{Value, json};
+use sockgate_client::proto::SendRequest;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{TcpListener, TcpStream},
+    process::Command,
+    sync::mpsc,
+};
+
+/// Starting a browser on a loaded machine takes a while.
+const BROWSER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
+fn chromium() -> PathBuf {
+    if let Some(path) = std::env::var_os("CHROMIUM") {
+        return path.into();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+        .expect("chromium is not installed: scripts/test installs it (apt-get install chromium), or set CHROMIUM")
+}
+
+/// Serves the test page and the socket.io-client browser build on its own port (its
+/// own origin).
+async fn static_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let root = repo_root();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(stream, root.clone()));
+        }
+    });
+    addr
+}
+
+async fn serve(mut stream: TcpStream, root: PathBuf) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let path = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .split('?')
+        .next()
+        .unwrap_or("/");
+    let file: Option<(&Path, &str)> = match path {
+        "/page.html" => Some((Path::new("tests/browser/page.html"), "text/html")),
+        "/socket.io.min.js" => Some((
+            Path::new("node_modules/socket.io-client/dist/socket.io.min.js"),
+            "text/javascript",
+        )),
+        _ => None,
+    };
+    let response = match file.and_then(|(p, t)| Some((std::fs::read(root.join(p)).ok()?, t))) {
+        Some((body, content_type)) => {
+            let mut r = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            r.extend(body);
+            r
+        }
+        None => {
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+        }
+    };
+    let _ = stream.write_all(&response).await;
+}
+
+struct Reports {
+    lines: mpsc::UnboundedReceiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Reports {
+    /// Waits for the first report matching `matches`.
+    async fn take(&mut self, matches: impl Fn(&Value) -> bool, what: &str) -> Value {
+        if let Some(at) = self.seen.iter().position(&matches) {
+            return self.seen.remove(at);
+        }
+        let deadline = tokio::time::Instant::now() + BROWSER_PATIENCE;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(report)) if matches(&report) => return report,
+                Ok(Some(report)) => {
+                    assert!(report["type"] != "pageerror", "the page failed: {report}");
+                    self.seen.push(report);
+                }
+                Ok(None) => panic!(
+                    "the browser driver exited while waiting for {what}; reports: {:#?}",
+                    self.seen
+                ),
+                Err(_) => panic!("timed out waiting for {what}; reports: {:#?}", self.seen),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn chromium_authenticates_over_both_transports_and_receives_a_send() {
+    let chromium = chromium();
+    assert!(
+        repo_root().join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run `npm ci` (scripts/test does)"
+    );
+    let site = static_server().await;
+    let other_site = static_server().await;
+    let gateway = Gateway::builder()
+        .env("EDGE__CORS_ORIGINS", &format!(r#"["http://{site}"]"#))
+        .start()
+        .await;
+    let page = |origin: SocketAddr, transport: &str, label: &str, user: &str| {
+        format!(
+            "http://{origin}/page.html?transport={transport}&label={label}&edge=http://{}&token={}",
+            gateway.edge,
+            tokens::for_user(user)
+        )
+    };
+    let pages = [
+        page(site, "websocket", "websocket", "browser-ws"),
+        page(site, "polling", "polling", "browser-polling"),
+        page(other_site, "polling", "foreign", "browser-foreign"),
+    ];
+    let mut driver = Command::new("node")
+        .arg(repo_root().join("tests/browser/drive.mjs"))
+        .arg(&chromium)
+        .args(&pages)
+        .current_dir(repo_root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn node");
+    let stdout = driver.stdout.take().unwrap();
+    let (tx, lines) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut stdout = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = stdout.next_line().await {
+            let report = serde_json::from_str(&line)
+                .unwrap_or_else(|_| json!({"type": "text", "text": line}));
+            if tx.send(report).is_err() {
+                break;
+            }
+        }
+    });
+    let mut reports = Reports {
+        lines,
+        seen: Vec::new(),
+    };
+    let browser = reports
+        .take(|r| r["type"] == "browser", "the browser to start")
+        .await;
+    println!("browser: Chromium {}", browser["version"]);
+
+    let mut control = gateway.control().await;
+    for transport in ["websocket", "polling"] {
+        let connected = reports
+            .take(
+                |r| r["label"] == transport && r["type"] == "connect",
+                &format!("the {transport} page to connect"),
+            )
+            .await;
+        assert_eq!(connected["transport"], transport, "{connected}");
+        let sid = connected["sid"].as_str().expect("sid").to_owned();
+        let authenticated = reports
+            .take(
+                |r| {
+                    r["label"] == transport && r["type"] == "event" && r["event"] == "authenticated"
+                },
+                &format!("the {transport} page to authenticate"),
+            )
+            .await;
+        assert_eq!(
+            authenticated["args"][0]["id"],
+            sid.as_str(),
+            "{authenticated}"
+        );
+
+        control
+            .send(SendRequest {
+                event: "browser:hello".into(),
+                data_json: json!({"over": transport}).to_string(),
+                target: to_sockets(&[&sid]),
+                ..SendRequest::default()
+            })
+            .await
+            .expect("Send to the browser");
+        let received = reports
+            .take(
+                |r| {
+                    r["label"] == transport && r["type"] == "event" && r["event"] == "browser:hello"
+                },
+                &format!("the {transport} page to receive the Send"),
+            )
+            .await;
+        assert_eq!(received["args"][0]["over"], transport, "{received}");
+        assert_eq!(received["transport"], transport, "{received}");
+    }
+
+    // The origin the gateway does not allow: the browser refuses the polling responses.
+    let refused = reports
+        .take(
+            |r| r["label"] == "foreign" && r["type"] == "connect_error",
+            "the page of a foreign origin to fail",
+        )
+        .await;
+    println!("browser: foreign origin refused: {}", refused["message"]);
+    assert!(
+        !reports
+            .seen
+            .iter()
+            .any(|r| r["label"] == "foreign" && r["type"] == "connect"),
+        "a page of an origin not allowed connected: {:#?}",
+        reports.seen
+    );
+
+    drop(driver.stdin.take());
+    let _ = tokio::time::timeout(PATIENCE, driver.wait()).await;
+    gateway.assert_healthy().await;
+}

@@ -1,0 +1,47 @@
+// Drives a real headless Chromium (Debian's, never a downloaded one) with playwright-core
+// for tests/browser.rs: opens each page URL given on the command line in its own tab and
+// writes, one JSON object per line on stdout, whatever the pages report through
+// window.report, plus page errors. Exits (closing the browser) when stdin closes.
+//
+//   node tests/browser/drive.mjs <chromium-path> <page-url>...
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+const [executablePath, ...pages] = process.argv.slice(2);
+const out = (message) => process.stdout.write(JSON.stringify(message) + "\n");
+
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args: [
+    // The test may run as root in a container, where Chromium's sandbox cannot start.
+    "--no-sandbox",
+    // Loopback only: no name resolves except localhost, no background traffic.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+    "--no-proxy-server",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--disable-extensions",
+    "--no-first-run",
+    "--metrics-recording-only",
+  ],
+});
+out({ type: "browser", version: browser.version() });
+const context = await browser.newContext();
+await context.exposeFunction("report", (json) => process.stdout.write(json + "\n"));
+for (const url of pages) {
+  const page = await context.newPage();
+  page.on("pageerror", (err) => out({ type: "pageerror", url, message: String(err) }));
+  page.on("console", (msg) => {
+    if (msg.type() === "error") out({ type: "console", url, text: msg.text() });
+  });
+  await page.goto(url);
+}
+out({ type: "ready" });
+
+createInterface({ input: process.stdin }).on("close", async () => {
+  await browser.close();
+  process.exit(0);
+});
