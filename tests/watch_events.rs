@@ -130,6 +130,70 @@ async fn watchers_see_the_lifecycle_and_client_events() {
     );
 }
 
+/// A watcher of client events `names` whose client accepts little data until it reads.
+async fn slow_watcher(gateway: &Gateway, names: &[&str]) -> Streaming<WatchEventsResponse> {
+    let channel = Endpoint::from_shared(format!("http://{}", gateway.control))
+        .unwrap()
+        .initial_stream_window_size(16 * 1024)
+        .initial_connection_window_size(16 * 1024)
+        .connect()
+        .await
+        .unwrap();
+    SocketControlClient::new(channel)
+        .watch_events(client_events(names))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A watch request for client events `names`.
+fn client_events(names: &[&str]) -> WatchEventsRequest {
+    WatchEventsRequest {
+        event_names: names.iter().map(|n| n.to_string()).collect(),
+        kinds: vec![EventKind::ClientEvent as i32],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_watcher_holds_a_bounded_number_of_bytes() {
+    // Events are few but large (clients choose their size): a queue bounded by its count
+    // alone (1024) would hold them all.
+    const EVENTS: usize = 200;
+    let gateway = Gateway::start().await;
+    let mut stalled = slow_watcher(&gateway, &["blob", "end"]).await;
+    let mut barrier = watch(&gateway, client_events(&["end"])).await;
+    let mut clients = Clients::start(&gateway.url()).await;
+    clients
+        .login("c", Transport::Websocket, &tokens::for_user("u"))
+        .await;
+    // 200 × 200 KB = 40 MB, past the default budget of 16 MiB.
+    let padding = "x".repeat(200_000);
+    for i in 0..EVENTS {
+        clients
+            .emit("c", "blob", json!([{"i": i, "pad": padding}]))
+            .await;
+    }
+    clients.emit("c", "end", json!([])).await;
+    assert_eq!(next_watched(&mut barrier).await.event, "end");
+
+    let (mut blobs, mut dropped) = (0usize, 0u64);
+    while blobs + (dropped as usize) < EVENTS {
+        let event = next_watched(&mut stalled).await;
+        match event.kind() {
+            EventKind::Dropped => dropped += event.dropped,
+            _ => {
+                assert_eq!(event.event, "blob", "blobs {blobs}, dropped {dropped}");
+                blobs += 1;
+            }
+        }
+    }
+    assert!(
+        blobs < EVENTS / 2 && dropped > 0,
+        "a stalled watcher held {blobs} events of 200 KB"
+    );
+}
+
 #[tokio::test]
 async fn a_slow_watcher_gets_a_drop_marker_and_the_others_are_unaffected() {
     const FLOOD: usize = 600;
@@ -139,32 +203,8 @@ async fn a_slow_watcher_gets_a_drop_marker_and_the_others_are_unaffected() {
         .env("EDGE__LIMITS__EVENTS_PER_SECOND", "0")
         .start()
         .await;
-    // The slow watcher's client accepts little data until it reads.
-    let channel = Endpoint::from_shared(format!("http://{}", gateway.control))
-        .unwrap()
-        .initial_stream_window_size(16 * 1024)
-        .initial_connection_window_size(16 * 1024)
-        .connect()
-        .await
-        .unwrap();
-    let mut slow = SocketControlClient::new(channel)
-        .watch_events(WatchEventsRequest {
-            event_names: vec!["flood".into()],
-            kinds: vec![EventKind::ClientEvent as i32],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut barrier = watch(
-        &gateway,
-        WatchEventsRequest {
-            event_names: vec!["end".into()],
-            kinds: vec![EventKind::ClientEvent as i32],
-            ..Default::default()
-        },
-    )
-    .await;
+    let mut slow = slow_watcher(&gateway, &["flood"]).await;
+    let mut barrier = watch(&gateway, client_events(&["end"])).await;
 
     let mut clients = Clients::start(&gateway.url()).await;
     clients

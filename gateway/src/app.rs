@@ -4,7 +4,6 @@
 use std::{
     hash::{BuildHasher, RandomState},
     io::Write,
-    net::SocketAddr,
     sync::Arc,
     time::Instant,
 };
@@ -59,11 +58,7 @@ async fn serve<A: ClusterAdapter>(
     warn_about_open_settings(&config);
 
     let hooks = Hooks::from_config(&config.hooks).map_err(anyhow::Error::msg)?;
-    let events = Arc::new(EventBus::new(
-        node_id.clone(),
-        config.watch.buffer,
-        config.watch.max_watchers,
-    ));
+    let events = Arc::new(EventBus::new(node_id.clone(), &config.watch));
     let deciders = edge::Deciders {
         auth: AuthChain::from_config(&config.auth, hooks.as_ref())?,
         room_validator: RoomValidator::new(config.rooms.allow.clone()),
@@ -112,14 +107,12 @@ async fn serve<A: ClusterAdapter>(
             .into_future(),
     );
 
-    let edge_task = tokio::spawn(
-        axum::serve(
-            edge_listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(trigger.wait())
-        .into_future(),
-    );
+    let edge_task = tokio::spawn(edge::server::serve(
+        edge_listener,
+        router,
+        config.edge.header_timeout,
+        trigger.wait(),
+    ));
 
     let service = ControlService::new(ControlContext {
         io: io.clone(),

@@ -77,6 +77,10 @@ pub struct EdgeConfig {
     /// Sockets that have not authenticated within this time are disconnected.
     #[serde(with = "humantime_serde")]
     pub auth_timeout: Duration,
+    /// Longest wait for a request's head (a new connection's first request, or the next
+    /// one on a kept-alive connection); past it the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
     /// Interval of the application `ping {time}` sent to authenticated sockets; 0 disables it.
     #[serde(with = "humantime_serde")]
     pub app_ping_interval: Duration,
@@ -99,6 +103,7 @@ impl Default for EdgeConfig {
             cors_origins: vec!["*".into()],
             transports: vec![Transport::Websocket, Transport::Polling],
             auth_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
             app_ping_interval: Duration::from_secs(30),
             default_rooms: vec!["io-default".into(), "io-notification".into()],
             max_payload_bytes: 1_000_000,
@@ -133,6 +138,10 @@ pub struct EdgeLimits {
     pub handshakes_per_ip_per_second: u32,
     /// New sessions one client address may open at once above that rate.
     pub handshake_burst_per_ip: u32,
+    /// Largest handshake a socket may connect with, in bytes: the opening request's URI
+    /// and headers, and (separately) its Socket.IO `auth` object as JSON. Both are kept
+    /// while the socket lives.
+    pub max_handshake_bytes: usize,
 }
 
 impl Default for EdgeLimits {
@@ -147,6 +156,7 @@ impl Default for EdgeLimits {
             max_connections_per_ip: 1000,
             handshakes_per_ip_per_second: 50,
             handshake_burst_per_ip: 500,
+            max_handshake_bytes: 32 * 1024,
         }
     }
 }
@@ -319,6 +329,10 @@ pub struct WatchConfig {
     /// Events buffered per watcher; past that, events are dropped and the watcher gets an
     /// `EVENT_KIND_DROPPED` marker with the count.
     pub buffer: usize,
+    /// Bytes (encoded events) queued per watcher; past that, events are dropped the same
+    /// way. Client events carry what clients send, so a count alone would let a stalled
+    /// watcher hold `buffer` times `edge.max_payload_bytes`.
+    pub buffer_bytes: usize,
     /// Most concurrent watchers per node; more get `RESOURCE_EXHAUSTED`.
     pub max_watchers: usize,
 }
@@ -327,6 +341,7 @@ impl Default for WatchConfig {
     fn default() -> Self {
         Self {
             buffer: 1024,
+            buffer_bytes: 16 * 1024 * 1024,
             max_watchers: 64,
         }
     }
@@ -533,6 +548,9 @@ impl Config {
         if self.edge.auth_timeout.is_zero() {
             return invalid("edge.auth_timeout must be more than 0".into());
         }
+        if self.edge.header_timeout.is_zero() {
+            return invalid("edge.header_timeout must be more than 0".into());
+        }
         if self.is_dev_mode() && !self.edge.listen.ip().is_loopback() {
             return invalid(format!(
                 "no authenticator is configured (auth.authenticators), so the edge may only \
@@ -584,8 +602,8 @@ impl Config {
                     .into(),
             );
         }
-        if self.watch.buffer == 0 {
-            return invalid("watch.buffer must be more than 0".into());
+        if self.watch.buffer == 0 || self.watch.buffer_bytes == 0 {
+            return invalid("watch.buffer and watch.buffer_bytes must be more than 0".into());
         }
         self.validate_cluster()?;
         if self.control.max_ack_timeout.is_zero() {
@@ -595,10 +613,13 @@ impl Config {
             return invalid("control.max_ack_reply_bytes must be more than 0".into());
         }
         let limits = &self.edge.limits;
-        if limits.max_room_requests_in_flight == 0 || limits.max_rooms_per_socket == 0 {
+        if limits.max_room_requests_in_flight == 0
+            || limits.max_rooms_per_socket == 0
+            || limits.max_handshake_bytes == 0
+        {
             return invalid(
-                "edge.limits.max_room_requests_in_flight and edge.limits.max_rooms_per_socket \
-                 must be more than 0"
+                "edge.limits.max_room_requests_in_flight, edge.limits.max_rooms_per_socket and \
+                 edge.limits.max_handshake_bytes must be more than 0"
                     .into(),
             );
         }

@@ -1,8 +1,8 @@
 //! The event bus behind `WatchEvents`: lifecycle and client events of this node's sockets,
 //! fanned out to every watcher whose filter matches.
 //!
-//! Each watcher has its own bounded queue. When a watcher does not keep up, its events are
-//! dropped and counted, and the next event it can take is preceded by an
+//! Each watcher has its own queue, bounded in events and in bytes. When a watcher does not
+//! keep up, its events are dropped and counted, and the next event it can take is preceded by an
 //! `EVENT_KIND_DROPPED` marker carrying that count: a slow watcher never grows memory and
 //! never slows the sockets or the other watchers. With no watcher, publishing costs one
 //! atomic load.
@@ -24,7 +24,9 @@ use tokio::sync::{
 };
 use tonic::Status;
 
-use crate::{clock, cluster::messages::RelayedEvent, metrics::METRICS, rooms};
+use prost::Message;
+
+use crate::{clock, cluster::messages::RelayedEvent, config::WatchConfig, metrics::METRICS, rooms};
 
 /// What a watcher asked for.
 #[derive(Debug, Default)]
@@ -86,27 +88,54 @@ pub fn drop_marker(dropped: u64, node_id: &str) -> WatchEventsResponse {
     }
 }
 
+/// What an event weighs in a watcher's byte budget.
+fn weight(event: &WatchEventsResponse) -> usize {
+    event.encoded_len()
+}
+
 struct Watcher {
     filter: Filter,
     tx: mpsc::Sender<Arc<WatchEventsResponse>>,
     dropped: Mutex<u64>,
+    /// Bytes of the events in `tx`'s queue.
+    queued_bytes: AtomicUsize,
+    /// Most of them; an event alone in the queue may weigh more.
+    budget: usize,
 }
 
 impl Watcher {
+    /// Queues `event` unless the queue is full in events or in bytes.
+    fn try_send(&self, event: Arc<WatchEventsResponse>) -> Result<(), TrySendError<()>> {
+        let size = weight(&event);
+        let before = self.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        let result = if before > 0 && before + size > self.budget {
+            Err(TrySendError::Full(()))
+        } else {
+            self.tx.try_send(event).map_err(|e| match e {
+                TrySendError::Full(_) => TrySendError::Full(()),
+                TrySendError::Closed(_) => TrySendError::Closed(()),
+            })
+        };
+        if result.is_err() {
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+        }
+        result
+    }
+
     fn deliver(&self, event: &Arc<WatchEventsResponse>, node_id: &str) {
         let mut dropped = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
         if *dropped > 0 {
-            match self.tx.try_send(Arc::new(drop_marker(*dropped, node_id))) {
+            match self.try_send(Arc::new(drop_marker(*dropped, node_id))) {
                 Ok(()) => *dropped = 0,
-                Err(TrySendError::Full(_)) => {
+                Err(TrySendError::Full(())) => {
                     *dropped += 1;
                     METRICS.watch_dropped.inc();
                     return;
                 }
-                Err(TrySendError::Closed(_)) => return,
+                Err(TrySendError::Closed(())) => return,
             }
         }
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(event.clone()) {
+        if let Err(TrySendError::Full(())) = self.try_send(event.clone()) {
             *dropped += 1;
             METRICS.watch_dropped.inc();
         }
@@ -130,6 +159,7 @@ pub struct EventBus {
     watchers: RwLock<Vec<Arc<Watcher>>>,
     count: AtomicUsize,
     buffer: usize,
+    buffer_bytes: usize,
     max_watchers: usize,
     node_id: String,
     /// Local watcher count, for the relay to stop listening when it drops to 0.
@@ -141,13 +171,14 @@ pub struct EventBus {
 }
 
 impl EventBus {
-    /// A bus with `buffer` events of queue per watcher.
-    pub fn new(node_id: String, buffer: usize, max_watchers: usize) -> Self {
+    /// A bus with the queues and the watcher limit of `config`.
+    pub fn new(node_id: String, config: &WatchConfig) -> Self {
         Self {
             watchers: RwLock::new(Vec::new()),
             count: AtomicUsize::new(0),
-            buffer,
-            max_watchers,
+            buffer: config.buffer,
+            buffer_bytes: config.buffer_bytes,
+            max_watchers: config.max_watchers,
             node_id,
             count_changes: watch::Sender::new(0),
             relaying: AtomicBool::new(false),
@@ -207,6 +238,8 @@ impl EventBus {
             },
             tx,
             dropped: Mutex::new(0),
+            queued_bytes: AtomicUsize::new(0),
+            budget: self.buffer_bytes,
         });
         let mut watchers = self.watchers.write().unwrap_or_else(|e| e.into_inner());
         watchers.retain(|w| !w.tx.is_closed());
@@ -295,7 +328,12 @@ impl Stream for WatchStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.rx.poll_recv(cx) {
-            Poll::Ready(event) => Poll::Ready(event.map(|e| Ok(Arc::unwrap_or_clone(e)))),
+            Poll::Ready(event) => Poll::Ready(event.map(|e| {
+                self.watcher
+                    .queued_bytes
+                    .fetch_sub(weight(&e), Ordering::AcqRel);
+                Ok(Arc::unwrap_or_clone(e))
+            })),
             // Caught up: report what was dropped now rather than with the next event.
             Poll::Pending => {
                 let mut dropped = self
@@ -336,6 +374,14 @@ mod tests {
 
     use super::*;
 
+    fn config(buffer: usize, buffer_bytes: usize, max_watchers: usize) -> WatchConfig {
+        WatchConfig {
+            buffer,
+            buffer_bytes,
+            max_watchers,
+        }
+    }
+
     fn client_event(name: &str) -> WatchEventsResponse {
         WatchEventsResponse {
             event: name.into(),
@@ -345,7 +391,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_watcher_gets_matching_events() {
-        let bus = Arc::new(EventBus::new("n".into(), 8, 4));
+        let bus = Arc::new(EventBus::new("n".into(), &config(8, usize::MAX, 4)));
         let mut all = bus.subscribe(WatchEventsRequest::default()).unwrap();
         let mut chat = bus
             .subscribe(WatchEventsRequest {
@@ -373,7 +419,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_watcher_gets_a_drop_marker_and_bounded_memory() {
-        let bus = Arc::new(EventBus::new("n".into(), 4, 4));
+        let bus = Arc::new(EventBus::new("n".into(), &config(4, usize::MAX, 4)));
         let mut slow = bus.subscribe(WatchEventsRequest::default()).unwrap();
         for i in 0..100 {
             bus.publish(client_event(&format!("e{i}")), Vec::new);
@@ -392,8 +438,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_watchers_queue_is_bounded_in_bytes_too() {
+        let big = |name: &str| WatchEventsResponse {
+            data_json: "x".repeat(1000),
+            ..client_event(name)
+        };
+        let one = weight(&big("e0"));
+        let bus = Arc::new(EventBus::new("n".into(), &config(100, 2 * one + 64, 4)));
+        let mut slow = bus.subscribe(WatchEventsRequest::default()).unwrap();
+        for i in 0..5 {
+            bus.publish(big(&format!("e{i}")), Vec::new);
+        }
+        // Two fit; the small drop markers may slip in between the drops.
+        let (mut delivered, mut dropped) = (Vec::new(), 0);
+        while dropped < 3 {
+            let event = slow.next().await.unwrap().unwrap();
+            match event.kind() {
+                EventKind::Dropped => dropped += event.dropped,
+                _ => delivered.push(event.event),
+            }
+        }
+        assert_eq!(delivered, ["e0", "e1"]);
+        // Read, the bytes are free again; an event past the budget goes into an empty queue.
+        let huge = WatchEventsResponse {
+            data_json: "x".repeat(10_000),
+            ..client_event("huge")
+        };
+        bus.publish(huge, Vec::new);
+        assert_eq!(slow.next().await.unwrap().unwrap().event, "huge");
+        assert_eq!(slow.watcher.queued_bytes.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
     async fn a_marker_precedes_events_queued_after_a_drop() {
-        let bus = Arc::new(EventBus::new("n".into(), 2, 4));
+        let bus = Arc::new(EventBus::new("n".into(), &config(2, usize::MAX, 4)));
         let mut slow = bus.subscribe(WatchEventsRequest::default()).unwrap();
         for name in ["a", "b", "c", "d"] {
             bus.publish(client_event(name), Vec::new);
@@ -414,7 +492,7 @@ mod tests {
 
     #[tokio::test]
     async fn relayed_events_go_through_the_same_filters() {
-        let bus = Arc::new(EventBus::new("here".into(), 8, 4));
+        let bus = Arc::new(EventBus::new("here".into(), &config(8, usize::MAX, 4)));
         let mut in_room = bus
             .subscribe(WatchEventsRequest {
                 room: "r".into(),
@@ -444,7 +522,7 @@ mod tests {
 
     #[tokio::test]
     async fn relaying_is_bounded_and_counts_what_it_drops() {
-        let bus = Arc::new(EventBus::new("here".into(), 8, 4));
+        let bus = Arc::new(EventBus::new("here".into(), &config(8, usize::MAX, 4)));
         let (tx, mut rx) = mpsc::channel(2);
         bus.relay_to(tx);
         bus.publish(client_event("before"), Vec::new);
@@ -466,7 +544,7 @@ mod tests {
 
     #[test]
     fn watchers_are_limited_and_leave_when_dropped() {
-        let bus = Arc::new(EventBus::new("n".into(), 4, 1));
+        let bus = Arc::new(EventBus::new("n".into(), &config(4, usize::MAX, 1)));
         let first = bus.subscribe(WatchEventsRequest::default()).unwrap();
         assert!(matches!(
             bus.subscribe(WatchEventsRequest::default()),

@@ -91,6 +91,15 @@ pub enum Refusal {
     Draining,
     /// Ack replies of a `Send` past the byte limit.
     AckReplyBytes,
+    /// A second Socket.IO connect on one Engine.IO session.
+    SessionReused,
+    /// A request from a browser page of an origin not in `edge.cors_origins`.
+    Origin,
+    /// A handshake (opening request or `auth` object) past its byte limit.
+    HandshakeBytes,
+    /// A request naming an existing session from another address than the one that
+    /// opened it.
+    SessionAddress,
 }
 
 impl Refusal {
@@ -107,6 +116,10 @@ impl Refusal {
             Refusal::HandshakeRate => "handshake_rate",
             Refusal::Draining => "draining",
             Refusal::AckReplyBytes => "ack_reply_bytes",
+            Refusal::SessionAddress => "session_address",
+            Refusal::HandshakeBytes => "handshake_bytes",
+            Refusal::Origin => "origin",
+            Refusal::SessionReused => "session_reused",
         }
     }
 }

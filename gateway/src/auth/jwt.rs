@@ -330,6 +330,38 @@ mod tests {
     }
 
     #[test]
+    fn unsigned_and_hostile_tokens_are_refused_without_a_crash() {
+        let v = file_verifier(&[]);
+        let signed = token(json!({"sub": "admin", "exp": exp_in(60)}));
+        let mut parts = signed.split('.');
+        let (_, claims, signature) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+        // Base64url of {"alg":"none","typ":"JWT"} and its case variants.
+        for header in [
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0",
+            "eyJhbGciOiJOb25lIiwidHlwIjoiSldUIn0",
+            "eyJhbGciOiJOT05FIiwidHlwIjoiSldUIn0",
+        ] {
+            assert!(
+                v.verify(&format!("{header}.{claims}.")).is_err(),
+                "unsigned token accepted"
+            );
+            assert!(v.verify(&format!("{header}.{claims}.{signature}")).is_err());
+        }
+        // {"alg":"HS384","typ":"JWT"}: a valid HS256 signature under another algorithm.
+        let relabeled = format!("eyJhbGciOiJIUzM4NCIsInR5cCI6IkpXVCJ9.{claims}.{signature}");
+        assert!(v.verify(&relabeled).is_err());
+        // Claims nested past serde_json's recursion limit, and a megabyte of claims.
+        let mut deep = json!([]);
+        for _ in 0..200 {
+            deep = json!([deep]);
+        }
+        let nested = token(json!({"sub": "u", "exp": exp_in(60), "x": deep}));
+        assert!(v.verify(&nested).is_err());
+        let huge = token(json!({"sub": "u", "exp": exp_in(60), "pad": "x".repeat(1 << 20)}));
+        assert_eq!(v.verify(&huge).unwrap().user_id.as_deref(), Some("u"));
+    }
+
+    #[test]
     fn a_public_key_of_the_wrong_kind_is_a_config_error() {
         let config = JwtConfig {
             keys: vec![JwtKeyConfig {

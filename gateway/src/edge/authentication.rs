@@ -31,15 +31,19 @@ pub async fn authenticate<A: Adapter>(
         return;
     }
     socket.join(rooms::AUTHENTICATING);
+    let auth = session.take_auth();
     let handshake = Handshake {
         socket_id: socket.id.to_string(),
         request: socket.req_parts(),
-        auth: session.auth.as_ref(),
+        auth: auth.as_ref(),
         event_data: data.as_ref(),
         meta: &session.meta,
     };
     let outcome = edge.auth.authenticate(&handshake).await;
     if !still_connected(&edge, &socket).await {
+        // The socket may have been removed before the join above: its membership of
+        // the state room would outlive it.
+        socket.leave(rooms::AUTHENTICATING);
         debug!(sid = %socket.id, "socket left during authentication");
         return;
     }
@@ -59,6 +63,7 @@ pub async fn authenticate<A: Adapter>(
                 &socket,
                 joined.iter().chain(&internal).cloned().collect(),
             ) {
+                socket.leave(rooms::AUTHENTICATING);
                 debug!(sid = %socket.id, "socket left during authentication");
                 return;
             }
@@ -81,6 +86,11 @@ pub async fn authenticate<A: Adapter>(
             // Only now, after `authenticated` is on the socket's ordered channel, can
             // application events reach it.
             socket.leave(rooms::UNAUTHENTICATED);
+            if session.is_cut_off() {
+                // Cut off for its event rate since `authenticated` above: the cut-off put
+                // it back in this room before the line above took it out.
+                socket.join(rooms::UNAUTHENTICATED);
+            }
             if edge.events.is_watched() {
                 edge.events.publish(
                     WatchEventsResponse {

@@ -114,6 +114,13 @@ pub enum AddressKey {
     V6(u64),
 }
 
+impl AddressKey {
+    /// Whether two peers are the same client address.
+    pub fn same(a: SocketAddr, b: SocketAddr) -> bool {
+        AddressKey::from(a.ip()) == AddressKey::from(b.ip())
+    }
+}
+
 impl From<IpAddr> for AddressKey {
     fn from(ip: IpAddr) -> Self {
         match ip.to_canonical() {
@@ -157,6 +164,18 @@ pub enum ConnectRefusal {
     /// The node is shutting down.
     #[error("The server is shutting down. Please reconnect.")]
     Draining,
+    /// A second Socket.IO connect on one Engine.IO session.
+    #[error("This connection already had a socket. Please open a new connection.")]
+    SessionReused,
+    /// A browser page of an origin not in `edge.cors_origins`.
+    #[error("This page's origin may not connect.")]
+    Origin,
+    /// The opening request or the `auth` object is past `max_handshake_bytes`.
+    #[error("The connection request is too large.")]
+    HandshakeTooLarge,
+    /// A request names a session opened from another client address.
+    #[error("This session was opened from another address. Please reconnect.")]
+    SessionAddress,
 }
 
 impl ConnectRefusal {
@@ -167,6 +186,10 @@ impl ConnectRefusal {
             ConnectRefusal::AddressFull => Refusal::ConnectionsPerIp,
             ConnectRefusal::HandshakeRate => Refusal::HandshakeRate,
             ConnectRefusal::Draining => Refusal::Draining,
+            ConnectRefusal::SessionAddress => Refusal::SessionAddress,
+            ConnectRefusal::HandshakeTooLarge => Refusal::HandshakeBytes,
+            ConnectRefusal::Origin => Refusal::Origin,
+            ConnectRefusal::SessionReused => Refusal::SessionReused,
         }
     }
 
@@ -177,7 +200,24 @@ impl ConnectRefusal {
             ConnectRefusal::AddressFull => "edge.limits.max_connections_per_ip",
             ConnectRefusal::HandshakeRate => "edge.limits.handshakes_per_ip_per_second",
             ConnectRefusal::Draining => "shutdown",
+            ConnectRefusal::SessionAddress => "sessions are bound to the address that opened them",
+            ConnectRefusal::HandshakeTooLarge => "edge.limits.max_handshake_bytes",
+            ConnectRefusal::Origin => "edge.cors_origins",
+            ConnectRefusal::SessionReused => "one socket per session",
         }
+    }
+}
+
+/// Kept with an Engine.IO session (in the extensions of the request that opened it): the
+/// gate admitted it for one Socket.IO connect; a later one (a client that left the
+/// namespace, or was refused, connecting again on the same session) is refused.
+#[derive(Debug, Clone, Default)]
+pub struct OpenedSession(Arc<AtomicBool>);
+
+impl OpenedSession {
+    /// True the first time only.
+    pub fn first_connect(&self) -> bool {
+        !self.0.swap(true, Ordering::AcqRel)
     }
 }
 
@@ -289,6 +329,15 @@ impl Limits {
             .map_err(|()| ConnectRefusal::HandshakeRate)
     }
 
+    /// Checks the size of what a socket connects with: `bytes` of request head or of
+    /// `auth` object.
+    pub fn check_handshake_size(&self, bytes: usize) -> Result<(), ConnectRefusal> {
+        if bytes > self.config.max_handshake_bytes {
+            return Err(ConnectRefusal::HandshakeTooLarge);
+        }
+        Ok(())
+    }
+
     /// Counts a new Socket.IO connection from `peer` against the node and its address.
     pub fn admit_connection(
         self: &Arc<Self>,
@@ -326,16 +375,23 @@ impl Limits {
     }
 
     /// Counts and logs a refused connection. Refusals that come in floods (a fast
-    /// reconnect loop, clients retrying during a drain) are logged at debug.
+    /// reconnect loop, clients retrying during a drain, requests of an existing session,
+    /// which no rate limits) are logged at debug.
     pub fn refused(&self, refusal: ConnectRefusal, peer: Option<SocketAddr>) {
         METRICS.refused(refusal.reason());
         let peer = peer.map(|p| p.ip().to_string()).unwrap_or_default();
         let setting = refusal.setting();
         match refusal {
-            ConnectRefusal::HandshakeRate | ConnectRefusal::Draining => {
+            ConnectRefusal::HandshakeRate
+            | ConnectRefusal::Draining
+            | ConnectRefusal::SessionAddress
+            | ConnectRefusal::SessionReused
+            | ConnectRefusal::Origin => {
                 tracing::debug!(%peer, setting, "connection refused: {refusal}")
             }
-            ConnectRefusal::NodeFull | ConnectRefusal::AddressFull => {
+            ConnectRefusal::NodeFull
+            | ConnectRefusal::AddressFull
+            | ConnectRefusal::HandshakeTooLarge => {
                 tracing::info!(%peer, setting, "connection refused: {refusal}")
             }
         }

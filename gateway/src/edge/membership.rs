@@ -229,10 +229,8 @@ pub fn leave<A: Adapter>(
         Ok(rooms) => rooms,
         Err(error) => return reply_error(&socket, ack, "leave", &error),
     };
-    let (left, rejected) = session.remove_client_rooms(requested);
-    if !left.is_empty() {
-        socket.leave(left.clone());
-    }
+    let (left, rejected) =
+        session.leave_client_rooms(requested, |left| socket.leave(left.to_vec()));
     if !rejected.is_empty() {
         info!(sid = %socket.id, ?rejected, "leave rejected: not joined by the client");
     }

@@ -10,6 +10,7 @@ mod membership;
 mod message;
 pub mod ping;
 pub mod protocol;
+pub mod server;
 mod session;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -21,7 +22,7 @@ use axum::{
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde_json::Value;
 use socketioxide::{
-    SocketIo, TransportType,
+    ParserConfig, SocketIo, TransportType,
     adapter::{Adapter, Emitter},
     extract::{AckSender, SocketRef, TryData},
     handler::ConnectHandler,
@@ -36,7 +37,7 @@ use crate::{
     auth::{AuthChain, RoomValidator},
     cluster::adapter::ClusterAdapter,
     config::{EdgeConfig, Transport},
-    edge::limits::{ConnectRefusal, Limits},
+    edge::limits::{ConnectRefusal, Limits, OpenedSession},
     events::{self, EventBus},
     hooks::Hooks,
     metrics::METRICS,
@@ -88,7 +89,15 @@ pub async fn build<A: ClusterAdapter>(
         .max_payload(config.max_payload_bytes)
         .ws_max_message_size(config.max_payload_bytes as usize)
         .ws_max_frame_size(config.max_payload_bytes as usize)
-        .ws_read_buffer_size(WS_READ_BUFFER_BYTES);
+        // Each binary attachment is a message of its own: the limit holds for an event and
+        // its attachments together (socketioxide's default is 10 MB).
+        .with_parser(
+            ParserConfig::common().max_incoming_binary_buf_size(config.max_payload_bytes as usize),
+        )
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
+        // An Engine.IO session with no socket counts against no connection limit: it gets
+        // no longer than a socket has to authenticate (socketioxide's default is 45 s).
+        .connect_timeout(config.auth_timeout);
     let has = |t| config.transports.contains(&t);
     let builder = match (has(Transport::Websocket), has(Transport::Polling)) {
         (true, true) => builder,
@@ -127,8 +136,8 @@ pub async fn build<A: ClusterAdapter>(
         .layer(layer)
         .layer(axum::middleware::map_request(detach_head))
         .layer(axum::middleware::from_fn_with_state(
-            handshake_gate::Gate::new(&config.path, limits),
-            handshake_gate::check,
+            handshake_gate::Gate::new(&config.path, limits, io.clone(), &config.cors_origins),
+            handshake_gate::check::<A>,
         ));
     if let Some(cors) = cors_layer(&config.cors_origins)? {
         router = router.layer(cors);
@@ -144,7 +153,7 @@ pub async fn build<A: ClusterAdapter>(
 /// this copy, every idle socket would pin its connection's read buffer. Requests of an
 /// existing session (`sid=` in the query: polling, upgrades) are not kept, so not copied.
 async fn detach_head(mut request: Request) -> Request {
-    if request.uri().query().is_some_and(|q| q.contains("sid=")) {
+    if handshake_gate::session_id(request.uri().query()).is_some() {
         return request;
     }
     let headers: HeaderMap = request
@@ -237,6 +246,23 @@ pub fn transport_name(transport: TransportType) -> &'static str {
     }
 }
 
+/// The length of `value` as JSON text, without writing it out.
+fn json_bytes(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 fn on_connect<A: Adapter>(
     edge: Arc<Edge<A>>,
     socket: SocketRef<A>,
@@ -247,6 +273,24 @@ fn on_connect<A: Adapter>(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    // One socket per Engine.IO session, as socket.io-client does it: socketioxide gives
+    // the socket the session's id, and a second socket would share it with the tasks of
+    // the first still running (an authentication in flight acts on rooms by that id).
+    let first = socket
+        .req_parts()
+        .extensions
+        .get::<OpenedSession>()
+        .is_some_and(OpenedSession::first_connect);
+    if !first {
+        let refusal = ConnectRefusal::SessionReused;
+        edge.limits.refused(refusal, remote);
+        return Err(refusal);
+    }
+    if let Some(auth) = &auth {
+        edge.limits
+            .check_handshake_size(json_bytes(auth))
+            .inspect_err(|refusal| edge.limits.refused(*refusal, remote))?;
+    }
     let slot = edge
         .limits
         .admit_connection(remote)

@@ -25,8 +25,8 @@ const CUT_OFF_DUE: u8 = 5;
 #[derive(Debug)]
 pub struct Session {
     state: AtomicU8,
-    /// The Socket.IO `auth` object of the handshake.
-    pub auth: Option<Value>,
+    /// The Socket.IO `auth` object of the handshake, until authentication takes it.
+    auth: Mutex<Option<Value>>,
     /// Connection details (also carried by the socket's meta room).
     pub meta: ConnectionMeta,
     identity: OnceLock<Identity>,
@@ -53,7 +53,7 @@ impl Session {
     ) -> Self {
         Self {
             state: AtomicU8::new(UNAUTHORIZED),
-            auth,
+            auth: Mutex::new(auth),
             meta,
             identity: OnceLock::new(),
             pending_hooks: AtomicU32::new(0),
@@ -80,6 +80,12 @@ impl Session {
                 Ordering::Acquire,
             )
             .is_ok()
+    }
+
+    /// Takes the handshake's `auth` object: authentication reads it once (a second
+    /// `authenticate` is ignored), and nothing keeps it after that.
+    pub fn take_auth(&self) -> Option<Value> {
+        self.auth.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Records the identity and moves `authenticating → authenticated`; false if the
@@ -201,16 +207,27 @@ impl Session {
         result
     }
 
-    /// Takes `rooms` out of the client's own rooms: (those it had joined itself, the rest).
-    pub fn remove_client_rooms(&self, rooms: Vec<String>) -> (Vec<String>, Vec<String>) {
+    /// Takes `rooms` out of the client's own rooms and leaves those with `leave`, under the
+    /// session's lock (a `Join` RPC that makes one of them the server's either comes first,
+    /// and the room is not the client's any more, or after, and joins it again): (the rooms
+    /// left, the rest).
+    pub fn leave_client_rooms(
+        &self,
+        rooms: Vec<String>,
+        leave: impl FnOnce(&[String]),
+    ) -> (Vec<String>, Vec<String>) {
         let mut own = self.client_rooms();
-        rooms.into_iter().partition(|room| {
+        let (left, rejected): (Vec<String>, Vec<String>) = rooms.into_iter().partition(|room| {
             let at = own.iter().position(|r| r == room);
             if let Some(at) = at {
                 own.swap_remove(at);
             }
             at.is_some()
-        })
+        });
+        if !left.is_empty() {
+            leave(&left);
+        }
+        (left, rejected)
     }
 
     /// Forgets `rooms` as client-joined: the server now owns (or removed) them.
@@ -311,7 +328,10 @@ mod tests {
             session.join_client_rooms(rooms(&["c"]), 2, || rooms(&["server", "b"]), |_| true);
         assert_eq!(joined.joined, vec!["c"]);
         session.forget_client_rooms(&["b".into()]);
-        let (left, rejected) = session.remove_client_rooms(rooms(&["a", "b", "c", "server"]));
+        let (left, rejected) = session
+            .leave_client_rooms(rooms(&["a", "b", "c", "server"]), |left| {
+                assert_eq!(left, ["c"])
+            });
         assert_eq!(left, vec!["c"]);
         assert_eq!(rejected, vec!["a", "b", "server"]);
         let gone = session.join_client_rooms(rooms(&["d"]), 2, Vec::new, |_| false);
