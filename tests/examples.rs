@@ -1,11 +1,14 @@
-//! The example backends of `examples/`, in Python (hooks) and Node (WatchEvents), driven end
+//! The example backends of `examples/`, in Python (hooks) and Node (WatchEvents), calling an
+//! authenticated control plane over mutual TLS with tokens from `sockgate token`, driven end
 //! to end with real socket.io-client sockets: the Ignis echo / chat / room scenario.
 
 mod fixture;
 
 use fixture::{
     Gateway,
-    backends::{self, python_token},
+    backends::{self, ControlPlane, python_token},
+    callers,
+    certs::{CertFiles, Pki},
     sio::{Clients, Transport},
     tokens,
 };
@@ -17,8 +20,22 @@ fn reserve_port() -> std::net::SocketAddr {
     listener.local_addr().unwrap()
 }
 
+/// The examples' flags for mutual TLS to the control plane.
+fn tls_args(pki: &Pki, client: &CertFiles) -> Vec<String> {
+    let path = |p: &std::path::Path| p.display().to_string();
+    vec![
+        "--ca".into(),
+        path(&pki.ca_file),
+        "--cert".into(),
+        path(&client.cert),
+        "--key".into(),
+        path(&client.key),
+    ]
+}
+
 #[tokio::test]
 async fn python_backend_authenticates_authorizes_and_handles_events() {
+    let pki = Pki::new("examples");
     let hooks_addr = reserve_port();
     let gateway = Gateway::builder()
         .env("AUTH__AUTHENTICATORS", r#"["hook"]"#)
@@ -27,9 +44,17 @@ async fn python_backend_authenticates_authorizes_and_handles_events() {
         .env("HOOKS__AUTHORIZE_JOIN", "true")
         .env("HOOKS__ON_EVENT", "true")
         .env("HOOKS__EVENTS", r#"["echo", "chat:*"]"#)
+        .control_auth()
+        .control_tls(&pki.server("control"), Some(&pki.ca_file))
         .start()
         .await;
-    let _backend = backends::python(hooks_addr, gateway.control).await;
+    // Mutual TLS and a bearer token, as in production.
+    let control = ControlPlane {
+        address: gateway.control.to_string(),
+        token: callers::mint(&["--scope", "send", "--subject", "python-backend"]),
+        args: tls_args(&pki, &pki.client("python-backend")),
+    };
+    let _backend = backends::python(hooks_addr, &control).await;
     let mut clients = Clients::start(&gateway.url()).await;
 
     let alice = clients
@@ -110,8 +135,18 @@ async fn python_backend_authenticates_authorizes_and_handles_events() {
 
 #[tokio::test]
 async fn node_backend_reacts_to_watched_events() {
-    let gateway = Gateway::start().await;
-    let _backend = backends::node(gateway.control).await;
+    let pki = Pki::new("examples");
+    let gateway = Gateway::builder()
+        .control_auth()
+        .control_tls(&pki.server("control"), Some(&pki.ca_file))
+        .start()
+        .await;
+    let control = ControlPlane {
+        address: gateway.control.to_string(),
+        token: callers::mint(&["--scope", "events,send", "--subject", "node-backend"]),
+        args: tls_args(&pki, &pki.client("node-backend")),
+    };
+    let _backend = backends::node(&control).await;
     let mut clients = Clients::start(&gateway.url()).await;
     clients
         .login("alice", Transport::Polling, &tokens::for_user("alice"))

@@ -5,11 +5,15 @@
 //   - `echo` → `echo:response {original, timestamp}` to the sender;
 //   - `chat:message {room?, text}` → `chat:message {from, room, text, timestamp}` to the
 //     room, or `chat:broadcast {from, text, timestamp}` to everyone.
+// When the gateway authenticates callers it presents the bearer token of SOCKGATE_TOKEN
+// (scopes `events send`, e.g. from `sockgate token --scope events,send`); with `--ca FILE`
+// (and `--cert`/`--key` for mutual TLS) it talks TLS to the control plane.
 // Stubs come from `npx buf generate` (gen/es). Run:
-//   node examples/node-backend/backend.js --control 127.0.0.1:50051
+//   SOCKGATE_TOKEN=... node examples/node-backend/backend.js --control 127.0.0.1:50051
 // It prints `READY` once the event stream is open.
 "use strict";
 
+const fs = require("node:fs");
 const path = require("node:path");
 const grpc = require("@grpc/grpc-js");
 
@@ -22,13 +26,20 @@ function option(name, fallback) {
   return at > 0 ? process.argv[at + 1] : fallback;
 }
 
-const control = new (clientFor(SocketControl))(
-  option("control", "127.0.0.1:50051"),
-  grpc.credentials.createInsecure(),
-);
+function credentials() {
+  const ca = option("ca");
+  if (!ca) return grpc.credentials.createInsecure();
+  const read = (name) => (option(name) ? fs.readFileSync(option(name)) : null);
+  return grpc.credentials.createSsl(fs.readFileSync(ca), read("key"), read("cert"));
+}
+
+const control = new (clientFor(SocketControl))(option("control", "127.0.0.1:50051"), credentials());
+
+const metadata = new grpc.Metadata();
+if (process.env.SOCKGATE_TOKEN) metadata.set("authorization", `Bearer ${process.env.SOCKGATE_TOKEN}`);
 
 function send(event, data, target) {
-  control.send({ event, dataJson: JSON.stringify(data), target }, (err) => {
+  control.send({ event, dataJson: JSON.stringify(data), target }, metadata, (err) => {
     if (err) console.error(`send ${event} failed: ${err.code} ${err.details}`);
   });
 }
@@ -45,10 +56,10 @@ function onClientEvent({ event, socketId, userId, dataJson }) {
   }
 }
 
-const stream = control.watchEvents({
-  kinds: [EventKind.CLIENT_EVENT, EventKind.DROPPED],
-  eventNames: ["echo", "chat:message"],
-});
+const stream = control.watchEvents(
+  { kinds: [EventKind.CLIENT_EVENT, EventKind.DROPPED], eventNames: ["echo", "chat:message"] },
+  metadata,
+);
 stream.on("metadata", () => console.log("READY"));
 stream.on("data", (event) => {
   if (event.kind === EventKind.DROPPED) console.error(`missed ${event.dropped} events`);

@@ -11,10 +11,13 @@ It serves `SocketHooks` for the gateway:
       - `chat:message {room?, text}`: sends `chat:message {from, room, text, timestamp}` to
         the room, or `chat:broadcast {from, text, timestamp}` to everyone without a room;
         acks `{delivered: true}`;
-and drives the sockets through the gateway's `SocketControl` (Send).
+and drives the sockets through the gateway's `SocketControl` (Send), presenting the
+bearer token of `SOCKGATE_TOKEN` (scope `send`, e.g. from `sockgate token --scope send`)
+when the gateway authenticates callers, over TLS when `--ca` names the CA that signed the
+gateway's control-plane certificate.
 
 Stubs come from `npx buf generate` (gen/python). Run:
-  BACKEND_SECRET=... python3 examples/python-backend/backend.py \
+  BACKEND_SECRET=... SOCKGATE_TOKEN=... python3 examples/python-backend/backend.py \
       --control 127.0.0.1:50051 --listen 127.0.0.1:50052
 It prints `READY hooks=HOST:PORT` once it serves.
 """
@@ -69,9 +72,10 @@ def token_in(request: hooks_pb2.AuthenticateRequest) -> str:
 
 
 class Hooks(hooks_pb2_grpc.SocketHooksServicer):
-    def __init__(self, control: control_pb2_grpc.SocketControlStub, secret: str):
+    def __init__(self, control: control_pb2_grpc.SocketControlStub, secret: str, token: str):
         self.control = control
         self.secret = secret
+        self.metadata = [("authorization", f"Bearer {token}")] if token else []
 
     def Authenticate(self, request, context):
         user = user_of(token_in(request), self.secret)
@@ -108,13 +112,29 @@ class Hooks(hooks_pb2_grpc.SocketHooksServicer):
         self.control.Send(
             control_pb2.SendRequest(event=event, data_json=json.dumps(data), target=target),
             timeout=5,
+            metadata=self.metadata,
         )
+
+
+def control_channel(args) -> grpc.Channel:
+    if not args.ca:
+        return grpc.insecure_channel(args.control)
+    read = lambda path: Path(path).read_bytes() if path else None  # noqa: E731
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(args.ca),
+        private_key=read(args.key),
+        certificate_chain=read(args.cert),
+    )
+    return grpc.secure_channel(args.control, credentials)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--control", required=True, help="gateway control address HOST:PORT")
     parser.add_argument("--listen", default="127.0.0.1:0", help="hooks address HOST:PORT")
+    parser.add_argument("--ca", help="PEM CA of the gateway's control-plane certificate (TLS)")
+    parser.add_argument("--cert", help="PEM client certificate for mutual TLS (with --key)")
+    parser.add_argument("--key", help="PEM private key of --cert")
     args = parser.parse_args()
     secret = os.environ.get("BACKEND_SECRET")
     if not secret:
@@ -122,9 +142,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
-    control = control_pb2_grpc.SocketControlStub(grpc.insecure_channel(args.control))
+    control = control_pb2_grpc.SocketControlStub(control_channel(args))
+    token = os.environ.get("SOCKGATE_TOKEN", "")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-    hooks_pb2_grpc.add_SocketHooksServicer_to_server(Hooks(control, secret), server)
+    hooks_pb2_grpc.add_SocketHooksServicer_to_server(Hooks(control, secret, token), server)
     port = server.add_insecure_port(args.listen)
     server.start()
     host = args.listen.rsplit(":", 1)[0]

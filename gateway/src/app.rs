@@ -19,18 +19,22 @@ use tracing::{info, warn};
 
 use crate::{
     admin::Admin,
-    auth::{AuthChain, RoomValidator},
+    auth::{AuthChain, CallerVerifier, RoomValidator},
     cluster::{
         Cluster,
         adapter::{self, ClusterAdapter, MemoryAdapter, RedisAdapter},
         link::Link,
     },
-    config::{AdapterKind, Config},
-    control::{ControlContext, ControlLimits, ControlService, LocalSockets},
+    config::{AdapterKind, Config, ServerTlsConfig},
+    control::{
+        ControlContext, ControlLimits, ControlService, LocalSockets,
+        layers::{ControlLayers, LayerSettings},
+    },
     edge,
     events::EventBus,
     hooks::Hooks,
     shutdown,
+    tls::{self, ServerTls, listener::TlsIncoming},
 };
 
 /// Most bytes a control request may have on the wire (payload limit plus envelope).
@@ -58,6 +62,7 @@ async fn serve<A: ClusterAdapter>(
     warn_about_open_settings(&config);
 
     let hooks = Hooks::from_config(&config.hooks).map_err(anyhow::Error::msg)?;
+    let callers = CallerVerifier::from_config(&config.control.auth)?.map(Arc::new);
     let events = Arc::new(EventBus::new(node_id.clone(), &config.watch));
     let deciders = edge::Deciders {
         auth: AuthChain::from_config(&config.auth, hooks.as_ref())?,
@@ -101,18 +106,34 @@ async fn serve<A: ClusterAdapter>(
     let admin_addr = admin_listener.local_addr()?;
     let trigger = shutdown::Trigger::default();
     let admin = Admin::new(io.clone());
-    tokio::spawn(
-        axum::serve(admin_listener, admin.clone().router())
-            .with_graceful_shutdown(trigger.wait())
-            .into_future(),
-    );
+    let admin_router = admin.clone().router();
+    match tls_of("admin.tls", &config.admin.tls, HTTP1)? {
+        Some(tls) => tokio::spawn(
+            axum::serve(TlsIncoming::new(admin_listener, tls)?, admin_router)
+                .with_graceful_shutdown(trigger.wait())
+                .into_future(),
+        ),
+        None => tokio::spawn(
+            axum::serve(admin_listener, admin_router)
+                .with_graceful_shutdown(trigger.wait())
+                .into_future(),
+        ),
+    };
 
-    let edge_task = tokio::spawn(edge::server::serve(
-        edge_listener,
-        router,
-        config.edge.header_timeout,
-        trigger.wait(),
-    ));
+    let edge_task = match tls_of("edge.tls", &config.edge.tls, HTTP1)? {
+        Some(tls) => tokio::spawn(edge::server::serve(
+            TlsIncoming::new(edge_listener, tls)?,
+            router,
+            config.edge.header_timeout,
+            trigger.wait(),
+        )),
+        None => tokio::spawn(edge::server::serve(
+            edge_listener,
+            router,
+            config.edge.header_timeout,
+            trigger.wait(),
+        )),
+    };
 
     let service = ControlService::new(ControlContext {
         io: io.clone(),
@@ -132,14 +153,30 @@ async fn serve<A: ClusterAdapter>(
     let control = SocketControlServer::new(service)
         .max_decoding_message_size(config.control.max_payload_bytes + GRPC_ENVELOPE_BYTES)
         .max_encoding_message_size(usize::MAX);
-    let control_task = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(control)
-            .add_service(health_service)
-            .add_service(reflection(Builder::build_v1)?)
-            .add_service(reflection(Builder::build_v1alpha)?)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(control_listener), trigger.wait()),
-    );
+    let control_tls = tls_of("control.tls", &config.control.tls, &[b"h2"])?;
+    let control_router = tonic::transport::Server::builder()
+        .layer(ControlLayers::new(LayerSettings {
+            verifier: callers,
+            reflection: config.control.auth.reflection,
+            max_concurrent_calls: config.control.max_concurrent_calls,
+            request_timeout: config.control.request_timeout,
+        }))
+        .add_service(control)
+        .add_service(health_service)
+        .add_service(reflection(Builder::build_v1)?)
+        .add_service(reflection(Builder::build_v1alpha)?);
+    let control_task = match control_tls {
+        Some(tls) => {
+            let incoming = TlsIncoming::new(control_listener, tls)?;
+            tokio::spawn(
+                control_router.serve_with_incoming_shutdown(incoming.into_stream(), trigger.wait()),
+            )
+        }
+        None => tokio::spawn(control_router.serve_with_incoming_shutdown(
+            TcpListenerStream::new(control_listener),
+            trigger.wait(),
+        )),
+    };
 
     let ping = edge::ping::spawn(io.clone(), config.edge.app_ping_interval);
 
@@ -184,6 +221,22 @@ async fn serve<A: ClusterAdapter>(
     Ok(())
 }
 
+/// ALPN of the HTTP/1.1 listeners (Socket.IO's WebSocket upgrade needs HTTP/1.1).
+const HTTP1: &[&[u8]] = &[b"http/1.1"];
+
+/// The TLS of a listener, watched for certificate changes; `None` when not configured.
+fn tls_of(
+    section: &'static str,
+    config: &ServerTlsConfig,
+    alpn: &[&[u8]],
+) -> Result<Option<Arc<ServerTls>>, tls::TlsError> {
+    let tls = ServerTls::load(section, config, alpn)?;
+    if let Some(tls) = &tls {
+        tls::reload::watch(tls.clone());
+    }
+    Ok(tls)
+}
+
 /// The configured node id, or `node-` and 8 random hex digits.
 fn node_id(config: &Config) -> String {
     if config.node_id.is_empty() {
@@ -226,6 +279,14 @@ fn warn_about_open_settings(config: &Config) {
         );
     }
     if !config.control.listen.ip().is_loopback() {
-        warn!(listen = %config.control.listen, "the control plane is unauthenticated and not on loopback");
+        if !config.control.auth.is_enabled() {
+            warn!(listen = %config.control.listen, "the control plane is unauthenticated and not on loopback");
+        } else if !config.control.tls.is_enabled() {
+            warn!(
+                listen = %config.control.listen,
+                "the control plane is not on loopback and has no TLS: bearer tokens cross the \
+                 network in clear text; configure control.tls"
+            );
+        }
     }
 }

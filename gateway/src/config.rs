@@ -91,6 +91,8 @@ pub struct EdgeConfig {
     pub max_payload_bytes: u64,
     /// Most rooms one client `join` / `leave` request may name.
     pub max_rooms_per_request: usize,
+    /// TLS of the edge (`https://` / `wss://` without a terminating proxy).
+    pub tls: ServerTlsConfig,
     /// Per-socket and per-address limits.
     pub limits: EdgeLimits,
 }
@@ -108,6 +110,7 @@ impl Default for EdgeConfig {
             default_rooms: vec!["io-default".into(), "io-notification".into()],
             max_payload_bytes: 1_000_000,
             max_rooms_per_request: 100,
+            tls: ServerTlsConfig::default(),
             limits: EdgeLimits::default(),
         }
     }
@@ -177,8 +180,8 @@ pub enum Transport {
 pub struct ControlConfig {
     /// Address the control plane listens on.
     pub listen: SocketAddr,
-    /// Allow a non-loopback `listen` address although the control plane is not
-    /// authenticated yet. Off: such an address is refused at start.
+    /// Allow a non-loopback `listen` address without caller authentication
+    /// (`control.auth`). Off: such an address is refused at start.
     pub allow_remote_unauthenticated: bool,
     /// Largest `data_json` plus attachments a `Send` may carry, in bytes.
     pub max_payload_bytes: usize,
@@ -187,6 +190,117 @@ pub struct ControlConfig {
     pub max_ack_timeout: Duration,
     /// Most bytes of ack replies (their JSON text) one `Send` in ack mode collects.
     pub max_ack_reply_bytes: usize,
+    /// Longest a call may run, whatever deadline the caller sets (or none); must exceed
+    /// `max_ack_timeout`. Past it the call ends with `DEADLINE_EXCEEDED`.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Most `SocketControl` calls in progress at once; more are refused at once with
+    /// `RESOURCE_EXHAUSTED` (load shedding) and counted.
+    pub max_concurrent_calls: usize,
+    /// Caller authentication (bearer JWTs with scopes).
+    pub auth: ControlAuthConfig,
+    /// TLS (and mutual TLS) of the control port.
+    pub tls: ServerTlsConfig,
+}
+
+/// TLS of a listener: set `cert_file` and `key_file` to serve TLS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// PEM certificate chain (leaf first); unset: plaintext.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// PEM CA bundle client certificates must chain to; set: mutual TLS, a client without
+    /// a valid certificate is refused at the handshake.
+    pub client_ca_file: Option<PathBuf>,
+    /// How often the files are checked for a change (and reloaded); 0: only on SIGHUP.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for ServerTlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            reload_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServerTlsConfig {
+    /// True when the listener serves TLS.
+    pub fn is_enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+
+    fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "{section}: set both cert_file and key_file, or neither"
+            )));
+        }
+        if self.client_ca_file.is_some() && !self.is_enabled() {
+            return Err(ConfigError::Invalid(format!(
+                "{section}.client_ca_file needs cert_file and key_file (mutual TLS is TLS)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Caller authentication of the control plane: `authorization: Bearer <jwt>` metadata,
+/// verified with these keys (separate from the edge's `auth.jwt`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlAuthConfig {
+    /// Verification keys, as in `auth.jwt.keys`; empty: callers are not authenticated.
+    pub keys: Vec<JwtKeyConfig>,
+    /// Accepted `iss` values; empty: not checked.
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values; empty: not checked.
+    pub audiences: Vec<String>,
+    /// Clock skew tolerated on `exp` / `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// Claim holding the granted scopes (a space-separated string or an array).
+    pub scope_claim: String,
+    /// Whether server reflection needs a valid token (any scope) or is open.
+    pub reflection: ReflectionAccess,
+    /// Keys published as a JSON Web Key Set, besides `keys`.
+    pub jwks: JwksConfig,
+}
+
+impl Default for ControlAuthConfig {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            leeway_secs: 5,
+            scope_claim: "scope".into(),
+            reflection: ReflectionAccess::Authenticated,
+            jwks: JwksConfig::default(),
+        }
+    }
+}
+
+impl ControlAuthConfig {
+    /// True when callers must present a token.
+    pub fn is_enabled(&self) -> bool {
+        !self.keys.is_empty() || self.jwks.is_set()
+    }
+}
+
+/// Who may call server reflection when control authentication is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReflectionAccess {
+    /// Anyone who reaches the port.
+    Open,
+    /// Callers with a valid token, whatever its scopes.
+    Authenticated,
 }
 
 impl Default for ControlConfig {
@@ -196,6 +310,10 @@ impl Default for ControlConfig {
             allow_remote_unauthenticated: false,
             max_payload_bytes: 1 << 20,
             max_ack_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(75),
+            max_concurrent_calls: 1024,
+            auth: ControlAuthConfig::default(),
+            tls: ServerTlsConfig::default(),
             max_ack_reply_bytes: 4 << 20,
         }
     }
@@ -242,6 +360,68 @@ pub struct JwtConfig {
     pub query_param: String,
     /// Claim holding the room patterns the user may join (array of strings).
     pub rooms_claim: String,
+    /// Keys published as a JSON Web Key Set, besides `keys`.
+    pub jwks: JwksConfig,
+}
+
+/// A JSON Web Key Set: verification keys an issuer publishes, selected by the token's
+/// `kid`, refreshed without a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwksConfig {
+    /// `https://` or `http://` URL of the JWKS document; empty: none.
+    pub url: String,
+    /// A JWKS file instead of a URL.
+    pub file: Option<PathBuf>,
+    /// How often the set is read again; 0: only when a token names an unknown `kid`.
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// Least time between two reads caused by unknown `kid`s.
+    #[serde(with = "humantime_serde")]
+    pub min_refresh_interval: Duration,
+    /// Deadline of one fetch.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// PEM CA bundle for an `https://` URL; unset: the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for JwksConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            file: None,
+            refresh_interval: Duration::from_secs(300),
+            min_refresh_interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            ca_file: None,
+        }
+    }
+}
+
+impl JwksConfig {
+    /// True when a set is configured.
+    pub fn is_set(&self) -> bool {
+        !self.url.is_empty() || self.file.is_some()
+    }
+
+    fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(format!("{section}: {msg}")));
+        if !self.url.is_empty() && self.file.is_some() {
+            return invalid("set url or file, not both".into());
+        }
+        let is_url = self.url.starts_with("https://") || self.url.starts_with("http://");
+        if !self.url.is_empty() && !is_url {
+            return invalid(format!(
+                "url must be http:// or https://, got {:?}",
+                self.url
+            ));
+        }
+        if self.timeout.is_zero() {
+            return invalid("timeout must be more than 0".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for JwtConfig {
@@ -253,6 +433,7 @@ impl Default for JwtConfig {
             leeway_secs: 5,
             query_param: "token".into(),
             rooms_claim: "rooms".into(),
+            jwks: JwksConfig::default(),
         }
     }
 }
@@ -306,6 +487,32 @@ pub struct HooksConfig {
     pub on_event: bool,
     /// Event name patterns forwarded to `OnEvent` (`*` wildcard).
     pub events: Vec<String>,
+    /// TLS to an `https://` endpoint.
+    pub tls: ClientTlsConfig,
+}
+
+/// TLS of a client (the hooks endpoint).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// PEM CA bundle the server's certificate must chain to; unset: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with `key_file`).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Name the server's certificate must carry; unset: the endpoint's host.
+    pub domain_name: Option<String>,
+}
+
+impl ClientTlsConfig {
+    /// True when anything is set.
+    pub fn is_set(&self) -> bool {
+        self.ca_file.is_some()
+            || self.cert_file.is_some()
+            || self.key_file.is_some()
+            || self.domain_name.is_some()
+    }
 }
 
 impl Default for HooksConfig {
@@ -318,6 +525,7 @@ impl Default for HooksConfig {
             authorize_join: false,
             on_event: false,
             events: vec!["*".into()],
+            tls: ClientTlsConfig::default(),
         }
     }
 }
@@ -399,12 +607,15 @@ impl Default for ClusterConfig {
 pub struct AdminConfig {
     /// Address of `/metrics` (Prometheus), `/livez` and `/readyz`.
     pub listen: SocketAddr,
+    /// TLS of the admin endpoint.
+    pub tls: ServerTlsConfig,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            tls: ServerTlsConfig::default(),
         }
     }
 }
@@ -464,6 +675,47 @@ pub struct Cli {
     /// Log format: text or json.
     #[arg(long)]
     pub log_format: Option<LogFormat>,
+    /// What to do instead of running the gateway.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print a signed JWT for the control plane (`control.auth`) or, with `--edge`, for a
+    /// socket (`auth.jwt`), signed with the configuration's HMAC secret or `--private-key`.
+    Token(TokenArgs),
+}
+
+/// `sockgate token`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenArgs {
+    /// Scopes to grant (repeatable or comma-separated): send, membership, read,
+    /// disconnect, events, admin.
+    #[arg(long, short, value_delimiter = ',')]
+    pub scope: Vec<String>,
+    /// The `sub` claim (the caller's name in logs, or the socket's user id).
+    #[arg(long, default_value = "sockgate-token")]
+    pub subject: String,
+    /// How long the token is valid, e.g. 15m, 24h.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// `iss`; default: the first configured issuer, if any.
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// `aud`; default: the first configured audience, if any.
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// Sign a socket token with the `auth.jwt` keys instead.
+    #[arg(long)]
+    pub edge: bool,
+    /// PEM private key (RSA, EC or Ed25519) to sign with instead of the HMAC secret.
+    #[arg(long)]
+    pub private_key: Option<PathBuf>,
+    /// Algorithm of `--private-key`, e.g. RS256, ES256, EdDSA.
+    #[arg(long, requires = "private_key")]
+    pub algorithm: Option<String>,
 }
 
 impl clap::ValueEnum for LogFormat {
@@ -567,15 +819,23 @@ impl Config {
         }
         if self.auth.authenticators.contains(&AuthenticatorKind::Jwt)
             && self.auth.jwt.keys.is_empty()
+            && !self.auth.jwt.jwks.is_set()
         {
             return invalid(
-                "the `jwt` authenticator needs at least one auth.jwt.keys entry".into(),
+                "the `jwt` authenticator needs at least one auth.jwt.keys entry or auth.jwt.jwks"
+                    .into(),
             );
         }
-        if !self.control.listen.ip().is_loopback() && !self.control.allow_remote_unauthenticated {
+        self.auth.jwt.jwks.validate("auth.jwt.jwks")?;
+        self.control.auth.jwks.validate("control.auth.jwks")?;
+        if !self.control.listen.ip().is_loopback()
+            && !self.control.auth.is_enabled()
+            && !self.control.allow_remote_unauthenticated
+        {
             return invalid(format!(
                 "control.listen {} is not a loopback address and the control plane is not \
-                 authenticated; set control.allow_remote_unauthenticated = true to accept that",
+                 authenticated; configure control.auth.keys or control.auth.jwks, or set \
+                 control.allow_remote_unauthenticated = true to accept that",
                 self.control.listen
             ));
         }
@@ -591,6 +851,15 @@ impl Config {
         }
         if !self.hooks.endpoint.is_empty() {
             check_hook_endpoint(&self.hooks.endpoint).map_err(ConfigError::Invalid)?;
+        }
+        if self.hooks.tls.is_set() && !self.hooks.endpoint.starts_with("https://") {
+            return invalid(format!(
+                "hooks.tls is set but hooks.endpoint {:?} is not an https:// URL",
+                self.hooks.endpoint
+            ));
+        }
+        if self.hooks.tls.cert_file.is_some() != self.hooks.tls.key_file.is_some() {
+            return invalid("hooks.tls: set both cert_file and key_file, or neither".into());
         }
         if self.hooks.timeout.is_zero()
             || self.hooks.max_concurrency == 0
@@ -608,6 +877,19 @@ impl Config {
         self.validate_cluster()?;
         if self.control.max_ack_timeout.is_zero() {
             return invalid("control.max_ack_timeout must be more than 0".into());
+        }
+        if self.control.request_timeout <= self.control.max_ack_timeout {
+            return invalid(format!(
+                "control.request_timeout ({:?}) must be longer than control.max_ack_timeout \
+                 ({:?}), or a Send waiting for acks would always be cut off",
+                self.control.request_timeout, self.control.max_ack_timeout
+            ));
+        }
+        self.control.tls.validate("control.tls")?;
+        self.edge.tls.validate("edge.tls")?;
+        self.admin.tls.validate("admin.tls")?;
+        if self.control.max_concurrent_calls == 0 {
+            return invalid("control.max_concurrent_calls must be more than 0".into());
         }
         if self.control.max_ack_reply_bytes == 0 {
             return invalid("control.max_ack_reply_bytes must be more than 0".into());
@@ -678,26 +960,17 @@ fn check_hook_endpoint(endpoint: &str) -> Result<(), String> {
     let uri: http::Uri = endpoint
         .parse()
         .map_err(|e| format!("hooks.endpoint {endpoint:?} is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "hooks.endpoint {endpoint:?} uses https://, but this build's hooks client has \
-                 no TLS; use an http:// endpoint (e.g. a local sidecar that terminates TLS)"
-            ));
-        }
-        _ => {
-            return Err(format!(
-                "hooks.endpoint must be an http:// URL, got {endpoint:?}"
-            ));
-        }
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(format!(
+            "hooks.endpoint must be an http:// or https:// URL, got {endpoint:?}"
+        ));
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!("hooks.endpoint {endpoint:?} has no host"));
     }
     if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
         return Err(format!(
-            "hooks.endpoint {endpoint:?} has a path; gRPC needs the bare http://host:port"
+            "hooks.endpoint {endpoint:?} has a path; gRPC needs the bare http(s)://host:port"
         ));
     }
     Ok(())
@@ -767,6 +1040,27 @@ mod tests {
     }
 
     #[test]
+    fn authenticated_control_port_may_leave_loopback() {
+        let mut config = Config::default();
+        config.control.listen = "0.0.0.0:50051".parse().unwrap();
+        config.control.auth.keys.push(JwtKeyConfig {
+            algorithm: "HS256".into(),
+            secret_file: None,
+            secret_env: Some("CONTROL_JWT_SECRET".into()),
+            public_key_file: None,
+        });
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn request_timeout_must_exceed_the_ack_timeout() {
+        let mut config = Config::default();
+        config.control.request_timeout = config.control.max_ack_timeout;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("control.request_timeout"), "{err}");
+    }
+
+    #[test]
     fn hooks_need_an_endpoint() {
         let mut config = Config::default();
         config.hooks.on_event = true;
@@ -781,8 +1075,8 @@ mod tests {
     fn a_hook_endpoint_the_client_cannot_call_is_refused() {
         let mut config = Config::default();
         for (endpoint, expected) in [
-            ("https://hooks.example:443", "no TLS"),
-            ("grpc://127.0.0.1:1", "must be an http:// URL"),
+            ("grpc://127.0.0.1:1", "must be an http:// or https:// URL"),
+            ("https://hooks.example:443/hooks", "has a path"),
             ("http://", "not a URL"),
             ("http://127.0.0.1:1/api", "has a path"),
         ] {
@@ -791,6 +1085,8 @@ mod tests {
             assert!(err.contains(expected), "{endpoint}: {err}");
         }
         config.hooks.endpoint = "http://localhost:50052/".into();
+        config.validate().unwrap();
+        config.hooks.endpoint = "https://hooks.example:443".into();
         config.validate().unwrap();
     }
 

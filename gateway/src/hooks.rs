@@ -21,7 +21,35 @@ use tokio::{sync::Semaphore, time::Instant};
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, warn};
 
-use crate::{config::HooksConfig, metrics::METRICS};
+use crate::{
+    config::{ClientTlsConfig, HooksConfig},
+    metrics::METRICS,
+};
+
+/// The TLS of the hooks channel: the configured CA (else the system's roots) and the
+/// client certificate for mutual TLS.
+fn client_tls(config: &ClientTlsConfig) -> Result<tonic::transport::ClientTlsConfig, String> {
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("hooks.tls.{what} {}: {e}", path.display()))
+    };
+    let mut tls = tonic::transport::ClientTlsConfig::new();
+    tls = match &config.ca_file {
+        Some(ca) => tls.ca_certificate(tonic::transport::Certificate::from_pem(read(
+            "ca_file", ca,
+        )?)),
+        None => tls.with_native_roots(),
+    };
+    if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
+        tls = tls.identity(tonic::transport::Identity::from_pem(
+            read("cert_file", cert)?,
+            read("key_file", key)?,
+        ));
+    }
+    if let Some(name) = &config.domain_name {
+        tls = tls.domain_name(name);
+    }
+    Ok(tls)
+}
 
 /// The three hooks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,8 +152,14 @@ impl Hooks {
         if config.endpoint.is_empty() {
             return Ok(None);
         }
-        let endpoint = Endpoint::from_shared(config.endpoint.clone())
-            .map_err(|e| format!("hooks.endpoint {:?}: {e}", config.endpoint))?
+        let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
+            .map_err(|e| format!("hooks.endpoint {:?}: {e}", config.endpoint))?;
+        if config.endpoint.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(client_tls(&config.tls)?)
+                .map_err(|e| format!("hooks.tls: {e}"))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(config.timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))

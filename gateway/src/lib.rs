@@ -12,6 +12,8 @@
 //! - [`metrics`] and [`admin`]: Prometheus metrics, liveness and readiness; [`residue`]:
 //!   gauges of what a node still holds (tasks, rooms, rooms of sockets that are gone).
 //! - [`app`]: wiring, listeners and shutdown.
+//! - [`tls`]: TLS and mutual TLS of the listeners, certificate reload.
+//! - [`token`]: `sockgate token`, minting tokens the gateway accepts.
 
 pub mod admin;
 pub mod app;
@@ -28,3 +30,5 @@ pub mod residue;
 pub mod rooms;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
+pub mod token;

@@ -1,10 +1,10 @@
-//! The `sockgate` binary: parse flags, load the configuration, run.
+//! The `sockgate` binary: parse flags, load the configuration, run (or mint a token).
 
 use clap::Parser;
 use sockgate::{
     app,
-    config::{Cli, Config},
-    telemetry,
+    config::{Cli, Command, Config},
+    telemetry, token,
 };
 
 #[tokio::main]
@@ -17,6 +17,18 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if let Some(Command::Token(args)) = &cli.command {
+        return match token::mint(&config, args) {
+            Ok(token) => {
+                println!("{token}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sockgate token: {e}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     telemetry::init(&config.log);
     match app::run(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

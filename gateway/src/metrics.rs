@@ -46,6 +46,10 @@ pub struct Metrics {
     pub control_requests: Family<Labels, Counter>,
     /// Control call latency by `method`.
     pub control_duration: Family<Label, Histogram, fn() -> Histogram>,
+    /// Control calls refused because `control.max_concurrent_calls` were in progress.
+    pub control_shed: Counter,
+    /// TLS handshakes that failed or timed out, by `listener` (`control.tls`, ...).
+    pub tls_handshake_failures: Family<Label, Counter>,
     /// Hook calls by `hook` and `outcome` (`success`, `denied`, `error`, `timeout`).
     pub hook_calls: Family<Labels, Counter>,
     /// Hook call latency by `hook`.
@@ -138,6 +142,8 @@ impl Metrics {
             client_rooms: Family::default(),
             control_requests: Family::default(),
             control_duration: Family::new_with_constructor(latency_histogram),
+            control_shed: Counter::default(),
+            tls_handshake_failures: Family::default(),
             hook_calls: Family::default(),
             hook_duration: Family::new_with_constructor(latency_histogram),
             watchers: Gauge::default(),
@@ -180,6 +186,16 @@ impl Metrics {
             "SocketControl call latency",
             prometheus_client::registry::Unit::Seconds,
             metrics.control_duration.clone(),
+        );
+        registry.register(
+            "control_shed",
+            "SocketControl calls refused because control.max_concurrent_calls were in progress",
+            metrics.control_shed.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out, by listener",
+            metrics.tls_handshake_failures.clone(),
         );
         registry.register(
             "hook_calls",
@@ -266,6 +282,13 @@ impl Metrics {
         self.control_duration
             .get_or_create(&[("method", method)])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one failed TLS handshake on `listener`.
+    pub fn tls_handshake_failure(&self, listener: &'static str) {
+        self.tls_handshake_failures
+            .get_or_create(&[("listener", listener)])
+            .inc();
     }
 
     /// Records one hook call.

@@ -1,5 +1,7 @@
 //! Logging with `tracing`: text or JSON lines on stderr (stdout carries only the ready line).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::config::{LogConfig, LogFormat};
@@ -27,7 +29,10 @@ pub fn init(config: &LogConfig) {
                 filter.add_directive(format!("{name}=info").parse().expect("a valid directive"));
         }
     }
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match config.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

@@ -1,8 +1,11 @@
 //! Who a socket is: the authenticators (`jwt`, `hook`, `none`), chained in the configured
-//! order, and the room validator that decides which rooms a client may join itself.
+//! order, and the room validator that decides which rooms a client may join itself; and
+//! the control plane's callers with their scopes (`caller`).
 
+mod caller;
 mod handshake;
 mod hook;
+mod jwks;
 mod jwt;
 mod room_validator;
 pub mod user_id;
@@ -11,8 +14,10 @@ use std::sync::Arc;
 
 use tracing::warn;
 
+pub use caller::{Caller, CallerError, CallerVerifier, Scope};
 pub use handshake::{Handshake, parse_query};
-pub use jwt::{JwtError, JwtVerifier};
+pub use jwks::{Jwks, JwksError};
+pub use jwt::{ClaimRules, JwtError, JwtVerifier, KeySet, TokenError, hmac_secret, is_hmac};
 pub use room_validator::RoomValidator;
 
 use crate::{
@@ -99,7 +104,7 @@ impl AuthChain {
         let mut verdict = Outcome::Deny("no authenticator".into());
         for authenticator in &self.authenticators {
             let outcome = match authenticator {
-                Authenticator::Jwt(verifier) => verifier.authenticate(handshake),
+                Authenticator::Jwt(verifier) => verifier.authenticate(handshake).await,
                 Authenticator::Hook(hooks) => hook::authenticate(hooks, handshake).await,
                 Authenticator::AllowAll => Outcome::Allow(Identity::default()),
             };

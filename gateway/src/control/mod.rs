@@ -1,9 +1,13 @@
 //! The `SocketControl` gRPC service: one file per group of RPCs, each validating its
 //! request first and mapping failures to precise statuses through [`ControlError`].
+//! Authentication, metrics, deadlines, load shedding and tracing are tower layers around
+//! it ([`layers`]), driven by the method table ([`methods`]).
 
 mod error;
+pub mod layers;
 mod local;
 mod membership;
+pub mod methods;
 mod query;
 mod send;
 mod target;
@@ -18,7 +22,7 @@ use futures_util::Stream;
 use socketioxide::{SocketIo, adapter::Adapter};
 use sockgate_client::proto::{self as pb, socket_control_server::SocketControl};
 use tonic::{Request, Response, Status};
-use tracing::{debug, info};
+use tracing::info;
 
 pub use error::ControlError;
 pub use local::LocalSockets;
@@ -26,7 +30,6 @@ pub use local::LocalSockets;
 use crate::{
     cluster::Cluster,
     events::{EventBus, WatchError},
-    metrics::METRICS,
 };
 
 /// Limits applied to control requests.
@@ -74,29 +77,11 @@ impl<A: Adapter> ControlService<A> {
     }
 }
 
-/// Runs a call: measures it, logs refusals, counts it by status code, converts the error.
-async fn observe<T>(
-    rpc: &'static str,
+/// The reply of a handler: its value, or its error as a status.
+async fn reply<T>(
     call: impl Future<Output = Result<T, ControlError>>,
 ) -> Result<Response<T>, Status> {
-    let started = Instant::now();
-    let result = call.await;
-    let result = match result {
-        Ok(value) => {
-            debug!(rpc, "ok");
-            Ok(Response::new(value))
-        }
-        Err(error) => {
-            let status = Status::from(error);
-            info!(rpc, code = ?status.code(), message = status.message(), "control call refused");
-            Err(status)
-        }
-    };
-    let code = result
-        .as_ref()
-        .map_or_else(Status::code, |_| tonic::Code::Ok);
-    METRICS.control(rpc, code, started.elapsed());
-    result
+    call.await.map(Response::new).map_err(Status::from)
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
@@ -108,76 +93,56 @@ impl<A: Adapter> SocketControl for ControlService<A> {
         request: Request<pb::SendRequest>,
     ) -> Result<Response<pb::SendResponse>, Status> {
         let ctx = &self.ctx;
-        observe(
-            "Send",
-            send::send(&ctx.io, &ctx.limits, request.into_inner()),
-        )
-        .await
+        reply(send::send(&ctx.io, &ctx.limits, request.into_inner())).await
     }
 
     async fn join(
         &self,
         request: Request<pb::JoinRequest>,
     ) -> Result<Response<pb::JoinResponse>, Status> {
-        observe("Join", membership::join(&self.ctx, request.into_inner())).await
+        reply(membership::join(&self.ctx, request.into_inner())).await
     }
 
     async fn leave(
         &self,
         request: Request<pb::LeaveRequest>,
     ) -> Result<Response<pb::LeaveResponse>, Status> {
-        observe("Leave", membership::leave(&self.ctx, request.into_inner())).await
+        reply(membership::leave(&self.ctx, request.into_inner())).await
     }
 
     async fn list_sockets(
         &self,
         request: Request<pb::ListSocketsRequest>,
     ) -> Result<Response<pb::ListSocketsResponse>, Status> {
-        observe(
-            "ListSockets",
-            query::list_sockets(&self.ctx, request.into_inner()),
-        )
-        .await
+        reply(query::list_sockets(&self.ctx, request.into_inner())).await
     }
 
     async fn get_socket(
         &self,
         request: Request<pb::GetSocketRequest>,
     ) -> Result<Response<pb::GetSocketResponse>, Status> {
-        observe(
-            "GetSocket",
-            query::get_socket(&self.ctx, request.into_inner()),
-        )
-        .await
+        reply(query::get_socket(&self.ctx, request.into_inner())).await
     }
 
     async fn list_rooms(
         &self,
         request: Request<pb::ListRoomsRequest>,
     ) -> Result<Response<pb::ListRoomsResponse>, Status> {
-        observe(
-            "ListRooms",
-            query::list_rooms(&self.ctx, request.into_inner()),
-        )
-        .await
+        reply(query::list_rooms(&self.ctx, request.into_inner())).await
     }
 
     async fn get_info(
         &self,
         _request: Request<pb::GetInfoRequest>,
     ) -> Result<Response<pb::GetInfoResponse>, Status> {
-        observe("GetInfo", query::get_info(&self.ctx)).await
+        reply(query::get_info(&self.ctx)).await
     }
 
     async fn disconnect(
         &self,
         request: Request<pb::DisconnectRequest>,
     ) -> Result<Response<pb::DisconnectResponse>, Status> {
-        observe(
-            "Disconnect",
-            membership::disconnect(&self.ctx, request.into_inner()),
-        )
-        .await
+        reply(membership::disconnect(&self.ctx, request.into_inner())).await
     }
 
     type WatchEventsStream = EventStream;
@@ -187,7 +152,7 @@ impl<A: Adapter> SocketControl for ControlService<A> {
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         let ctx = &self.ctx;
-        observe("WatchEvents", async move {
+        reply(async move {
             let stream = ctx
                 .events
                 .subscribe(request.into_inner())

@@ -11,15 +11,14 @@ use hyper_util::{
     server::{conn::auto::Builder, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
-use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 /// Serves `router` on `listener` until `shutdown` completes, then waits for the open
 /// connections to finish (as `axum::serve(..).with_graceful_shutdown(..)` does). A request
 /// head not received in full within `header_timeout` closes its connection, an idle
-/// keep-alive connection included.
-pub async fn serve(
-    mut listener: TcpListener,
+/// keep-alive connection included. `listener` is a TCP listener or a TLS one.
+pub async fn serve<L: Listener<Addr = SocketAddr>>(
+    mut listener: L,
     router: Router,
     header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
