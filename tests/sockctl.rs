@@ -450,3 +450,58 @@ async fn failures_have_their_own_exit_codes_and_one_line_messages() {
         assert!(script.stdout.contains("disconnect"), "{shell}");
     }
 }
+
+/// Against a gateway whose control plane authenticates callers (`control.auth`): the token
+/// from `--token`, `SOCKGATE_TOKEN` or `--token-file` reaches it, and each refusal has its
+/// exit code.
+#[tokio::test]
+async fn tokens_reach_a_gateway_that_requires_them() {
+    sockctl::binary();
+    let gateway = Gateway::builder().control_auth().start().await;
+    let read = fixture::callers::token("read");
+    let send = fixture::callers::token("read send");
+
+    let missing = run(&gateway, &["info"]).await;
+    assert_eq!(missing.code, 4, "{missing:?}");
+    one_line_error(&missing, "sockctl: unauthenticated:");
+    let forged = run(&gateway, &["--token", "not-a-jwt", "info"]).await;
+    assert_eq!(forged.code, 4, "{forged:?}");
+    let info = run(&gateway, &["--token", &read, "info", "--json"])
+        .await
+        .json();
+    assert_eq!(info["adapter"], "memory");
+    let denied = run(&gateway, &["--token", &read, "send", "--all", "e", "{}"]).await;
+    assert_eq!(denied.code, 5, "{denied:?}");
+    one_line_error(&denied, "sockctl: permission denied:");
+    let file = gateway.dir().join("caller-token");
+    std::fs::write(&file, format!("{send}\n")).unwrap();
+    let sent = run(
+        &gateway,
+        &[
+            "--token-file",
+            file.to_str().unwrap(),
+            "send",
+            "--all",
+            "e",
+            "{}",
+        ],
+    )
+    .await;
+    assert_eq!(sent.code, 0, "{sent:?}");
+
+    // The library too, with a refreshing token.
+    let client = sockgate_client::Client::builder(gateway.control.to_string())
+        .token(sockgate_client::TokenSource::refreshing(move || {
+            Ok(send.clone())
+        }))
+        .connect()
+        .await
+        .unwrap();
+    client.broadcast("e", &json!({})).await.unwrap();
+    let anonymous = sockgate_client::Client::builder(gateway.control.to_string())
+        .connect()
+        .await
+        .unwrap();
+    let error = anonymous.info().await.unwrap_err();
+    assert_eq!(error.kind(), sockgate_client::ErrorKind::Unauthenticated);
+}
