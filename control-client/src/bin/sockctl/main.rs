@@ -1,0 +1,263 @@
+//! `sockctl`: the operator command line of sockgate's control plane.
+
+mod cli;
+mod output;
+
+use std::{io::Write, process::ExitCode};
+
+use clap::{CommandFactory, Parser};
+use futures_util::{StreamExt, TryStreamExt};
+use sockgate_client::{
+    Client, Error, ErrorKind, SendOptions, SocketFilter, Target, TlsOptions, TokenSource,
+    WatchFilter,
+    proto::{EventKind, SocketState},
+};
+
+use cli::{Cli, Command, Kind, State};
+
+/// Exit code when `send --ack` saw sockets that did not acknowledge.
+const EXIT_ACK_TIMED_OUT: u8 = 9;
+
+fn exit_code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::Other => 1,
+        ErrorKind::Usage => 2,
+        ErrorKind::Unavailable => 3,
+        ErrorKind::Unauthenticated => 4,
+        ErrorKind::PermissionDenied => 5,
+        ErrorKind::NotFound => 6,
+        ErrorKind::InvalidArgument => 7,
+        ErrorKind::DeadlineExceeded => 8,
+        ErrorKind::ResourceExhausted => 10,
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let addr = cli.connection.addr.clone();
+    match run(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            match error.kind() {
+                ErrorKind::Unavailable => eprintln!("sockctl: {error} (control plane at {addr})"),
+                _ => eprintln!("sockctl: {error}"),
+            }
+            ExitCode::from(exit_code(error.kind()))
+        }
+    }
+}
+
+fn client(cli: &Cli) -> Result<Client, Error> {
+    let c = &cli.connection;
+    let mut builder = Client::builder(c.addr.clone()).deadline(c.timeout);
+    let tls = c.tls || c.ca.is_some() || c.cert.is_some() || c.addr.starts_with("https://");
+    if tls {
+        let mut options = TlsOptions::new();
+        if let Some(ca) = &c.ca {
+            options = options.ca_file(ca)?;
+        }
+        if let (Some(cert), Some(key)) = (&c.cert, &c.key) {
+            options = options.identity_files(cert, key)?;
+        }
+        if let Some(domain) = &c.tls_domain {
+            options = options.domain(domain.clone());
+        }
+        builder = builder.tls(options);
+    }
+    if let Some(token) = &c.token {
+        builder = builder.token(TokenSource::fixed(token.trim()));
+    } else if let Some(path) = &c.token_file {
+        // Read once now so that a missing file is a usage error, then on every call.
+        std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+            path: path.clone(),
+            source,
+        })?;
+        let path = path.clone();
+        builder = builder.token(TokenSource::refreshing(move || {
+            std::fs::read_to_string(&path)
+                .map(|t| t.trim().to_owned())
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        }));
+    }
+    builder.connect_lazy()
+}
+
+/// Writes to stdout; false when it is closed (e.g. `sockctl watch | head -1`).
+fn print(text: &str) -> bool {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes()).is_ok() && stdout.flush().is_ok()
+}
+
+fn print_json(value: &serde_json::Value) -> bool {
+    print(&format!("{value}\n"))
+}
+
+async fn run(cli: Cli) -> Result<u8, Error> {
+    if let Command::Completions { shell } = &cli.command {
+        clap_complete::generate(
+            *shell,
+            &mut Cli::command(),
+            "sockctl",
+            &mut std::io::stdout(),
+        );
+        return Ok(0);
+    }
+    let client = client(&cli)?;
+    let json = cli.json;
+    match cli.command {
+        Command::Completions { .. } => unreachable!("handled above"),
+        Command::Info => {
+            let info = client.info().await?;
+            if json {
+                print_json(&output::info_json(&info));
+            } else {
+                print(&output::info_text(&info));
+            }
+        }
+        Command::Sockets { room, user, state } => {
+            let filter = SocketFilter {
+                room,
+                user_id: user,
+                state: state.map(|s| match s {
+                    State::Unauthorized => SocketState::Unauthorized,
+                    State::Authenticating => SocketState::Authenticating,
+                    State::Authenticated => SocketState::Authenticated,
+                }),
+                page_size: 0,
+            };
+            let sockets: Vec<_> = client.list_sockets(filter).try_collect().await?;
+            if json {
+                print_json(&sockets.iter().map(output::socket_json).collect());
+            } else {
+                print(&output::sockets_text(&sockets));
+            }
+        }
+        Command::Socket { id } => {
+            let socket = client.get_socket(&id).await?;
+            if json {
+                print_json(&output::socket_json(&socket));
+            } else {
+                print(&output::socket_text(&socket));
+            }
+        }
+        Command::Rooms { prefix } => {
+            let rooms: Vec<_> = client.list_rooms(&prefix).try_collect().await?;
+            if json {
+                print_json(&rooms.iter().map(output::room_json).collect());
+            } else {
+                print(&output::rooms_text(&rooms));
+            }
+        }
+        Command::Send {
+            target,
+            except,
+            ack,
+            event,
+            data,
+        } => {
+            let data: Box<serde_json::value::RawValue> = serde_json::from_str(&data)
+                .map_err(|e| Error::InvalidArgument(format!("the data is not JSON: {e}")))?;
+            let selected = if let Some(id) = target.socket {
+                Target::sockets([id])
+            } else if let Some(room) = target.room {
+                Target::rooms([room])
+            } else if let Some(user) = target.user {
+                Target::users([user])
+            } else {
+                Target::all()
+            };
+            let options = SendOptions {
+                ack_timeout: ack,
+                count_recipients: true,
+                ..SendOptions::default()
+            };
+            let report = client
+                .send(selected.except(except), &event, &data, options)
+                .await?;
+            if json {
+                print_json(&output::send_json(&report));
+            } else {
+                print(&output::send_text(&report, ack.is_some()));
+            }
+            if !report.timed_out.is_empty() {
+                eprintln!(
+                    "sockctl: {} socket(s) did not acknowledge in time",
+                    report.timed_out.len()
+                );
+                return Ok(EXIT_ACK_TIMED_OUT);
+            }
+        }
+        Command::Join { id, rooms } => {
+            client
+                .join(Target::sockets([id.clone()]), rooms.clone())
+                .await?;
+            done(json, &format!("{id} joined {}", rooms.join(", ")));
+        }
+        Command::Leave { id, rooms } => {
+            client
+                .leave(Target::sockets([id.clone()]), rooms.clone())
+                .await?;
+            done(json, &format!("{id} left {}", rooms.join(", ")));
+        }
+        Command::Disconnect { id, reason } => {
+            client
+                .disconnect(Target::sockets([id.clone()]), &reason)
+                .await?;
+            done(json, &format!("{id} disconnected"));
+        }
+        Command::Watch {
+            kinds,
+            events,
+            room,
+        } => {
+            let filter = WatchFilter {
+                kinds: kinds.into_iter().map(event_kind).collect(),
+                event_names: events,
+                room,
+            };
+            let mut stream = std::pin::pin!(client.watch_events(filter).await?);
+            loop {
+                tokio::select! {
+                    next = stream.next() => match next {
+                        Some(event) => {
+                            let event = event?;
+                            let printed = if json {
+                                print_json(&output::event_json(&event))
+                            } else {
+                                print(&(output::event_text(&event) + "\n"))
+                            };
+                            if !printed {
+                                break;
+                            }
+                        }
+                        None => break,
+                    },
+                    _ = tokio::signal::ctrl_c() => break,
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn done(json: bool, text: &str) {
+    if json {
+        print_json(&serde_json::json!({"ok": true}));
+    } else {
+        print(&format!("{text}\n"));
+    }
+}
+
+fn event_kind(kind: Kind) -> EventKind {
+    match kind {
+        Kind::Connected => EventKind::Connected,
+        Kind::Authenticated => EventKind::Authenticated,
+        Kind::AuthFailed => EventKind::AuthFailed,
+        Kind::Joined => EventKind::Joined,
+        Kind::Left => EventKind::Left,
+        Kind::Disconnected => EventKind::Disconnected,
+        Kind::ClientEvent => EventKind::ClientEvent,
+        Kind::Dropped => EventKind::Dropped,
+    }
+}

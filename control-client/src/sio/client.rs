@@ -1,0 +1,1005 @@
+//! [`ManagedClient`]: the connection driver, the authentication state machine, the
+//! subscriptions and the emits.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    future::Future,
+    panic::AssertUnwindSafe,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures_util::{FutureExt, SinkExt, StreamExt, future::BoxFuture};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+    time::Instant,
+};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+use tracing::{debug, error, info, warn};
+
+use super::{
+    ClientOptions,
+    packet::{self, Engine, Socket},
+};
+
+/// The authentication state of the client, as the gateway sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientState {
+    /// Not authenticated (also while disconnected).
+    Unauthorized,
+    /// `authenticate` sent, no answer yet.
+    Authenticating,
+    /// The gateway answered `authenticated`.
+    Authenticated,
+}
+
+/// Connection and authentication, as one value to wait on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Whether the Socket.IO connection is up.
+    pub connected: bool,
+    /// The authentication state.
+    pub state: ClientState,
+}
+
+/// Why the connection ended; `to_string()` gives socket.io-client's reason strings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// `io client disconnect`: [`ManagedClient::disconnect`] or `shutdown`.
+    ClientDisconnect,
+    /// `io server disconnect`: the gateway disconnected the socket. `message` is the reason
+    /// of the `force_disconnect` event it sent first, if any (`Disconnect` RPC).
+    ServerDisconnect {
+        /// The `force_disconnect` reason.
+        message: Option<String>,
+    },
+    /// `ping timeout`: no heartbeat from the gateway in time.
+    PingTimeout,
+    /// `transport close`: the connection was closed.
+    TransportClose,
+    /// `transport error`: the connection failed.
+    TransportError(String),
+    /// `parse error`: the gateway sent something this client cannot read.
+    ParseError(String),
+}
+
+impl DisconnectReason {
+    fn reconnects(&self) -> bool {
+        !matches!(
+            self,
+            DisconnectReason::ClientDisconnect | DisconnectReason::ServerDisconnect { .. }
+        )
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DisconnectReason::ClientDisconnect => "io client disconnect",
+            DisconnectReason::ServerDisconnect { .. } => "io server disconnect",
+            DisconnectReason::PingTimeout => "ping timeout",
+            DisconnectReason::TransportClose => "transport close",
+            DisconnectReason::TransportError(_) => "transport error",
+            DisconnectReason::ParseError(_) => "parse error",
+        })
+    }
+}
+
+/// A failure reported to the error callback.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The options cannot make a connection URL.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    /// The WebSocket could not be opened.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The gateway refused the Socket.IO connection (`connect_error`); not retried.
+    #[error("connection refused by the gateway: {0}")]
+    Refused(String),
+    /// The handshake did not go as the protocol says.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+/// Why an emit failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    /// The client is not connected.
+    #[error("invalid socket client state to emit: not connected")]
+    NotConnected,
+    /// The topic is empty.
+    #[error("topic is required to emit")]
+    EmptyTopic,
+    /// The data cannot be encoded as JSON.
+    #[error("data cannot be encoded as JSON: {0}")]
+    Encode(String),
+    /// No ack within the timeout.
+    #[error("no acknowledgement within {0:?}")]
+    AckTimeout(Duration),
+    /// The connection ended before the ack arrived.
+    #[error("disconnected before the acknowledgement")]
+    Disconnected,
+}
+
+/// An event received from the gateway.
+#[derive(Clone)]
+pub struct Event {
+    /// The event name.
+    pub name: String,
+    /// Its arguments. A binary argument is a placeholder
+    /// `{"_placeholder": true, "num": i}` that stands for `attachments[i]`.
+    pub args: Vec<Value>,
+    /// The binary arguments, in order.
+    pub attachments: Vec<bytes::Bytes>,
+    ack: Option<Acknowledger>,
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("name", &self.name)
+            .field("args", &self.args)
+            .field("attachments", &self.attachments.len())
+            .field("wants_ack", &self.ack.is_some())
+            .finish()
+    }
+}
+
+impl Event {
+    /// The first argument (`null` when there is none), what Ignis handlers receive.
+    pub fn data(&self) -> &Value {
+        self.args.first().unwrap_or(&Value::Null)
+    }
+
+    /// Whether the gateway waits for an acknowledgement (a `Send` in ack mode).
+    pub fn wants_ack(&self) -> bool {
+        self.ack.is_some()
+    }
+
+    /// Acknowledges with `args`. Only the first acknowledgement of an event is sent;
+    /// returns whether this one was.
+    pub fn ack(&self, args: Vec<Value>) -> bool {
+        let Some(acknowledger) = &self.ack else {
+            return false;
+        };
+        let Some(id) = acknowledger.id.lock().unwrap().take() else {
+            return false;
+        };
+        acknowledger.out.send(packet::ack(id, &args)).is_ok()
+    }
+}
+
+#[derive(Clone)]
+struct Acknowledger {
+    id: Arc<Mutex<Option<u64>>>,
+    out: mpsc::UnboundedSender<String>,
+}
+
+type HandlerFn = dyn Fn(Event) -> BoxFuture<'static, Result<(), String>> + Send + Sync;
+
+/// An event handler: an async function of the [`Event`] that may fail.
+#[derive(Clone)]
+pub struct Handler(Arc<HandlerFn>);
+
+impl Handler {
+    /// Wraps `f`. Its error (any `Display`) is logged, as is a panic.
+    pub fn new<F, Fut, E>(f: F) -> Self
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        Handler(Arc::new(move |event| {
+            let future = f(event);
+            async move { future.await.map_err(|e| e.to_string()) }.boxed()
+        }))
+    }
+}
+
+impl fmt::Debug for Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Handler(..)")
+    }
+}
+
+/// Identifies one subscribed handler, to remove it alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HandlerId(u64);
+
+type Callback<T> = Arc<dyn Fn(T) + Send + Sync>;
+
+#[derive(Default)]
+struct Callbacks {
+    connected: Option<Callback<()>>,
+    disconnected: Option<Callback<DisconnectReason>>,
+    error: Option<Callback<ClientError>>,
+    authenticated: Option<Callback<Value>>,
+    unauthenticated: Option<Callback<String>>,
+}
+
+/// Runs a lifecycle callback; a panic is logged, not propagated.
+fn call<T>(name: &str, callback: Option<Callback<T>>, value: T) {
+    if let Some(callback) = callback
+        && std::panic::catch_unwind(AssertUnwindSafe(|| callback(value))).is_err()
+    {
+        error!(callback = name, "a socket.io client callback panicked");
+    }
+}
+
+struct Connection {
+    out: mpsc::UnboundedSender<String>,
+    sid: String,
+}
+
+struct Driver {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+struct Inner {
+    options: ClientOptions,
+    callbacks: Mutex<Callbacks>,
+    status: watch::Sender<Status>,
+    connection: Mutex<Option<Connection>>,
+    handlers: Mutex<HashMap<String, Vec<(HandlerId, Handler)>>>,
+    next_handler: AtomicU64,
+    pending_acks: Mutex<HashMap<u64, oneshot::Sender<Vec<Value>>>>,
+    next_ack: AtomicU64,
+    driver: tokio::sync::Mutex<Option<Driver>>,
+}
+
+/// Builds a [`ManagedClient`] with its lifecycle callbacks.
+pub struct ManagedClientBuilder {
+    options: ClientOptions,
+    callbacks: Callbacks,
+}
+
+impl ManagedClientBuilder {
+    /// Called when the Socket.IO connection is up (again).
+    pub fn on_connected(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.callbacks.connected = Some(Arc::new(move |()| f()));
+        self
+    }
+
+    /// Called when the connection ends, with the reason.
+    pub fn on_disconnected(mut self, f: impl Fn(DisconnectReason) + Send + Sync + 'static) -> Self {
+        self.callbacks.disconnected = Some(Arc::new(f));
+        self
+    }
+
+    /// Called when a connection attempt fails.
+    pub fn on_error(mut self, f: impl Fn(ClientError) + Send + Sync + 'static) -> Self {
+        self.callbacks.error = Some(Arc::new(f));
+        self
+    }
+
+    /// Called on `authenticated`, with its payload (`{id, time}`).
+    pub fn on_authenticated(mut self, f: impl Fn(Value) + Send + Sync + 'static) -> Self {
+        self.callbacks.authenticated = Some(Arc::new(f));
+        self
+    }
+
+    /// Called on `unauthenticated`, with the gateway's message.
+    pub fn on_unauthenticated(mut self, f: impl Fn(String) + Send + Sync + 'static) -> Self {
+        self.callbacks.unauthenticated = Some(Arc::new(f));
+        self
+    }
+
+    /// The client, not connected yet (see [`ManagedClient::connect`]).
+    pub fn build(self) -> ManagedClient {
+        let (status, _) = watch::channel(Status {
+            connected: false,
+            state: ClientState::Unauthorized,
+        });
+        ManagedClient {
+            inner: Arc::new(Inner {
+                options: self.options,
+                callbacks: Mutex::new(self.callbacks),
+                status,
+                connection: Mutex::new(None),
+                handlers: Mutex::new(HashMap::new()),
+                next_handler: AtomicU64::new(1),
+                pending_acks: Mutex::new(HashMap::new()),
+                next_ack: AtomicU64::new(0),
+                driver: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+}
+
+/// A Socket.IO client that keeps its connection, authentication state and subscriptions
+/// (see the [module documentation](super)). Clones share one connection. The connection
+/// runs on its own task: dropping the handles does not end it, `disconnect` or `shutdown`
+/// does.
+#[derive(Clone)]
+pub struct ManagedClient {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for ManagedClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagedClient")
+            .field("url", &self.inner.options.url)
+            .field("status", &*self.inner.status.borrow())
+            .finish()
+    }
+}
+
+impl ManagedClient {
+    /// Starts building a client with `options`.
+    pub fn builder(options: ClientOptions) -> ManagedClientBuilder {
+        ManagedClientBuilder {
+            options,
+            callbacks: Callbacks::default(),
+        }
+    }
+
+    /// Replaces the connected callback (handy when it needs the client itself).
+    pub fn set_on_connected(&self, f: impl Fn() + Send + Sync + 'static) {
+        self.inner.callbacks.lock().unwrap().connected = Some(Arc::new(move |()| f()));
+    }
+
+    /// The authentication state.
+    pub fn state(&self) -> ClientState {
+        self.inner.status.borrow().state
+    }
+
+    /// Whether the Socket.IO connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.inner.status.borrow().connected
+    }
+
+    /// The socket id the gateway gave this connection.
+    pub fn socket_id(&self) -> Option<String> {
+        self.inner
+            .connection
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|c| c.sid.clone())
+    }
+
+    /// Connection and state changes, to wait on.
+    pub fn watch_status(&self) -> watch::Receiver<Status> {
+        self.inner.status.subscribe()
+    }
+
+    /// Waits until the state is `state` (and, for a state other than `Unauthorized`,
+    /// connected); false if `timeout` passed first.
+    pub async fn wait_for_state(&self, state: ClientState, timeout: Duration) -> bool {
+        self.wait_until(
+            |s| s.state == state && (s.connected || state == ClientState::Unauthorized),
+            timeout,
+        )
+        .await
+    }
+
+    /// Waits until `condition` holds for the status; false if `timeout` passed first.
+    pub async fn wait_until(&self, condition: impl Fn(&Status) -> bool, timeout: Duration) -> bool {
+        let mut status = self.inner.status.subscribe();
+        tokio::time::timeout(timeout, status.wait_for(|s| condition(s)))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Starts connecting (and reconnecting, per the options) in the background; does
+    /// nothing if the client is already connected or connecting. Needs a Tokio runtime.
+    pub async fn connect(&self) {
+        let mut driver = self.inner.driver.lock().await;
+        if driver.as_ref().is_some_and(|d| !d.task.is_finished()) {
+            debug!(url = %self.inner.options.url, "socket.io client already connecting or connected");
+            return;
+        }
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(drive(self.inner.clone(), stopped));
+        *driver = Some(Driver { stop, task });
+    }
+
+    /// Disconnects (`io client disconnect`) and stops reconnecting; returns once the
+    /// disconnected callback has run. Does nothing when not connected.
+    pub async fn disconnect(&self) {
+        let driver = self.inner.driver.lock().await.take();
+        if let Some(driver) = driver {
+            let _ = driver.stop.send(());
+            let _ = driver.task.await;
+        }
+    }
+
+    /// Disconnects, removes every handler and callback, and resets the state to
+    /// `Unauthorized`.
+    pub async fn shutdown(&self) {
+        self.inner.handlers.lock().unwrap().clear();
+        self.disconnect().await;
+        *self.inner.callbacks.lock().unwrap() = Callbacks::default();
+        self.inner.set_state(ClientState::Unauthorized);
+        info!(url = %self.inner.options.url, "socket.io client shut down");
+    }
+
+    /// Emits `authenticate` when connected and `Unauthorized` (state becomes
+    /// `Authenticating`); otherwise logs a warning and does nothing. Returns whether it
+    /// emitted.
+    pub fn authenticate(&self) -> bool {
+        let Some(out) = self.inner.out() else {
+            warn!("cannot authenticate: not connected");
+            return false;
+        };
+        let mut sent = false;
+        self.inner.status.send_if_modified(|status| {
+            if status.state != ClientState::Unauthorized {
+                return false;
+            }
+            status.state = ClientState::Authenticating;
+            sent = out.send(packet::event("authenticate", &[], None)).is_ok();
+            true
+        });
+        if sent {
+            info!("authentication requested");
+        } else {
+            warn!(state = ?self.state(), "cannot authenticate in this state");
+        }
+        sent
+    }
+
+    /// Subscribes `handler` to `event`, unless `event` already has a handler (duplicate
+    /// detection, as in Ignis). Returns the handler's id, `None` when it was ignored.
+    pub fn subscribe(&self, event: &str, handler: Handler) -> Option<HandlerId> {
+        self.subscribe_with(event, handler, true)
+    }
+
+    /// Subscribes `handler` to `event`; with `ignore_duplicate` false, next to the
+    /// handlers it already has.
+    pub fn subscribe_with(
+        &self,
+        event: &str,
+        handler: Handler,
+        ignore_duplicate: bool,
+    ) -> Option<HandlerId> {
+        if event.is_empty() {
+            warn!("cannot subscribe to an empty event name");
+            return None;
+        }
+        let mut handlers = self.inner.handlers.lock().unwrap();
+        let list = handlers.entry(event.to_owned()).or_default();
+        if ignore_duplicate && !list.is_empty() {
+            info!(event, "handler already exists, ignoring the new one");
+            return None;
+        }
+        let id = HandlerId(self.inner.next_handler.fetch_add(1, Ordering::Relaxed));
+        list.push((id, handler));
+        debug!(event, "subscribed");
+        Some(id)
+    }
+
+    /// Subscribes several handlers (see [`ManagedClient::subscribe_with`]).
+    pub fn subscribe_many(
+        &self,
+        handlers: impl IntoIterator<Item = (String, Handler)>,
+        ignore_duplicate: bool,
+    ) -> Vec<Option<HandlerId>> {
+        handlers
+            .into_iter()
+            .map(|(event, handler)| self.subscribe_with(&event, handler, ignore_duplicate))
+            .collect()
+    }
+
+    /// Removes handler `id` of `event`, or all of its handlers for `None`; returns how
+    /// many were removed.
+    pub fn unsubscribe(&self, event: &str, id: Option<HandlerId>) -> usize {
+        let mut handlers = self.inner.handlers.lock().unwrap();
+        let Some(list) = handlers.get_mut(event) else {
+            info!(event, "no handlers to remove");
+            return 0;
+        };
+        let before = list.len();
+        match id {
+            Some(id) => list.retain(|(h, _)| *h != id),
+            None => list.clear(),
+        }
+        let removed = before - list.len();
+        if list.is_empty() {
+            handlers.remove(event);
+        }
+        removed
+    }
+
+    /// Removes every handler of each event.
+    pub fn unsubscribe_many<S: AsRef<str>>(&self, events: impl IntoIterator<Item = S>) -> usize {
+        events
+            .into_iter()
+            .map(|event| self.unsubscribe(event.as_ref(), None))
+            .sum()
+    }
+
+    /// How many handlers `event` has.
+    pub fn handler_count(&self, event: &str) -> usize {
+        self.inner
+            .handlers
+            .lock()
+            .unwrap()
+            .get(event)
+            .map_or(0, Vec::len)
+    }
+
+    /// Emits `topic` with `data` as its argument.
+    pub fn emit(&self, topic: &str, data: &(impl Serialize + ?Sized)) -> Result<(), EmitError> {
+        let (out, data) = self.prepare(topic, data)?;
+        out.send(packet::event(topic, &[data], None))
+            .map_err(|_| EmitError::NotConnected)
+    }
+
+    /// Emits `topic` with `data` and waits up to `timeout` for the gateway's ack; returns
+    /// its arguments.
+    pub async fn emit_with_ack(
+        &self,
+        topic: &str,
+        data: &(impl Serialize + ?Sized),
+        timeout: Duration,
+    ) -> Result<Vec<Value>, EmitError> {
+        let (out, data) = self.prepare(topic, data)?;
+        let id = self.inner.next_ack.fetch_add(1, Ordering::Relaxed);
+        let (reply, replied) = oneshot::channel();
+        self.inner.pending_acks.lock().unwrap().insert(id, reply);
+        if out.send(packet::event(topic, &[data], Some(id))).is_err() {
+            self.inner.pending_acks.lock().unwrap().remove(&id);
+            return Err(EmitError::NotConnected);
+        }
+        match tokio::time::timeout(timeout, replied).await {
+            Ok(Ok(args)) => Ok(args),
+            Ok(Err(_)) => Err(EmitError::Disconnected),
+            Err(_) => {
+                self.inner.pending_acks.lock().unwrap().remove(&id);
+                Err(EmitError::AckTimeout(timeout))
+            }
+        }
+    }
+
+    fn prepare(
+        &self,
+        topic: &str,
+        data: &(impl Serialize + ?Sized),
+    ) -> Result<(mpsc::UnboundedSender<String>, Value), EmitError> {
+        let out = self.inner.out().ok_or(EmitError::NotConnected)?;
+        if topic.is_empty() {
+            return Err(EmitError::EmptyTopic);
+        }
+        let data = serde_json::to_value(data).map_err(|e| EmitError::Encode(e.to_string()))?;
+        Ok((out, data))
+    }
+
+    /// Asks the gateway to join `rooms` (it keeps those its room rules allow); a warning
+    /// and nothing else when not connected. Returns whether the request was sent.
+    pub fn join_rooms<S: AsRef<str>>(&self, rooms: impl IntoIterator<Item = S>) -> bool {
+        self.rooms_request("join", rooms)
+    }
+
+    /// Asks the gateway to leave `rooms`; a warning and nothing else when not connected.
+    pub fn leave_rooms<S: AsRef<str>>(&self, rooms: impl IntoIterator<Item = S>) -> bool {
+        self.rooms_request("leave", rooms)
+    }
+
+    fn rooms_request<S: AsRef<str>>(
+        &self,
+        event: &str,
+        rooms: impl IntoIterator<Item = S>,
+    ) -> bool {
+        let rooms: Vec<String> = rooms.into_iter().map(|r| r.as_ref().to_owned()).collect();
+        let Some(out) = self.inner.out() else {
+            warn!(?rooms, "cannot {event} rooms: not connected");
+            return false;
+        };
+        let sent = out
+            .send(packet::event(event, &[json!({ "rooms": rooms })], None))
+            .is_ok();
+        if sent {
+            info!(?rooms, "{event} rooms requested");
+        }
+        sent
+    }
+}
+
+impl Inner {
+    fn out(&self) -> Option<mpsc::UnboundedSender<String>> {
+        self.connection
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|c| c.out.clone())
+    }
+
+    fn set_state(&self, state: ClientState) {
+        self.status.send_if_modified(|s| {
+            let changed = s.state != state;
+            s.state = state;
+            changed
+        });
+    }
+
+    fn callbacks<T>(&self, pick: impl Fn(&Callbacks) -> Option<T>) -> Option<T> {
+        pick(&self.callbacks.lock().unwrap())
+    }
+
+    /// The connection is up: emits become possible, the state starts `Unauthorized`.
+    fn connected(&self, sid: String, out: mpsc::UnboundedSender<String>) {
+        info!(sid, url = %self.options.url, "socket.io client connected");
+        *self.connection.lock().unwrap() = Some(Connection { out, sid });
+        self.status.send_replace(Status {
+            connected: true,
+            state: ClientState::Unauthorized,
+        });
+        call("connected", self.callbacks(|c| c.connected.clone()), ());
+    }
+
+    /// The connection ended: emits fail, pending acks fail, the state is `Unauthorized`.
+    fn disconnected(&self, reason: DisconnectReason) {
+        info!(%reason, detail = ?reason, url = %self.options.url, "socket.io client disconnected");
+        *self.connection.lock().unwrap() = None;
+        self.pending_acks.lock().unwrap().clear();
+        self.status.send_replace(Status {
+            connected: false,
+            state: ClientState::Unauthorized,
+        });
+        call(
+            "disconnected",
+            self.callbacks(|c| c.disconnected.clone()),
+            reason,
+        );
+    }
+
+    fn failed(&self, error: ClientError) {
+        warn!(%error, url = %self.options.url, "socket.io client connection failed");
+        call("error", self.callbacks(|c| c.error.clone()), error);
+    }
+
+    /// An event from the gateway: the authentication events move the state, then the
+    /// subscribed handlers get it (in order, on the dispatcher task).
+    fn received(&self, event: Event, dispatch: &mpsc::UnboundedSender<(Vec<Handler>, Event)>) {
+        match event.name.as_str() {
+            "authenticated" => {
+                self.set_state(ClientState::Authenticated);
+                info!("authenticated");
+                call(
+                    "authenticated",
+                    self.callbacks(|c| c.authenticated.clone()),
+                    event.data().clone(),
+                );
+            }
+            "unauthenticated" => {
+                self.set_state(ClientState::Unauthorized);
+                let message = event.data()["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                warn!(message, "unauthenticated");
+                call(
+                    "unauthenticated",
+                    self.callbacks(|c| c.unauthenticated.clone()),
+                    message,
+                );
+            }
+            "ping" => debug!("application ping"),
+            _ => {}
+        }
+        let handlers: Vec<Handler> = self
+            .handlers
+            .lock()
+            .unwrap()
+            .get(&event.name)
+            .map(|list| list.iter().map(|(_, h)| h.clone()).collect())
+            .unwrap_or_default();
+        if !handlers.is_empty() {
+            let _ = dispatch.send((handlers, event));
+        }
+    }
+}
+
+/// Runs handlers one event after the other, so that they see events in order without
+/// holding up the connection (heartbeats keep being answered while a handler is slow).
+async fn dispatch(mut events: mpsc::UnboundedReceiver<(Vec<Handler>, Event)>) {
+    while let Some((handlers, event)) = events.recv().await {
+        for handler in handlers {
+            let run = std::panic::catch_unwind(AssertUnwindSafe(|| (handler.0)(event.clone())));
+            let outcome = match run {
+                Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+                Err(panic) => Err(panic),
+            };
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => error!(event = %event.name, error = %e, "handler error"),
+                Err(_) => error!(event = %event.name, "handler panicked"),
+            }
+        }
+    }
+}
+
+/// How one connection attempt ended.
+enum Outcome {
+    /// It was connected, then ended for `reason`.
+    Ended(DisconnectReason),
+    /// It never connected.
+    Failed(ClientError),
+    /// `disconnect` was asked before it connected.
+    Stopped,
+}
+
+/// Connects, and reconnects per the options, until told to stop.
+async fn drive(inner: Arc<Inner>, mut stop: oneshot::Receiver<()>) {
+    let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
+    let dispatcher = tokio::spawn(dispatch(dispatch_rx));
+    let policy = inner.options.reconnect.clone();
+    let mut failures = 0u32;
+    loop {
+        let retry = match session(&inner, &mut stop, &dispatch_tx).await {
+            Outcome::Ended(reason) => {
+                let retry = reason.reconnects();
+                inner.disconnected(reason);
+                failures = 0;
+                retry
+            }
+            Outcome::Failed(error) => {
+                let retry = !matches!(
+                    error,
+                    ClientError::Refused(_) | ClientError::InvalidOptions(_)
+                );
+                inner.failed(error);
+                failures += 1;
+                retry
+            }
+            Outcome::Stopped => false,
+        };
+        if !retry || !policy.enabled || policy.max_attempts.is_some_and(|max| failures >= max) {
+            break;
+        }
+        let delay = policy
+            .initial_delay
+            .saturating_mul(1 << failures.saturating_sub(1).min(16))
+            .min(policy.max_delay);
+        debug!(?delay, failures, "socket.io client reconnecting");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = &mut stop => break,
+        }
+    }
+    // The dispatcher ends once it has run the events already queued; not waiting for it
+    // lets a handler call `disconnect` or `shutdown` (which wait for this task).
+    drop((dispatch_tx, dispatcher));
+}
+
+type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(options: &ClientOptions) -> Result<WebSocket, ClientError> {
+    let url = options
+        .websocket_url()
+        .map_err(ClientError::InvalidOptions)?;
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| ClientError::InvalidOptions(e.to_string()))?;
+    for (name, value) in &options.headers {
+        let name: tokio_tungstenite::tungstenite::http::HeaderName = name
+            .parse()
+            .map_err(|_| ClientError::InvalidOptions(format!("invalid header name {name:?}")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| ClientError::InvalidOptions(format!("invalid value of header {name}")))?;
+        request.headers_mut().insert(name, value);
+    }
+    let connector = if url.starts_with("wss://") {
+        let default = crate::TlsOptions::new();
+        Some(super::tls::connector(
+            options.tls.as_ref().unwrap_or(&default),
+        )?)
+    } else {
+        None
+    };
+    let (socket, _) =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector)
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+    Ok(socket)
+}
+
+/// Reads the next text frame (during the handshake, when no binary frame is expected).
+async fn next_text(socket: &mut WebSocket) -> Option<Result<String, String>> {
+    loop {
+        match socket.next().await? {
+            Ok(Message::Text(text)) => return Some(Ok(text.to_string())),
+            Ok(Message::Close(_)) => return None,
+            Ok(_) => continue,
+            Err(e) => return Some(Err(e.to_string())),
+        }
+    }
+}
+
+/// One connection: handshake, then the read / write / heartbeat loop.
+async fn session(
+    inner: &Inner,
+    stop: &mut oneshot::Receiver<()>,
+    dispatch: &mpsc::UnboundedSender<(Vec<Handler>, Event)>,
+) -> Outcome {
+    let handshake = async {
+        let mut socket = open(&inner.options).await?;
+        let open = match next_text(&mut socket).await {
+            Some(Ok(text)) => match packet::parse_engine(&text) {
+                Ok(Engine::Open(open)) => open,
+                Ok(other) => {
+                    return Err(ClientError::Protocol(format!(
+                        "expected an open packet, got {other:?}"
+                    )));
+                }
+                Err(e) => return Err(ClientError::Protocol(e.to_string())),
+            },
+            Some(Err(e)) => return Err(ClientError::Connect(e)),
+            None => return Err(ClientError::Connect("closed during the handshake".into())),
+        };
+        socket
+            .send(Message::text(packet::connect(inner.options.auth.as_ref())))
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        loop {
+            let text = match next_text(&mut socket).await {
+                Some(Ok(text)) => text,
+                Some(Err(e)) => return Err(ClientError::Connect(e)),
+                None => return Err(ClientError::Connect("closed during the handshake".into())),
+            };
+            match packet::parse_engine(&text).map_err(|e| ClientError::Protocol(e.to_string()))? {
+                Engine::Ping => socket
+                    .send(Message::text(packet::PONG))
+                    .await
+                    .map_err(|e| ClientError::Connect(e.to_string()))?,
+                Engine::Message(message) => match packet::parse_socket(message)
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?
+                {
+                    Socket::Connect => {
+                        let sid = serde_json::from_str::<Value>(&message[1..])
+                            .ok()
+                            .and_then(|v| v["sid"].as_str().map(str::to_owned))
+                            .unwrap_or_default();
+                        return Ok((socket, open, sid));
+                    }
+                    Socket::ConnectError(message) => return Err(ClientError::Refused(message)),
+                    other => debug!(?other, "packet before the connection was accepted"),
+                },
+                Engine::Close => {
+                    return Err(ClientError::Connect("closed during the handshake".into()));
+                }
+                Engine::Open(_) | Engine::Other => {}
+            }
+        }
+    };
+    let (socket, open, sid) = tokio::select! {
+        result = handshake => match result {
+            Ok(connected) => connected,
+            Err(error) => return Outcome::Failed(error),
+        },
+        _ = &mut *stop => return Outcome::Stopped,
+    };
+    let (out, mut outgoing) = mpsc::unbounded_channel::<String>();
+    inner.connected(sid, out.clone());
+    let heartbeat = Duration::from_millis(open.ping_interval + open.ping_timeout);
+    let (mut sink, mut stream) = socket.split();
+    let mut ping_deadline = Instant::now() + heartbeat;
+    let mut force_reason: Option<String> = None;
+    // A binary packet waiting for its attachments, which come in the next binary frames.
+    let mut waiting: Option<(Socket, usize, Vec<bytes::Bytes>)> = None;
+    loop {
+        tokio::select! {
+            frame = stream.next() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Binary(data))) => {
+                        match waiting.as_mut() {
+                            Some((_, expected, attachments)) => {
+                                attachments.push(data);
+                                if attachments.len() == *expected {
+                                    let (packet, _, attachments) = waiting.take().expect("waiting");
+                                    deliver(inner, packet, attachments, &out, &mut force_reason, dispatch);
+                                }
+                            }
+                            None => warn!("binary frame without a binary packet; skipped"),
+                        }
+                        continue;
+                    }
+                    Some(Ok(Message::Close(_))) | None => return Outcome::Ended(DisconnectReason::TransportClose),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Outcome::Ended(DisconnectReason::TransportError(e.to_string())),
+                };
+                let parsed = packet::parse_engine(&text).and_then(|engine| match engine {
+                    Engine::Message(message) => packet::parse_socket(message).map(Some),
+                    Engine::Ping => {
+                        ping_deadline = Instant::now() + heartbeat;
+                        let _ = out.send(packet::PONG.to_owned());
+                        Ok(None)
+                    }
+                    Engine::Close => Ok(Some(Socket::Disconnect)),
+                    Engine::Open(_) | Engine::Other => Ok(None),
+                });
+                let parsed = parsed.and_then(|packet| match (&waiting, packet) {
+                    (Some(_), Some(_)) => Err(packet::ParseError(
+                        "a packet arrived before the attachments of the previous one".into(),
+                    )),
+                    (_, packet) => Ok(packet),
+                });
+                match parsed {
+                    Err(e) => {
+                        let _ = sink.close().await;
+                        return Outcome::Ended(DisconnectReason::ParseError(e.to_string()));
+                    }
+                    Ok(None) => {}
+                    Ok(Some(Socket::Disconnect)) => {
+                        return Outcome::Ended(DisconnectReason::ServerDisconnect { message: force_reason });
+                    }
+                    Ok(Some(packet @ (Socket::Event { .. } | Socket::Ack { .. }))) => {
+                        match packet.attachments() {
+                            0 => deliver(inner, packet, Vec::new(), &out, &mut force_reason, dispatch),
+                            expected => waiting = Some((packet, expected, Vec::with_capacity(expected))),
+                        }
+                    }
+                    Ok(Some(Socket::Connect)) => {}
+                    Ok(Some(Socket::ConnectError(message))) => warn!(message, "connect_error while connected"),
+                }
+            }
+            Some(text) = outgoing.recv() => {
+                if let Err(e) = sink.send(Message::text(text)).await {
+                    return Outcome::Ended(DisconnectReason::TransportError(e.to_string()));
+                }
+            }
+            _ = tokio::time::sleep_until(ping_deadline) => {
+                let _ = sink.close().await;
+                return Outcome::Ended(DisconnectReason::PingTimeout);
+            }
+            _ = &mut *stop => {
+                let _ = sink.send(Message::text(packet::DISCONNECT)).await;
+                let _ = sink.close().await;
+                return Outcome::Ended(DisconnectReason::ClientDisconnect);
+            }
+        }
+    }
+}
+
+/// Hands a complete event to the state machine and the handlers, or an ack to its emit.
+fn deliver(
+    inner: &Inner,
+    packet: Socket,
+    attachments: Vec<bytes::Bytes>,
+    out: &mpsc::UnboundedSender<String>,
+    force_reason: &mut Option<String>,
+    dispatch: &mpsc::UnboundedSender<(Vec<Handler>, Event)>,
+) {
+    match packet {
+        Socket::Event {
+            name, args, ack, ..
+        } => {
+            if name == "force_disconnect" {
+                *force_reason = args
+                    .first()
+                    .and_then(|d| d["reason"].as_str())
+                    .map(str::to_owned);
+            }
+            let ack = ack.map(|id| Acknowledger {
+                id: Arc::new(Mutex::new(Some(id))),
+                out: out.clone(),
+            });
+            let event = Event {
+                name,
+                args,
+                attachments,
+                ack,
+            };
+            inner.received(event, dispatch);
+        }
+        Socket::Ack { id, args, .. } => {
+            if let Some(reply) = inner.pending_acks.lock().unwrap().remove(&id) {
+                let _ = reply.send(args);
+            }
+        }
+        other => debug!(?other, "not an event or an ack"),
+    }
+}
