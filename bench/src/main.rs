@@ -276,7 +276,7 @@ fn document(
         doc,
         "- sockgate: {} (`{}`), socketioxide {}, engineioxide {}, tokio {}, {}",
         command_output("git", &["describe", "--always", "--dirty"]),
-        sockgate_bin.display(),
+        relative(sockgate_bin),
         locked_version("socketioxide"),
         locked_version("engineioxide"),
         locked_version("tokio"),
@@ -285,7 +285,7 @@ fn document(
     let _ = writeln!(
         doc,
         "- reference: `{}`: @venizia/ignis-helpers 0.0.7, socket.io 4.8.3, Node {}, {}; `PEER_LOG_LEVEL={}`",
-        reference_dir.display(),
+        relative(reference_dir),
         command_output("node", &["-v"]),
         command_output("redis-server", &["-v"])
             .split_whitespace()
@@ -309,4 +309,13 @@ fn document(
     );
     let _ = writeln!(doc, "{table}");
     doc
+}
+
+/// A path as the report shows it: relative to the repository when it lies inside, so the
+/// committed report names no folder of the machine it ran on.
+fn relative(path: &std::path::Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(|p| p.display().to_string()))
+        .unwrap_or_else(|| path.display().to_string())
 }

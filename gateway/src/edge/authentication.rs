@@ -76,6 +76,17 @@ pub async fn authenticate<A: Adapter>(
                 return;
             }
             let id = socket.id.to_string();
+            // Published before the client can read `authenticated`: the events it sends
+            // once it has must reach watchers after this one.
+            if edge.events.is_watched() {
+                edge.events.publish(
+                    WatchEventsResponse {
+                        rooms: joined,
+                        ..events::lifecycle(EventKind::Authenticated, &id, user.as_deref())
+                    },
+                    || socket_rooms(&socket),
+                );
+            }
             let payload = protocol::Authenticated {
                 id: &id,
                 time: iso_now(),
@@ -94,15 +105,6 @@ pub async fn authenticate<A: Adapter>(
                 // ran first.)
                 socket.join(rooms::UNAUTHENTICATED);
                 edge.directory.present(socket.id, false);
-            }
-            if edge.events.is_watched() {
-                edge.events.publish(
-                    WatchEventsResponse {
-                        rooms: joined,
-                        ..events::lifecycle(EventKind::Authenticated, &id, user.as_deref())
-                    },
-                    || socket_rooms(&socket),
-                );
             }
         }
         Outcome::Deny(reason) => {
