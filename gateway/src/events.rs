@@ -26,7 +26,22 @@ use tonic::Status;
 
 use prost::Message;
 
-use crate::{clock, cluster::messages::RelayedEvent, config::WatchConfig, metrics::METRICS, rooms};
+use crate::{clock, config::WatchConfig, metrics::METRICS, rooms};
+
+/// An event of a socket of `origin`, for the watchers of the other nodes (the wire
+/// format of `cluster::relay`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RelayedEvent {
+    /// Adapter server id of the node that published it.
+    #[prost(string, tag = "1")]
+    pub origin: String,
+    /// The event (time and node id filled in).
+    #[prost(message, optional, tag = "2")]
+    pub event: Option<WatchEventsResponse>,
+    /// The socket's public rooms when it happened (for watchers filtering by room).
+    #[prost(string, repeated, tag = "3")]
+    pub socket_rooms: Vec<String>,
+}
 
 /// What a watcher asked for.
 #[derive(Debug, Default)]

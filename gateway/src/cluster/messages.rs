@@ -1,10 +1,10 @@
 //! What nodes send each other over Redis besides socketioxide's own packets: questions to
-//! every node (a page of its sockets or rooms, one socket, "a watcher started") and the
-//! events relayed to other nodes' watchers. Protobuf, with the public API's messages inside.
+//! every node (a page of its sockets or rooms, one socket, "a watcher started"). Protobuf,
+//! with the public API's messages inside. (The events relayed to other nodes' watchers are
+//! `events::RelayedEvent`, owned by the event bus.)
 
 use sockgate_client::proto::{
     GetSocketRequest, ListRoomsRequest, ListSocketsRequest, RoomInfo, SocketInfo,
-    WatchEventsResponse,
 };
 
 /// A question to every node.
@@ -80,18 +80,4 @@ pub struct NodeResponse {
     /// Whether this node has more after the page.
     #[prost(bool, tag = "6")]
     pub more: bool,
-}
-
-/// An event of a socket of `origin`, for the watchers of the other nodes.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct RelayedEvent {
-    /// Adapter server id of the node that published it.
-    #[prost(string, tag = "1")]
-    pub origin: String,
-    /// The event (time and node id filled in).
-    #[prost(message, optional, tag = "2")]
-    pub event: Option<WatchEventsResponse>,
-    /// The socket's public rooms when it happened (for watchers filtering by room).
-    #[prost(string, repeated, tag = "3")]
-    pub socket_rooms: Vec<String>,
 }

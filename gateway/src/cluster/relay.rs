@@ -22,8 +22,8 @@ use socketioxide_redis::drivers::Driver;
 use tokio::sync::{Mutex, mpsc};
 use tracing::{debug, warn};
 
-use super::{Cluster, ClusterError, link::Link, messages::RelayedEvent};
-use crate::events::{EventBus, drop_marker};
+use super::{Cluster, ClusterError, link::Link};
+use crate::events::{EventBus, RelayedEvent, drop_marker};
 
 /// Events queued for Redis before they are dropped.
 const OUTBOUND_QUEUE: usize = 8192;
