@@ -105,7 +105,8 @@ pub enum Command {
         after_help = "Examples:\n  sockctl socket Xk3v9l2mQ1aB7cD0\n  sockctl socket Xk3v9l2mQ1aB7cD0 --json | jq .rooms"
     )]
     Socket {
-        /// Socket id.
+        /// Socket id (ids may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// List rooms with their member counts.
@@ -137,7 +138,8 @@ pub enum Command {
     /// Make a socket join rooms (server-side: no room rule applies).
     #[command(after_help = "Examples:\n  sockctl join Xk3v9l2mQ1aB7cD0 chat:lobby chat:help")]
     Join {
-        /// Socket id.
+        /// Socket id (ids may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// Rooms to join.
         #[arg(required = true)]
@@ -146,7 +148,8 @@ pub enum Command {
     /// Make a socket leave rooms.
     #[command(after_help = "Examples:\n  sockctl leave Xk3v9l2mQ1aB7cD0 chat:lobby")]
     Leave {
-        /// Socket id.
+        /// Socket id (ids may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// Rooms to leave.
         #[arg(required = true)]
@@ -157,7 +160,8 @@ pub enum Command {
         after_help = "Examples:\n  sockctl disconnect Xk3v9l2mQ1aB7cD0\n  sockctl disconnect Xk3v9l2mQ1aB7cD0 --reason \"account suspended\""
     )]
     Disconnect {
-        /// Socket id.
+        /// Socket id (ids may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// Sent to the socket before it is disconnected.
         #[arg(long, default_value = "")]
@@ -193,7 +197,7 @@ pub enum Command {
 #[group(required = true, multiple = false)]
 pub struct SendTarget {
     /// To this socket id.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub socket: Option<String>,
     /// To the sockets in this room.
     #[arg(long)]
@@ -252,6 +256,35 @@ mod tests {
                 "{} has no examples",
                 sub.get_name()
             );
+        }
+    }
+    #[test]
+    fn socket_ids_may_start_with_a_hyphen() {
+        // Socket ids are URL-safe base64: about one in 32 starts with `-`.
+        for args in [
+            &["sockctl", "socket", "-hAbcdefghijklmn"][..],
+            &["sockctl", "join", "-bXYZabcdefghijk", "chat:a"],
+            &["sockctl", "leave", "-bXYZabcdefghijk", "chat:a", "--json"],
+            &["sockctl", "disconnect", "-bXYZabcdefghijk", "--reason", "x"],
+            &[
+                "sockctl",
+                "send",
+                "--socket",
+                "-bXYZabcdefghijk",
+                "ev",
+                "{}",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let id = match cli.command {
+                Command::Socket { id }
+                | Command::Join { id, .. }
+                | Command::Leave { id, .. }
+                | Command::Disconnect { id, .. } => id,
+                Command::Send { target, .. } => target.socket.unwrap_or_default(),
+                other => panic!("{other:?}"),
+            };
+            assert!(id.starts_with('-'), "{args:?} parsed as {id:?}");
         }
     }
 }
