@@ -847,11 +847,21 @@ async fn sends_to_sockets_of_another_node_get_precise_statuses_from_the_director
 
     // With B paused, it cannot answer a question: a Send to its socket succeeds anyway,
     // so the check did not ask every node. (The event waits in B's Redis connection.)
+    // A learns of B's hash at its next heartbeat (until then it asks every node, which
+    // the paused B cannot answer): retried until then.
+    eventually(
+        "a Send to a socket of a node that cannot answer questions",
+        async || {
+            signal(&b, "-STOP");
+            let paused = send_to(&mut control, &bob).await;
+            signal(&b, "-CONT");
+            paused.is_ok()
+        },
+    )
+    .await;
     signal(&b, "-STOP");
-    let paused = send_to(&mut control, &bob).await;
     let unknown = send_to(&mut control, "BBBBBBBBBBBBBBBB").await;
     signal(&b, "-CONT");
-    paused.expect("Send to a socket of a node that cannot answer questions");
     // An unknown id is still asked to every node, which cannot all answer.
     assert!(unknown.is_err(), "{unknown:?}");
     assert_eq!(on_b.next_event("bob", "direct").await, json!({}));
