@@ -30,6 +30,8 @@ use crate::{
     errors::Error, handler::EngineIoHandler, socket::Outgoing, transport::make_open_packet,
 };
 
+use super::write_buffer::WriteBuffer;
+
 /// Create a response for websocket upgrade
 fn ws_response<B>(ws_key: &HeaderValue) -> Response<ResponseBody<B>> {
     let derived = derive_accept_key(ws_key.as_bytes());
@@ -151,7 +153,7 @@ async fn establish<H: EngineIoHandler>(
     Ok((socket, rx))
 }
 
-type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+type Upgraded = WriteBuffer<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// Reads the websocket until it closes or the session ends.
 async fn read<H: EngineIoHandler, S>(
@@ -209,7 +211,7 @@ where
 {
     let (socket, ws) = init(&engine, conn, protocol, sid, req_data).await?;
     let (tx, rx) = ws.split();
-    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
+    tokio::spawn(forward_to_socket::<H, WriteBuffer<S>>(socket.clone(), tx));
     read(engine, socket, rx).await;
     Ok(())
 }
@@ -227,15 +229,19 @@ async fn init<H: EngineIoHandler, S>(
     protocol: ProtocolVersion,
     sid: Option<Sid>,
     req_data: Parts,
-) -> Result<(Arc<Socket<H::Data>>, WebSocketStream<S>), Error>
+) -> Result<(Arc<Socket<H::Data>>, WebSocketStream<WriteBuffer<S>>), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Frames are collected until the flush by the `WriteBuffer` rather than by tungstenite,
+    // whose buffer would keep the size of the largest batch (see `write_buffer.rs`).
     let ws_config = WebSocketConfig::default()
+        .write_buffer_size(0)
         .read_buffer_size(engine.config.ws_read_buffer_size)
         .max_message_size(Some(engine.config.ws_max_message_size))
         .max_frame_size(Some(engine.config.ws_max_frame_size));
 
+    let conn = WriteBuffer::new(conn);
     let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
     if let Some(sid) = sid {
         match engine.get_socket(sid) {
@@ -244,7 +250,7 @@ where
             Some(socket) => {
                 let mut ws = ws_init().await;
 
-                let upgrade_fut = upgrade_handshake::<H, S>(&socket, &mut ws);
+                let upgrade_fut = upgrade_handshake::<H, WriteBuffer<S>>(&socket, &mut ws);
                 match tokio::time::timeout(engine.config.upgrade_timeout, upgrade_fut)
                     .with_cancellation_token(&socket.cancellation_token)
                     .await
