@@ -170,34 +170,17 @@ impl<D: Default + Send + Sync + 'static> Heartbeat<D> {
         if !queues.running {
             queues.running = true;
             drop(queues);
-            tokio::spawn(self.clone().run());
+            tokio::spawn(
+                Task {
+                    heartbeat: self.clone(),
+                    ended: false,
+                }
+                .run(),
+            );
         } else if was_empty {
             // The other queues' entries may all be due later than this one.
             drop(queues);
             self.wake.notify_one();
-        }
-    }
-
-    /// The task: handles the due entries until the queues are empty.
-    async fn run(self: Arc<Self>) {
-        let mut due = Vec::new();
-        loop {
-            let next = {
-                let mut queues = self.lock();
-                match queues.next_due() {
-                    Some(next) => next,
-                    None => {
-                        queues.running = false;
-                        return;
-                    }
-                }
-            };
-            tokio::select! {
-                biased;
-                () = self.wake.notified() => continue,
-                () = tokio::time::sleep_until(self.round_up(next)) => {}
-            }
-            self.pass(Instant::now(), &mut due);
         }
     }
 
@@ -268,6 +251,48 @@ impl<D: Default + Send + Sync + 'static> Heartbeat<D> {
             }
         }
         ping(&socket).then_some((Kind::Pong, entry.due + self.timeout))
+    }
+}
+
+/// The engine's heartbeat task.
+struct Task<D: Default + Send + Sync + 'static> {
+    heartbeat: Arc<Heartbeat<D>>,
+    ended: bool,
+}
+
+impl<D: Default + Send + Sync + 'static> Task<D> {
+    /// Handles the due entries until the queues are empty.
+    async fn run(mut self) {
+        let mut due = Vec::new();
+        loop {
+            let next = {
+                let mut queues = self.heartbeat.lock();
+                match queues.next_due() {
+                    Some(next) => next,
+                    None => {
+                        queues.running = false;
+                        drop(queues);
+                        self.ended = true;
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                biased;
+                () = self.heartbeat.wake.notified() => continue,
+                () = tokio::time::sleep_until(self.heartbeat.round_up(next)) => {}
+            }
+            self.heartbeat.pass(Instant::now(), &mut due);
+        }
+    }
+}
+
+impl<D: Default + Send + Sync + 'static> Drop for Task<D> {
+    fn drop(&mut self) {
+        // Dropped before it ended (its runtime shut down): the next socket starts another.
+        if !self.ended {
+            self.heartbeat.lock().running = false;
+        }
     }
 }
 
@@ -613,5 +638,26 @@ mod tests {
         heartbeat.start(&next.socket);
         assert!(heartbeat.lock().running, "started again");
         next.socket.cancellation_token.cancel();
+    }
+
+    #[test]
+    fn a_task_dropped_with_its_runtime_is_started_again() {
+        let heartbeat = Arc::new(Heartbeat::new(INTERVAL, TIMEOUT));
+        let first = client(128);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async { heartbeat.start(&first.socket) });
+        drop(runtime);
+        assert!(!heartbeat.lock().running);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            heartbeat.start(&client(128).socket);
+            assert!(heartbeat.lock().running);
+        });
     }
 }
