@@ -27,7 +27,7 @@ use std::{
     pin::pin,
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     task::{Context, Poll, Waker},
 };
@@ -51,6 +51,26 @@ struct State<T> {
     writing: bool,
     /// A sender's write is not fully flushed: the consumer must flush it.
     unflushed: bool,
+}
+
+// A sender's direct write saves waking the consumer's task, which pays when the consumer
+// would run at once and write that one packet (a room fan-out at a time: each socket gets
+// one packet). When fan-outs overlap, or the workers are behind, a consumer woken now runs
+// later and writes everything that has accumulated for its socket by then in one system
+// call: writing each packet from its sender would cost one system call per packet and
+// keep the sender from its other sockets. So senders write directly only while no other
+// thread does and the runtime keeps up.
+
+/// Direct writes in progress in this process.
+static DIRECT_WRITES: AtomicUsize = AtomicUsize::new(0);
+
+/// Tasks waiting in the runtime's global queue from which senders stop writing directly.
+const BACKLOG: usize = 16;
+
+/// Whether the runtime of the calling thread has woken tasks waiting for a worker.
+fn runtime_backlogged() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|runtime| runtime.metrics().global_queue_depth() >= BACKLOG)
 }
 
 impl<T> State<T> {
@@ -102,20 +122,37 @@ impl<T> Shared<T> {
     /// queue is empty and the consumer has lent an idle transport, writes the item to it
     /// from here (no wake-up of the consumer's task).
     fn push(&self, mut state: MutexGuard<'_, State<T>>, item: T) {
-        if !state.writing && !state.unflushed && state.items.is_empty() {
-            if let Some(direct) = state.direct.clone() {
-                state.writing = true;
-                drop(state);
-                let written = direct.write_now(item);
-                return self.written(written);
-            }
+        if let Some(direct) = Self::direct_writer(&state) {
+            state.writing = true;
+            drop(state);
+            DIRECT_WRITES.fetch_add(1, Ordering::Relaxed);
+            let written = direct.write_now(item);
+            DIRECT_WRITES.fetch_sub(1, Ordering::Relaxed);
+            return self.written(written);
         }
         state.items.push_back(item);
+        if state.writing {
+            // Whoever is writing hands the queue to the consumer when it is done.
+            return;
+        }
         let waker = state.receiver.take();
         drop(state);
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+
+    /// The lent transport if a sender may write to it now: nothing queued, nothing being
+    /// written, no other direct write in progress and the runtime not behind.
+    fn direct_writer(state: &State<T>) -> Option<Arc<dyn DirectWriter<T>>> {
+        if state.writing || state.unflushed || !state.items.is_empty() {
+            return None;
+        }
+        let direct = state.direct.as_ref()?;
+        if DIRECT_WRITES.load(Ordering::Relaxed) > 0 || runtime_backlogged() {
+            return None;
+        }
+        Some(direct.clone())
     }
 
     /// Ends a sender's direct write: what it left, and whatever was queued meanwhile, is

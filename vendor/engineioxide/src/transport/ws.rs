@@ -798,6 +798,10 @@ mod tests {
         forward_to_socket::<StubHandler, _>(socket, WsWriter::new(tx, ProtocolVersion::V4))
     }
 
+    /// The tests that count on direct writes, or make many: direct writes step aside while
+    /// another thread's is in progress (the count is process-wide).
+    static DIRECT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     /// Reads `n` text messages.
     async fn read_texts(client: &mut WebSocketStream<DuplexStream>, n: usize) -> Vec<String> {
         let mut texts = Vec::with_capacity(n);
@@ -816,6 +820,7 @@ mod tests {
     /// when `emit` returns, before the writer task could have run.
     #[tokio::test(flavor = "current_thread")]
     async fn an_idle_writer_lets_the_sender_write() {
+        let _direct = DIRECT.lock().await;
         let socket = socket();
         let (server, mut client) = ws_pair().await;
         let (tx, _rx) = server.split();
@@ -837,6 +842,21 @@ mod tests {
         socket.send(Packet::Ping).unwrap();
         let msg = client.next().now_or_never().expect("written");
         assert_eq!(msg.unwrap().unwrap(), Message::text("2"));
+
+        // With the runtime behind (woken tasks waiting), packets are left to the writer
+        // task, which writes what has accumulated together.
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::spawn(move || {
+            for _ in 0..64 {
+                runtime.spawn(async {});
+            }
+        })
+        .join()
+        .unwrap();
+        socket.emit(Str::from("first")).unwrap();
+        socket.emit(Str::from("second")).unwrap();
+        assert!(client.next().now_or_never().is_none(), "queued");
+        assert_eq!(read_texts(&mut client, 2).await, ["4first", "4second"]);
     }
 
     /// A client that does not read: what its socket cannot take waits in the queue, which
@@ -844,6 +864,7 @@ mod tests {
     /// in order, and the sender writes directly again.
     #[tokio::test(flavor = "current_thread")]
     async fn a_slow_reader_fills_the_bounded_queue_then_gets_everything_in_order() {
+        let _direct = DIRECT.lock().await;
         let socket = socket();
         // A small pipe: the first packets fill it.
         let (server, client) = tokio::io::duplex(256);
@@ -887,6 +908,7 @@ mod tests {
     /// written directly or queued behind another sender's write.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_senders_keep_their_order() {
+        let _direct = DIRECT.lock().await;
         const SENDERS: usize = 4;
         const EACH: usize = 2000;
         let socket = socket();
