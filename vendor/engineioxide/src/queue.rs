@@ -12,12 +12,6 @@
 //! It also holds the socket's latest volatile item (one slot, overwritten by the next,
 //! read after the buffered items), which took a `watch` channel of its own per socket.
 //!
-//! A consumer that writes to a transport able to take a write at once (a WebSocket) can
-//! lend it to the senders ([`Receiver::lend`]): a sender that finds the queue empty and
-//! the transport idle writes its item itself ([`DirectWriter`]) instead of queueing it
-//! and waking the consumer's task. One writer at a time (the consumer or a sender) and
-//! only into an empty queue: items reach the transport in the order they were sent.
-//!
 //! The error types are tokio's, so the public API of [`Socket`](crate::Socket) is unchanged.
 
 use std::{
@@ -27,7 +21,7 @@ use std::{
     pin::pin,
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll, Waker},
 };
@@ -45,58 +39,6 @@ struct State<T> {
     receiver: Option<Waker>,
     /// The latest volatile item, not counted against the capacity.
     volatile: Option<T>,
-    /// The transport's writer, lent by the consumer to the senders.
-    direct: Option<Arc<dyn DirectWriter<T>>>,
-    /// Someone (the consumer or a sender) is writing to the lent transport.
-    writing: bool,
-    /// A sender's write is not fully flushed: the consumer must flush it.
-    unflushed: bool,
-}
-
-// A sender's direct write saves waking the consumer's task, which pays when the consumer
-// would run at once and write that one packet (a room fan-out at a time: each socket gets
-// one packet). When fan-outs overlap, or the workers are behind, a consumer woken now runs
-// later and writes everything that has accumulated for its socket by then in one system
-// call: writing each packet from its sender would cost one system call per packet and
-// keep the sender from its other sockets. So senders write directly only while no other
-// thread does and the runtime keeps up.
-
-/// Direct writes in progress in this process.
-static DIRECT_WRITES: AtomicUsize = AtomicUsize::new(0);
-
-/// Tasks waiting in the runtime's global queue from which senders stop writing directly.
-const BACKLOG: usize = 16;
-
-/// Whether the runtime of the calling thread has woken tasks waiting for a worker.
-fn runtime_backlogged() -> bool {
-    tokio::runtime::Handle::try_current()
-        .is_ok_and(|runtime| runtime.metrics().global_queue_depth() >= BACKLOG)
-}
-
-impl<T> State<T> {
-    /// Whether the consumer of a lent transport has something to do.
-    fn has_work(&self) -> bool {
-        !self.items.is_empty() || self.unflushed || self.volatile.is_some() || self.closed
-    }
-}
-
-/// A transport that a sender may write to at once, without waiting.
-pub(crate) trait DirectWriter<T>: Send + Sync {
-    /// Writes `item` without waiting for the transport (never blocks, never registers
-    /// the calling task for a wake-up).
-    fn write_now(&self, item: T) -> WriteNow<T>;
-}
-
-/// What [`DirectWriter::write_now`] did.
-pub(crate) enum WriteNow<T> {
-    /// Written and flushed (or lost on a broken transport, as the consumer's own writes
-    /// would be).
-    Flushed,
-    /// Taken, but not all of it could be written yet: the consumer must flush.
-    Unflushed,
-    /// Not taken (the transport is not ready, or the item is not written this way): it
-    /// is queued.
-    Refused(T),
 }
 
 struct Shared<T> {
@@ -118,58 +60,10 @@ impl<T> Shared<T> {
         state.items.len() + state.reserved >= self.capacity
     }
 
-    /// Pushes under the lock and wakes the consumer after releasing it; or, when the
-    /// queue is empty and the consumer has lent an idle transport, writes the item to it
-    /// from here (no wake-up of the consumer's task).
+    /// Pushes under the lock and wakes the consumer after releasing it.
     fn push(&self, mut state: MutexGuard<'_, State<T>>, item: T) {
-        if let Some(direct) = Self::direct_writer(&state) {
-            state.writing = true;
-            drop(state);
-            DIRECT_WRITES.fetch_add(1, Ordering::Relaxed);
-            let written = direct.write_now(item);
-            DIRECT_WRITES.fetch_sub(1, Ordering::Relaxed);
-            return self.written(written);
-        }
         state.items.push_back(item);
-        if state.writing {
-            // Whoever is writing hands the queue to the consumer when it is done.
-            return;
-        }
         let waker = state.receiver.take();
-        drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-
-    /// The lent transport if a sender may write to it now: nothing queued, nothing being
-    /// written, no other direct write in progress and the runtime not behind.
-    fn direct_writer(state: &State<T>) -> Option<Arc<dyn DirectWriter<T>>> {
-        if state.writing || state.unflushed || !state.items.is_empty() {
-            return None;
-        }
-        let direct = state.direct.as_ref()?;
-        if DIRECT_WRITES.load(Ordering::Relaxed) > 0 || runtime_backlogged() {
-            return None;
-        }
-        Some(direct.clone())
-    }
-
-    /// Ends a sender's direct write: what it left, and whatever was queued meanwhile, is
-    /// the consumer's.
-    fn written(&self, written: WriteNow<T>) {
-        let mut state = self.lock();
-        state.writing = false;
-        match written {
-            WriteNow::Flushed => {}
-            WriteNow::Unflushed => state.unflushed = true,
-            WriteNow::Refused(item) => state.items.push_front(item),
-        }
-        let waker = if state.has_work() {
-            state.receiver.take()
-        } else {
-            None
-        };
         drop(state);
         if let Some(waker) = waker {
             waker.wake();
@@ -199,9 +93,6 @@ pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             closed: false,
             receiver: None,
             volatile: None,
-            direct: None,
-            writing: false,
-            unflushed: false,
         }),
         capacity,
         closed: AtomicBool::new(false),
@@ -386,62 +277,6 @@ impl<T> Receiver<T> {
             _ => state.receiver = Some(cx.waker().clone()),
         }
         Poll::Pending
-    }
-
-    /// Lends the consumer's transport to the senders (see [`DirectWriter`]).
-    pub(crate) fn lend(&mut self, direct: Arc<dyn DirectWriter<T>>) {
-        self.shared.lock().direct = Some(direct);
-    }
-
-    /// Takes the lent transport back: senders queue again. (A sender still writing to it
-    /// ends its write.)
-    pub(crate) fn take_back(&mut self) {
-        self.shared.lock().direct = None;
-    }
-
-    /// For the consumer of a lent transport: waits until there is something to write and
-    /// no sender is writing, then holds the transport (senders queue) until
-    /// [`done_writing`](Self::done_writing). Gives the next buffered item or, when none is
-    /// buffered, the volatile one (`true` with it), or `None` inside when there is only
-    /// a sender's write to flush; `None` once the queue is closed and drained.
-    pub(crate) fn poll_write_next(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Option<(T, bool)>>> {
-        let mut state = self.shared.lock();
-        if !state.writing {
-            if let Some((item, was_full)) = self.pop(&mut state) {
-                state.writing = true;
-                state.unflushed = false;
-                drop(state);
-                self.after_pop(was_full);
-                return Poll::Ready(Some(Some((item, false))));
-            }
-            if state.closed {
-                return Poll::Ready(None);
-            }
-            if let Some(item) = state.volatile.take() {
-                state.writing = true;
-                state.unflushed = false;
-                return Poll::Ready(Some(Some((item, true))));
-            }
-            if state.unflushed {
-                state.writing = true;
-                state.unflushed = false;
-                return Poll::Ready(Some(None));
-            }
-        }
-        match &state.receiver {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            _ => state.receiver = Some(cx.waker().clone()),
-        }
-        Poll::Pending
-    }
-
-    /// Ends the consumer's write (after flushing): senders may write to the lent
-    /// transport again once the queue is empty.
-    pub(crate) fn done_writing(&mut self) {
-        self.shared.lock().writing = false;
     }
 
     /// The next item if there is one.

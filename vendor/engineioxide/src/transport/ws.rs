@@ -4,11 +4,7 @@
 //! Other functions are used internally to handle the websocket connection through tasks and channels
 //! and to handle upgrade from polling to ws
 
-use std::{
-    ops::ControlFlow,
-    sync::Arc,
-    task::{Context, Poll, Waker},
-};
+use std::{ops::ControlFlow, sync::Arc};
 
 use futures_util::{
     SinkExt, StreamExt, TryStreamExt,
@@ -29,7 +25,6 @@ use tokio_util::future::FutureExt as _;
 
 use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 
-use crate::queue::{DirectWriter, WriteNow};
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
     errors::Error, handler::EngineIoHandler, socket::Outgoing, transport::make_open_packet,
@@ -152,7 +147,6 @@ async fn establish<H: EngineIoHandler>(
     let (socket, ws) = init(&engine, conn, protocol, sid, parts).await?;
     let (tx, rx) = ws.split();
     // Pipe between the internal socket channel and the websocket.
-    let tx = WsWriter::new(tx, socket.protocol);
     tokio::spawn(forward_to_socket::<H, Upgraded>(socket.clone(), tx));
     Ok((socket, rx))
 }
@@ -215,7 +209,6 @@ where
 {
     let (socket, ws) = init(&engine, conn, protocol, sid, req_data).await?;
     let (tx, rx) = ws.split();
-    let tx = WsWriter::new(tx, socket.protocol);
     tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
     read(engine, socket, rx).await;
     Ok(())
@@ -348,12 +341,10 @@ fn handle_message<H: EngineIoHandler>(
 
 /// Forwards all packets waiting to be sent to the websocket
 ///
-/// The websocket stream is flushed only when the internal channel is drained. While this
-/// task has nothing to write, the senders write to the websocket themselves (see
-/// [`WsWriter`]).
+/// The websocket stream is flushed only when the internal channel is drained
 async fn forward_to_socket<H: EngineIoHandler, S>(
     socket: Arc<Socket<H::Data>>,
-    tx: Arc<WsWriter<S>>,
+    mut tx: SplitSink<WebSocketStream<S>, Message>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -368,25 +359,18 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         return;
     };
     let buffered_rx = &mut internal_rx.buffered_rx;
-    buffered_rx.lend(tx.clone());
 
     // Forward buffered packets until the channel is closed or the session is cancelled.
     // Each wake-up writes everything buffered, then flushes once. The latest volatile
     // packets are written when nothing is buffered.
     loop {
-        let next = tokio::select! {
+        let (mut batch, volatile) = tokio::select! {
             biased;
-            next = std::future::poll_fn(|cx| buffered_rx.poll_write_next(cx)) => match next {
-                Some(next) => next,
+            items = std::future::poll_fn(|cx| buffered_rx.poll_next_any(cx)) => match items {
+                Some(items) => items,
                 None => break,
             },
             _ = socket.cancellation_token.cancelled() => break,
-        };
-        let Some((mut batch, volatile)) = next else {
-            // Only a sender's write to flush.
-            tx.flush().await.ok();
-            buffered_rx.done_writing();
-            continue;
         };
         loop {
             let mut _count = 1;
@@ -426,112 +410,13 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         #[cfg(feature = "tracing")]
         tracing::trace!(sid = %socket.id, "ws flush");
         tx.flush().await.ok();
-        buffered_rx.done_writing();
     }
-    buffered_rx.take_back();
 
     #[cfg(feature = "tracing")]
     tracing::trace!(sid = %socket.id, "ws closing flush");
 
     tx.flush().await.ok();
     tx.close().await.ok();
-}
-
-/// The writing half of a websocket, shared by its writer task and the senders: a sender
-/// that finds the socket's queue empty and the writer idle writes its packet itself,
-/// without waiting, instead of waking the writer task (one task switch less per packet
-/// when packets come one at a time, e.g. a room fan-out). What cannot be written at once
-/// is left to the writer task, which then waits for the socket to drain; the queue (and
-/// its bound) only fills behind it, as before.
-struct WsWriter<S> {
-    /// Locked for one poll at a time, never across an await; the socket's queue decides
-    /// who writes (the writer task or one sender), so it is never contended.
-    sink: std::sync::Mutex<SplitSink<WebSocketStream<S>, Message>>,
-    protocol: ProtocolVersion,
-}
-
-impl<S> WsWriter<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    fn new(sink: SplitSink<WebSocketStream<S>, Message>, protocol: ProtocolVersion) -> Arc<Self> {
-        Arc::new(Self {
-            sink: std::sync::Mutex::new(sink),
-            protocol,
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, SplitSink<WebSocketStream<S>, Message>> {
-        self.sink.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Writes `msg` once the sink can take it (it is flushed by [`flush`](Self::flush)).
-    async fn feed(&self, msg: Message) -> Result<(), tungstenite::Error> {
-        let mut msg = Some(msg);
-        std::future::poll_fn(|cx| {
-            let mut sink = self.lock();
-            std::task::ready!(sink.poll_ready_unpin(cx))?;
-            match msg.take() {
-                Some(msg) => Poll::Ready(sink.start_send_unpin(msg)),
-                None => Poll::Ready(Ok(())),
-            }
-        })
-        .await
-    }
-
-    async fn flush(&self) -> Result<(), tungstenite::Error> {
-        std::future::poll_fn(|cx| self.lock().poll_flush_unpin(cx)).await
-    }
-
-    async fn close(&self) -> Result<(), tungstenite::Error> {
-        std::future::poll_fn(|cx| self.lock().poll_close_unpin(cx)).await
-    }
-}
-
-impl<S> DirectWriter<Outgoing> for WsWriter<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    fn write_now(&self, item: Outgoing) -> WriteNow<Outgoing> {
-        // Single packets only (an item written here is one websocket message).
-        let packet = match item {
-            Outgoing::Packets(ref packets) if packets.len() != 1 => {
-                return WriteNow::Refused(item);
-            }
-            item => item.into_first(),
-        };
-        let mut sink = self.lock();
-        let mut cx = Context::from_waker(Waker::noop());
-        // The sink holds no message (the writer task has flushed it): it takes one.
-        if !matches!(sink.poll_ready_unpin(&mut cx), Poll::Ready(Ok(()))) {
-            return WriteNow::Refused(Outgoing::from(packet));
-        }
-        let Some(msg) = ws_message(self.protocol, packet) else {
-            return WriteNow::Flushed;
-        };
-        if let Err(_e) = sink.start_send_unpin(msg) {
-            #[cfg(feature = "tracing")]
-            tracing::debug!("error sending packet: {_e}");
-            return WriteNow::Flushed;
-        }
-        // Out of tokio's cooperative budget: the caller may be writing to thousands of
-        // sockets in one poll (a room broadcast), and a spent budget would make every
-        // write after the 128th look blocked.
-        let flush = std::pin::pin!(tokio::task::coop::unconstrained(std::future::poll_fn(
-            |cx| sink.poll_flush_unpin(cx)
-        )));
-        match flush.poll(&mut cx) {
-            Poll::Ready(Ok(())) => WriteNow::Flushed,
-            Poll::Ready(Err(_e)) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!("error sending packet: {_e}");
-                WriteNow::Flushed
-            }
-            // The socket's send buffer is full (or the reader holds the stream for a
-            // moment): the writer task finishes the job.
-            Poll::Pending => WriteNow::Unflushed,
-        }
-    }
 }
 
 /// Logs a volatile flush. (Counting the packets while writing them: a borrow of the batch
@@ -700,7 +585,7 @@ mod tests {
     use std::time::Duration;
 
     use bytes::Bytes;
-    use futures_util::{FutureExt, StreamExt};
+    use futures_util::StreamExt;
     use http::Request;
     use tokio::{io::DuplexStream, sync::mpsc::error::TrySendError};
 
@@ -743,7 +628,7 @@ mod tests {
     async fn per_connection_future_sizes() {
         let (server, _client) = ws_pair().await;
         let (tx, _rx) = server.split();
-        let writer = writer(socket(), tx);
+        let writer = forward_to_socket::<StubHandler, _>(socket(), tx);
         let engine = Arc::new(EngineIo::new(
             Arc::new(StubHandler),
             EngineIoConfig::default(),
@@ -777,7 +662,7 @@ mod tests {
         let (tx, _rx) = server.split();
 
         let polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(writer(socket.clone(), tx));
+        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!writer.is_finished(), "the writer should wait for the lock");
 
@@ -790,17 +675,6 @@ mod tests {
             .unwrap();
         assert_eq!(msg, Message::text("4hello"));
     }
-
-    fn writer(
-        socket: Arc<Socket<()>>,
-        tx: SplitSink<WebSocketStream<DuplexStream>, Message>,
-    ) -> impl Future<Output = ()> {
-        forward_to_socket::<StubHandler, _>(socket, WsWriter::new(tx, ProtocolVersion::V4))
-    }
-
-    /// The tests that count on direct writes, or make many: direct writes step aside while
-    /// another thread's is in progress (the count is process-wide).
-    static DIRECT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
     /// Reads `n` text messages.
     async fn read_texts(client: &mut WebSocketStream<DuplexStream>, n: usize) -> Vec<String> {
@@ -816,62 +690,18 @@ mod tests {
         texts
     }
 
-    /// With its writer idle, a socket's packet is written by the sender: it is on the wire
-    /// when `emit` returns, before the writer task could have run.
-    #[tokio::test(flavor = "current_thread")]
-    async fn an_idle_writer_lets_the_sender_write() {
-        let _direct = DIRECT.lock().await;
-        let socket = socket();
-        let (server, mut client) = ws_pair().await;
-        let (tx, _rx) = server.split();
-        tokio::spawn(writer(socket.clone(), tx));
-        // Let the writer take the queue and go idle.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-
-        for i in 0..3 {
-            socket.emit(Str::from(format!("direct {i}"))).unwrap();
-            let msg = client
-                .next()
-                .now_or_never()
-                .expect("written by the sender, without the writer task")
-                .unwrap()
-                .unwrap();
-            assert_eq!(msg, Message::text(format!("4direct {i}")));
-        }
-        // Control packets too (one packet, one message).
-        socket.send(Packet::Ping).unwrap();
-        let msg = client.next().now_or_never().expect("written");
-        assert_eq!(msg.unwrap().unwrap(), Message::text("2"));
-
-        // With the runtime behind (woken tasks waiting), packets are left to the writer
-        // task, which writes what has accumulated together.
-        let runtime = tokio::runtime::Handle::current();
-        std::thread::spawn(move || {
-            for _ in 0..64 {
-                runtime.spawn(async {});
-            }
-        })
-        .join()
-        .unwrap();
-        socket.emit(Str::from("first")).unwrap();
-        socket.emit(Str::from("second")).unwrap();
-        assert!(client.next().now_or_never().is_none(), "queued");
-        assert_eq!(read_texts(&mut client, 2).await, ["4first", "4second"]);
-    }
-
     /// A client that does not read: what its socket cannot take waits in the queue, which
     /// stays bounded (`Full` past `max_buffer_size`); once it reads, everything arrives,
-    /// in order, and the sender writes directly again.
+    /// in order.
     #[tokio::test(flavor = "current_thread")]
     async fn a_slow_reader_fills_the_bounded_queue_then_gets_everything_in_order() {
-        let _direct = DIRECT.lock().await;
         let socket = socket();
         // A small pipe: the first packets fill it.
         let (server, client) = tokio::io::duplex(256);
         let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
         let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
         let (tx, _rx) = server.split();
-        tokio::spawn(writer(socket.clone(), tx));
+        tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
         tokio::time::sleep(Duration::from_millis(10)).await;
 
         let payload = "x".repeat(40);
@@ -897,18 +727,13 @@ mod tests {
         for (i, text) in texts.iter().enumerate() {
             assert_eq!(text, &format!("4{i:03}{payload}"));
         }
-        // Drained: direct writes again.
-        tokio::time::sleep(Duration::from_millis(10)).await;
         socket.emit(Str::from("after")).unwrap();
-        let msg = client.next().now_or_never().expect("direct");
-        assert_eq!(msg.unwrap().unwrap(), Message::text("4after"));
+        assert_eq!(read_texts(&mut client, 1).await, ["4after"]);
     }
 
-    /// Senders on several threads, each one's packets in its order, none lost, whether
-    /// written directly or queued behind another sender's write.
+    /// Senders on several threads: each one's packets arrive in its order, none lost.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_senders_keep_their_order() {
-        let _direct = DIRECT.lock().await;
         const SENDERS: usize = 4;
         const EACH: usize = 2000;
         let socket = socket();
@@ -916,7 +741,7 @@ mod tests {
         let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
         let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
         let (tx, _rx) = server.split();
-        tokio::spawn(writer(socket.clone(), tx));
+        tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
 
         let reader = tokio::spawn(async move { read_texts(&mut client, SENDERS * EACH).await });
         let mut senders = Vec::new();
@@ -962,7 +787,7 @@ mod tests {
         let (tx, _rx) = server.split();
 
         let _polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(writer(socket.clone(), tx));
+        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
         tokio::time::sleep(Duration::from_millis(20)).await;
 
         socket.cancellation_token.cancel();
