@@ -169,6 +169,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             other => bail!("unknown target {other:?} (reference, sockgate)"),
         });
     }
+    if setups.contains(&2) {
+        // Before any run: a missing Redis would otherwise fail only after the one-node runs.
+        redis::binary()?;
+    }
     let most_sockets = setups
         .iter()
         .map(|&n| args.plan(n).sockets)

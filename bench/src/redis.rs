@@ -3,7 +3,6 @@
 
 use std::{
     io::Write as _,
-    net::TcpListener,
     path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
@@ -28,7 +27,7 @@ pub struct Redis {
 }
 
 /// `redis-server` on `PATH`, or an error that says what to do.
-fn binary() -> anyhow::Result<PathBuf> {
+pub fn binary() -> anyhow::Result<PathBuf> {
     std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)
@@ -51,7 +50,7 @@ impl Redis {
         let binary = binary()?;
         let log_path = work.join(format!("{name}.log"));
         for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let port = crate::server::free_port()?;
             if let Some(redis) = Self::spawn(&binary, port, &log_path).await? {
                 return Ok(redis);
             }

@@ -277,3 +277,74 @@ pub fn table(plan: &Plan, runs: &[Measures], nodes: usize) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::scenarios::Delivery;
+
+    fn measures(kind: Kind, nodes: usize, rss_idle: u64) -> Measures {
+        Measures {
+            kind,
+            nodes,
+            sockets: 1000,
+            rss_base: 0,
+            rss_idle,
+            rss_after_burst: rss_idle,
+            rss_end: rss_idle,
+            redis_rss: (nodes > 1).then_some((0, 50_000)),
+            connect_wall: Duration::from_secs(1),
+            connect_cpu: Duration::from_secs(1),
+            idle_cpu_per_sec: 0.0,
+            paced: Delivery::default(),
+            burst: Delivery::default(),
+            unicast: Delivery::default(),
+            connections_lost: 0,
+            other_load_cores: 0.0,
+        }
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            sockets: 1000,
+            connect_concurrency: 10,
+            settle: Duration::ZERO,
+            idle_window: Duration::ZERO,
+            paced_sends: 1,
+            paced_rate: 10.0,
+            burst_sends: 1,
+            burst_in_flight: 1,
+            unicast_time: Duration::ZERO,
+            unicast_in_flight: 1,
+            drain_timeout: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn each_table_shows_only_the_runs_of_its_setup() {
+        let runs = [
+            measures(Kind::Reference, 1, 20_000_000),
+            measures(Kind::Sockgate, 1, 8_000_000),
+            measures(Kind::Reference, 2, 30_000_000),
+            measures(Kind::Sockgate, 2, 9_000_000),
+        ];
+        let one = table(&plan(), &runs, 1);
+        assert!(
+            one.contains("| server RSS per idle authenticated socket, KB | 20.0 | 8.0 | 0.40 |")
+        );
+        assert!(!one.contains("Redis RSS"));
+        let two = table(&plan(), &runs, 2);
+        assert!(
+            two.contains("(each holds half), KB | 30.0 | 9.0 | 0.30 |"),
+            "{two}"
+        );
+        assert!(
+            two.contains("| Redis RSS per idle socket, KB | 0.05 | 0.05 |"),
+            "{two}"
+        );
+        assert!(two.contains("via node A to socket ids on node B"));
+        assert!(!two.contains("≥ 50000"), "one-node targets stay out: {two}");
+    }
+}

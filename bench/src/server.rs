@@ -67,8 +67,8 @@ enum Stop {
 }
 
 /// A free loopback port (the listener is dropped, so another process may take it; the
-/// reference's run.sh then fails clearly).
-fn free_port() -> anyhow::Result<u16> {
+/// reference's run.sh then fails clearly, and Redis is retried on another).
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
