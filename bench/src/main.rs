@@ -154,6 +154,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             setups.push(nodes);
         }
     }
+    if setups.is_empty() {
+        bail!("--nodes names no setup (1, 2)");
+    }
     // The smoke runs sockgate alone unless told otherwise: the reference needs a prepared
     // copy (`npm ci`) and Redis.
     let default_targets = if args.smoke {
