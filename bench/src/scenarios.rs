@@ -160,13 +160,13 @@ impl Meter {
     }
 }
 
-/// RSS of every node of the stack, summed.
-fn nodes_rss(server: &Server) -> anyhow::Result<u64> {
+/// RSS of each node of the stack.
+fn nodes_rss(server: &Server) -> anyhow::Result<Vec<u64>> {
     server
         .nodes
         .iter()
         .map(|n| procstat::rss_bytes(n.pid))
-        .sum()
+        .collect()
 }
 
 /// Runs every scenario against `server`, printing progress to stderr.
@@ -183,7 +183,8 @@ pub async fn run(server: &Server, plan: &Plan) -> anyhow::Result<Measures> {
     let run_start = Instant::now();
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_base = nodes_rss(server)?;
+    let rss_base_each = nodes_rss(server)?;
+    let rss_base = rss_base_each.iter().sum();
     let redis_rss_base = server.redis_pid.map(procstat::rss_bytes).transpose()?;
     let shared = Shared::new(plan.sockets);
     let endpoints: Vec<_> = server.nodes.iter().map(|n| n.endpoint.clone()).collect();
@@ -222,24 +223,39 @@ pub async fn run(server: &Server, plan: &Plan) -> anyhow::Result<Measures> {
     let ti = Instant::now();
     tokio::time::sleep(plan.idle_window).await;
     let idle_cpu_per_sec = (meter.cpu()? - idle0).as_secs_f64() / ti.elapsed().as_secs_f64();
-    let rss_idle = nodes_rss(server)?;
+    let rss_idle_each = nodes_rss(server)?;
+    let rss_idle = rss_idle_each.iter().sum();
     let redis_rss = match (redis_rss_base, server.redis_pid) {
         (Some(base), Some(pid)) => Some((base, procstat::rss_bytes(pid)?)),
         _ => None,
     };
+    let per_node: Vec<String> = rss_idle_each
+        .iter()
+        .zip(&rss_base_each)
+        .enumerate()
+        .map(|(node, (idle, base))| {
+            let held = (0..plan.sockets)
+                .filter(|&i| client::node_of(i, server.nodes.len()) == node)
+                .count();
+            format!(
+                "{:.1}",
+                idle.saturating_sub(*base) as f64 / held.max(1) as f64 / 1000.0
+            )
+        })
+        .collect();
     eprintln!(
-        "[{name}] idle: {:.1} KB per socket, {:.1} % CPU",
-        rss_idle.saturating_sub(rss_base) as f64 / plan.sockets as f64 / 1000.0,
+        "[{name}] idle: {} KB per socket (by node), {:.1} % CPU",
+        per_node.join(" / "),
         idle_cpu_per_sec * 100.0
     );
 
     let paced = paced(server, &shared, &meter, idle_cpu_per_sec, plan).await?;
     eprintln!("[{name}] paced fan-out: {paced:?}");
     let burst = burst(server, &shared, &meter, idle_cpu_per_sec, plan).await?;
-    let rss_after_burst = nodes_rss(server)?;
+    let rss_after_burst = nodes_rss(server)?.iter().sum();
     eprintln!("[{name}] burst fan-out: {burst:?}");
     let unicast = unicast(server, &shared, &conns, &meter, idle_cpu_per_sec, plan).await?;
-    let rss_end = nodes_rss(server)?;
+    let rss_end = nodes_rss(server)?.iter().sum();
     eprintln!("[{name}] unicast: {unicast:?}");
 
     let connections_lost = conns.ended();
