@@ -25,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Payloads and attachments are shared between watchers and recipients: `Bytes`
         // clones are reference counts, not copies.
         .bytes(".")
+        // Smaller per-call buffers than tonic's 8 KiB (see `src/codec.rs`).
+        .codec_path("crate::codec::SmallBufferCodec")
         .compile_fds(fds)?;
     Ok(())
 }

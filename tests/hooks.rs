@@ -12,7 +12,7 @@ use fixture::{
     to_sockets, tokens,
 };
 use serde_json::json;
-use sockgate_client::proto::{GetSocketRequest, SendRequest};
+use sockgate_client::proto::{GetSocketRequest, SendRequest, SocketState};
 
 const INVALID: &str = "Invalid token to authenticate! Please login again!";
 const FAILED: &str = "Failed to authenticate connection! Please login again!";
@@ -66,7 +66,7 @@ async fn deny_error_and_hang_fail_closed_without_blocking_others() {
     let mut control = gateway.control().await;
 
     // The hanging authentication starts first; everything below happens while it hangs.
-    clients.connect("hang", Transport::Websocket).await;
+    let hanging = clients.connect("hang", Transport::Websocket).await;
     clients
         .emit("hang", "authenticate", json!([{"token": "hang"}]))
         .await;
@@ -74,6 +74,17 @@ async fn deny_error_and_hang_fail_closed_without_blocking_others() {
     let other = clients
         .login("other", Transport::Websocket, "allow:carol")
         .await;
+    // While its hook is awaited the socket is shown as authenticating (an authenticator
+    // that decides at once never shows that state).
+    let state = control
+        .get_socket(GetSocketRequest { socket_id: hanging })
+        .await
+        .unwrap()
+        .into_inner()
+        .socket
+        .unwrap()
+        .state;
+    assert_eq!(state, SocketState::Authenticating as i32);
     control
         .send(SendRequest {
             event: "during".into(),

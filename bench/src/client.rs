@@ -137,10 +137,16 @@ impl Connections {
     }
 }
 
-/// Opens `n` connections, at most `concurrency` being set up at once, each connected,
-/// authenticated and (when the server acknowledges joins) joined when this returns.
+/// The node connection `index` goes to, of `nodes` (alternating: half on each of two).
+pub fn node_of(index: usize, nodes: usize) -> usize {
+    index % nodes
+}
+
+/// Opens `n` connections spread over the `endpoints` of the nodes (see [`node_of`]), at
+/// most `concurrency` being set up at once, each connected, authenticated and (when the
+/// server acknowledges joins) joined when this returns.
 pub async fn connect_all(
-    endpoint: &Endpoint,
+    endpoints: &[Endpoint],
     shared: &Arc<Shared>,
     n: usize,
     concurrency: usize,
@@ -152,7 +158,7 @@ pub async fn connect_all(
     for index in 0..n {
         let (tx, rx) = tokio::sync::oneshot::channel();
         ready.push(rx);
-        let endpoint = endpoint.clone();
+        let endpoint = endpoints[node_of(index, endpoints.len())].clone();
         let shared = shared.clone();
         let gate = gate.clone();
         tasks.spawn(async move {

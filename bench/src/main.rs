@@ -1,12 +1,14 @@
 //! `sockgate-bench`: holds N real Socket.IO WebSocket clients against sockgate and
 //! against the reference stack (the Ignis helper on Node + Redis + REST), one after the
-//! other in the same run, and prints their figures side by side. See `BENCHMARKS.md`.
+//! other in the same run, each as one node and as two nodes on one Redis, and prints
+//! their figures side by side. See `BENCHMARKS.md`.
 
 mod client;
 mod control;
 mod histogram;
 mod http;
 mod procstat;
+mod redis;
 mod report;
 mod scenarios;
 mod server;
@@ -32,14 +34,25 @@ struct Args {
     /// both; with --smoke, sockgate).
     #[arg(long, value_delimiter = ',')]
     targets: Option<Vec<String>>,
-    /// Sockets held.
+    /// Which setups to run: `1` (one node), `2` (two nodes on one Redis, started here), or
+    /// both, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    nodes: Vec<usize>,
+    /// Sockets held on one node.
     #[arg(long, default_value_t = 10_000)]
     sockets: usize,
-    /// Runs per stack (alternating stacks), reported as median and range.
+    /// Runs per stack on one node (alternating stacks), reported as median and range.
     #[arg(long, default_value_t = 2)]
     repeat: usize,
+    /// Sockets held by two nodes (half on each).
+    #[arg(long, default_value_t = 4_000)]
+    cluster_sockets: usize,
+    /// Runs per stack on two nodes.
+    #[arg(long, default_value_t = 2)]
+    cluster_repeat: usize,
     /// A few seconds with a few sockets, sockgate only unless --targets says otherwise:
-    /// checks the tool itself (every message delivered), no timing meaning.
+    /// checks the tool itself (every message delivered), no timing meaning; on two nodes
+    /// too unless --nodes says otherwise.
     #[arg(long)]
     smoke: bool,
     /// The sockgate binary (default: `sockgate` next to this executable).
@@ -72,10 +85,16 @@ struct Args {
 }
 
 impl Args {
-    fn plan(&self) -> Plan {
+    /// The plan of the runs on `nodes` nodes.
+    fn plan(&self, nodes: usize) -> Plan {
+        let sockets = if nodes == 1 {
+            self.sockets
+        } else {
+            self.cluster_sockets
+        };
         if self.smoke {
             return Plan {
-                sockets: self.sockets.min(20),
+                sockets: sockets.min(20),
                 connect_concurrency: 20,
                 settle: Duration::from_millis(200),
                 idle_window: Duration::from_millis(500),
@@ -89,7 +108,7 @@ impl Args {
             };
         }
         Plan {
-            sockets: self.sockets,
+            sockets,
             connect_concurrency: self.connect_concurrency,
             settle: Duration::from_secs(3),
             idle_window: Duration::from_secs(5),
@@ -100,6 +119,15 @@ impl Args {
             unicast_time: Duration::from_secs_f64(self.unicast_secs),
             unicast_in_flight: 32,
             drain_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Runs per stack on `nodes` nodes.
+    fn repeats(&self, nodes: usize) -> usize {
+        match (self.smoke, nodes) {
+            (true, _) => 1,
+            (false, 1) => self.repeat.max(1),
+            (false, _) => self.cluster_repeat.max(1),
         }
     }
 }
@@ -117,7 +145,18 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
-    let plan = args.plan();
+    let mut setups = Vec::new();
+    for &nodes in &args.nodes {
+        if !matches!(nodes, 1 | 2) {
+            bail!("unknown --nodes {nodes} (1, 2)");
+        }
+        if !setups.contains(&nodes) {
+            setups.push(nodes);
+        }
+    }
+    if setups.is_empty() {
+        bail!("--nodes names no setup (1, 2)");
+    }
     // The smoke runs sockgate alone unless told otherwise: the reference needs a prepared
     // copy (`npm ci`) and Redis.
     let default_targets = if args.smoke {
@@ -133,7 +172,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             other => bail!("unknown target {other:?} (reference, sockgate)"),
         });
     }
-    raise_fd_limit(plan.sockets)?;
+    if setups.contains(&2) {
+        // Before any run: a missing Redis would otherwise fail only after the one-node runs.
+        redis::binary()?;
+    }
+    let most_sockets = setups
+        .iter()
+        .map(|&n| args.plan(n).sockets)
+        .max()
+        .unwrap_or(0);
+    raise_fd_limit(most_sockets)?;
     let sockgate_bin = match &args.sockgate_bin {
         Some(p) => p.clone(),
         None => std::env::current_exe()?
@@ -150,34 +198,47 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         std::fs::canonicalize(&args.reference_dir).unwrap_or(args.reference_dir.clone());
     let work = std::fs::canonicalize(&work)?;
 
-    let repeats = if args.smoke { 1 } else { args.repeat.max(1) };
     let mut runs = Vec::new();
-    for round in 0..repeats {
-        // Alternate the order so that neither stack always runs on a warmer machine.
-        let mut order = kinds.clone();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for kind in order {
-            eprintln!("== {} run {} of {repeats}", kind.name(), round + 1);
-            let server = match kind {
-                Kind::Sockgate => Server::sockgate(&sockgate_bin, &work).await?,
-                Kind::Reference => {
-                    Server::reference(&reference_dir, &work, &args.reference_log_level).await?
+    for &nodes in &setups {
+        let plan = args.plan(nodes);
+        let repeats = args.repeats(nodes);
+        for round in 0..repeats {
+            // Alternate the order so that neither stack always runs on a warmer machine.
+            let mut order = kinds.clone();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for &kind in &order {
+                let name = format!("{} on {nodes} node(s)", kind.name());
+                eprintln!("== {name}, run {} of {repeats}", round + 1);
+                let log = &args.reference_log_level;
+                let server = match (kind, nodes) {
+                    (Kind::Sockgate, 1) => Server::sockgate(&sockgate_bin, &work).await,
+                    (Kind::Sockgate, _) => Server::sockgate_cluster(&sockgate_bin, &work).await,
+                    (Kind::Reference, 1) => Server::reference(&reference_dir, &work, log).await,
+                    (Kind::Reference, _) => {
+                        Server::reference_cluster(&reference_dir, &work, log).await
+                    }
                 }
-            };
-            let result = scenarios::run(&server, &plan).await;
-            server.stop().await?;
-            runs.push(result.with_context(|| format!("{} run failed", kind.name()))?);
-            // Let sockets close and the machine calm down between stacks.
-            tokio::time::sleep(Duration::from_secs(2)).await;
+                .with_context(|| format!("cannot start {name}"))?;
+                let result = scenarios::run(&server, &plan).await;
+                server.stop().await?;
+                runs.push(result.with_context(|| format!("{name}: run failed"))?);
+                // Let sockets close and the machine calm down between stacks.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
         }
     }
 
-    let table = report::table(&plan, &runs);
-    println!("{table}");
+    let tables: Vec<(usize, String)> = setups
+        .iter()
+        .map(|&n| (n, report::table(&args.plan(n), &runs, n)))
+        .collect();
+    for (nodes, table) in &tables {
+        println!("{}\n\n{table}", setup_title(*nodes));
+    }
     if let Some(out) = &args.out {
-        let doc = document(&args, &plan, &runs, &table, &sockgate_bin, &reference_dir);
+        let doc = document(&args, &runs, &tables, &sockgate_bin, &reference_dir);
         std::fs::write(out, doc).with_context(|| format!("cannot write {}", out.display()))?;
         eprintln!("written to {}", out.display());
     }
@@ -233,11 +294,28 @@ fn locked_version(name: &str) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The heading of the table of runs on `nodes` nodes.
+fn setup_title(nodes: usize) -> &'static str {
+    if nodes == 1 {
+        "### One node"
+    } else {
+        "### Two nodes on one Redis"
+    }
+}
+
+/// What the two-node table measures, under its heading.
+const CLUSTER_NOTE: &str = "Each stack runs two nodes on one redis-server started for the run; \
+half the sockets connect to each node, every command goes to node A, the room spans both \
+nodes and unicast sends go only to socket ids held by node B. Server CPU is the two nodes' \
+and Redis' together. The reference's REST send to a client id publishes through its Redis \
+emitter whichever node holds the socket (on one node too) and answers success without \
+checking that the id exists; sockgate's `Send` checks the id in the socket directory in \
+Redis (one round trip) before it publishes to the node that holds it.";
+
 fn document(
     args: &Args,
-    plan: &Plan,
     runs: &[Measures],
-    table: &str,
+    tables: &[(usize, String)],
     sockgate_bin: &Path,
     reference_dir: &Path,
 ) -> String {
@@ -294,20 +372,29 @@ fn document(
             .join(" "),
         args.reference_log_level
     );
-    let _ = writeln!(
-        doc,
-        "- load: {} WebSocket clients, {} run(s) per stack; noise: other processes used {} cores on average during the runs\n",
-        plan.sockets,
-        runs.iter().filter(|m| m.kind == Kind::Sockgate).count(),
-        {
-            let loads: Vec<String> = runs
-                .iter()
+    for (nodes, _) in tables {
+        let plan = args.plan(*nodes);
+        let _ = writeln!(
+            doc,
+            "- load on {}: {} WebSocket clients{}, {} run(s) per stack; noise: other processes used {} cores on average during the runs",
+            if *nodes == 1 { "one node" } else { "two nodes" },
+            plan.sockets,
+            if *nodes == 1 { "" } else { " (half on each)" },
+            args.repeats(*nodes),
+            runs.iter()
+                .filter(|m| m.nodes == *nodes)
                 .map(|m| format!("{}={:.2}", m.kind.name(), m.other_load_cores))
-                .collect();
-            loads.join(", ")
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for (nodes, table) in tables {
+        let _ = writeln!(doc, "\n{}\n", setup_title(*nodes));
+        if *nodes > 1 {
+            let _ = writeln!(doc, "{CLUSTER_NOTE}\n");
         }
-    );
-    let _ = writeln!(doc, "{table}");
+        let _ = write!(doc, "{table}");
+    }
     doc
 }
 

@@ -1,5 +1,6 @@
-//! The side-by-side table: one row per measure, the median over the repeats of each
-//! stack (with the range when repeated), the ratio, the design target.
+//! The side-by-side tables, one for single nodes and one for two nodes on one Redis: one
+//! row per measure, the median over the repeats of each stack (with the range when
+//! repeated), the ratio, the design target (set for one node).
 
 use std::fmt::Write;
 
@@ -15,20 +16,38 @@ struct Row {
     target: &'static str,
 }
 
-fn rows(plan: &Plan) -> Vec<Row> {
+fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
+    let cluster = nodes > 1;
+    // The design's targets are set for one node.
+    let target = |t: &'static str| if cluster { "" } else { t };
     let row = |label: String, value: fn(&Measures) -> f64, decimals, target| Row {
         label,
         value,
         decimals,
         target,
     };
-    vec![
-        row(
-            "server RSS per idle authenticated socket, KB".into(),
-            |m| m.per_socket(m.rss_idle) / 1000.0,
-            1,
-            "≤ 8",
-        ),
+    // Whose CPU is counted: one node alone (the single-node reference includes its Redis),
+    // or every node and their Redis.
+    let cpu = if cluster { " (nodes + Redis)" } else { "" };
+    let mut rows = vec![row(
+        if cluster {
+            "server RSS per idle authenticated socket on its node (each holds half), KB".into()
+        } else {
+            "server RSS per idle authenticated socket, KB".into()
+        },
+        |m| m.per_socket(m.rss_idle) / 1000.0,
+        1,
+        "≤ 8",
+    )];
+    if cluster {
+        rows.push(row(
+            "Redis RSS per idle socket, KB".into(),
+            |m| m.redis_per_socket().unwrap_or(0.0) / 1000.0,
+            2,
+            "",
+        ));
+    }
+    rows.extend([
         row(
             "server RSS per socket after the burst fan-out, KB".into(),
             |m| m.per_socket(m.rss_after_burst) / 1000.0,
@@ -49,27 +68,35 @@ fn rows(plan: &Plan) -> Vec<Row> {
         ),
         row(
             format!(
-                "connect + authenticate + join {} sockets ({} at once), s",
-                plan.sockets, plan.connect_concurrency
+                "connect + authenticate + join {} sockets{} ({} at once), s",
+                plan.sockets,
+                if cluster { ", half on each node" } else { "" },
+                plan.connect_concurrency
             ),
             |m| m.connect_wall.as_secs_f64(),
             2,
-            "≤ 0.5 (server-bound part)",
+            target("≤ 0.5 (server-bound part)"),
         ),
         row(
-            "  server CPU per connection set-up, µs".into(),
+            format!("  server CPU per connection set-up{cpu}, µs"),
             |m| m.connect_cpu.as_secs_f64() * 1e6 / m.sockets as f64,
             0,
             "",
         ),
         row(
             format!(
-                "paced room fan-out ({}/s, {} sends): server CPU per delivery, µs",
-                plan.paced_rate, plan.paced_sends
+                "paced room fan-out{} ({}/s, {} sends): server CPU per delivery{cpu}, µs",
+                if cluster {
+                    " via node A to a room on both nodes"
+                } else {
+                    ""
+                },
+                plan.paced_rate,
+                plan.paced_sends
             ),
             |m| m.paced.cpu_per_delivery_us(),
             2,
-            "≤ 5",
+            target("≤ 5"),
         ),
         row(
             "  sends per second achieved (one command at a time)".into(),
@@ -87,7 +114,7 @@ fn rows(plan: &Plan) -> Vec<Row> {
             "  delivery latency p99, ms".into(),
             |m| quantile_ms(&m.paced, 1),
             1,
-            "≤ 50",
+            target("≤ 50"),
         ),
         row(
             "  delivery latency max, ms".into(),
@@ -97,12 +124,18 @@ fn rows(plan: &Plan) -> Vec<Row> {
         ),
         row(
             format!(
-                "burst room fan-out ({} sends, {} in flight): server CPU per delivery, µs",
-                plan.burst_sends, plan.burst_in_flight
+                "burst room fan-out{} ({} sends, {} in flight): server CPU per delivery{cpu}, µs",
+                if cluster {
+                    " via node A to a room on both nodes"
+                } else {
+                    ""
+                },
+                plan.burst_sends,
+                plan.burst_in_flight
             ),
             |m| m.burst.cpu_per_delivery_us(),
             2,
-            "≤ 1",
+            target("≤ 1"),
         ),
         row(
             "  deliveries per second".into(),
@@ -118,18 +151,23 @@ fn rows(plan: &Plan) -> Vec<Row> {
         ),
         row(
             format!(
-                "unicast send to a socket id ({} in flight): calls per second",
+                "unicast send {}({} in flight): calls per second",
+                if cluster {
+                    "via node A to socket ids on node B "
+                } else {
+                    "to a socket id "
+                },
                 plan.unicast_in_flight
             ),
             |m| m.unicast.commands as f64 / m.unicast.send_wall.as_secs_f64(),
             0,
-            "≥ 50000",
+            target("≥ 50000"),
         ),
         row(
-            "  server CPU per call, µs".into(),
+            format!("  server CPU per call{cpu}, µs"),
             |m| m.unicast.cpu_per_command_us(),
             1,
-            "≤ 15",
+            target("≤ 15"),
         ),
         row(
             "  delivery latency p99, ms".into(),
@@ -152,7 +190,7 @@ fn rows(plan: &Plan) -> Vec<Row> {
             "0",
         ),
         row(
-            "server CPU while idle, % of one core".into(),
+            format!("server CPU while idle{cpu}, % of one core"),
             |m| m.idle_cpu_per_sec * 100.0,
             1,
             "",
@@ -163,7 +201,8 @@ fn rows(plan: &Plan) -> Vec<Row> {
             2,
             "",
         ),
-    ]
+    ]);
+    rows
 }
 
 fn quantile_ms(d: &crate::scenarios::Delivery, i: usize) -> f64 {
@@ -193,12 +232,13 @@ fn cell(stats: Option<(f64, f64, f64)>, decimals: usize, repeated: bool) -> Stri
     }
 }
 
-/// The Markdown table of every run's measures.
-pub fn table(plan: &Plan, runs: &[Measures]) -> String {
+/// The Markdown table of the measures of the runs on `nodes` nodes.
+pub fn table(plan: &Plan, runs: &[Measures], nodes: usize) -> String {
+    let runs: Vec<&Measures> = runs.iter().filter(|m| m.nodes == nodes).collect();
     let of = |kind: Kind, f: fn(&Measures) -> f64| {
         runs.iter()
             .filter(|m| m.kind == kind)
-            .map(f)
+            .map(|m| f(m))
             .collect::<Vec<_>>()
     };
     let repeats = runs
@@ -213,7 +253,7 @@ pub fn table(plan: &Plan, runs: &[Measures]) -> String {
         "| measure | reference | sockgate | sockgate ÷ reference | target (sockgate) |"
     );
     let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
-    for row in rows(plan) {
+    for row in rows(plan, nodes) {
         let r = median(of(Kind::Reference, row.value));
         let s = median(of(Kind::Sockgate, row.value));
         let ratio = match (r, s) {
@@ -236,4 +276,75 @@ pub fn table(plan: &Plan, runs: &[Measures]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::scenarios::Delivery;
+
+    fn measures(kind: Kind, nodes: usize, rss_idle: u64) -> Measures {
+        Measures {
+            kind,
+            nodes,
+            sockets: 1000,
+            rss_base: 0,
+            rss_idle,
+            rss_after_burst: rss_idle,
+            rss_end: rss_idle,
+            redis_rss: (nodes > 1).then_some((0, 50_000)),
+            connect_wall: Duration::from_secs(1),
+            connect_cpu: Duration::from_secs(1),
+            idle_cpu_per_sec: 0.0,
+            paced: Delivery::default(),
+            burst: Delivery::default(),
+            unicast: Delivery::default(),
+            connections_lost: 0,
+            other_load_cores: 0.0,
+        }
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            sockets: 1000,
+            connect_concurrency: 10,
+            settle: Duration::ZERO,
+            idle_window: Duration::ZERO,
+            paced_sends: 1,
+            paced_rate: 10.0,
+            burst_sends: 1,
+            burst_in_flight: 1,
+            unicast_time: Duration::ZERO,
+            unicast_in_flight: 1,
+            drain_timeout: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn each_table_shows_only_the_runs_of_its_setup() {
+        let runs = [
+            measures(Kind::Reference, 1, 20_000_000),
+            measures(Kind::Sockgate, 1, 8_000_000),
+            measures(Kind::Reference, 2, 30_000_000),
+            measures(Kind::Sockgate, 2, 9_000_000),
+        ];
+        let one = table(&plan(), &runs, 1);
+        assert!(
+            one.contains("| server RSS per idle authenticated socket, KB | 20.0 | 8.0 | 0.40 |")
+        );
+        assert!(!one.contains("Redis RSS"));
+        let two = table(&plan(), &runs, 2);
+        assert!(
+            two.contains("(each holds half), KB | 30.0 | 9.0 | 0.30 |"),
+            "{two}"
+        );
+        assert!(
+            two.contains("| Redis RSS per idle socket, KB | 0.05 | 0.05 |"),
+            "{two}"
+        );
+        assert!(two.contains("via node A to socket ids on node B"));
+        assert!(!two.contains("≥ 50000"), "one-node targets stay out: {two}");
+    }
 }

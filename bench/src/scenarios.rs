@@ -1,6 +1,8 @@
-//! The scenarios, run in order against one running server: connect storm, idle hold,
+//! The scenarios, run in order against one running stack: connect storm, idle hold,
 //! paced room fan-out, burst room fan-out, unicast sends. Server CPU is read from `/proc`
 //! around each and the idle cost (Engine.IO heartbeats, application pings) is taken out.
+//! On a stack of several nodes the connections alternate between the nodes, every
+//! command goes to the first node, and unicast sends target only sockets of the others.
 
 use std::{
     sync::{
@@ -90,9 +92,11 @@ impl Delivery {
 pub struct Measures {
     /// Which stack.
     pub kind: Kind,
-    /// Sockets held.
+    /// Its nodes.
+    pub nodes: usize,
+    /// Sockets held (over every node).
     pub sockets: usize,
-    /// Server RSS before any connection.
+    /// Server RSS before any connection (summed over the nodes, Redis apart).
     pub rss_base: u64,
     /// Server RSS with every socket connected, idle.
     pub rss_idle: u64,
@@ -100,6 +104,8 @@ pub struct Measures {
     pub rss_after_burst: u64,
     /// Server RSS at the end (after the unicast scenario).
     pub rss_end: u64,
+    /// RSS of the stack's Redis before any connection and when idle, if it has one.
+    pub redis_rss: Option<(u64, u64)>,
     /// Time to connect, authenticate and join every socket.
     pub connect_wall: Duration,
     /// Server CPU spent on it.
@@ -119,9 +125,16 @@ pub struct Measures {
 }
 
 impl Measures {
-    /// RSS per socket from the base, in bytes.
+    /// RSS per socket from the base, in bytes (each node's growth over its own sockets,
+    /// averaged: the nodes hold equal shares).
     pub fn per_socket(&self, rss: u64) -> f64 {
         rss.saturating_sub(self.rss_base) as f64 / self.sockets as f64
+    }
+
+    /// Redis RSS growth per socket with every socket idle, in bytes.
+    pub fn redis_per_socket(&self) -> Option<f64> {
+        self.redis_rss
+            .map(|(base, idle)| idle.saturating_sub(base) as f64 / self.sockets as f64)
     }
 
     /// Whether every delivery arrived and no command failed.
@@ -147,9 +160,18 @@ impl Meter {
     }
 }
 
+/// RSS of each node of the stack.
+fn nodes_rss(server: &Server) -> anyhow::Result<Vec<u64>> {
+    server
+        .nodes
+        .iter()
+        .map(|n| procstat::rss_bytes(n.pid))
+        .collect()
+}
+
 /// Runs every scenario against `server`, printing progress to stderr.
 pub async fn run(server: &Server, plan: &Plan) -> anyhow::Result<Measures> {
-    let name = server.kind.name();
+    let name = format!("{} ×{}", server.kind.name(), server.nodes.len());
     let meter = Meter {
         pids: server.pids.clone(),
         ticks: procstat::clock_ticks(),
@@ -161,14 +183,17 @@ pub async fn run(server: &Server, plan: &Plan) -> anyhow::Result<Measures> {
     let run_start = Instant::now();
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_base = procstat::rss_bytes(server.main_pid)?;
+    let rss_base_each = nodes_rss(server)?;
+    let rss_base = rss_base_each.iter().sum();
+    let redis_rss_base = server.redis_pid.map(procstat::rss_bytes).transpose()?;
     let shared = Shared::new(plan.sockets);
+    let endpoints: Vec<_> = server.nodes.iter().map(|n| n.endpoint.clone()).collect();
 
     eprintln!("[{name}] connecting {} sockets", plan.sockets);
     let cpu0 = meter.cpu()?;
     let t0 = Instant::now();
     let conns = client::connect_all(
-        &server.endpoint,
+        &endpoints,
         &shared,
         plan.sockets,
         plan.connect_concurrency,
@@ -182,7 +207,7 @@ pub async fn run(server: &Server, plan: &Plan) -> anyhow::Result<Measures> {
     // (sockgate's acknowledged joins pass at the first probe).
     room_gate(server, &shared, plan).await?;
     let connect_wall_gated = t0.elapsed();
-    let connect_wall = if server.endpoint.join_acked {
+    let connect_wall = if endpoints[0].join_acked {
         connect_wall
     } else {
         connect_wall_gated
@@ -198,20 +223,39 @@ pub async fn run(server: &Server, plan: &Plan) -> anyhow::Result<Measures> {
     let ti = Instant::now();
     tokio::time::sleep(plan.idle_window).await;
     let idle_cpu_per_sec = (meter.cpu()? - idle0).as_secs_f64() / ti.elapsed().as_secs_f64();
-    let rss_idle = procstat::rss_bytes(server.main_pid)?;
+    let rss_idle_each = nodes_rss(server)?;
+    let rss_idle = rss_idle_each.iter().sum();
+    let redis_rss = match (redis_rss_base, server.redis_pid) {
+        (Some(base), Some(pid)) => Some((base, procstat::rss_bytes(pid)?)),
+        _ => None,
+    };
+    let per_node: Vec<String> = rss_idle_each
+        .iter()
+        .zip(&rss_base_each)
+        .enumerate()
+        .map(|(node, (idle, base))| {
+            let held = (0..plan.sockets)
+                .filter(|&i| client::node_of(i, server.nodes.len()) == node)
+                .count();
+            format!(
+                "{:.1}",
+                idle.saturating_sub(*base) as f64 / held.max(1) as f64 / 1000.0
+            )
+        })
+        .collect();
     eprintln!(
-        "[{name}] idle: {:.1} KB per socket, {:.1} % CPU",
-        rss_idle.saturating_sub(rss_base) as f64 / plan.sockets as f64 / 1000.0,
+        "[{name}] idle: {} KB per socket (by node), {:.1} % CPU",
+        per_node.join(" / "),
         idle_cpu_per_sec * 100.0
     );
 
     let paced = paced(server, &shared, &meter, idle_cpu_per_sec, plan).await?;
     eprintln!("[{name}] paced fan-out: {paced:?}");
     let burst = burst(server, &shared, &meter, idle_cpu_per_sec, plan).await?;
-    let rss_after_burst = procstat::rss_bytes(server.main_pid)?;
+    let rss_after_burst = nodes_rss(server)?.iter().sum();
     eprintln!("[{name}] burst fan-out: {burst:?}");
     let unicast = unicast(server, &shared, &conns, &meter, idle_cpu_per_sec, plan).await?;
-    let rss_end = procstat::rss_bytes(server.main_pid)?;
+    let rss_end = nodes_rss(server)?.iter().sum();
     eprintln!("[{name}] unicast: {unicast:?}");
 
     let connections_lost = conns.ended();
@@ -223,11 +267,13 @@ pub async fn run(server: &Server, plan: &Plan) -> anyhow::Result<Measures> {
     conns.close().await;
     Ok(Measures {
         kind: server.kind,
+        nodes: server.nodes.len(),
         sockets: plan.sockets,
         rss_base,
         rss_idle,
         rss_after_burst,
         rss_end,
+        redis_rss,
         connect_wall,
         connect_cpu,
         idle_cpu_per_sec,
@@ -241,7 +287,7 @@ pub async fn run(server: &Server, plan: &Plan) -> anyhow::Result<Measures> {
 
 /// Sends probes to the room until every socket has received one.
 async fn room_gate(server: &Server, shared: &Shared, plan: &Plan) -> anyhow::Result<()> {
-    let mut sender = server.control.sender().await?;
+    let mut sender = server.nodes[0].control.sender().await?;
     let deadline = Instant::now() + Duration::from_secs(60).max(plan.drain_timeout);
     shared.start_recording();
     let mut seq = 0;
@@ -325,7 +371,7 @@ async fn paced(
     idle_cpu_per_sec: f64,
     plan: &Plan,
 ) -> anyhow::Result<Delivery> {
-    let mut sender = server.control.sender().await?;
+    let mut sender = server.nodes[0].control.sender().await?;
     let period = Duration::from_secs_f64(1.0 / plan.paced_rate);
     shared.start_recording();
     let cpu0 = meter.cpu()?;
@@ -371,7 +417,7 @@ async fn burst(
 ) -> anyhow::Result<Delivery> {
     let mut senders = Vec::new();
     for _ in 0..plan.burst_in_flight {
-        senders.push(server.control.sender().await?);
+        senders.push(server.nodes[0].control.sender().await?);
     }
     let shared_next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -425,6 +471,14 @@ async fn burst(
     Ok(delivery)
 }
 
+/// The connections unicast sends go to: every one on a single node; on several, those
+/// not on the first node, which takes the commands (every send crosses nodes).
+fn unicast_targets(sockets: usize, nodes: usize) -> Vec<usize> {
+    (0..sockets)
+        .filter(|&i| nodes == 1 || client::node_of(i, nodes) != 0)
+        .collect()
+}
+
 /// A `payload(seq)` that can move into tasks.
 fn shared_epoch_stamper(shared: &Shared) -> impl Fn(u64) -> String + Send + Sync + 'static {
     let epoch = shared.epoch;
@@ -446,9 +500,13 @@ async fn unicast(
 ) -> anyhow::Result<Delivery> {
     let mut senders = Vec::new();
     for _ in 0..plan.unicast_in_flight {
-        senders.push(server.control.sender().await?);
+        senders.push(server.nodes[0].control.sender().await?);
     }
     let ids = Arc::new(conns.ids.clone());
+    let targets = Arc::new(unicast_targets(ids.len(), server.nodes.len()));
+    if targets.is_empty() {
+        bail!("no socket to send to");
+    }
     let expected: Arc<Vec<AtomicU32>> =
         Arc::new((0..ids.len()).map(|_| AtomicU32::new(0)).collect());
     let next = Arc::new(AtomicU64::new(0));
@@ -460,8 +518,9 @@ async fn unicast(
     let stop_at = start + plan.unicast_time;
     let mut tasks = JoinSet::new();
     for mut sender in senders {
-        let (ids, expected, next, errors, stamp) = (
+        let (ids, targets, expected, next, errors, stamp) = (
             ids.clone(),
+            targets.clone(),
             expected.clone(),
             next.clone(),
             errors.clone(),
@@ -470,7 +529,7 @@ async fn unicast(
         tasks.spawn(async move {
             while Instant::now() < stop_at {
                 let seq = next.fetch_add(1, Ordering::Relaxed);
-                let index = (seq % ids.len() as u64) as usize;
+                let index = targets[(seq % targets.len() as u64) as usize];
                 match sender.send_to_socket(&ids[index], stamp(seq)).await {
                     Ok(()) => {
                         expected[index].fetch_add(1, Ordering::Relaxed);
@@ -514,4 +573,18 @@ async fn unicast(
         .sum();
     delivery.delivered = total - short;
     Ok(delivery)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unicast_targets_are_every_socket_on_one_node_and_only_other_nodes_on_two() {
+        assert_eq!(unicast_targets(4, 1), vec![0, 1, 2, 3]);
+        assert_eq!(unicast_targets(5, 2), vec![1, 3]);
+        for i in unicast_targets(101, 2) {
+            assert_eq!(client::node_of(i, 2), 1);
+        }
+    }
 }

@@ -36,6 +36,7 @@
 //! Runnable programs are in `control-client/examples/`.
 
 mod client;
+pub mod codec;
 mod connect;
 mod error;
 mod retry;

@@ -13,7 +13,7 @@ use socketioxide::adapter::Emitter;
 use socketioxide_core::adapter::CoreAdapter;
 use sockgate_client::{FILE_DESCRIPTOR_SET, proto::socket_control_server::SocketControlServer};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
 use tonic_reflection::server::Builder;
 use tracing::{info, warn};
 
@@ -175,7 +175,7 @@ async fn serve<A: ClusterAdapter>(
             )
         }
         None => tokio::spawn(control_router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(control_listener),
+            no_delay(TcpListenerStream::new(control_listener)),
             trigger.wait(),
         )),
     };
@@ -221,6 +221,21 @@ async fn serve<A: ClusterAdapter>(
     }
     info!("stopped");
     Ok(())
+}
+
+/// The accepted connections with Nagle's algorithm off, as tonic sets them on the listeners
+/// it binds itself (its `tcp_nodelay` does not apply to an incoming stream we pass it) and
+/// as the TLS listeners do: a response is written as soon as it is ready instead of waiting
+/// for the caller to acknowledge the previous one.
+fn no_delay(
+    incoming: TcpListenerStream,
+) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    incoming.map(|accepted| {
+        if let Ok(stream) = &accepted {
+            let _ = stream.set_nodelay(true);
+        }
+        accepted
+    })
 }
 
 /// ALPN of the HTTP/1.1 listeners (Socket.IO's WebSocket upgrade needs HTTP/1.1).

@@ -112,6 +112,11 @@ impl Cluster {
         }
     }
 
+    /// Whether this node is alone (the memory adapter): every socket is local.
+    pub fn is_single_node(&self) -> bool {
+        self.redis.is_none()
+    }
+
     /// A node of a Redis cluster; `uid` is its adapter server id, `directory` where its
     /// edge reports its sockets.
     pub fn redis(

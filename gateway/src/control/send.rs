@@ -7,7 +7,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Serialize, ser::SerializeTuple};
 use serde_json::{Value, value::RawValue};
-use socketioxide::{AckError, BroadcastError, SocketIo, adapter::Adapter};
+use socketioxide::{
+    AckError, BroadcastError, SocketIo, adapter::Adapter, operators::BroadcastOperators,
+};
 use sockgate_client::proto::{AckReply, SendRequest, SendResponse, Target};
 use tracing::debug;
 
@@ -117,61 +119,29 @@ pub async fn send<A: Adapter>(
     let target = request.target.as_ref();
     let operators = target::resolve(io, cluster, target, "target", Audience::Authenticated).await?;
     // Socket ids that all live on this node need no other node: no cluster round trip,
-    // and delivery works while Redis is down.
-    let operators = if target.is_some_and(|t| only_local_sockets(io, t)) {
-        operators.local()
-    } else {
-        operators
-    };
-
-    if let Some(timeout) = ack_timeout {
-        let mut stream = std::pin::pin!(
+    // and delivery works while Redis is down. (A node alone has nothing else to reach.)
+    let operators =
+        if !cluster.is_single_node() && target.is_some_and(|t| only_local_sockets(io, t)) {
+            operators.local()
+        } else {
             operators
-                .timeout(timeout)
-                .emit_with_ack::<_, Value>(&request.event, &args)
-                .await
-                .map_err(ControlError::adapter)?
-        );
-        let mut response = SendResponse::default();
-        let mut bytes = 0usize;
-        let mut recipients = 0u32;
-        while let Some((sid, reply)) = stream.next().await {
-            recipients += 1;
-            let reply = match reply {
-                Ok(value) => value.to_string(),
-                Err(AckError::Decode(e)) => {
-                    Value::String(format!("undecodable ack: {e}")).to_string()
-                }
-                Err(_) => {
-                    response.timed_out_socket_ids.push(sid.to_string());
-                    continue;
-                }
-            };
-            bytes += reply.len();
-            if bytes > limits.max_ack_reply_bytes {
-                // Dropping the stream stops waiting for the other replies.
-                METRICS.refused(Refusal::AckReplyBytes);
-                return Err(ControlError::Exhausted(format!(
-                    "the ack replies exceed {} bytes (control.max_ack_reply_bytes) after {} \
-                     replies: the event was sent, the replies are dropped; target fewer \
-                     sockets or ask for smaller replies",
-                    limits.max_ack_reply_bytes,
-                    response.acks.len() + 1
-                )));
-            }
-            response.acks.push(AckReply {
-                socket_id: sid.to_string(),
-                data_json: reply,
-            });
-        }
-        response.recipients = Some(recipients);
-        return Ok(response);
+        };
+
+    // The rarer paths (acks, counts, the fallback) are boxed futures, allocated only when
+    // taken: inline, they made the future of every call (which tonic boxes) larger.
+    if let Some(timeout) = ack_timeout {
+        return Box::pin(send_with_ack(
+            operators,
+            &request.event,
+            &args,
+            timeout,
+            limits,
+        ))
+        .await;
     }
 
     let recipients = if request.count_recipients {
-        let sockets = operators
-            .clone()
-            .fetch_sockets()
+        let sockets = Box::pin(operators.clone().fetch_sockets())
             .await
             .map_err(ControlError::adapter)?;
         Some(sockets.len() as u32)
@@ -198,8 +168,8 @@ pub async fn send<A: Adapter>(
         Err(BroadcastError::Adapter(e)) => {
             // The other nodes cannot be reached (Redis down): this node's sockets still
             // get the event; the caller is told the rest did not.
-            if let Some(local) = operators_for_fallback(io, cluster, target).await {
-                let _ = local.emit(&request.event, &args).await;
+            if let Some(local) = Box::pin(operators_for_fallback(io, cluster, target)).await {
+                let _ = Box::pin(local.emit(&request.event, &args)).await;
             }
             return Err(ControlError::Unavailable(format!(
                 "delivered to this node's sockets only; other nodes unreachable: {e}"
@@ -211,6 +181,55 @@ pub async fn send<A: Adapter>(
         recipients,
         ..SendResponse::default()
     })
+}
+
+/// Emits with an ack and collects each recipient's reply (or its timeout).
+async fn send_with_ack<A: Adapter>(
+    operators: BroadcastOperators<A>,
+    event: &str,
+    args: &Args<'_>,
+    timeout: Duration,
+    limits: &ControlLimits,
+) -> Result<SendResponse, ControlError> {
+    let mut stream = std::pin::pin!(
+        operators
+            .timeout(timeout)
+            .emit_with_ack::<_, Value>(event, args)
+            .await
+            .map_err(ControlError::adapter)?
+    );
+    let mut response = SendResponse::default();
+    let mut bytes = 0usize;
+    let mut recipients = 0u32;
+    while let Some((sid, reply)) = stream.next().await {
+        recipients += 1;
+        let reply = match reply {
+            Ok(value) => value.to_string(),
+            Err(AckError::Decode(e)) => Value::String(format!("undecodable ack: {e}")).to_string(),
+            Err(_) => {
+                response.timed_out_socket_ids.push(sid.to_string());
+                continue;
+            }
+        };
+        bytes += reply.len();
+        if bytes > limits.max_ack_reply_bytes {
+            // Dropping the stream stops waiting for the other replies.
+            METRICS.refused(Refusal::AckReplyBytes);
+            return Err(ControlError::Exhausted(format!(
+                "the ack replies exceed {} bytes (control.max_ack_reply_bytes) after {} \
+                 replies: the event was sent, the replies are dropped; target fewer \
+                 sockets or ask for smaller replies",
+                limits.max_ack_reply_bytes,
+                response.acks.len() + 1
+            )));
+        }
+        response.acks.push(AckReply {
+            socket_id: sid.to_string(),
+            data_json: reply,
+        });
+    }
+    response.recipients = Some(recipients);
+    Ok(response)
 }
 
 /// Whether the target names only socket ids, all connected to this node.
@@ -230,7 +249,7 @@ async fn operators_for_fallback<A: Adapter>(
     io: &SocketIo<A>,
     cluster: &Cluster,
     target: Option<&Target>,
-) -> Option<socketioxide::operators::BroadcastOperators<A>> {
+) -> Option<BroadcastOperators<A>> {
     let mut local_target = target?.clone();
     local_target
         .socket_ids

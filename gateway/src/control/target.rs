@@ -101,7 +101,8 @@ pub fn parse_sids(ids: &[String], field: &str) -> Result<Vec<Sid>, ControlError>
         .collect()
 }
 
-/// `NOT_FOUND` unless every id is connected on some node; for [`Audience::Authenticated`],
+/// `NOT_FOUND` unless every id is connected on some node (the cluster's answers are boxed
+/// futures: ids of this node, the common case, need neither); for [`Audience::Authenticated`],
 /// `FAILED_PRECONDITION` for one that has not authenticated. Ids on this node are checked
 /// here; the others in the socket directory (one Redis round trip). Only an id the
 /// directory does not confirm (unknown, not authenticated, or not written yet) is asked to
@@ -125,7 +126,7 @@ pub async fn ensure_connected<A: Adapter>(
         }
     }
     if !elsewhere.is_empty()
-        && let Some(listed) = cluster.locate(&elsewhere).await?
+        && let Some(listed) = Box::pin(cluster.locate(&elsewhere)).await?
     {
         let confirmed = |entry: Option<bool>| match audience {
             Audience::Any => entry.is_some(),
@@ -139,7 +140,7 @@ pub async fn ensure_connected<A: Adapter>(
             .collect();
     }
     if !elsewhere.is_empty() {
-        ask_nodes(io, &elsewhere, audience, &mut unauthenticated).await?;
+        Box::pin(ask_nodes(io, &elsewhere, audience, &mut unauthenticated)).await?;
     }
     if unauthenticated.is_empty() {
         Ok(())

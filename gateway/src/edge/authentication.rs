@@ -1,7 +1,7 @@
 //! The `authenticate` flow: run the authenticator chain, then either admit the socket to
 //! its rooms and send `authenticated`, or send `unauthenticated` and disconnect it.
 
-use std::{sync::Arc, time::Duration};
+use std::{sync::Arc, task::Poll, time::Duration};
 
 use serde_json::Value;
 use socketioxide::{adapter::Adapter, extract::SocketRef};
@@ -30,7 +30,6 @@ pub async fn authenticate<A: Adapter>(
         debug!(sid = %socket.id, "second authenticate ignored");
         return;
     }
-    socket.join(rooms::AUTHENTICATING);
     let auth = session.take_auth();
     let handshake = Handshake {
         socket_id: socket.id.to_string(),
@@ -39,11 +38,26 @@ pub async fn authenticate<A: Adapter>(
         event_data: data.as_ref(),
         meta: &session.meta,
     };
-    let outcome = edge.auth.authenticate(&handshake).await;
+    // The state room shows the socket as authenticating while an authenticator is awaited
+    // (a hook). One that decides at once (a JWT, development mode) leaves no time in which
+    // it could be seen: joining and leaving it would only cost two room updates.
+    let mut deciding = std::pin::pin!(edge.auth.authenticate(&handshake));
+    let (outcome, state_room) = match futures_util::poll!(deciding.as_mut()) {
+        Poll::Ready(outcome) => (outcome, false),
+        Poll::Pending => {
+            socket.join(rooms::AUTHENTICATING);
+            (deciding.await, true)
+        }
+    };
+    let leave_state_room = || {
+        if state_room {
+            socket.leave(rooms::AUTHENTICATING);
+        }
+    };
     if !still_connected(&edge, &socket).await {
         // The socket may have been removed before the join above: its membership of
         // the state room would outlive it.
-        socket.leave(rooms::AUTHENTICATING);
+        leave_state_room();
         debug!(sid = %socket.id, "socket left during authentication");
         return;
     }
@@ -63,11 +77,11 @@ pub async fn authenticate<A: Adapter>(
                 &socket,
                 joined.iter().chain(&internal).cloned().collect(),
             ) {
-                socket.leave(rooms::AUTHENTICATING);
+                leave_state_room();
                 debug!(sid = %socket.id, "socket left during authentication");
                 return;
             }
-            socket.leave(rooms::AUTHENTICATING);
+            leave_state_room();
             let user = identity.user_id.clone();
             info!(sid = %socket.id, user = user.as_deref().unwrap_or(""), "authenticated");
             if !session.authenticated(identity) {
@@ -110,11 +124,13 @@ pub async fn authenticate<A: Adapter>(
         Outcome::Deny(reason) => {
             METRICS.auth("denied");
             info!(sid = %socket.id, %reason, "authentication denied");
+            leave_state_room();
             reject(&edge, &socket, &session, protocol::INVALID_TOKEN_MESSAGE);
         }
         Outcome::Fail(reason) => {
             METRICS.auth("failed");
             warn!(sid = %socket.id, %reason, "authenticator failed");
+            leave_state_room();
             reject(&edge, &socket, &session, protocol::AUTH_FAILED_MESSAGE);
         }
     }
@@ -151,7 +167,6 @@ fn reject<A: Adapter>(
     message: &'static str,
 ) {
     session.rejected();
-    socket.leave(rooms::AUTHENTICATING);
     if edge.events.is_watched() {
         edge.events.publish(
             WatchEventsResponse {

@@ -56,7 +56,7 @@ where
             Rpc::Reflection => "reflection",
             Rpc::Other => "other",
         };
-        let id = request
+        let mut id = request
             .headers()
             .get(REQUEST_ID)
             .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.to_str().is_ok())
@@ -73,6 +73,10 @@ where
             span.record("peer", field::display(peer));
         }
         let future = span.in_scope(|| self.inner.call(request));
+        // Unique per call: HPACK would add each one to the connection's header table (and
+        // the caller's), evicting the entries that repeat and walking the request ids
+        // already there on every response. Sensitive values are sent as literals instead.
+        id.set_sensitive(true);
         Box::pin(
             async move {
                 let mut response = future.await?;

@@ -590,7 +590,7 @@ mod tests {
     use bytes::Bytes;
     use futures_util::StreamExt;
     use http::Request;
-    use tokio::io::DuplexStream;
+    use tokio::{io::DuplexStream, sync::mpsc::error::TrySendError};
 
     use super::*;
 
@@ -672,6 +672,110 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(msg, Message::text("4hello"));
+    }
+
+    /// Reads `n` text messages.
+    async fn read_texts(client: &mut WebSocketStream<DuplexStream>, n: usize) -> Vec<String> {
+        let mut texts = Vec::with_capacity(n);
+        while texts.len() < n {
+            let msg = tokio::time::timeout(TIMEOUT, client.next())
+                .await
+                .expect("a message in time")
+                .expect("stream open")
+                .expect("a valid message");
+            texts.push(msg.into_text().unwrap().as_str().to_owned());
+        }
+        texts
+    }
+
+    /// A client that does not read: what its socket cannot take waits in the queue, which
+    /// stays bounded (`Full` past `max_buffer_size`); once it reads, everything arrives,
+    /// in order.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_slow_reader_fills_the_bounded_queue_then_gets_everything_in_order() {
+        let socket = socket();
+        // A small pipe: the first packets fill it.
+        let (server, client) = tokio::io::duplex(256);
+        let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+        let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        let (tx, _rx) = server.split();
+        tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+
+        let payload = "x".repeat(40);
+        let mut sent = 0;
+        loop {
+            match socket.emit(Str::from(format!("{sent:03}{payload}"))) {
+                Ok(()) => sent += 1,
+                Err(TrySendError::Full(_)) => break,
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+            // Let the writer run between sends, as it would on a busy server.
+            tokio::task::yield_now().await;
+            assert!(sent < 1000, "the queue should fill");
+        }
+        let capacity = EngineIoConfig::default().max_buffer_size;
+        // The queue holds `capacity`; the pipe and the sink hold a few more.
+        assert!(
+            (capacity..capacity + 16).contains(&sent),
+            "{sent} packets taken"
+        );
+
+        let texts = read_texts(&mut client, sent).await;
+        for (i, text) in texts.iter().enumerate() {
+            assert_eq!(text, &format!("4{i:03}{payload}"));
+        }
+        socket.emit(Str::from("after")).unwrap();
+        assert_eq!(read_texts(&mut client, 1).await, ["4after"]);
+    }
+
+    /// Senders on several threads: each one's packets arrive in its order, none lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_senders_keep_their_order() {
+        const SENDERS: usize = 4;
+        const EACH: usize = 2000;
+        let socket = socket();
+        let (server, client) = tokio::io::duplex(4096);
+        let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+        let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        let (tx, _rx) = server.split();
+        tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+
+        let reader = tokio::spawn(async move { read_texts(&mut client, SENDERS * EACH).await });
+        let mut senders = Vec::new();
+        for s in 0..SENDERS {
+            let socket = socket.clone();
+            senders.push(tokio::task::spawn_blocking(move || {
+                for i in 0..EACH {
+                    let mut msg = Str::from(format!("{s} {i}"));
+                    loop {
+                        match socket.emit(msg) {
+                            Ok(()) => break,
+                            Err(TrySendError::Full(back)) => {
+                                msg = back;
+                                std::thread::yield_now();
+                            }
+                            Err(e) => panic!("unexpected {e:?}"),
+                        }
+                    }
+                }
+            }));
+        }
+        for sender in senders {
+            sender.await.unwrap();
+        }
+        let texts = tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .expect("every packet read")
+            .unwrap();
+        let mut next = [0usize; SENDERS];
+        for text in texts {
+            let (s, i) = text[1..].split_once(' ').unwrap();
+            let (s, i): (usize, usize) = (s.parse().unwrap(), i.parse().unwrap());
+            assert_eq!(i, next[s], "sender {s} out of order");
+            next[s] += 1;
+        }
+        assert_eq!(next, [EACH; SENDERS]);
     }
 
     #[tokio::test]
