@@ -187,8 +187,10 @@ impl<D: Default + Send + Sync + 'static> Heartbeat<D> {
     fn round_up(&self, instant: Instant) -> Instant {
         let since = instant.saturating_duration_since(self.epoch).as_nanos();
         let step = self.resolution.as_nanos();
-        let steps = u32::try_from(since.div_ceil(step)).unwrap_or(u32::MAX);
-        self.epoch + self.resolution * steps
+        u64::try_from(since.div_ceil(step) * step)
+            .ok()
+            .and_then(|nanos| self.epoch.checked_add(Duration::from_nanos(nanos)))
+            .unwrap_or(instant)
     }
 
     /// Handles every entry due at `now` (`due` is a scratch buffer kept between passes).
@@ -587,6 +589,13 @@ mod tests {
         assert_eq!(heartbeat.round_up(epoch + ms(1)), epoch + ms(50));
         assert_eq!(heartbeat.round_up(epoch + ms(50)), epoch + ms(50));
         assert_eq!(heartbeat.round_up(epoch + ms(12_345)), epoch + ms(12_350));
+        // Past 2^32 steps (50 days at 1 ms).
+        let fine = Heartbeat::<()>::new(INTERVAL, TIMEOUT);
+        let days = fine.epoch + Duration::from_secs(60 * 86_400);
+        assert_eq!(
+            fine.round_up(days + Duration::from_micros(1500)),
+            days + ms(2)
+        );
     }
 
     /// The task, on the real clock: pings, closes a silent socket, ends with the last
