@@ -9,6 +9,7 @@ use http::request::Parts;
 use crate::{
     config::EngineIoConfig,
     handler::EngineIoHandler,
+    heartbeat::Heartbeat,
     socket::{DisconnectReason, Socket},
 };
 
@@ -24,6 +25,9 @@ pub struct EngineIo<H: EngineIoHandler> {
 
     /// The config for the engine.io server
     pub config: EngineIoConfig,
+
+    /// The heartbeat of every socket
+    pub(crate) heartbeat: Arc<Heartbeat<H::Data>>,
 }
 
 impl<H: EngineIoHandler> EngineIo<H> {
@@ -31,6 +35,7 @@ impl<H: EngineIoHandler> EngineIo<H> {
     pub fn new(handler: Arc<H>, config: EngineIoConfig) -> Self {
         Self {
             sockets: RwLock::new(HashMap::new()),
+            heartbeat: Arc::new(Heartbeat::new(config.ping_interval, config.ping_timeout)),
             config,
             handler,
         }
@@ -193,5 +198,67 @@ mod tests {
         let socket = engine.get_socket(socket.id).unwrap();
         assert_eq!(socket.protocol, ProtocolVersion::V4);
         assert!(socket.is_http());
+    }
+
+    /// The engine's heartbeat, through the transport that starts it: the first ping at
+    /// once, then a session whose client does not answer is closed.
+    #[tokio::test]
+    async fn an_unanswered_session_is_closed_by_the_heartbeat() {
+        use std::{sync::Mutex, time::Duration};
+
+        #[derive(Debug, Default)]
+        struct Recorder(Mutex<Option<DisconnectReason>>);
+        impl EngineIoHandler for Recorder {
+            type Data = ();
+            fn on_connect(self: Arc<Self>, _: Arc<Socket<()>>) {}
+            fn on_disconnect(&self, _: Arc<Socket<()>>, reason: DisconnectReason) {
+                *self.0.lock().unwrap() = Some(reason);
+            }
+            fn on_message(self: &Arc<Self>, _: Str, _: Arc<Socket<()>>) {}
+            fn on_binary(self: &Arc<Self>, _: Bytes, _: Arc<Socket<()>>) {}
+        }
+
+        let config = EngineIoConfig::builder()
+            .ping_interval(Duration::from_millis(50))
+            .ping_timeout(Duration::from_millis(40))
+            .build();
+        let handler = Arc::new(Recorder::default());
+        let engine = Arc::new(EngineIo::new(handler.clone(), config));
+        crate::transport::polling::open_req::<_, (), _>(
+            engine.clone(),
+            ProtocolVersion::V4,
+            Request::new(()),
+            true,
+        )
+        .unwrap();
+        let socket = engine
+            .sockets
+            .read()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .clone();
+        let first = socket
+            .internal_rx
+            .try_lock()
+            .unwrap()
+            .buffered_rx
+            .try_recv();
+        assert_eq!(first.unwrap().into_first(), engineioxide_core::Packet::Ping);
+
+        let closed = async {
+            while handler.0.lock().unwrap().is_none() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), closed)
+            .await
+            .expect("closed by the heartbeat");
+        assert_eq!(
+            *handler.0.lock().unwrap(),
+            Some(DisconnectReason::HeartbeatTimeout)
+        );
+        assert!(engine.get_socket(socket.id).is_none());
     }
 }

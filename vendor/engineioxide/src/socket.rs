@@ -54,23 +54,20 @@
 //!
 //! let svc = EngineIoService::new(Arc::new(MyHandler::default()));
 //! ```
+#[cfg(feature = "__test_harness")]
+use std::sync::Arc;
 use std::{
     collections::VecDeque,
     fmt::Debug,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU8, Ordering},
-    },
-    time::Duration,
+    sync::atomic::{AtomicBool, AtomicU8, Ordering},
 };
 
 use crate::{config::EngineIoConfig, errors::Error};
 use bytes::Bytes;
 use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Str, TransportType};
-use futures_util::FutureExt;
 use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
-use tokio::sync::{Mutex, Notify, mpsc::error::TrySendError};
+use tokio::sync::{Mutex, mpsc::error::TrySendError};
 
 use crate::queue::{self, Receiver};
 
@@ -228,7 +225,7 @@ impl InternalRx {
 /// * the packet communication between with the `Engine`
 ///   and the user defined [`Handler`](crate::handler::EngineIoHandler).
 /// * the user defined [`Data`](crate::handler::EngineIoHandler::Data) bound to the socket.
-/// * the heartbeat job that verify that the connection is still up by sending packets periodically.
+/// * its heartbeat state (the engine's heartbeat pings it periodically to verify that the connection is still up).
 pub struct Socket<D>
 where
     D: Default + Send + Sync + 'static,
@@ -264,10 +261,10 @@ where
     pub(crate) internal_tx: queue::Sender<Outgoing>,
 
 
-    /// Signals a Pong [`Packet`] (v4 protocol) or a Ping (v3 protocol) received by the
-    /// connection to the heartbeat job, which runs in a separate task. A signal not yet
-    /// awaited is kept (one at most), as a channel of capacity 1 would.
-    pub(crate) heartbeat: Notify,
+    /// Set when a ping is sent (v4 protocol) or a check finds the client pinged (v3),
+    /// cleared when the client's pong (or ping) comes. Read by the engine's
+    /// heartbeat (`crate::heartbeat`), which drives every socket's heartbeat.
+    pub(crate) awaiting_pong: AtomicBool,
 
     /// A cancellation token that will be triggered when the socket is being closed.
     pub(crate) cancellation_token: CancellationToken,
@@ -309,7 +306,7 @@ where
             internal_rx: Mutex::new(InternalRx::new(internal_rx)),
             internal_tx,
 
-            heartbeat: Notify::new(),
+            awaiting_pong: AtomicBool::new(false),
             cancellation_token: CancellationToken::new(),
 
             close_fn,
@@ -340,119 +337,14 @@ where
         self.upgrading.store(true, Ordering::Relaxed);
     }
 
-    /// Spawn the heartbeat job
-    ///
-    /// Keep a handle to the job so that it can be aborted when the socket is closed
-    pub(crate) fn spawn_heartbeat(self: Arc<Self>, interval: Duration, timeout: Duration) {
-        tokio::spawn(self.heartbeat_future(interval, timeout));
-    }
-
-    /// The heartbeat job's task, until the socket is closed.
-    pub(crate) fn heartbeat_future(
-        self: Arc<Self>,
-        interval: Duration,
-        timeout: Duration,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        // One flat future: it lives as long as the socket (nesting it in combinators
-        // would store it several times over).
-        async move {
-            #[cfg(feature = "v3")]
-            let job = self.heartbeat_job(interval, timeout);
-            #[cfg(not(feature = "v3"))]
-            let job = self.heartbeat_job_v4(interval, timeout);
-            let result = tokio::select! {
-                biased;
-                _ = self.cancellation_token.cancelled() => None,
-                result = job => Some(result),
-            };
-            self.heartbeat_ended(result);
-        }
-    }
-
-    /// Closes the socket if its heartbeat failed. (Out of the async block: a borrow of the
-    /// result there would take room in the heartbeat's long-lived future.)
-    fn heartbeat_ended(&self, result: Option<Result<(), Error>>) {
-        #[cfg(feature = "tracing")]
-        tracing::debug!(aborted = result.is_none(), "heartbeat job completed");
-        if let Some(Err(_e)) = result {
+    /// Called by the transports when the client sends a pong (v4 protocol) or a ping (v3
+    /// protocol, answered at once with a pong).
+    pub(crate) fn heartbeat_received(&self) {
+        self.awaiting_pong.store(false, Ordering::Relaxed);
+        #[cfg(feature = "v3")]
+        if self.protocol == ProtocolVersion::V3 && self.send(Packet::Pong).is_err() {
+            // The client is not reading: as when the heartbeat cannot queue a ping.
             self.close(DisconnectReason::HeartbeatTimeout);
-            #[cfg(feature = "tracing")]
-            tracing::debug!(id = ?self.id, "heartbeat error: {_e}");
-        }
-    }
-
-    /// Heartbeat is sent every `interval` milliseconds by the client and the server `is` expected to respond within `timeout` milliseconds.
-    ///
-    /// If the client or server does not respond within the timeout, the connection is closed.
-    #[cfg(feature = "v3")]
-    async fn heartbeat_job(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        match self.protocol {
-            ProtocolVersion::V3 => self.heartbeat_job_v3(interval, timeout).await,
-            ProtocolVersion::V4 => self.heartbeat_job_v4(interval, timeout).await,
-        }
-    }
-
-    /// Heartbeat is sent every `interval` milliseconds and the client is expected to respond within `timeout` milliseconds.
-    ///
-    /// If the client does not respond within the timeout, the connection is closed.
-    async fn heartbeat_job_v4(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        #[cfg(feature = "tracing")]
-        tracing::debug!(sid = ?self.id, "heartbeat sender routine started");
-
-        // One timer for both the ticks and the pong deadline (this future lives as long as
-        // the socket). Ticks fall at start + k·interval, the first one at once, as a
-        // `tokio::time::Interval`'s do.
-        let mut next = tokio::time::Instant::now();
-        let timer = tokio::time::sleep_until(next);
-        tokio::pin!(timer);
-        timer.as_mut().await;
-        // Some clients send the pong packet in first. If that happens, we should consume it.
-        self.heartbeat.notified().now_or_never();
-        loop {
-            // If we are currently upgrading we should pause the heartbeat process
-            if !self.is_upgrading() {
-                #[cfg(feature = "tracing")]
-                tracing::trace!(sid = ?self.id, "emitting ping");
-
-                self.send(Packet::Ping)
-                    .map_err(|_| Error::HeartbeatTimeout)?;
-
-                #[cfg(feature = "tracing")]
-                tracing::trace!(sid = ?self.id, "waiting for pong");
-
-                timer
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + timeout);
-                tokio::select! {
-                    biased;
-                    () = self.heartbeat.notified() => {}
-                    () = timer.as_mut() => return Err(Error::HeartbeatTimeout),
-                }
-
-                #[cfg(feature = "tracing")]
-                tracing::trace!(sid = ?self.id, "pong received");
-            }
-            next += interval;
-            timer.as_mut().reset(next);
-            timer.as_mut().await;
-        }
-    }
-
-    #[cfg(feature = "v3")]
-    async fn heartbeat_job_v3(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        #[cfg(feature = "tracing")]
-        tracing::debug!(sid = ?self.id, "heartbeat receiver routine started");
-
-        loop {
-            tokio::time::timeout(interval + timeout, self.heartbeat.notified())
-                .await
-                .map_err(|_| Error::HeartbeatTimeout)?;
-
-            #[cfg(feature = "tracing")]
-            tracing::trace!(sid = ?self.id, "ping received, sending pong");
-            self.internal_tx
-                .try_send(Outgoing::from(Packet::Pong))
-                .map_err(|_| Error::HeartbeatTimeout)?;
         }
     }
 
@@ -601,7 +493,7 @@ impl<D: Default + Send + Sync + 'static> std::fmt::Debug for Socket<D> {
             .field("conn", &self.transport)
             .field("internal_rx", &self.internal_rx)
             .field("internal_tx", &self.internal_tx)
-            .field("heartbeat", &self.heartbeat)
+            .field("awaiting_pong", &self.awaiting_pong)
             .field("cancellation_token", &self.cancellation_token)
             .field("req_data", &self.req_parts)
             .finish()
@@ -659,7 +551,7 @@ where
             internal_rx: Mutex::new(InternalRx::new(internal_rx)),
             internal_tx,
 
-            heartbeat: Notify::new(),
+            awaiting_pong: AtomicBool::new(false),
             cancellation_token: CancellationToken::new(),
             close_fn,
 
@@ -682,77 +574,6 @@ where
         });
 
         (sock, rx)
-    }
-}
-
-#[cfg(test)]
-mod heartbeat_tests {
-    use std::sync::Mutex as StdMutex;
-
-    use super::*;
-
-    fn socket(closed: Arc<StdMutex<Option<DisconnectReason>>>) -> Arc<Socket<()>> {
-        Arc::new(Socket::new(
-            ProtocolVersion::V4,
-            TransportType::Websocket,
-            &EngineIoConfig::default(),
-            http::Request::<()>::default().into_parts().0,
-            Box::new(move |_, reason| {
-                closed.lock().unwrap().get_or_insert(reason);
-            }),
-            false,
-        ))
-    }
-
-    async fn next_packet(socket: &Socket<()>) -> Packet {
-        let mut rx = socket.internal_rx.lock().await;
-        tokio::time::timeout(Duration::from_secs(2), rx.buffered_rx.recv())
-            .await
-            .expect("a packet in time")
-            .expect("queue open")
-            .into_first()
-    }
-
-    #[tokio::test]
-    async fn a_missing_pong_closes_the_socket() {
-        let closed = Arc::new(StdMutex::new(None));
-        let socket = socket(closed.clone());
-        let job = tokio::spawn(
-            socket
-                .clone()
-                .heartbeat_future(Duration::from_millis(20), Duration::from_millis(30)),
-        );
-        assert_eq!(next_packet(&socket).await, Packet::Ping, "first ping at once");
-        tokio::time::timeout(Duration::from_secs(2), job)
-            .await
-            .expect("the job ends")
-            .unwrap();
-        assert_eq!(
-            *closed.lock().unwrap(),
-            Some(DisconnectReason::HeartbeatTimeout)
-        );
-    }
-
-    #[tokio::test]
-    async fn answered_pings_keep_the_socket_open_and_cancellation_ends_the_job() {
-        let closed = Arc::new(StdMutex::new(None));
-        let socket = socket(closed.clone());
-        let job = tokio::spawn(
-            socket
-                .clone()
-                .heartbeat_future(Duration::from_millis(10), Duration::from_millis(200)),
-        );
-        for _ in 0..10 {
-            assert_eq!(next_packet(&socket).await, Packet::Ping);
-            socket.heartbeat.notify_one();
-        }
-        assert_eq!(*closed.lock().unwrap(), None);
-        socket.cancellation_token.cancel();
-        tokio::time::timeout(Duration::from_secs(2), job)
-            .await
-            .expect("the job ends once cancelled")
-            .unwrap();
-        assert_eq!(*closed.lock().unwrap(), None);
     }
 }
 

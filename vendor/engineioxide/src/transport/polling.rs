@@ -54,7 +54,7 @@ where
 
     let packet = make_open_packet(TransportType::Polling, socket.id, &engine.config);
 
-    socket.spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
+    engine.heartbeat.start(&socket);
 
     let packet: String = Packet::Open(packet).into();
     let packet = {
@@ -191,8 +191,7 @@ where
                 break;
             }
             Ok(Packet::Pong | Packet::Ping) => {
-                // A full channel means that the client is already known to be alive.
-                socket.heartbeat.notify_one();
+                socket.heartbeat_received();
                 Ok(())
             }
             Ok(Packet::Message(msg)) => {

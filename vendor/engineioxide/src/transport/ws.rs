@@ -30,6 +30,8 @@ use crate::{
     errors::Error, handler::EngineIoHandler, socket::Outgoing, transport::make_open_packet,
 };
 
+use super::write_buffer::WriteBuffer;
+
 /// Create a response for websocket upgrade
 fn ws_response<B>(ws_key: &HeaderValue) -> Response<ResponseBody<B>> {
     let derived = derive_accept_key(ws_key.as_bytes());
@@ -151,7 +153,7 @@ async fn establish<H: EngineIoHandler>(
     Ok((socket, rx))
 }
 
-type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+type Upgraded = WriteBuffer<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// Reads the websocket until it closes or the session ends.
 async fn read<H: EngineIoHandler, S>(
@@ -209,7 +211,7 @@ where
 {
     let (socket, ws) = init(&engine, conn, protocol, sid, req_data).await?;
     let (tx, rx) = ws.split();
-    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
+    tokio::spawn(forward_to_socket::<H, WriteBuffer<S>>(socket.clone(), tx));
     read(engine, socket, rx).await;
     Ok(())
 }
@@ -227,15 +229,19 @@ async fn init<H: EngineIoHandler, S>(
     protocol: ProtocolVersion,
     sid: Option<Sid>,
     req_data: Parts,
-) -> Result<(Arc<Socket<H::Data>>, WebSocketStream<S>), Error>
+) -> Result<(Arc<Socket<H::Data>>, WebSocketStream<WriteBuffer<S>>), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Frames are collected until the flush by the `WriteBuffer` rather than by tungstenite,
+    // whose buffer would keep the size of the largest batch (see `write_buffer.rs`).
     let ws_config = WebSocketConfig::default()
+        .write_buffer_size(0)
         .read_buffer_size(engine.config.ws_read_buffer_size)
         .max_message_size(Some(engine.config.ws_max_message_size))
         .max_frame_size(Some(engine.config.ws_max_frame_size));
 
+    let conn = WriteBuffer::new(conn);
     let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
     if let Some(sid) = sid {
         match engine.get_socket(sid) {
@@ -244,7 +250,7 @@ where
             Some(socket) => {
                 let mut ws = ws_init().await;
 
-                let upgrade_fut = upgrade_handshake::<H, S>(&socket, &mut ws);
+                let upgrade_fut = upgrade_handshake::<H, WriteBuffer<S>>(&socket, &mut ws);
                 match tokio::time::timeout(engine.config.upgrade_timeout, upgrade_fut)
                     .with_cancellation_token(&socket.cancellation_token)
                     .await
@@ -273,9 +279,7 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        socket
-            .clone()
-            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
+        engine.heartbeat.start(&socket);
         Ok((socket, ws))
     }
 }
@@ -312,8 +316,7 @@ fn handle_message<H: EngineIoHandler>(
                 return Ok(ControlFlow::Break(()));
             }
             Packet::Pong | Packet::Ping => {
-                // A signal already pending means that the client is already known to be alive.
-                socket.heartbeat.notify_one();
+                socket.heartbeat_received();
             }
             Packet::Message(msg) => engine.handler.on_message(msg, socket.clone()),
             p => return Err(Error::BadPacket(p)),
@@ -641,17 +644,12 @@ mod tests {
             sid: None,
         });
         let reader = connection(engine, setup);
-        let heartbeat = socket().heartbeat_future(TIMEOUT, TIMEOUT);
-        let sizes = [
-            std::mem::size_of_val(&writer),
-            std::mem::size_of_val(&reader),
-            std::mem::size_of_val(&heartbeat),
-        ];
-        eprintln!("writer, reader, heartbeat futures: {sizes:?} B");
-        // Were 2320, 2048 (plus the spawned wrapper) and 1248 B before they were flattened.
+        let sizes = [std::mem::size_of_val(&writer), std::mem::size_of_val(&reader)];
+        eprintln!("writer, reader futures: {sizes:?} B");
+        // Were 2320 and 2048 B (plus the spawned wrapper) before they were flattened. (The
+        // heartbeat, 1248 B, is no longer a task per socket.)
         assert!(sizes[0] <= 768, "writer future grew: {sizes:?}");
         assert!(sizes[1] <= 512, "reader future grew: {sizes:?}");
-        assert!(sizes[2] <= 640, "heartbeat future grew: {sizes:?}");
     }
 
     /// A polling request can still hold the lock at the end of an upgrade.
