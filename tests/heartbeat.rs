@@ -533,6 +533,9 @@ async fn hundreds_of_answering_sockets_are_never_timed_out_while_silent_ones_are
         assert_eq!(event.reason, HEARTBEAT_TIMEOUT, "{event:?}");
         timed_out_sids.push(event.socket_id);
     }
+    timed_out_sids.sort();
+    silent_sids.sort();
+    assert_eq!(timed_out_sids, silent_sids, "each silent socket timed out once");
     let sids: Vec<&str> = answering.iter().map(|a| a.sid.as_str()).collect();
     assert_sockets(&gateway, &sids).await;
     for socket in &answering {
