@@ -25,8 +25,8 @@ use fixture::{
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sockgate_client::proto::{
-    EventKind, GetSocketRequest, ListSocketsRequest, SendRequest, SocketState,
-    WatchEventsRequest, WatchEventsResponse,
+    EventKind, GetSocketRequest, ListSocketsRequest, SendRequest, SocketState, WatchEventsRequest,
+    WatchEventsResponse,
 };
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tokio_tungstenite::tungstenite::Message;
@@ -79,7 +79,10 @@ async fn watch_disconnects(gateway: &Gateway) -> Streaming<WatchEventsResponse> 
 /// a heartbeat timeout.
 async fn timed_out(disconnects: &mut Streaming<WatchEventsResponse>, sid: &str) {
     let event = next_watched(disconnects).await;
-    assert_eq!(event.socket_id, sid, "another socket disconnected: {event:?}");
+    assert_eq!(
+        event.socket_id, sid,
+        "another socket disconnected: {event:?}"
+    );
     assert_eq!(event.reason, HEARTBEAT_TIMEOUT, "{event:?}");
 }
 
@@ -95,7 +98,7 @@ async fn assert_sockets(gateway: &Gateway, sids: &[&str]) {
         .await
         .expect("ListSockets")
         .into_inner();
-    let mut listed: Vec<String> = listed.sockets.into_iter().map(|s| s.socket_id).collect();
+    let mut listed: Vec<String> = listed.sockets.into_iter().map(|s| s.id).collect();
     listed.sort();
     let mut expected: Vec<String> = sids.iter().map(|s| s.to_string()).collect();
     expected.sort();
@@ -112,7 +115,9 @@ fn authenticate_frame(user: &str) -> String {
 /// A raw WebSocket socket, connected and authenticated (answering pings until then).
 async fn ws_login(edge: SocketAddr, user: &str) -> (Ws, String) {
     let mut ws = raw::ws_open(edge).await.expect("websocket connects");
-    let sid = raw::ws_connect_ns(&mut ws).await.expect("namespace connect");
+    let sid = raw::ws_connect_ns(&mut ws)
+        .await
+        .expect("namespace connect");
     ws.send(Message::text(authenticate_frame(user)))
         .await
         .expect("send authenticate");
@@ -535,7 +540,10 @@ async fn hundreds_of_answering_sockets_are_never_timed_out_while_silent_ones_are
     }
     timed_out_sids.sort();
     silent_sids.sort();
-    assert_eq!(timed_out_sids, silent_sids, "each silent socket timed out once");
+    assert_eq!(
+        timed_out_sids, silent_sids,
+        "each silent socket timed out once"
+    );
     let sids: Vec<&str> = answering.iter().map(|a| a.sid.as_str()).collect();
     assert_sockets(&gateway, &sids).await;
     for socket in &answering {
