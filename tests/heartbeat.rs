@@ -515,6 +515,9 @@ async fn hundreds_of_answering_sockets_are_never_timed_out_while_silent_ones_are
             .zip(&targets)
             .filter(|(a, target)| a.pings() < **target)
             .count();
+        if let Some(gone) = answering.iter().find(|a| !a.is_connected()) {
+            panic!("{} answered every ping but was disconnected", gone.sid);
+        }
         assert!(
             started.elapsed() < PATIENCE,
             "{behind} sockets did not get {CYCLES} more pings within {PATIENCE:?}"
