@@ -17,7 +17,9 @@ use std::{
 };
 
 use fixture::{
-    Gateway, PATIENCE, next_watched,
+    Gateway, PATIENCE,
+    baseline::Snapshot,
+    next_watched,
     raw::{self, Polling, Ws},
     sio::{Clients, Transport},
     to_sockets, tokens,
@@ -421,43 +423,66 @@ async fn the_official_client_stays_connected_across_heartbeats_on_both_transport
     }
 }
 
+/// A gateway with one socket that answers its pings (the witness), a watcher of
+/// disconnections, and the baseline they make.
+struct WithWitness {
+    gateway: Gateway,
+    witness: Answering,
+    disconnects: Streaming<WatchEventsResponse>,
+    baseline: Snapshot,
+}
+
+impl WithWitness {
+    async fn start() -> WithWitness {
+        let gateway = gateway().await;
+        let witness = Answering::login(gateway.edge, "witness").await;
+        let disconnects = watch_disconnects(&gateway).await;
+        let baseline = gateway.snapshot().await;
+        WithWitness {
+            gateway,
+            witness,
+            disconnects,
+            baseline,
+        }
+    }
+
+    /// The gateway is back to the baseline, and the witness was never disconnected.
+    async fn witness_unaffected(mut self) {
+        let gateway = &self.gateway;
+        gateway.await_baseline(&self.baseline).await;
+        assert_sockets(gateway, &[&self.witness.sid]).await;
+        assert!(self.witness.pings() > 0 && self.witness.is_connected());
+        self.witness.receives_a_send(gateway).await;
+        gateway.assert_healthy().await;
+    }
+}
+
 #[tokio::test]
 async fn a_websocket_client_that_stops_answering_pings_is_disconnected() {
-    let gateway = gateway().await;
-    let mut witness = Answering::login(gateway.edge, "witness").await;
-    let mut disconnects = watch_disconnects(&gateway).await;
-    let baseline = gateway.snapshot().await;
-
-    let (ws, sid) = ws_login(gateway.edge, "silent").await;
+    let mut run = WithWitness::start().await;
+    let (ws, sid) = ws_login(run.gateway.edge, "silent").await;
     let silence = ignore_pings(ws).await;
     silence.check("websocket");
-    timed_out(&mut disconnects, &sid).await;
-
-    gateway.await_baseline(&baseline).await;
-    assert_sockets(&gateway, &[&witness.sid]).await;
-    assert!(witness.pings() > 0 && witness.is_connected());
-    witness.receives_a_send(&gateway).await;
-    gateway.assert_healthy().await;
+    timed_out(&mut run.disconnects, &sid).await;
+    run.witness_unaffected().await;
 }
 
 #[tokio::test]
 async fn polling_clients_that_stop_answering_or_polling_are_disconnected() {
-    let gateway = gateway().await;
-    let mut witness = Answering::login(gateway.edge, "witness").await;
-    let mut disconnects = watch_disconnects(&gateway).await;
-    let baseline = gateway.snapshot().await;
+    let mut run = WithWitness::start().await;
+    let (gateway, disconnects) = (&run.gateway, &mut run.disconnects);
 
     // Polls on, but never answers a ping.
     let (session, sid) = polling_login(gateway.edge, "deaf").await;
     let silence = poll_ignoring_pings(&session).await;
     silence.check("polling, not answering");
-    timed_out(&mut disconnects, &sid).await;
-    gateway.await_baseline(&baseline).await;
+    timed_out(disconnects, &sid).await;
+    gateway.await_baseline(&run.baseline).await;
 
     // Stops polling: its pings stay queued, so it cannot answer them.
     let (session, sid) = polling_login(gateway.edge, "gone").await;
     let since = Instant::now();
-    tokio::time::timeout(DEADLINE, timed_out(&mut disconnects, &sid))
+    tokio::time::timeout(DEADLINE, timed_out(disconnects, &sid))
         .await
         .expect("disconnected in time");
     let waited = since.elapsed();
@@ -474,12 +499,7 @@ async fn polling_clients_that_stop_answering_or_polling_are_disconnected() {
         "the session is gone: {}",
         String::from_utf8_lossy(&body)
     );
-
-    gateway.await_baseline(&baseline).await;
-    assert_sockets(&gateway, &[&witness.sid]).await;
-    assert!(witness.pings() > 0 && witness.is_connected());
-    witness.receives_a_send(&gateway).await;
-    gateway.assert_healthy().await;
+    run.witness_unaffected().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
