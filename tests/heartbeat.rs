@@ -24,7 +24,7 @@ use fixture::{
     sio::{Clients, Transport},
     to_sockets, tokens,
 };
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{SinkExt, Stream, StreamExt, future::ready};
 use serde_json::{Value, json};
 use sockgate_client::proto::{
     EventKind, GetSocketRequest, ListSocketsRequest, SendRequest, SocketState, WatchEventsRequest,
@@ -237,28 +237,36 @@ impl Silence {
     }
 }
 
-/// Reads a WebSocket without ever answering a ping, until it is closed.
-async fn ignore_pings(mut ws: Ws) -> Silence {
-    let since = Instant::now();
-    let mut first_ping = None;
-    let closed = tokio::time::timeout(DEADLINE, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(text))) if text.as_str() == "2" => {
+impl Silence {
+    /// Reads what the client receives (`true`: a ping) until the session ends or
+    /// [`DEADLINE`] passes, noting when the first ping came.
+    async fn observe(received: impl Stream<Item = bool>) -> Silence {
+        let since = Instant::now();
+        let mut first_ping = None;
+        let closed = tokio::time::timeout(DEADLINE, async {
+            let mut received = std::pin::pin!(received);
+            while let Some(ping) = received.next().await {
+                if ping {
                     first_ping.get_or_insert_with(Instant::now);
                 }
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return Instant::now(),
-                Some(Ok(_)) => {}
             }
+            Instant::now()
+        })
+        .await
+        .ok();
+        Silence {
+            since,
+            first_ping,
+            closed,
         }
-    })
-    .await
-    .ok();
-    Silence {
-        since,
-        first_ping,
-        closed,
     }
+}
+
+/// Reads a WebSocket without ever answering a ping, until it is closed.
+async fn ignore_pings(ws: Ws) -> Silence {
+    let open = |m: &Result<Message, _>| ready(m.as_ref().is_ok_and(|m| !m.is_close()));
+    let ping = |m: Result<Message, _>| matches!(m, Ok(Message::Text(t)) if t.as_str() == "2");
+    Silence::observe(ws.take_while(open).map(ping)).await
 }
 
 /// Long-polls until a packet starting with `prefix` comes, answering pings.
@@ -296,32 +304,19 @@ async fn polling_login(edge: SocketAddr, user: &str) -> (Polling, String) {
 
 /// Keeps long-polling without ever answering a ping, until the session is closed.
 async fn poll_ignoring_pings(session: &Polling) -> Silence {
-    let since = Instant::now();
-    let mut first_ping = None;
-    let closed = tokio::time::timeout(DEADLINE, async {
-        loop {
-            match session.get(DEADLINE).await {
-                // A GET pending when the session closes gets an empty payload.
-                Some(Ok((200, packets))) if packets.iter().all(|p| p.is_empty() || p == "1") => {
-                    return Instant::now();
-                }
-                Some(Ok((200, packets))) => {
-                    if packets.iter().any(|p| p == "2") {
-                        first_ping.get_or_insert_with(Instant::now);
-                    }
-                }
-                Some(_) => return Instant::now(),
-                None => std::future::pending::<()>().await,
+    let polls = futures_util::stream::unfold((), async |()| {
+        let packets = match session.get(DEADLINE).await {
+            // A GET pending when the session closes gets an empty payload.
+            Some(Ok((200, packets))) if packets.iter().all(|p| p.is_empty() || p == "1") => {
+                return None;
             }
-        }
-    })
-    .await
-    .ok();
-    Silence {
-        since,
-        first_ping,
-        closed,
-    }
+            Some(Ok((200, packets))) => packets,
+            Some(_) => return None,
+            None => std::future::pending().await,
+        };
+        Some((packets.iter().any(|p| p == "2"), ()))
+    });
+    Silence::observe(polls).await
 }
 
 /// The Engine.IO open packet of a new polling session.
