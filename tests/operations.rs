@@ -239,3 +239,34 @@ async fn reflection_v1_lists_the_services() {
         );
     }
 }
+
+/// The listen backlog of the TCP socket listening on `port`, read back with `ss` (for a
+/// listening socket its Send-Q column is the backlog).
+fn listen_backlog(port: u16) -> u32 {
+    let output = Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("ss is installed (scripts/test installs iproute2)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let columns: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(columns.first(), Some(&"LISTEN"), "ss output: {text}");
+    columns[2].parse().expect("a backlog")
+}
+
+#[tokio::test]
+async fn the_edge_listens_with_the_configured_backlog() {
+    // tokio's own `bind` listens with 128, which a connect storm of a few hundred clients
+    // overflows (the kernel then resets connections before the gateway sees them).
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .expect("Linux")
+        .trim()
+        .parse()
+        .unwrap();
+    let gateway = Gateway::builder()
+        .env("EDGE__LISTEN_BACKLOG", "1500")
+        .start()
+        .await;
+    assert_eq!(listen_backlog(gateway.edge.port()), 1500.min(somaxconn));
+    let default = Gateway::start().await;
+    assert_eq!(listen_backlog(default.edge.port()), 4096.min(somaxconn));
+}

@@ -12,7 +12,6 @@ use anyhow::Context;
 use socketioxide::adapter::Emitter;
 use socketioxide_core::adapter::CoreAdapter;
 use sockgate_client::{FILE_DESCRIPTOR_SET, proto::socket_control_server::SocketControlServer};
-use tokio::net::TcpListener;
 use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
 use tonic_reflection::server::Builder;
 use tracing::{info, warn};
@@ -33,7 +32,7 @@ use crate::{
     edge,
     events::EventBus,
     hooks::Hooks,
-    shutdown,
+    listener, shutdown,
     tls::{self, ServerTls, listener::TlsIncoming},
 };
 
@@ -94,14 +93,11 @@ async fn serve<A: ClusterAdapter>(
         )
         .await?;
 
-    let edge_listener = TcpListener::bind(config.edge.listen)
-        .await
+    let edge_listener = listener::bind(config.edge.listen, config.edge.listen_backlog)
         .with_context(|| format!("cannot listen on edge.listen {}", config.edge.listen))?;
-    let control_listener = TcpListener::bind(config.control.listen)
-        .await
+    let control_listener = listener::bind(config.control.listen, listener::SERVICE_BACKLOG)
         .with_context(|| format!("cannot listen on control.listen {}", config.control.listen))?;
-    let admin_listener = TcpListener::bind(config.admin.listen)
-        .await
+    let admin_listener = listener::bind(config.admin.listen, listener::SERVICE_BACKLOG)
         .with_context(|| format!("cannot listen on admin.listen {}", config.admin.listen))?;
     let edge_addr = edge_listener.local_addr()?;
     let control_addr = control_listener.local_addr()?;

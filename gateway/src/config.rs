@@ -68,6 +68,10 @@ impl Default for Config {
 pub struct EdgeConfig {
     /// Address the Socket.IO edge listens on.
     pub listen: SocketAddr,
+    /// Connections the kernel queues for the edge before they are accepted (the listen
+    /// backlog; Linux caps it at `net.core.somaxconn`). A reconnect storm beyond it is
+    /// dropped or reset by the kernel before the gateway sees it.
+    pub listen_backlog: u32,
     /// Socket.IO request path (the client's `path` option).
     pub path: String,
     /// Origins allowed by CORS; `["*"]` allows any, an empty list sends no CORS headers.
@@ -109,6 +113,7 @@ impl Default for EdgeConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            listen_backlog: 4096,
             path: "/io".into(),
             cors_origins: vec!["*".into()],
             transports: vec![Transport::Websocket, Transport::Polling],
@@ -833,6 +838,12 @@ impl Config {
                 ));
             }
         }
+        if !(1..=crate::listener::MAX_BACKLOG).contains(&self.edge.listen_backlog) {
+            return invalid(format!(
+                "edge.listen_backlog must be between 1 and {}",
+                crate::listener::MAX_BACKLOG
+            ));
+        }
         if self.is_dev_mode() && !self.edge.listen.ip().is_loopback() {
             return invalid(format!(
                 "no authenticator is configured (auth.authenticators), so the edge may only \
@@ -1074,6 +1085,18 @@ mod tests {
         config.edge.listen = "0.0.0.0:3000".parse().unwrap();
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn listen_backlog_is_bounded() {
+        let mut config = Config::default();
+        for bad in [0, crate::listener::MAX_BACKLOG + 1] {
+            config.edge.listen_backlog = bad;
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("edge.listen_backlog"), "{err}");
+        }
+        config.edge.listen_backlog = 1;
+        config.validate().unwrap();
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod control;
 pub mod edge;
 pub mod events;
 pub mod hooks;
+pub mod listener;
 pub mod metrics;
 pub mod residue;
 pub mod rooms;
