@@ -88,6 +88,14 @@ pub struct EdgeConfig {
     /// Interval of the application `ping {time}` sent to authenticated sockets; 0 disables it.
     #[serde(with = "humantime_serde")]
     pub app_ping_interval: Duration,
+    /// Engine.IO heartbeat: how often the server pings each socket (socket.io's
+    /// `pingInterval`, told to the client in the handshake).
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// Engine.IO heartbeat: a socket that has not answered a ping within this time is
+    /// disconnected (socket.io's `pingTimeout`).
+    #[serde(with = "humantime_serde")]
+    pub ping_timeout: Duration,
     /// Rooms every authenticated socket joins.
     pub default_rooms: Vec<String>,
     /// Largest message accepted from a client, in bytes (a polling request body or a
@@ -112,6 +120,9 @@ impl Default for EdgeConfig {
             auth_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             app_ping_interval: Duration::from_secs(30),
+            // socketioxide's (and Node socket.io's) defaults.
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
             default_rooms: vec!["io-default".into(), "io-notification".into()],
             max_payload_bytes: 1_000_000,
             max_rooms_per_request: 100,
@@ -735,6 +746,12 @@ impl clap::ValueEnum for LogFormat {
     }
 }
 
+/// Accepted `edge.ping_interval` and `edge.ping_timeout`. Shorter, the heartbeat costs
+/// more than the traffic and a slow network looks dead; longer, a dead client holds its
+/// socket for hours (socket.io-client's timer, interval + timeout, overflows past 24 days).
+const HEARTBEAT_BOUNDS: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(3600);
+
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -807,6 +824,19 @@ impl Config {
         }
         if self.edge.header_timeout.is_zero() {
             return invalid("edge.header_timeout must be more than 0".into());
+        }
+        for (key, value) in [
+            ("edge.ping_interval", self.edge.ping_interval),
+            ("edge.ping_timeout", self.edge.ping_timeout),
+        ] {
+            if !HEARTBEAT_BOUNDS.contains(&value) {
+                return invalid(format!(
+                    "{key} must be between {} and {}, got {}",
+                    humantime::format_duration(*HEARTBEAT_BOUNDS.start()),
+                    humantime::format_duration(*HEARTBEAT_BOUNDS.end()),
+                    humantime::format_duration(value)
+                ));
+            }
         }
         if !(1..=crate::listener::MAX_BACKLOG).contains(&self.edge.listen_backlog) {
             return invalid(format!(
@@ -1025,6 +1055,31 @@ mod tests {
     }
 
     #[test]
+    fn the_engine_io_heartbeat_is_bounded() {
+        let defaults = EdgeConfig::default();
+        assert_eq!(defaults.ping_interval, Duration::from_secs(25));
+        assert_eq!(defaults.ping_timeout, Duration::from_secs(20));
+        let check = |interval: Duration, timeout: Duration| {
+            let mut config = Config::default();
+            config.edge.ping_interval = interval;
+            config.edge.ping_timeout = timeout;
+            config.validate().err().map(|e| e.to_string())
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(check(ms(100), ms(100)), None);
+        assert_eq!(check(ms(3_600_000), ms(3_600_000)), None);
+        let zero = check(Duration::ZERO, ms(300)).unwrap();
+        assert!(
+            zero.contains("edge.ping_interval must be between 100ms and 1h, got 0s"),
+            "{zero}"
+        );
+        let short = check(ms(300), ms(99)).unwrap();
+        assert!(short.contains("edge.ping_timeout"), "{short}");
+        let long = check(ms(3_600_001), ms(300)).unwrap();
+        assert!(long.contains("edge.ping_interval"), "{long}");
+    }
+
+    #[test]
     fn dev_mode_refuses_a_public_edge() {
         let mut config = Config::default();
         config.edge.listen = "0.0.0.0:3000".parse().unwrap();
@@ -1125,5 +1180,13 @@ mod tests {
         assert_eq!(config.edge.default_rooms, vec!["lobby"]);
         assert_eq!(config.rooms.allow, vec!["chat:*"]);
         assert_eq!(config.edge.path, "/io");
+        let heartbeat: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(
+                "[edge]\nping_interval = \"400ms\"\nping_timeout = \"1m\"",
+            ))
+            .extract()
+            .unwrap();
+        assert_eq!(heartbeat.edge.ping_interval, Duration::from_millis(400));
+        assert_eq!(heartbeat.edge.ping_timeout, Duration::from_secs(60));
     }
 }

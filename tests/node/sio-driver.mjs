@@ -2,13 +2,15 @@
 //
 // Reads one JSON command per line on stdin, writes one JSON event per line on stdout:
 //   {"op":"connect","id":"a","url":"http://127.0.0.1:3000","opts":{...},"onConnect":["authenticate"]}
-//     (onConnect: an event emitted from the connect callback itself, with no delay)
+//     (onConnect: an event emitted from the connect callback itself, with no delay;
+//      "reportPings":true reports every Engine.IO ping the client receives)
 //   {"op":"emit","id":"a","event":"join","args":[{"rooms":["x"]}],"req":7,"ack":true}
 //   {"op":"reply","id":"a","event":"question","with":{"answer":42}}   (ack incoming events)
 //   {"op":"close","id":"a"}
 // Events out: {"id","type":"connect","sid"} | {"id","type":"connect_error","message"} |
 //   {"id","type":"disconnect","reason"} | {"id","type":"event","event","args"} |
-//   {"id","type":"ack","req","err","args"}. Binary values travel as {"$bin": base64}.
+//   {"id","type":"ack","req","err","args"} | {"id","type":"eio_ping"}. Binary values travel
+//   as {"$bin": base64}.
 import { createInterface } from "node:readline";
 import { io } from "socket.io-client";
 
@@ -40,9 +42,10 @@ function decode(value) {
   return value;
 }
 
-function connect({ id, url, opts, onConnect }) {
+function connect({ id, url, opts, onConnect, reportPings }) {
   const socket = io(url, { reconnection: false, forceNew: true, timeout: 10000, ...opts });
   sockets.set(id, socket);
+  if (reportPings) socket.io.on("ping", () => out({ id, type: "eio_ping" }));
   socket.on("connect", () => {
     if (onConnect) socket.emit(...decode(onConnect));
     out({ id, type: "connect", sid: socket.id, transport: socket.io.engine.transport.name });

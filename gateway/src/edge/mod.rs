@@ -100,6 +100,8 @@ pub async fn build<A: ClusterAdapter>(
             ParserConfig::common().max_incoming_binary_buf_size(config.max_payload_bytes as usize),
         )
         .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
+        .ping_interval(config.ping_interval)
+        .ping_timeout(config.ping_timeout)
         // An Engine.IO session with no socket counts against no connection limit: it gets
         // no longer than a socket has to authenticate (socketioxide's default is 45 s).
         .connect_timeout(config.auth_timeout);
