@@ -7,6 +7,7 @@ mod client;
 mod control;
 mod histogram;
 mod http;
+mod process;
 mod procstat;
 mod redis;
 mod report;

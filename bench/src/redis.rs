@@ -50,7 +50,7 @@ impl Redis {
         let binary = binary()?;
         let log_path = work.join(format!("{name}.log"));
         for _ in 0..5 {
-            let port = crate::server::free_port()?;
+            let port = crate::process::free_port()?;
             if let Some(redis) = Self::spawn(&binary, port, &log_path).await? {
                 return Ok(redis);
             }
@@ -112,6 +112,6 @@ impl Redis {
 
     /// Stops it (SIGTERM, SIGKILL after 10 s) and waits for it.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        crate::server::terminate(&mut self.child, Duration::from_secs(10)).await
+        crate::process::terminate(&mut self.child, Duration::from_secs(10)).await
     }
 }

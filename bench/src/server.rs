@@ -3,7 +3,7 @@
 //! two nodes on one `redis-server` started here.
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
@@ -15,7 +15,7 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::{client::Endpoint, control::Control, redis::Redis};
+use crate::{client::Endpoint, control::Control, process, redis::Redis};
 
 /// Which stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,12 +66,6 @@ enum Stop {
     Script { dir: PathBuf, run_dir: PathBuf },
 }
 
-/// A free loopback port (the listener is dropped, so another process may take it; the
-/// reference's run.sh then fails clearly, and Redis is retried on another).
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Names of the nodes of a cluster, in order.
 pub const NODE_NAMES: [&str; 2] = ["node-a", "node-b"];
 
@@ -103,7 +97,7 @@ impl Server {
     /// copy of `reference-ignis` in which `npm ci` has run, on free ports, with its log
     /// level set to `log_level`.
     pub async fn reference(dir: &Path, work: &Path, log_level: &str) -> anyhow::Result<Server> {
-        let redis_port = free_port()?;
+        let redis_port = process::free_port()?;
         let (node, redis_pid) =
             reference_peer(dir, work, "reference", redis_port, log_level).await?;
         let redis_pid = redis_pid.ok_or_else(|| {
@@ -292,7 +286,7 @@ async fn reference_peer(
             dir.display()
         );
     }
-    let port = free_port()?;
+    let port = process::free_port()?;
     let run_dir = work.join(format!("{name}-run"));
     std::fs::create_dir_all(&run_dir)?;
     let output = Command::new(dir.join("run.sh"))
@@ -355,25 +349,10 @@ async fn reference_peer(
 impl Stop {
     async fn run(self) -> anyhow::Result<()> {
         match self {
-            Stop::Child(mut child) => terminate(&mut child, Duration::from_secs(15)).await,
+            Stop::Child(mut child) => process::terminate(&mut child, Duration::from_secs(15)).await,
             Stop::Script { dir, run_dir } => stop_script(&dir, &run_dir).await,
         }
     }
-}
-
-/// SIGTERM to a child this tool started, SIGKILL if it has not exited after `grace`;
-/// waits for it either way.
-pub async fn terminate(child: &mut Child, grace: Duration) -> anyhow::Result<()> {
-    if let Some(pid) = child.id() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await;
-    }
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        child.kill().await?;
-    }
-    Ok(())
 }
 
 async fn stop_script(dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
