@@ -45,43 +45,32 @@ impl Control {
 impl Sender {
     /// Sends the benchmark event with `data` (JSON) to every socket of the room.
     pub async fn send_to_room(&mut self, data: String) -> anyhow::Result<()> {
-        match self {
-            Sender::Grpc(client) => {
-                client
-                    .send(request(
-                        data,
-                        Target {
-                            rooms: vec![ROOM.into()],
-                            ..Target::default()
-                        },
-                    ))
-                    .await?;
-                Ok(())
-            }
-            Sender::Rest(http) => {
-                rest_send(http, &format!("/api/socket/room/{ROOM}/send"), &data).await
-            }
-        }
+        let target = Target {
+            rooms: vec![ROOM.into()],
+            ..Target::default()
+        };
+        self.send(target, &format!("/api/socket/room/{ROOM}/send"), data)
+            .await
     }
 
     /// Sends the benchmark event with `data` (JSON) to one socket.
     pub async fn send_to_socket(&mut self, id: &str, data: String) -> anyhow::Result<()> {
+        let target = Target {
+            socket_ids: vec![id.into()],
+            ..Target::default()
+        };
+        self.send(target, &format!("/api/socket/client/{id}/send"), data)
+            .await
+    }
+
+    /// A `Send` to `target` over gRPC, or a POST to the reference's `rest_path`.
+    async fn send(&mut self, target: Target, rest_path: &str, data: String) -> anyhow::Result<()> {
         match self {
             Sender::Grpc(client) => {
-                client
-                    .send(request(
-                        data,
-                        Target {
-                            socket_ids: vec![id.into()],
-                            ..Target::default()
-                        },
-                    ))
-                    .await?;
+                client.send(request(data, target)).await?;
                 Ok(())
             }
-            Sender::Rest(http) => {
-                rest_send(http, &format!("/api/socket/client/{id}/send"), &data).await
-            }
+            Sender::Rest(http) => rest_send(http, rest_path, &data).await,
         }
     }
 }

@@ -29,6 +29,11 @@ fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
     // Whose CPU is counted: one node alone (the single-node reference includes its Redis),
     // or every node and their Redis.
     let cpu = if cluster { " (nodes + Redis)" } else { "" };
+    let room_via = if cluster {
+        " via node A to a room on both nodes"
+    } else {
+        ""
+    };
     let mut rows = vec![row(
         if cluster {
             "server RSS per idle authenticated socket on its node (each holds half), KB".into()
@@ -86,13 +91,7 @@ fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
         row(
             format!(
                 "paced room fan-out{} ({}/s, {} sends): server CPU per delivery{cpu}, µs",
-                if cluster {
-                    " via node A to a room on both nodes"
-                } else {
-                    ""
-                },
-                plan.paced_rate,
-                plan.paced_sends
+                room_via, plan.paced_rate, plan.paced_sends
             ),
             |m| m.paced.cpu_per_delivery_us(),
             2,
@@ -125,13 +124,7 @@ fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
         row(
             format!(
                 "burst room fan-out{} ({} sends, {} in flight): server CPU per delivery{cpu}, µs",
-                if cluster {
-                    " via node A to a room on both nodes"
-                } else {
-                    ""
-                },
-                plan.burst_sends,
-                plan.burst_in_flight
+                room_via, plan.burst_sends, plan.burst_in_flight
             ),
             |m| m.burst.cpu_per_delivery_us(),
             2,

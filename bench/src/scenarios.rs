@@ -364,27 +364,31 @@ fn finish(
     }
 }
 
-async fn paced(
-    server: &Server,
+/// The commands of a room fan-out once the last one is answered.
+struct Sends {
+    start: Instant,
+    cpu0: Duration,
+    total: u64,
+    errors: u64,
+}
+
+/// Waits for a room fan-out's deliveries and measures it: every socket of the plan is in
+/// the room, so each command that succeeded must reach each of them once.
+async fn room_delivery(
     shared: &Shared,
     meter: &Meter,
     idle_cpu_per_sec: f64,
     plan: &Plan,
+    sends: Sends,
 ) -> anyhow::Result<Delivery> {
-    let mut sender = server.nodes[0].control.sender().await?;
-    let period = Duration::from_secs_f64(1.0 / plan.paced_rate);
-    shared.start_recording();
-    let cpu0 = meter.cpu()?;
-    let start = Instant::now();
-    let mut errors = 0;
-    for seq in 0..plan.paced_sends {
-        tokio::time::sleep_until((start + period * seq as u32).into()).await;
-        if sender.send_to_room(shared.payload(seq)).await.is_err() {
-            errors += 1;
-        }
-    }
+    let Sends {
+        start,
+        cpu0,
+        total,
+        errors,
+    } = sends;
     let sent = Instant::now();
-    let commands = plan.paced_sends - errors;
+    let commands = total - errors;
     let expected = commands * plan.sockets as u64;
     let end = drain(shared, expected, sent, plan).await;
     let cpu = meter.cpu()? - cpu0;
@@ -406,6 +410,34 @@ async fn paced(
         .map(|r| u64::from(r.load(Ordering::Relaxed)).min(commands))
         .sum();
     Ok(delivery)
+}
+
+async fn paced(
+    server: &Server,
+    shared: &Shared,
+    meter: &Meter,
+    idle_cpu_per_sec: f64,
+    plan: &Plan,
+) -> anyhow::Result<Delivery> {
+    let mut sender = server.nodes[0].control.sender().await?;
+    let period = Duration::from_secs_f64(1.0 / plan.paced_rate);
+    shared.start_recording();
+    let cpu0 = meter.cpu()?;
+    let start = Instant::now();
+    let mut errors = 0;
+    for seq in 0..plan.paced_sends {
+        tokio::time::sleep_until((start + period * seq as u32).into()).await;
+        if sender.send_to_room(shared.payload(seq)).await.is_err() {
+            errors += 1;
+        }
+    }
+    let sends = Sends {
+        start,
+        cpu0,
+        total: plan.paced_sends,
+        errors,
+    };
+    room_delivery(shared, meter, idle_cpu_per_sec, plan, sends).await
 }
 
 async fn burst(
@@ -445,30 +477,13 @@ async fn burst(
         });
     }
     while tasks.join_next().await.is_some() {}
-    let sent = Instant::now();
-    let errors = errors.load(Ordering::Relaxed);
-    let commands = total - errors;
-    let expected = commands * plan.sockets as u64;
-    let end = drain(shared, expected, sent, plan).await;
-    let cpu = meter.cpu()? - cpu0;
-    let mut delivery = finish(
-        shared,
-        (commands, errors, expected),
-        Window {
-            start,
-            sent,
-            end,
-            cpu,
-        },
-        idle_cpu_per_sec,
-    );
-    // A duplicate would hide a loss in the total: count per socket.
-    delivery.delivered = shared
-        .received
-        .iter()
-        .map(|r| u64::from(r.load(Ordering::Relaxed)).min(commands))
-        .sum();
-    Ok(delivery)
+    let sends = Sends {
+        start,
+        cpu0,
+        total,
+        errors: errors.load(Ordering::Relaxed),
+    };
+    room_delivery(shared, meter, idle_cpu_per_sec, plan, sends).await
 }
 
 /// The connections unicast sends go to: every one on a single node; on several, those
