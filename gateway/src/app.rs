@@ -9,6 +9,7 @@ use std::{
 };
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use socketioxide::adapter::Emitter;
 use socketioxide_core::adapter::CoreAdapter;
 use sockgate_client::{FILE_DESCRIPTOR_SET, proto::socket_control_server::SocketControlServer};
@@ -126,7 +127,7 @@ async fn serve<A: ClusterAdapter>(
             trigger.wait(),
         )),
         None => tokio::spawn(edge::server::serve(
-            edge_listener,
+            edge_listener.tap_io(|tcp| listener::no_delay(tcp)),
             router,
             config.edge.header_timeout,
             trigger.wait(),
@@ -219,16 +220,14 @@ async fn serve<A: ClusterAdapter>(
     Ok(())
 }
 
-/// The accepted connections with Nagle's algorithm off, as tonic sets them on the listeners
-/// it binds itself (its `tcp_nodelay` does not apply to an incoming stream we pass it) and
-/// as the TLS listeners do: a response is written as soon as it is ready instead of waiting
-/// for the caller to acknowledge the previous one.
+/// The accepted connections with Nagle's algorithm off (tonic's own `tcp_nodelay` applies
+/// only to listeners it binds itself, not to an incoming stream we pass it).
 fn no_delay(
     incoming: TcpListenerStream,
 ) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     incoming.map(|accepted| {
         if let Ok(stream) = &accepted {
-            let _ = stream.set_nodelay(true);
+            listener::no_delay(stream);
         }
         accepted
     })

@@ -5,7 +5,7 @@
 
 use std::{io, net::SocketAddr};
 
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// Backlog of the control and admin listeners (backends and probes, not client storms).
 pub const SERVICE_BACKLOG: u32 = 1024;
@@ -23,6 +23,14 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(backlog)
+}
+
+/// Turns Nagle's algorithm off on an accepted connection, as Node's HTTP server does: every
+/// frame and response the gateway writes is small and wanted now, and Nagle's wait for the
+/// peer's ACK (which the peer may delay by up to 40 ms) would hold it back.
+pub fn no_delay(stream: &TcpStream) {
+    // Fails only on a connection that is already gone; its next read or write says so.
+    let _ = stream.set_nodelay(true);
 }
 
 #[cfg(test)]

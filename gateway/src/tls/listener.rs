@@ -95,7 +95,7 @@ async fn accept_loop(
             debug!(section = tls.section(), %peer, "too many TLS handshakes in progress; connection closed");
             continue;
         };
-        let _ = tcp.set_nodelay(true);
+        crate::listener::no_delay(&tcp);
         let acceptor = tls.acceptor();
         let sender = sender.clone();
         let section = tls.section();
