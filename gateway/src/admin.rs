@@ -11,11 +11,12 @@ use axum::{
 };
 use socketioxide::{SocketIo, adapter::Adapter};
 
-use crate::{metrics::METRICS, residue, rooms};
+use crate::{edge::state::Mirrors, metrics::METRICS, residue};
 
 /// What the admin handlers read.
 pub struct Admin<A: Adapter> {
     io: SocketIo<A>,
+    sockets: Arc<Mirrors>,
     ready: Arc<AtomicBool>,
 }
 
@@ -23,16 +24,19 @@ impl<A: Adapter> Clone for Admin<A> {
     fn clone(&self) -> Self {
         Self {
             io: self.io.clone(),
+            sockets: self.sockets.clone(),
             ready: self.ready.clone(),
         }
     }
 }
 
 impl<A: Adapter> Admin<A> {
-    /// An admin endpoint over `io`; not ready until [`Admin::set_ready`].
-    pub fn new(io: SocketIo<A>) -> Self {
+    /// An admin endpoint over `io` and its `sockets`; not ready until
+    /// [`Admin::set_ready`].
+    pub fn new(io: SocketIo<A>, sockets: Arc<Mirrors>) -> Self {
         Self {
             io,
+            sockets,
             ready: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -61,20 +65,16 @@ async fn readyz<A: Adapter>(State(admin): State<Admin<A>>) -> impl IntoResponse 
 }
 
 async fn metrics<A: Adapter>(State(admin): State<Admin<A>>) -> impl IntoResponse {
-    let local = |room: &'static str| admin.io.local().to(room).sockets().len() as i64;
-    let authenticated = local(rooms::AUTHENTICATED);
-    let authenticating = local(rooms::AUTHENTICATING);
-    let total = admin.io.sockets().len() as i64;
-    let unauthorized = (total - authenticated - authenticating).max(0);
+    let counts = admin.sockets.index.counts();
     for (state, count) in [
-        ("unauthorized", unauthorized),
-        ("authenticating", authenticating),
-        ("authenticated", authenticated),
+        ("unauthorized", counts.unauthorized),
+        ("authenticating", counts.authenticating),
+        ("authenticated", counts.authenticated),
     ] {
         METRICS
             .sockets
             .get_or_create(&[("state", state)])
-            .set(count);
+            .set(i64::from(count));
     }
     residue::refresh(&admin.io).await;
     (

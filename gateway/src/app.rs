@@ -30,7 +30,7 @@ use crate::{
         ControlContext, ControlLimits, ControlService, LocalSockets,
         layers::{ControlLayers, LayerSettings},
     },
-    edge,
+    edge::{self, state::Mirrors},
     events::EventBus,
     hooks::Hooks,
     listener, shutdown,
@@ -70,7 +70,7 @@ async fn serve<A: ClusterAdapter>(
         room_validator: RoomValidator::new(config.rooms.allow.clone()),
         hooks,
         events: events.clone(),
-        directory: directory.clone(),
+        mirrors: Arc::new(Mirrors::new(directory.clone())),
     };
     let (router, edge) = edge::build::<A>(&config.edge, deciders, adapter)
         .await
@@ -87,6 +87,7 @@ async fn serve<A: ClusterAdapter>(
         .start(
             Arc::new(LocalSockets::new(
                 io.clone(),
+                edge.mirrors.clone(),
                 node_id.clone(),
                 events.clone(),
             )),
@@ -104,7 +105,7 @@ async fn serve<A: ClusterAdapter>(
     let control_addr = control_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let trigger = shutdown::Trigger::default();
-    let admin = Admin::new(io.clone());
+    let admin = Admin::new(io.clone(), edge.mirrors.clone());
     let admin_router = admin.clone().router();
     match tls_of("admin.tls", &config.admin.tls, HTTP1)? {
         Some(tls) => tokio::spawn(

@@ -47,10 +47,7 @@ async fn room_counts<A: Adapter>(io: &SocketIo<A>) -> (HashSet<String>, usize) {
         return (HashSet::new(), 0);
     };
     let mut seeds: Vec<String> = before.iter().cloned().collect();
-    seeds.extend([
-        rooms::AUTHENTICATED.to_owned(),
-        rooms::AUTHENTICATING.to_owned(),
-    ]);
+    seeds.push(rooms::UNAUTHENTICATED.to_owned());
     let reachable = io
         .local()
         .to(seeds)

@@ -1,12 +1,7 @@
-//! Room names: the public ones (`user:{id}`), the internal ones that make a socket's
-//! identity visible to every node through the adapter (`$sg:...`), name validation, and
-//! the allow patterns clients' joins are checked against.
-//!
-//! Across nodes a socket is only an id and a set of rooms, so whatever the control plane
-//! must show cluster-wide (state, user, connection time, address, transport) is carried in
-//! internal rooms. Clients and `Join` can never name a room with the internal prefix.
-
-use std::net::SocketAddr;
+//! Room names: the public ones (`user:{id}`), the internal ones delivery uses (`$sg:...`:
+//! a socket's id, its user, and the sockets that have not authenticated), name validation,
+//! and the allow patterns clients' joins are checked against. Clients and `Join` can never
+//! name a room with the internal prefix.
 
 use socketioxide::socket::Sid;
 
@@ -15,10 +10,6 @@ pub const INTERNAL_PREFIX: &str = "$sg:";
 /// Longest room name accepted from a client or a control call.
 pub const MAX_ROOM_LEN: usize = 256;
 
-/// Room of sockets whose authentication is in progress.
-pub const AUTHENTICATING: &str = "$sg:state:authenticating";
-/// Room of authenticated sockets.
-pub const AUTHENTICATED: &str = "$sg:state:authenticated";
 /// Room of every socket that has not (yet) authenticated: joined on connect, left only
 /// once `authenticated` has been sent. Application events exclude it, so a socket
 /// receives nothing but the auth protocol before it has authenticated, whatever rooms it
@@ -30,7 +21,6 @@ pub const BARRIER: &str = "$sg:barrier";
 
 const SID_PREFIX: &str = "$sg:sid:";
 const UID_PREFIX: &str = "$sg:uid:";
-const META_PREFIX: &str = "$sg:meta:";
 
 /// The room only `sid` is in: targets one socket on whichever node it lives.
 pub fn socket_room(sid: impl std::fmt::Display) -> String {
@@ -61,97 +51,6 @@ pub fn public<S: AsRef<str>>(rooms: impl IntoIterator<Item = S>) -> Vec<String> 
         .filter(|r| !r.as_ref().starts_with(INTERNAL_PREFIX))
         .map(|r| r.as_ref().to_owned())
         .collect()
-}
-
-/// What a socket's connection looked like, carried in one internal room.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ConnectionMeta {
-    /// Milliseconds since the Unix epoch.
-    pub connected_at_ms: u64,
-    /// `websocket` or `polling`.
-    pub transport: String,
-    /// Client address, empty when unknown.
-    pub remote_address: String,
-}
-
-impl ConnectionMeta {
-    /// Meta of a connection that starts now.
-    pub fn now(transport: &str, remote: Option<SocketAddr>) -> Self {
-        Self {
-            connected_at_ms: crate::clock::now_ms(),
-            transport: transport.to_owned(),
-            remote_address: remote.map(|a| a.to_string()).unwrap_or_default(),
-        }
-    }
-
-    /// The room name that carries it.
-    pub fn room(&self) -> String {
-        format!(
-            "{META_PREFIX}{}|{}|{}",
-            self.connected_at_ms, self.transport, self.remote_address
-        )
-    }
-
-    fn parse(room: &str) -> Option<Self> {
-        let mut parts = room.strip_prefix(META_PREFIX)?.splitn(3, '|');
-        Some(Self {
-            connected_at_ms: parts.next()?.parse().ok()?,
-            transport: parts.next()?.to_owned(),
-            remote_address: parts.next()?.to_owned(),
-        })
-    }
-}
-
-/// Connection state, derived from the internal state rooms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SocketState {
-    /// Has not emitted `authenticate`.
-    Unauthorized,
-    /// Authenticator running.
-    Authenticating,
-    /// Authenticated.
-    Authenticated,
-}
-
-/// What the rooms of a socket say about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SocketView {
-    /// Connection state.
-    pub state: SocketState,
-    /// User id, if authenticated as a user.
-    pub user_id: Option<String>,
-    /// Connection details, if the socket's meta room was seen.
-    pub meta: Option<ConnectionMeta>,
-    /// The public rooms.
-    pub rooms: Vec<String>,
-}
-
-impl SocketView {
-    /// Reads a socket's rooms.
-    pub fn from_rooms<S: AsRef<str>>(rooms: impl IntoIterator<Item = S>) -> Self {
-        let mut view = SocketView {
-            state: SocketState::Unauthorized,
-            user_id: None,
-            meta: None,
-            rooms: Vec::new(),
-        };
-        for room in rooms {
-            let room = room.as_ref();
-            if !room.starts_with(INTERNAL_PREFIX) {
-                view.rooms.push(room.to_owned());
-            } else if room == AUTHENTICATED {
-                view.state = SocketState::Authenticated;
-            } else if room == AUTHENTICATING && view.state != SocketState::Authenticated {
-                view.state = SocketState::Authenticating;
-            } else if let Some(user) = room.strip_prefix(UID_PREFIX) {
-                view.user_id = Some(user.to_owned());
-            } else if let Some(meta) = ConnectionMeta::parse(room) {
-                view.meta = Some(meta);
-            }
-        }
-        view.rooms.sort_unstable();
-        view
-    }
 }
 
 /// Why a room name is refused.
@@ -303,27 +202,5 @@ mod tests {
             Err(RoomNameError::TooLong(_))
         ));
         assert!(check_name("chat:general").is_ok());
-    }
-
-    #[test]
-    fn a_view_is_read_back_from_rooms() {
-        let meta = ConnectionMeta {
-            connected_at_ms: 1_700_000_000_123,
-            transport: "websocket".into(),
-            remote_address: "127.0.0.1:5555".into(),
-        };
-        let rooms = vec![
-            socket_room("abc"),
-            meta.room(),
-            AUTHENTICATED.to_owned(),
-            user_id_room("u|1"),
-            "user:u|1".to_owned(),
-            "io-default".to_owned(),
-        ];
-        let view = SocketView::from_rooms(&rooms);
-        assert_eq!(view.state, SocketState::Authenticated);
-        assert_eq!(view.user_id.as_deref(), Some("u|1"));
-        assert_eq!(view.meta, Some(meta));
-        assert_eq!(view.rooms, vec!["io-default", "user:u|1"]);
     }
 }

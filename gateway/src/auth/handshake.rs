@@ -1,12 +1,12 @@
 //! What an authenticator may look at: the connection request of a socket and the data of
 //! its `authenticate` event.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, net::SocketAddr};
 
 use serde_json::Value;
 use sockgate_client::proto;
 
-use crate::{clock, rooms::ConnectionMeta};
+use crate::clock;
 
 /// A socket asking to authenticate.
 pub struct Handshake<'a> {
@@ -98,6 +98,28 @@ fn percent_decode(value: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What a socket's connection looked like.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionMeta {
+    /// Milliseconds since the Unix epoch.
+    pub connected_at_ms: u64,
+    /// `websocket` or `polling`.
+    pub transport: String,
+    /// Client address, empty when unknown.
+    pub remote_address: String,
+}
+
+impl ConnectionMeta {
+    /// Meta of a connection that starts now.
+    pub fn now(transport: &str, remote: Option<SocketAddr>) -> Self {
+        Self {
+            connected_at_ms: clock::now_ms(),
+            transport: transport.to_owned(),
+            remote_address: remote.map(|a| a.to_string()).unwrap_or_default(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! `events::RelayedEvent`, owned by the event bus.)
 
 use sockgate_client::proto::{
-    GetSocketRequest, ListRoomsRequest, ListSocketsRequest, RoomInfo, SocketInfo,
+    GetSocketRequest, ListRoomsRequest, ListSocketsRequest, RoomInfo, SocketInfo, Target,
 };
 
 /// A question to every node.
@@ -17,7 +17,7 @@ pub struct NodeRequest {
     #[prost(string, tag = "2")]
     pub reply_to: String,
     /// The question.
-    #[prost(oneof = "Query", tags = "3, 4, 5, 6, 7")]
+    #[prost(oneof = "Query", tags = "3, 4, 5, 6, 8")]
     pub query: Option<Query>,
 }
 
@@ -36,21 +36,23 @@ pub enum Query {
     /// A watcher started somewhere: relay events from now on.
     #[prost(message, tag = "6")]
     WatchStarted(WatchStarted),
-    /// A `Join` / `Leave` RPC changed these sockets' rooms: report it to the watchers.
-    #[prost(message, tag = "7")]
-    Announce(Announce),
+    /// A `Join` / `Leave` RPC: apply it to the sockets of this node that the target
+    /// selects. (Tag 7 was the announcement of a change the adapter had applied.)
+    #[prost(message, tag = "8")]
+    Membership(Membership),
 }
 
-/// Sockets whose rooms a control call changed; their nodes publish the event.
+/// A `Join` or `Leave` of rooms, applied by every node to its own sockets, so that a
+/// socket's rooms change only on its node, through its state machine.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct Announce {
+pub struct Membership {
     /// `EventKind::Joined` or `EventKind::Left`.
     #[prost(int32, tag = "1")]
     pub kind: i32,
-    /// The sockets (each node reports those it holds).
-    #[prost(string, repeated, tag = "2")]
-    pub socket_ids: Vec<String>,
-    /// The rooms joined or left.
+    /// The sockets, validated by the node that received the RPC.
+    #[prost(message, optional, tag = "2")]
+    pub target: Option<Target>,
+    /// The rooms to join or leave.
     #[prost(string, repeated, tag = "3")]
     pub rooms: Vec<String>,
 }

@@ -1,6 +1,6 @@
 //! `Join`, `Leave` and `Disconnect`: server-side, trusted actions on target sockets.
 
-use socketioxide::{BroadcastError, SocketIo, adapter::Adapter, extract::SocketRef};
+use socketioxide::{BroadcastError, SocketIo, adapter::Adapter};
 use sockgate_client::proto::{
     DisconnectRequest, DisconnectResponse, EventKind, JoinRequest, JoinResponse, LeaveRequest,
     LeaveResponse, Target,
@@ -13,8 +13,8 @@ use super::{
     target::{self, Audience},
 };
 use crate::{
-    cluster::messages::{Announce, Query},
-    edge::{self, protocol},
+    cluster::messages::{Membership, Query},
+    edge::protocol,
     rooms,
 };
 
@@ -38,13 +38,11 @@ fn check_rooms(requested: &[String]) -> Result<Vec<String>, ControlError> {
 }
 
 /// Applies a join (`EventKind::Joined`) or a leave (`EventKind::Left`) of `rooms` to the
-/// target through the adapter (every node), and returns once every node applied it. Then
-/// each node is told which of its sockets changed (`Announce`): it makes the rooms the
-/// server's (a client can no longer leave them), undoes a join that reached a socket
-/// while it disconnected, and reports the change to the watchers with the socket's user
-/// id and rooms. The announcement costs a listing of the target's ids (one round trip)
-/// and one question to every node; a node that cannot be asked misses it (logged), the
-/// change itself stands.
+/// target: every node applies it to its own sockets, through each socket's state machine
+/// (the rooms become the server's: a client can no longer leave them), and reports it to
+/// the watchers. One question to every node; returns once each has applied it. A node that
+/// does not answer in time may not have applied it: `DEADLINE_EXCEEDED`, and the call can
+/// be repeated (joining and leaving are idempotent).
 async fn change<A: Adapter>(
     ctx: &ControlContext<A>,
     target: Option<&Target>,
@@ -52,51 +50,24 @@ async fn change<A: Adapter>(
     kind: EventKind,
 ) -> Result<(), ControlError> {
     let rooms = check_rooms(rooms)?;
-    let operators = target::resolve(&ctx.io, &ctx.cluster, target, "target", Audience::Any).await?;
-    // The target's sockets on this node: from now on these rooms are the server's (or
-    // gone), so their clients cannot leave them.
-    let local: Vec<SocketRef<A>> = operators.clone().sockets();
-    for socket in &local {
-        edge::forget_client_rooms(socket, &rooms);
-    }
-    let targeted: Vec<String> = operators
-        .clone()
-        .fetch_sockets()
-        .await
-        .map_err(ControlError::adapter)?
-        .iter()
-        .map(|s| s.data().id.to_string())
-        .collect();
-    let applied = if kind == EventKind::Joined {
-        operators.join(rooms.clone()).await
-    } else {
-        operators.leave(rooms.clone()).await
-    };
-    applied.map_err(ControlError::adapter)?;
-    applied_everywhere(&ctx.io).await?;
-    if kind == EventKind::Joined {
-        // A socket of this node that disconnected meanwhile may have been removed from
-        // every room before this join reached it: undo it (see edge::join_while_connected).
-        for socket in local.iter().filter(|s| !s.connected()) {
-            socket.leave(rooms.clone());
-        }
-    }
-    if targeted.is_empty() {
-        return Ok(());
-    }
-    let announce = Announce {
+    let target = target::check(&ctx.io, &ctx.cluster, target, "target", Audience::Any).await?;
+    let change = Membership {
         kind: kind as i32,
-        socket_ids: targeted,
+        target: Some(target.clone()),
         rooms,
     };
-    if let Err(e) = ctx.cluster.ask(Query::Announce(announce)).await {
-        warn!("room change applied, but not announced to every node: {e}");
+    let answers = ctx.cluster.ask(Query::Membership(change)).await?;
+    if answers.missing > 0 {
+        return Err(ControlError::DeadlineExceeded(format!(
+            "{} node(s) did not confirm the change within cluster.request_timeout; their \
+             sockets may not have it yet (retry: the call is idempotent)",
+            answers.missing
+        )));
     }
     Ok(())
 }
 
-/// Returns once every node has applied the room changes and disconnects this node sent
-/// before. socketioxide's adapter sends them without waiting for the other nodes; a
+/// Returns once every node has applied the disconnects this node sent before. socketioxide's adapter sends them without waiting for the other nodes; a
 /// fetch of a room nobody is in travels on the same channel after them, and each node
 /// answers it only once it has handled what came before.
 async fn applied_everywhere<A: Adapter>(io: &SocketIo<A>) -> Result<(), ControlError> {

@@ -44,6 +44,12 @@ pub async fn list_sockets<A: Adapter>(
     }
     ProtoState::try_from(request.state)
         .map_err(|_| ControlError::invalid(format!("state {} is unknown", request.state)))?;
+    if !request.page_token.is_empty() && rooms::parse_sid(&request.page_token).is_none() {
+        return Err(ControlError::invalid(format!(
+            "page_token {:?} is not the next_page_token of a previous page",
+            request.page_token
+        )));
+    }
     request.page_size = size as u32;
     let answers = ctx.cluster.ask(Query::Sockets(request)).await?.answers;
     let total = answers.iter().map(|a| a.matched).sum();

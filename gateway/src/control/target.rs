@@ -7,7 +7,7 @@ use socketioxide::{SocketIo, adapter::Adapter, operators::BroadcastOperators, so
 use sockgate_client::proto::Target;
 
 use super::error::ControlError;
-use crate::{cluster::Cluster, edge, rooms};
+use crate::{cluster::Cluster, edge::Session, rooms};
 
 /// Who a target may reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub enum Audience {
 const MAX_SELECTORS: usize = 10_000;
 
 /// Validates `target` (the field name is used in messages) and checks that every socket
-/// id is connected somewhere. Only ids not on this node cost a Redis round trip.
+/// id is connected somewhere, then selects it on every node.
 pub async fn resolve<A: Adapter>(
     io: &SocketIo<A>,
     cluster: &Cluster,
@@ -31,6 +31,19 @@ pub async fn resolve<A: Adapter>(
     field: &str,
     audience: Audience,
 ) -> Result<BroadcastOperators<A>, ControlError> {
+    let target = check(io, cluster, target, field, audience).await?;
+    Ok(select(io.broadcast(), target, audience))
+}
+
+/// Validates `target` (the field name is used in messages) and checks that every socket
+/// id is connected somewhere. Only ids not on this node cost a Redis round trip.
+pub async fn check<'t, A: Adapter>(
+    io: &SocketIo<A>,
+    cluster: &Cluster,
+    target: Option<&'t Target>,
+    field: &str,
+    audience: Audience,
+) -> Result<&'t Target, ControlError> {
     let Some(target) = target else {
         return Err(ControlError::invalid(format!(
             "{field} is required: set socket_ids, rooms, user_ids, or all"
@@ -64,28 +77,47 @@ pub async fn resolve<A: Adapter>(
         }
     }
     let sids = parse_sids(&target.socket_ids, field)?;
-    let except_sids = parse_sids(&target.except_socket_ids, field)?;
+    parse_sids(&target.except_socket_ids, field)?;
     ensure_connected(io, cluster, &sids, audience).await?;
+    Ok(target)
+}
 
-    let mut selected: Vec<String> = Vec::with_capacity(selectors);
-    selected.extend(sids.iter().map(rooms::socket_room));
+/// Narrows `operators` (every node's sockets, or this node's) to a target validated by
+/// [`resolve`]: its ids, rooms and users (everyone with `all`), minus its exceptions; for
+/// [`Audience::Authenticated`], minus the sockets that have not authenticated.
+pub fn select<A: Adapter>(
+    operators: BroadcastOperators<A>,
+    target: &Target,
+    audience: Audience,
+) -> BroadcastOperators<A> {
+    let sids = target
+        .socket_ids
+        .iter()
+        .filter_map(|id| rooms::parse_sid(id));
+    let mut selected: Vec<String> = sids.map(rooms::socket_room).collect();
     selected.extend(target.rooms.iter().cloned());
     selected.extend(target.user_ids.iter().map(|u| rooms::user_id_room(u)));
     let mut except = target.except_rooms.clone();
-    except.extend(except_sids.iter().map(rooms::socket_room));
-    let operators = match (target.all, audience) {
-        (true, Audience::Any) => io.broadcast(),
-        (true, Audience::Authenticated) => io.to(rooms::AUTHENTICATED),
-        (false, _) => io.to(selected),
-    };
+    except.extend(
+        target
+            .except_socket_ids
+            .iter()
+            .filter_map(|id| rooms::parse_sid(id))
+            .map(rooms::socket_room),
+    );
     if audience == Audience::Authenticated {
         except.push(rooms::UNAUTHENTICATED.to_owned());
     }
-    Ok(if except.is_empty() {
+    let operators = if target.all {
+        operators
+    } else {
+        operators.to(selected)
+    };
+    if except.is_empty() {
         operators
     } else {
         operators.except(except)
-    })
+    }
 }
 
 /// Parses socket ids; a malformed id is `INVALID_ARGUMENT`.
@@ -116,10 +148,10 @@ pub async fn ensure_connected<A: Adapter>(
     let mut elsewhere = Vec::new();
     let mut unauthenticated = Vec::new();
     for sid in sids {
-        match io.get_socket(*sid) {
+        match io.get_socket(*sid).as_ref().and_then(Session::of) {
             None => elsewhere.push(*sid),
-            Some(socket) => {
-                if audience == Audience::Authenticated && !edge::is_authenticated(&socket) {
+            Some(session) => {
+                if audience == Audience::Authenticated && !session.is_authenticated() {
                     unauthenticated.push(*sid);
                 }
             }

@@ -1,16 +1,20 @@
 //! The `authenticate` flow: run the authenticator chain, then either admit the socket to
 //! its rooms and send `authenticated`, or send `unauthenticated` and disconnect it.
 
-use std::{sync::Arc, task::Poll, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use serde_json::Value;
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 use sockgate_client::proto::{EventKind, WatchEventsResponse};
 use tracing::{debug, info, warn};
 
-use super::{Edge, protocol, session::Session};
+use super::{
+    Edge, protocol,
+    session::Session,
+    state::{SocketState, Transition},
+};
 use crate::{
-    auth::{Handshake, Outcome},
+    auth::{Handshake, Identity, Outcome},
     clock::{self, iso_now},
     events,
     metrics::METRICS,
@@ -26,7 +30,11 @@ pub async fn authenticate<A: Adapter>(
     let Some(session) = Session::of(&socket) else {
         return;
     };
-    if !session.begin_auth() {
+    if !session.wait_open().await {
+        debug!(sid = %socket.id, "socket left before it was connected");
+        return;
+    }
+    if session.apply(&socket, Transition::BeginAuth).is_none() {
         debug!(sid = %socket.id, "second authenticate ignored");
         return;
     }
@@ -38,124 +46,68 @@ pub async fn authenticate<A: Adapter>(
         event_data: data.as_ref(),
         meta: &session.meta,
     };
-    // The state room shows the socket as authenticating while an authenticator is awaited
-    // (a hook). One that decides at once (a JWT, development mode) leaves no time in which
-    // it could be seen: joining and leaving it would only cost two room updates.
-    let mut deciding = std::pin::pin!(edge.auth.authenticate(&handshake));
-    let (outcome, state_room) = match futures_util::poll!(deciding.as_mut()) {
-        Poll::Ready(outcome) => (outcome, false),
-        Poll::Pending => {
-            socket.join(rooms::AUTHENTICATING);
-            (deciding.await, true)
-        }
-    };
-    let leave_state_room = || {
-        if state_room {
-            socket.leave(rooms::AUTHENTICATING);
-        }
-    };
-    if !still_connected(&edge, &socket).await {
-        // The socket may have been removed before the join above: its membership of
-        // the state room would outlive it.
-        leave_state_room();
-        debug!(sid = %socket.id, "socket left during authentication");
-        return;
-    }
-    match outcome {
+    match edge.auth.authenticate(&handshake).await {
         Outcome::Allow(identity) => {
             METRICS.auth("allowed");
-            let mut joined = edge.config.default_rooms.clone();
-            if let Some(user) = &identity.user_id {
-                joined.push(rooms::user_room(user));
-            }
-            joined.extend(identity.rooms.iter().cloned());
-            let mut internal = vec![rooms::AUTHENTICATED.to_owned()];
-            if let Some(user) = &identity.user_id {
-                internal.push(rooms::user_id_room(user));
-            }
-            if !super::join_while_connected(
-                &socket,
-                joined.iter().chain(&internal).cloned().collect(),
-            ) {
-                leave_state_room();
-                debug!(sid = %socket.id, "socket left during authentication");
-                return;
-            }
-            leave_state_room();
-            let user = identity.user_id.clone();
-            info!(sid = %socket.id, user = user.as_deref().unwrap_or(""), "authenticated");
-            if !session.authenticated(identity) {
-                // Cut off for abuse while the authenticator ran.
-                socket.leave(rooms::AUTHENTICATED);
-                return;
-            }
-            let id = socket.id.to_string();
-            // Published before the client can read `authenticated`: the events it sends
-            // once it has must reach watchers after this one.
-            if edge.events.is_watched() {
-                edge.events.publish(
-                    WatchEventsResponse {
-                        rooms: joined,
-                        ..events::lifecycle(EventKind::Authenticated, &id, user.as_deref())
-                    },
-                    || socket_rooms(&socket),
-                );
-            }
-            let payload = protocol::Authenticated {
-                id: &id,
-                time: iso_now(),
-            };
-            if let Err(e) = socket.emit(protocol::AUTHENTICATED, &payload) {
-                debug!(sid = %socket.id, error = %e, "could not send authenticated");
-            }
-            // Only now, after `authenticated` is on the socket's ordered channel, can
-            // application events reach it.
-            socket.leave(rooms::UNAUTHENTICATED);
-            edge.directory.present(socket.id, true);
-            if session.is_cut_off() {
-                // Cut off for its event rate since `authenticated` above: the cut-off put
-                // it back in this room before the line above took it out. (Reported after
-                // the line above, so the directory ends with `not authenticated` whichever
-                // ran first.)
-                socket.join(rooms::UNAUTHENTICATED);
-                edge.directory.present(socket.id, false);
-            }
+            admit(&edge, &socket, &session, identity);
         }
         Outcome::Deny(reason) => {
             METRICS.auth("denied");
             info!(sid = %socket.id, %reason, "authentication denied");
-            leave_state_room();
             reject(&edge, &socket, &session, protocol::INVALID_TOKEN_MESSAGE);
         }
         Outcome::Fail(reason) => {
             METRICS.auth("failed");
             warn!(sid = %socket.id, %reason, "authenticator failed");
-            leave_state_room();
             reject(&edge, &socket, &session, protocol::AUTH_FAILED_MESSAGE);
         }
     }
 }
 
-/// Whether the socket can still be written to. socketioxide sends the connect packet
-/// before it marks the socket connected, so on a busy node a client's first event can be
-/// handled in between, when `emit` would still refuse: wait out that short window. A
-/// socket no longer in its namespace has left.
-async fn still_connected<A: Adapter>(edge: &Edge<A>, socket: &SocketRef<A>) -> bool {
-    for _ in 0..1000 {
-        if socket.connected() {
-            return true;
+/// Admits the socket: it joins the default rooms, its user's room and the authenticator's
+/// rooms, then receives `authenticated` (published to watchers first: the events the
+/// client sends once it has read it must reach watchers after this one).
+fn admit<A: Adapter>(
+    edge: &Edge<A>,
+    socket: &SocketRef<A>,
+    session: &Arc<Session>,
+    identity: Identity,
+) {
+    let mut rooms = edge.config.default_rooms.clone();
+    rooms.extend(identity.user_id.as_deref().map(rooms::user_room));
+    rooms.extend(identity.rooms.iter().cloned());
+    let user = identity.user_id.clone();
+    let id = socket.id.to_string();
+    let joined = rooms.clone();
+    let mut deliver = |public: &[String]| {
+        info!(sid = %socket.id, user = user.as_deref().unwrap_or(""), "authenticated");
+        if edge.events.is_watched() {
+            let public = public.to_vec();
+            edge.events.publish(
+                WatchEventsResponse {
+                    rooms: joined.clone(),
+                    ..events::lifecycle(EventKind::Authenticated, &id, user.as_deref())
+                },
+                || public,
+            );
         }
-        if edge.io.get_socket(socket.id).is_none() {
-            return false;
+        let payload = protocol::Authenticated {
+            id: &id,
+            time: iso_now(),
+        };
+        if let Err(e) = socket.emit(protocol::AUTHENTICATED, &payload) {
+            debug!(sid = %socket.id, error = %e, "could not send authenticated");
         }
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    };
+    let admitted = Transition::Admit {
+        identity: Arc::new(identity),
+        rooms,
+        deliver: &mut deliver,
+    };
+    if session.apply(socket, admitted).is_none() {
+        // Disconnected, or cut off for abuse, while the authenticator ran.
+        debug!(sid = %socket.id, "socket left or was cut off during authentication");
     }
-    false
-}
-
-/// The public rooms of a local socket.
-pub fn socket_rooms<A: Adapter>(socket: &SocketRef<A>) -> Vec<String> {
-    rooms::public(socket.rooms())
 }
 
 /// Sends `unauthenticated` and disconnects; the disconnect packet follows the message on
@@ -163,17 +115,20 @@ pub fn socket_rooms<A: Adapter>(socket: &SocketRef<A>) -> Vec<String> {
 fn reject<A: Adapter>(
     edge: &Edge<A>,
     socket: &SocketRef<A>,
-    session: &Session,
+    session: &Arc<Session>,
     message: &'static str,
 ) {
-    session.rejected();
+    if session.apply(socket, Transition::Refuse).is_none() {
+        debug!(sid = %socket.id, "socket left or was cut off during authentication");
+        return;
+    }
     if edge.events.is_watched() {
         edge.events.publish(
             WatchEventsResponse {
                 reason: message.to_owned(),
                 ..events::lifecycle(EventKind::AuthFailed, &socket.id.to_string(), None)
             },
-            || socket_rooms(socket),
+            || session.rooms(),
         );
     }
     let payload = protocol::Unauthenticated {
@@ -201,27 +156,36 @@ pub fn spawn_auth_sweeper<A: Adapter>(edge: Arc<Edge<A>>) -> tokio::task::JoinHa
         loop {
             ticker.tick().await;
             let now_ms = clock::now_ms();
-            let waiting = edge.io.local().except(rooms::AUTHENTICATED).sockets();
-            for socket in waiting {
-                let Some(session) = Session::of(&socket) else {
+            for session in edge.mirrors.index.not_authenticated() {
+                let Some(socket) = edge.io.get_socket(session.sid) else {
                     continue;
                 };
-                if session.is_cut_off() {
-                    if session.cut_off_due() {
-                        debug!(sid = %socket.id, "disconnecting a socket cut off for abuse");
-                        let _ = socket.disconnect();
-                    }
-                    continue;
-                }
-                let age =
-                    Duration::from_millis(now_ms.saturating_sub(session.meta.connected_at_ms));
-                if age >= timeout && !session.is_authenticated() {
-                    METRICS.auth("timeout");
-                    info!(sid = %socket.id, ?timeout, "not authenticated in time, disconnecting");
-                    session.rejected();
-                    let _ = socket.disconnect();
-                }
+                sweep(&socket, &session, now_ms, timeout);
             }
         }
     })
+}
+
+/// One sweeper pass over a socket that has not authenticated.
+fn sweep<A: Adapter>(
+    socket: &SocketRef<A>,
+    session: &Arc<Session>,
+    now_ms: u64,
+    timeout: Duration,
+) {
+    if session.is_cut_off() {
+        if let Some(SocketState::CutOff { due: true }) =
+            session.apply(socket, Transition::MarkCutOffDue)
+        {
+            debug!(sid = %socket.id, "disconnecting a socket cut off for abuse");
+            let _ = socket.clone().disconnect();
+        }
+        return;
+    }
+    let age = Duration::from_millis(now_ms.saturating_sub(session.meta.connected_at_ms));
+    if age >= timeout && session.apply(socket, Transition::Refuse).is_some() {
+        METRICS.auth("timeout");
+        info!(sid = %socket.id, ?timeout, "not authenticated in time, disconnecting");
+        let _ = socket.clone().disconnect();
+    }
 }

@@ -17,10 +17,9 @@ use sockgate_client::proto::{AuthorizeJoinRequest, EventKind, WatchEventsRespons
 use tracing::{debug, info};
 
 use super::{
-    Edge,
-    authentication::socket_rooms,
-    protocol,
+    Edge, protocol,
     session::{RoomRequest, Session},
+    state::Owner,
 };
 use crate::{
     auth::Identity,
@@ -84,6 +83,7 @@ fn send_error<A: Adapter>(ack: AckSender<A>, error: &str) {
 fn publish<A: Adapter>(
     edge: &Edge<A>,
     socket: &SocketRef<A>,
+    session: &Session,
     identity: &Identity,
     kind: EventKind,
     changed: &[String],
@@ -95,7 +95,7 @@ fn publish<A: Adapter>(
         rooms: changed.to_vec(),
         ..events::lifecycle(kind, &socket.id.to_string(), identity.user_id.as_deref())
     };
-    edge.events.publish(event, || socket_rooms(socket));
+    edge.events.publish(event, || session.rooms());
 }
 
 /// Asks `AuthorizeJoin` about `candidates`; on failure nothing more is allowed.
@@ -165,6 +165,7 @@ pub async fn join<A: Adapter>(
         Ok(rooms) => rooms,
         Err(error) => return reply_error(&socket, ack, "join", &error),
     };
+    let identity = &*identity;
     let (mut joined, rejected) = edge.room_validator.split(identity, requested);
     let (candidates, mut rejected): (Vec<String>, Vec<String>) = rejected
         .into_iter()
@@ -178,14 +179,9 @@ pub async fn join<A: Adapter>(
         }
     }
     let max = edge.limits.config.max_rooms_per_socket;
-    let outcome = session.join_client_rooms(
-        joined,
-        max,
-        || socket.rooms().into_iter().map(String::from).collect(),
-        // The backend may have taken a while: a socket that left meanwhile must not be
-        // put back into rooms.
-        |fresh| super::join_while_connected(&socket, fresh),
-    );
+    // The backend may have taken a while: a socket that left meanwhile is not put back
+    // into rooms.
+    let outcome = session.join_rooms(&socket, joined, Owner::Client, max);
     if outcome.gone {
         METRICS.client_rooms("join", "abandoned", outcome.joined.len());
         debug!(sid = %socket.id, "socket left while its join was decided");
@@ -202,7 +198,14 @@ pub async fn join<A: Adapter>(
     if !rejected.is_empty() {
         info!(sid = %socket.id, ?rejected, "join rejected");
     }
-    publish(&edge, &socket, identity, EventKind::Joined, &joined);
+    publish(
+        &edge,
+        &socket,
+        &session,
+        identity,
+        EventKind::Joined,
+        &joined,
+    );
     METRICS.client_rooms("join", "joined", joined.len());
     METRICS.client_rooms("join", "rejected", rejected.len());
     let _ = ack.send(&protocol::JoinAck { joined, rejected });
@@ -229,12 +232,11 @@ pub fn leave<A: Adapter>(
         Ok(rooms) => rooms,
         Err(error) => return reply_error(&socket, ack, "leave", &error),
     };
-    let (left, rejected) =
-        session.leave_client_rooms(requested, |left| socket.leave(left.to_vec()));
+    let (left, rejected) = session.leave_rooms(&socket, requested, Owner::Client);
     if !rejected.is_empty() {
         info!(sid = %socket.id, ?rejected, "leave rejected: not joined by the client");
     }
-    publish(&edge, &socket, identity, EventKind::Left, &left);
+    publish(&edge, &socket, &session, &identity, EventKind::Left, &left);
     METRICS.client_rooms("leave", "left", left.len());
     METRICS.client_rooms("leave", "rejected", rejected.len());
     let _ = ack.send(&protocol::LeaveAck { left, rejected });

@@ -22,14 +22,13 @@ use super::{
     limits::{EventVerdict, Limits},
     protocol,
     session::Session,
+    state::Transition,
 };
 use tracing::{debug, info, warn};
 
 use crate::{
-    cluster::Directory,
     events::{self, EventBus},
     metrics::{METRICS, Refusal},
-    rooms,
 };
 
 /// An incoming event, read straight from the packet (no second decoding pass).
@@ -101,14 +100,9 @@ fn check_rate<A: Adapter>(socket: &Arc<Socket<A>>) -> Result<(), RefusedMessage>
                 dropped = limits.config.max_dropped_events,
                 "disconnecting a socket that keeps exceeding its event rate (edge.limits.max_dropped_events)"
             );
-            if session.cut_off() {
+            if session.apply(socket, Transition::CutOff).is_some() {
                 // No more application events to it; the auth sweeper disconnects it once
                 // it has had time to read why.
-                socket.leave(rooms::AUTHENTICATED);
-                socket.join(rooms::UNAUTHENTICATED);
-                if let Some(directory) = state::<A, Arc<Directory>>(socket) {
-                    directory.present(socket.id, false);
-                }
                 let payload = protocol::ForceDisconnect::now(RATE_DISCONNECT_REASON);
                 let _ = socket.emit(protocol::FORCE_DISCONNECT, &payload);
             }
@@ -213,5 +207,5 @@ fn publish<A: Adapter>(socket: &Arc<Socket<A>>, message: &ClientMessage) {
             identity.user_id.as_deref(),
         )
     };
-    bus.publish(event, || rooms::public(socket.rooms()));
+    bus.publish(event, move || session.rooms());
 }

@@ -5,6 +5,7 @@
 pub mod authentication;
 mod forwarding;
 mod handshake_gate;
+pub mod index;
 pub mod limits;
 mod membership;
 mod message;
@@ -12,6 +13,7 @@ pub mod ping;
 pub mod protocol;
 pub mod server;
 mod session;
+pub mod state;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -36,17 +38,18 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tracing::{debug, info};
 
 use crate::{
+    auth::ConnectionMeta,
     auth::{AuthChain, RoomValidator},
-    cluster::{Directory, adapter::ClusterAdapter},
+    cluster::adapter::ClusterAdapter,
     config::{EdgeConfig, Transport},
     edge::limits::{ConnectRefusal, Limits, OpenedSession},
     events::{self, EventBus},
     hooks::Hooks,
     metrics::METRICS,
-    rooms::{self, ConnectionMeta},
 };
 use message::ClientMessage;
-use session::Session;
+pub use session::Session;
+use state::{Mirrors, Transition};
 
 /// Who decides for the edge.
 pub struct Deciders {
@@ -58,8 +61,8 @@ pub struct Deciders {
     pub hooks: Option<Arc<Hooks>>,
     /// Where lifecycle and client events are published.
     pub events: Arc<EventBus>,
-    /// Where the sockets' presence and authentication are reported for other nodes.
-    pub directory: Arc<Directory>,
+    /// Where the sockets' states are mirrored: this node's index, the cluster's directory.
+    pub mirrors: Arc<Mirrors>,
 }
 
 /// Read buffer of each WebSocket connection. Clients mostly send small events; a larger
@@ -76,7 +79,8 @@ pub struct Edge<A: Adapter> {
     room_validator: RoomValidator,
     hooks: Option<Arc<Hooks>>,
     events: Arc<EventBus>,
-    directory: Arc<Directory>,
+    /// This node's sockets (the index) and the cluster's directory.
+    pub mirrors: Arc<Mirrors>,
     /// Per-socket and per-address limits, and the draining flag.
     pub limits: Arc<Limits>,
 }
@@ -116,7 +120,6 @@ pub async fn build<A: ClusterAdapter>(
     let (layer, io) = builder
         .with_state(deciders.events.clone())
         .with_state(limits.clone())
-        .with_state(deciders.directory.clone())
         .build_layer();
     let edge = Arc::new(Edge {
         io: io.clone(),
@@ -125,7 +128,7 @@ pub async fn build<A: ClusterAdapter>(
         room_validator: deciders.room_validator,
         hooks: deciders.hooks,
         events: deciders.events,
-        directory: deciders.directory,
+        mirrors: deciders.mirrors,
         limits: limits.clone(),
     });
     // socketioxide tells the client it is connected before it runs the connect handler,
@@ -136,14 +139,12 @@ pub async fn build<A: ClusterAdapter>(
     let setup = async move |socket: SocketRef<A>, TryData(auth): TryData<Value>| {
         on_connect(setup_edge, socket, auth.ok())
     };
-    // Reported to the directory only once connected: a socket refused, or whose connect
-    // packet cannot be sent, never runs this handler nor its disconnect handler.
-    let connected_edge = edge.clone();
+    // Listed and reported to the directory only once connected: a socket refused, or
+    // whose connect packet cannot be sent, never runs this handler nor its disconnect
+    // handler.
     let connected = async move |socket: SocketRef<A>| {
-        connected_edge.directory.present(socket.id, false);
-        if !socket.connected() {
-            // Closed meanwhile: its disconnect handler may have reported it gone first.
-            connected_edge.directory.gone(socket.id);
+        if let Some(session) = Session::of(&socket) {
+            session.apply(&socket, Transition::Open);
         }
     };
     A::initialized(io.ns("/", connected.with(setup)))
@@ -246,37 +247,6 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
     ))
 }
 
-/// The user id of a socket of this node, once authenticated.
-pub fn user_of<A: Adapter>(socket: &SocketRef<A>) -> Option<String> {
-    Session::of(socket).and_then(|s| s.identity().and_then(|i| i.user_id.clone()))
-}
-
-/// Whether a socket of this node has authenticated.
-pub fn is_authenticated<A: Adapter>(socket: &SocketRef<A>) -> bool {
-    Session::of(socket).is_some_and(|s| s.is_authenticated())
-}
-
-/// The server took over (`Join`) or removed (`Leave`) `rooms` of a socket of this node:
-/// its client can no longer leave them itself.
-pub fn forget_client_rooms<A: Adapter>(socket: &SocketRef<A>, rooms: &[String]) {
-    if let Some(session) = Session::of(socket) {
-        session.forget_client_rooms(rooms);
-    }
-}
-
-/// Joins `rooms` unless the socket is disconnecting; false if it is. socketioxide marks a
-/// closing socket disconnected before it removes it from every room, so a join that still
-/// sees it connected is cleaned up by that removal, and one that does not is undone here:
-/// no membership outlives its socket, however a join races the disconnect.
-fn join_while_connected<A: Adapter>(socket: &SocketRef<A>, rooms: Vec<String>) -> bool {
-    socket.join(rooms.clone());
-    if socket.connected() {
-        return true;
-    }
-    socket.leave(rooms);
-    false
-}
-
 impl<A: Adapter> Edge<A> {
     /// Refuses new connections from now on (shutdown).
     pub fn start_draining(&self) {
@@ -344,17 +314,15 @@ fn on_connect<A: Adapter>(
             edge.limits.refused(*refusal, remote);
         })?;
     let meta = ConnectionMeta::now(transport_name(socket.transport_type()), remote);
-    socket.join([
-        rooms::socket_room(socket.id),
-        meta.room(),
-        rooms::UNAUTHENTICATED.to_owned(),
-    ]);
+    socket.join(state::initial_rooms(socket.id));
     METRICS.connections.inc();
     info!(sid = %socket.id, remote = %meta.remote_address, transport = %meta.transport, "connected");
     socket.extensions.insert(Arc::new(Session::new(
+        socket.id,
         auth.filter(|a| !a.is_null()),
         meta,
         Some(slot),
+        edge.mirrors.clone(),
     )));
     if edge.events.is_watched() {
         edge.events.publish(
@@ -362,54 +330,90 @@ fn on_connect<A: Adapter>(
             Vec::new,
         );
     }
-
-    let handler_edge = edge.clone();
-    socket.on_fallback(
-        async move |socket: SocketRef<A>, message: ClientMessage, ack: AckSender<A>| {
-            on_event(handler_edge, socket, message, ack).await;
-        },
-    );
+    handle_events(&edge, &socket);
     socket.on_disconnect(
         async move |socket: SocketRef<A>, reason: DisconnectReason| {
-            info!(sid = %socket.id, %reason, "disconnected");
-            edge.directory.gone(socket.id);
-            if edge.events.is_watched() {
-                let user = user_of(&socket);
-                edge.events.publish(
-                    WatchEventsResponse {
-                        reason: reason.to_string(),
-                        ..events::lifecycle(
-                            EventKind::Disconnected,
-                            &socket.id.to_string(),
-                            user.as_deref(),
-                        )
-                    },
-                    || authentication::socket_rooms(&socket),
-                );
-            }
+            on_disconnect(&edge, &socket, reason);
         },
     );
     Ok(())
 }
 
-async fn on_event<A: Adapter>(
-    edge: Arc<Edge<A>>,
-    socket: SocketRef<A>,
+/// The connection protocol's events go to their handlers; any other event is forwarded
+/// to the backends. Each handler's `ClientMessage` extractor applies the socket's event
+/// rate and publishes the event to watchers, in arrival order.
+fn handle_events<A: Adapter>(edge: &Arc<Edge<A>>, socket: &SocketRef<A>) {
+    let auth_edge = edge.clone();
+    socket.on(
+        protocol::AUTHENTICATE,
+        async move |socket: SocketRef<A>, message: ClientMessage| {
+            authentication::authenticate(auth_edge, socket, message.data).await;
+        },
+    );
+    let join_edge = edge.clone();
+    socket.on(
+        protocol::JOIN,
+        async move |socket: SocketRef<A>, message: ClientMessage, ack: AckSender<A>| {
+            if let Some(message) = authenticated(&socket, message) {
+                membership::join(join_edge, socket, message.data, ack).await;
+            }
+        },
+    );
+    let leave_edge = edge.clone();
+    socket.on(
+        protocol::LEAVE,
+        async move |socket: SocketRef<A>, message: ClientMessage, ack: AckSender<A>| {
+            if let Some(message) = authenticated(&socket, message) {
+                membership::leave(leave_edge, socket, message.data, ack);
+            }
+        },
+    );
+    let forward_edge = edge.clone();
+    socket.on_fallback(
+        async move |socket: SocketRef<A>, message: ClientMessage, ack: AckSender<A>| {
+            if let Some(message) = authenticated(&socket, message) {
+                forwarding::forward(forward_edge, socket, message, ack).await;
+            }
+        },
+    );
+}
+
+/// The message, if its socket was authenticated when it arrived; events from sockets that
+/// have not authenticated are dropped.
+fn authenticated<A: Adapter>(
+    socket: &SocketRef<A>,
     message: ClientMessage,
-    ack: AckSender<A>,
-) {
-    if message.event == protocol::AUTHENTICATE {
-        return authentication::authenticate(edge, socket, message.data).await;
+) -> Option<ClientMessage> {
+    if message.authenticated {
+        return Some(message);
     }
-    if !message.authenticated {
-        METRICS.client_event("dropped_unauthenticated");
-        debug!(sid = %socket.id, event = %message.event, "event from an unauthenticated socket dropped");
+    METRICS.client_event("dropped_unauthenticated");
+    debug!(sid = %socket.id, event = %message.event, "event from an unauthenticated socket dropped");
+    None
+}
+
+fn on_disconnect<A: Adapter>(edge: &Edge<A>, socket: &SocketRef<A>, reason: DisconnectReason) {
+    info!(sid = %socket.id, %reason, "disconnected");
+    let Some(session) = Session::of(socket) else {
         return;
-    }
-    match message.event.as_str() {
-        protocol::JOIN => membership::join(edge, socket, message.data, ack).await,
-        protocol::LEAVE => membership::leave(edge, socket, message.data, ack),
-        _ => forwarding::forward(edge, socket, message, ack).await,
+    };
+    let rooms = session.rooms();
+    let Some(previous) = session.apply(socket, Transition::Close) else {
+        return;
+    };
+    if edge.events.is_watched() {
+        let user = previous.identity().and_then(|i| i.user_id.clone());
+        edge.events.publish(
+            WatchEventsResponse {
+                reason: reason.to_string(),
+                ..events::lifecycle(
+                    EventKind::Disconnected,
+                    &socket.id.to_string(),
+                    user.as_deref(),
+                )
+            },
+            || rooms,
+        );
     }
 }
 

@@ -24,7 +24,6 @@ pub fn spawn<A: Adapter>(io: SocketIo<A>, interval: Duration) -> Option<JoinHand
             let payload = protocol::Ping { time: iso_now() };
             if let Err(e) = io
                 .local()
-                .to(rooms::AUTHENTICATED)
                 .except(rooms::UNAUTHENTICATED)
                 .emit(protocol::PING, &payload)
                 .await
