@@ -9,6 +9,7 @@ mod histogram;
 mod http;
 mod process;
 mod procstat;
+mod reads;
 mod redis;
 mod report;
 mod scenarios;
@@ -83,6 +84,11 @@ struct Args {
     /// Seconds of unicast sends.
     #[arg(long, default_value_t = 5.0)]
     unicast_secs: f64,
+    /// Instead of the comparison: time sockgate's control reads (GetInfo, GetSocket,
+    /// ListSockets, ListRooms) on one node holding each of these numbers of sockets, e.g.
+    /// `--reads 1000,18000`.
+    #[arg(long, value_delimiter = ',')]
+    reads: Option<Vec<usize>>,
 }
 
 impl Args {
@@ -146,6 +152,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
+    if let Some(sizes) = &args.reads {
+        return run_reads(&args, sizes).await;
+    }
     let mut setups = Vec::new();
     for &nodes in &args.nodes {
         if !matches!(nodes, 1 | 2) {
@@ -183,21 +192,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .max()
         .unwrap_or(0);
     raise_fd_limit(most_sockets)?;
-    let sockgate_bin = match &args.sockgate_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("no parent folder")?
-            .join("sockgate"),
-    };
-    let work = match &args.work_dir {
-        Some(w) => w.clone(),
-        None => PathBuf::from(format!("target/bench/run-{}", std::process::id())),
-    };
-    std::fs::create_dir_all(&work)?;
+    let sockgate_bin = sockgate_binary(&args)?;
+    let work = work_dir(&args)?;
     let reference_dir =
         std::fs::canonicalize(&args.reference_dir).unwrap_or(args.reference_dir.clone());
-    let work = std::fs::canonicalize(&work)?;
 
     let mut runs = Vec::new();
     for &nodes in &setups {
@@ -252,6 +250,22 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
+/// The control reads scenario alone (see `reads.rs`).
+async fn run_reads(args: &Args, sizes: &[usize]) -> anyhow::Result<bool> {
+    if sizes.is_empty() || sizes.contains(&0) {
+        bail!("--reads needs socket counts above 0, e.g. --reads 1000,18000");
+    }
+    raise_fd_limit(sizes.iter().copied().max().unwrap_or(0))?;
+    let binary = sockgate_binary(args)?;
+    let work = work_dir(args)?;
+    let table = reads::run(&binary, &work, sizes).await?;
+    println!("### Control reads, one node\n\n{table}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &table).with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    Ok(true)
+}
+
 /// Raises the open-file limit to what `sockets` connections need (the servers started
 /// from here inherit it).
 fn raise_fd_limit(sockets: usize) -> anyhow::Result<()> {
@@ -263,6 +277,27 @@ fn raise_fd_limit(sockets: usize) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The sockgate binary to run (`--sockgate-bin`, or the one next to this executable).
+fn sockgate_binary(args: &Args) -> anyhow::Result<PathBuf> {
+    Ok(match &args.sockgate_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no parent folder")?
+            .join("sockgate"),
+    })
+}
+
+/// Where server logs go, created.
+fn work_dir(args: &Args) -> anyhow::Result<PathBuf> {
+    let work = match &args.work_dir {
+        Some(w) => w.clone(),
+        None => PathBuf::from(format!("target/bench/run-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&work)?;
+    Ok(std::fs::canonicalize(&work)?)
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {

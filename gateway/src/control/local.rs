@@ -102,7 +102,7 @@ impl<A: Adapter> LocalSockets<A> {
     fn describe(&self, session: &Session) -> SocketInfo {
         let (state, user_id, rooms) = {
             let life = session.life();
-            let user = life.state().identity().and_then(|i| i.user_id.clone());
+            let user = life.user().map(str::to_owned);
             let rooms = life.rooms().map(str::to_owned).collect();
             (life.state().shown(), user, rooms)
         };

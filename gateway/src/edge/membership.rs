@@ -181,9 +181,10 @@ pub async fn join<A: Adapter>(
     let max = edge.limits.config.max_rooms_per_socket;
     // The backend may have taken a while: a socket that left meanwhile is not put back
     // into rooms.
+    let allowed = joined.len();
     let outcome = session.join_rooms(&socket, joined, Owner::Client, max);
     if outcome.gone {
-        METRICS.client_rooms("join", "abandoned", outcome.joined.len());
+        METRICS.client_rooms("join", "abandoned", allowed);
         debug!(sid = %socket.id, "socket left while its join was decided");
         return;
     }

@@ -121,6 +121,8 @@ pub struct Life {
     state: SocketState,
     /// Listed and in the directory (see [`Transition::Open`]).
     open: bool,
+    /// The user the socket was admitted as (kept when it is cut off).
+    user: Option<Arc<str>>,
     /// The public rooms, sorted by name.
     rooms: Vec<(Arc<str>, Owner)>,
 }
@@ -134,6 +136,11 @@ impl Life {
     /// Whether the socket is listed (see [`Transition::Open`]).
     pub fn is_open(&self) -> bool {
         self.open
+    }
+
+    /// The user the socket was admitted as, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
     }
 
     /// The public rooms, sorted.
@@ -208,7 +215,7 @@ impl Session {
     pub fn apply<A: Adapter>(
         self: &Arc<Self>,
         socket: &Socket<A>,
-        mut transition: Transition<'_>,
+        transition: Transition<'_>,
     ) -> Option<SocketState> {
         let mut life = self.life();
         let next = next(&life, &transition)?;
@@ -223,69 +230,77 @@ impl Session {
                 return None;
             }
             self.add_rooms(&mut life, rooms, Owner::Server);
+            life.user = identity.user_id.as_deref().map(Arc::from);
+            if let (true, Some(user)) = (life.open, &life.user) {
+                self.mirrors.index.set_user(self.sid, user);
+            }
         }
         let previous = std::mem::replace(&mut life.state, next);
-        let sid = self.sid;
-        let mirrors = &self.mirrors;
-        match &mut transition {
-            Transition::Open => {
-                life.open = true;
-                mirrors.index.insert(sid, self.clone(), life.state.shown());
-                if let Some(user) = life.state.identity().and_then(|i| i.user_id.as_deref()) {
-                    mirrors.index.set_user(sid, user);
-                }
-                for (room, _) in &mut life.rooms {
-                    *room = mirrors.index.join(sid, room);
-                }
-                mirrors
-                    .directory
-                    .present(sid, life.state.shown() == Shown::Authenticated);
-                self.opened_or_closed();
-                return Some(previous);
-            }
-            Transition::Close => {
-                if life.open {
-                    let user = previous.identity().and_then(|i| i.user_id.as_deref());
-                    let rooms = life.rooms.iter().map(|(room, _)| room);
-                    mirrors.index.remove(sid, previous.shown(), user, rooms);
-                    mirrors.directory.gone(sid);
-                }
-                life.open = false;
-                self.opened_or_closed();
-                return Some(previous);
-            }
-            _ => {}
-        }
-        if life.open {
-            mirrors
-                .index
-                .set_state(sid, previous.shown(), life.state.shown());
-        }
         match transition {
-            Transition::Admit {
-                identity, deliver, ..
-            } => {
-                if life.open
-                    && let Some(user) = &identity.user_id
-                {
-                    mirrors.index.set_user(sid, user);
-                }
+            Transition::Open => self.open(&mut life),
+            Transition::Close => self.close(&mut life, &previous),
+            Transition::Admit { deliver, .. } => {
+                self.mirror_state(&life, &previous);
                 let public: Vec<String> = life.rooms().map(str::to_owned).collect();
                 deliver(&public);
+                // Only now, after `authenticated` is on the socket's ordered channel, can
+                // application events reach it.
                 socket.leave(rooms::UNAUTHENTICATED);
-                if life.open {
-                    mirrors.directory.present(sid, true);
-                }
+                self.report(&life);
             }
             Transition::CutOff if matches!(previous, SocketState::Authenticated(_)) => {
+                self.mirror_state(&life, &previous);
                 socket.join(rooms::UNAUTHENTICATED);
-                if life.open {
-                    mirrors.directory.present(sid, false);
-                }
+                self.report(&life);
             }
-            _ => {}
+            _ => self.mirror_state(&life, &previous),
         }
         Some(previous)
+    }
+
+    /// Lists the socket, with whatever state and rooms it has, and reports it to the
+    /// directory.
+    fn open(self: &Arc<Self>, life: &mut Life) {
+        let (sid, index) = (self.sid, &self.mirrors.index);
+        life.open = true;
+        index.insert(sid, self.clone(), life.state.shown());
+        if let Some(user) = &life.user {
+            index.set_user(sid, user);
+        }
+        for (room, _) in &mut life.rooms {
+            *room = index.join(sid, room);
+        }
+        self.report(life);
+        self.opened_or_closed();
+    }
+
+    /// Forgets the socket in the index and the directory.
+    fn close(&self, life: &mut Life, previous: &SocketState) {
+        if life.open {
+            let rooms = life.rooms.iter().map(|(room, _)| room);
+            self.mirrors
+                .index
+                .remove(self.sid, previous.shown(), life.user.as_deref(), rooms);
+            self.mirrors.directory.gone(self.sid);
+        }
+        life.open = false;
+        self.opened_or_closed();
+    }
+
+    /// The index follows a change of state.
+    fn mirror_state(&self, life: &Life, previous: &SocketState) {
+        if life.open {
+            let index = &self.mirrors.index;
+            index.set_state(self.sid, previous.shown(), life.state.shown());
+        }
+    }
+
+    /// Tells the directory whether the socket is authenticated.
+    fn report(&self, life: &Life) {
+        if life.open {
+            let authenticated = life.state.shown() == Shown::Authenticated;
+            self.mirrors.directory.present(self.sid, authenticated);
+        }
     }
 
     /// Puts the socket in public `rooms` for `owner`. A room the socket is already in keeps
@@ -444,6 +459,7 @@ mod tests {
         Life {
             state,
             open: true,
+            user: None,
             rooms: Vec::new(),
         }
     }
