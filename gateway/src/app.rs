@@ -23,7 +23,7 @@ use crate::{
     cluster::{
         Cluster, Directory,
         adapter::{self, ClusterAdapter, MemoryAdapter, RedisAdapter},
-        link::Link,
+        redis::Link,
     },
     config::{AdapterKind, Config, ServerTlsConfig},
     control::{
