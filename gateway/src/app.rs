@@ -46,7 +46,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         AdapterKind::Memory => serve::<MemoryAdapter>(config, (), None).await,
         AdapterKind::Redis => {
             let link =
-                Link::connect(&config.cluster.redis_url, config.cluster.request_timeout).await?;
+                Link::connect(&config.cluster.redis_url, config.cluster.command_timeout()).await?;
             let state = adapter::redis_state(link.clone(), &config.cluster);
             serve::<RedisAdapter>(config, state, Some(link)).await
         }

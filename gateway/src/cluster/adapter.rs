@@ -17,7 +17,8 @@ pub type MemoryAdapter = LocalAdapter;
 pub type RedisAdapter = CustomRedisAdapter<Emitter, Link>;
 
 /// The Redis adapter's state: its channels under `cluster.key_prefix`, waiting at most
-/// `cluster.request_timeout` for other nodes' answers.
+/// `cluster.request_timeout` for other nodes' answers (its questions are cluster questions
+/// too: fetching sockets, acks of a broadcast).
 pub fn redis_state(link: Link, config: &ClusterConfig) -> RedisAdapterCtr<Link> {
     RedisAdapterCtr::new_with_driver(
         link,

@@ -38,6 +38,10 @@ pub enum ClusterError {
     /// Redis could not be used.
     #[error("cluster unavailable: {0}")]
     Unavailable(#[from] LinkError),
+    /// Redis did not take a question to the nodes before its deadline,
+    /// `cluster.request_timeout`, passed.
+    #[error("redis did not take the question within cluster.request_timeout ({0:?})")]
+    Deadline(std::time::Duration),
 }
 
 /// The answers to a question to every node.

@@ -3,7 +3,7 @@
 //! cannot do cheaply:
 //!
 //! - `link`: the one self-healing Redis connection, each command bounded by
-//!   `cluster.request_timeout`;
+//!   `cluster.redis_command_timeout`;
 //! - `questions`: per-node questions: every node answers with one page of its own
 //!   sockets or rooms, so a listing moves O(nodes × page) items, never the whole cluster;
 //!   a question takes at most `cluster.request_timeout`;

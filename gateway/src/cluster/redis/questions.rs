@@ -1,7 +1,7 @@
 //! Questions to every node (a page of its sockets or rooms, one socket, "a watcher
 //! started"): published on one channel, answered by each node on the asker's own channel,
-//! matched by id. A question takes at most `cluster.request_timeout` in all; a node that
-//! does not answer by then is counted as missing.
+//! matched by id. A question takes at most `cluster.request_timeout` in all, Redis
+//! commands included; a node that does not answer by then is counted as missing.
 
 use std::{
     collections::HashMap,
@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::{
-    LinkError, Redis,
+    Redis,
     names::{answer_channel, request_channel},
 };
 use crate::cluster::{
@@ -53,11 +53,11 @@ pub(super) async fn start(redis: &Arc<Redis>) -> Result<(), ClusterError> {
 /// Asks every node (this one included) and returns the answers of those that answered
 /// before `cluster.request_timeout` (and how many did not).
 pub(super) async fn ask(redis: &Redis, query: Query) -> Result<Answers, ClusterError> {
-    let timeout = redis.link.timeout();
+    let timeout = redis.config.request_timeout;
     let deadline = tokio::time::Instant::now() + timeout;
     let id = RandomState::new().hash_one(std::time::Instant::now());
     let channel = request_channel(&redis.prefix);
-    let late = |_| ClusterError::Unavailable(LinkError::Timeout(timeout));
+    let late = |_| ClusterError::Deadline(timeout);
     let expected = tokio::time::timeout_at(deadline, redis.link.num_serv(&channel))
         .await
         .map_err(late)??;
