@@ -4,16 +4,22 @@
 use std::{
     hash::{BuildHasher, RandomState},
     io::Write,
+    net::SocketAddr,
     sync::Arc,
     time::Instant,
 };
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
-use socketioxide::adapter::Emitter;
+use axum::{Router, serve::ListenerExt};
+use socketioxide::{
+    SocketIo,
+    adapter::{Adapter, Emitter},
+};
 use socketioxide_core::adapter::CoreAdapter;
 use sockgate_client::{FILE_DESCRIPTOR_SET, proto::socket_control_server::SocketControlServer};
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
+use tonic_health::server::HealthReporter;
 use tonic_reflection::server::Builder;
 use tracing::{info, warn};
 
@@ -21,9 +27,9 @@ use crate::{
     admin::Admin,
     auth::{AuthChain, CallerVerifier, RoomValidator},
     cluster::{
-        Cluster, Directory,
+        Cluster, ClusterError, Directory,
         adapter::{self, ClusterAdapter, MemoryAdapter, RedisAdapter},
-        link::Link,
+        redis::Link,
     },
     config::{AdapterKind, Config, ServerTlsConfig},
     control::{
@@ -46,13 +52,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         AdapterKind::Memory => serve::<MemoryAdapter>(config, (), None).await,
         AdapterKind::Redis => {
             let link =
-                Link::connect(&config.cluster.redis_url, config.cluster.request_timeout).await?;
+                Link::connect(&config.cluster.redis_url, config.cluster.command_timeout()).await?;
             let state = adapter::redis_state(link.clone(), &config.cluster);
             serve::<RedisAdapter>(config, state, Some(link)).await
         }
     }
 }
 
+/// Builds the node (edge, cluster, admin, control plane), serves until a signal or an edge
+/// failure, then shuts down.
 async fn serve<A: ClusterAdapter>(
     config: Config,
     adapter: <A as CoreAdapter<Emitter>>::State,
@@ -65,79 +73,182 @@ async fn serve<A: ClusterAdapter>(
     let hooks = Hooks::from_config(&config.hooks).map_err(anyhow::Error::msg)?;
     let callers = CallerVerifier::from_config(&config.control.auth)?.map(Arc::new);
     let events = Arc::new(EventBus::new(node_id.clone(), &config.watch));
+    let (router, edge) =
+        build_edge::<A>(&config, adapter, hooks, events.clone(), directory.clone()).await?;
+    let io = edge.io.clone();
+    let mirrors = edge.mirrors.clone();
+    let cluster =
+        start_cluster(&config, &node_id, redis, directory, &io, mirrors.clone(), &events).await?;
+
+    let listeners = Listeners::bind(&config)?;
+    let trigger = shutdown::Trigger::default();
+    let admin = serve_admin(&config, listeners.admin, io.clone(), mirrors, &trigger)?;
+    let edge_task = serve_edge(&config, listeners.edge, router, &trigger)?;
+    let context = control_context(&config, io.clone(), cluster.clone(), events);
+    let control = serve_control(&config, context, callers, listeners.control, &trigger).await?;
+    let ping = edge::ping::spawn(io.clone(), config.edge.app_ping_interval);
+
+    admin.set_ready(true);
+    announce_ready(&node_id, &config, &listeners.addrs);
+    tokio::select! {
+        () = shutdown::signal() => {}
+        result = edge_task => {
+            return Err(anyhow::anyhow!("edge server stopped: {result:?}"));
+        }
+    }
+    let running = Running {
+        edge,
+        admin,
+        control,
+        ping,
+        cluster,
+        trigger,
+    };
+    running.shut_down(&config).await;
+    Ok(())
+}
+
+/// The Socket.IO edge and its router: the configured authenticators, room rules and hooks
+/// decide; lifecycle and client events go to `events`, sockets are reported to `directory`.
+async fn build_edge<A: ClusterAdapter>(
+    config: &Config,
+    adapter: <A as CoreAdapter<Emitter>>::State,
+    hooks: Option<Arc<Hooks>>,
+    events: Arc<EventBus>,
+    directory: Arc<Directory>,
+) -> anyhow::Result<(Router, Arc<edge::Edge<A>>)> {
     let deciders = edge::Deciders {
         auth: AuthChain::from_config(&config.auth, hooks.as_ref())?,
         room_validator: RoomValidator::new(config.rooms.allow.clone()),
         hooks,
-        events: events.clone(),
-        mirrors: Arc::new(Mirrors::new(directory.clone())),
+        events,
+        mirrors: Arc::new(Mirrors::new(directory)),
     };
-    let (router, edge) = edge::build::<A>(&config.edge, deciders, adapter)
+    edge::build::<A>(&config.edge, deciders, adapter)
         .await
-        .map_err(anyhow::Error::msg)?;
-    let io = edge.io.clone();
+        .map_err(anyhow::Error::msg)
+}
+
+/// This node's view of the cluster, started: it answers other nodes from `io`'s sockets.
+async fn start_cluster<A: Adapter>(
+    config: &Config,
+    node_id: &str,
+    redis: Option<Link>,
+    directory: Arc<Directory>,
+    io: &SocketIo<A>,
+    mirrors: Arc<Mirrors>,
+    events: &Arc<EventBus>,
+) -> Result<Arc<Cluster>, ClusterError> {
     let cluster = Arc::new(match redis {
         Some(link) => {
             let uid = io.config().server_id.to_string();
-            Cluster::redis(node_id.clone(), link, uid, &config.cluster, directory)
+            Cluster::redis(node_id.to_owned(), link, uid, &config.cluster, directory)
         }
-        None => Cluster::memory(node_id.clone()),
+        None => Cluster::memory(node_id.to_owned()),
     });
-    cluster
-        .start(
-            Arc::new(LocalSockets::new(
-                io.clone(),
-                edge.mirrors.clone(),
-                node_id.clone(),
-                events.clone(),
-            )),
-            events.clone(),
-        )
-        .await?;
+    let local = LocalSockets::new(io.clone(), mirrors, node_id.to_owned(), events.clone());
+    cluster.start(Arc::new(local), events.clone()).await?;
+    Ok(cluster)
+}
 
-    let edge_listener = listener::bind(config.edge.listen, config.edge.listen_backlog)
-        .with_context(|| format!("cannot listen on edge.listen {}", config.edge.listen))?;
-    let control_listener = listener::bind(config.control.listen, listener::SERVICE_BACKLOG)
-        .with_context(|| format!("cannot listen on control.listen {}", config.control.listen))?;
-    let admin_listener = listener::bind(config.admin.listen, listener::SERVICE_BACKLOG)
-        .with_context(|| format!("cannot listen on admin.listen {}", config.admin.listen))?;
-    let edge_addr = edge_listener.local_addr()?;
-    let control_addr = control_listener.local_addr()?;
-    let admin_addr = admin_listener.local_addr()?;
-    let trigger = shutdown::Trigger::default();
-    let admin = Admin::new(io.clone(), edge.mirrors.clone());
-    let admin_router = admin.clone().router();
+/// The three listeners, bound before anything is served.
+struct Listeners {
+    edge: TcpListener,
+    control: TcpListener,
+    admin: TcpListener,
+    addrs: Addresses,
+}
+
+/// Where the listeners are bound (the configured port may be 0).
+struct Addresses {
+    edge: SocketAddr,
+    control: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Listeners {
+    fn bind(config: &Config) -> anyhow::Result<Self> {
+        let edge = listener::bind(config.edge.listen, config.edge.listen_backlog)
+            .with_context(|| format!("cannot listen on edge.listen {}", config.edge.listen))?;
+        let control = listener::bind(config.control.listen, listener::SERVICE_BACKLOG)
+            .with_context(|| {
+                format!("cannot listen on control.listen {}", config.control.listen)
+            })?;
+        let admin = listener::bind(config.admin.listen, listener::SERVICE_BACKLOG)
+            .with_context(|| format!("cannot listen on admin.listen {}", config.admin.listen))?;
+        let addrs = Addresses {
+            edge: edge.local_addr()?,
+            control: control.local_addr()?,
+            admin: admin.local_addr()?,
+        };
+        Ok(Self {
+            edge,
+            control,
+            admin,
+            addrs,
+        })
+    }
+}
+
+/// Serves metrics, liveness and readiness until the trigger fires; not ready yet.
+fn serve_admin<A: Adapter>(
+    config: &Config,
+    listener: TcpListener,
+    io: SocketIo<A>,
+    mirrors: Arc<Mirrors>,
+    trigger: &shutdown::Trigger,
+) -> anyhow::Result<Admin<A>> {
+    let admin = Admin::new(io, mirrors);
+    let router = admin.clone().router();
     match tls_of("admin.tls", &config.admin.tls, HTTP1)? {
         Some(tls) => tokio::spawn(
-            axum::serve(TlsIncoming::new(admin_listener, tls)?, admin_router)
+            axum::serve(TlsIncoming::new(listener, tls)?, router)
                 .with_graceful_shutdown(trigger.wait())
                 .into_future(),
         ),
         None => tokio::spawn(
-            axum::serve(admin_listener, admin_router)
+            axum::serve(listener, router)
                 .with_graceful_shutdown(trigger.wait())
                 .into_future(),
         ),
     };
+    Ok(admin)
+}
 
-    let edge_task = match tls_of("edge.tls", &config.edge.tls, HTTP1)? {
+/// Serves Socket.IO until the trigger fires; the task ends early only if the server fails.
+fn serve_edge(
+    config: &Config,
+    listener: TcpListener,
+    router: Router,
+    trigger: &shutdown::Trigger,
+) -> anyhow::Result<JoinHandle<()>> {
+    let header_timeout = config.edge.header_timeout;
+    Ok(match tls_of("edge.tls", &config.edge.tls, HTTP1)? {
         Some(tls) => tokio::spawn(edge::server::serve(
-            TlsIncoming::new(edge_listener, tls)?,
+            TlsIncoming::new(listener, tls)?,
             router,
-            config.edge.header_timeout,
+            header_timeout,
             trigger.wait(),
         )),
         None => tokio::spawn(edge::server::serve(
-            edge_listener.tap_io(|tcp| listener::no_delay(tcp)),
+            listener.tap_io(|tcp| listener::no_delay(tcp)),
             router,
-            config.edge.header_timeout,
+            header_timeout,
             trigger.wait(),
         )),
-    };
+    })
+}
 
-    let service = ControlService::new(ControlContext {
-        io: io.clone(),
-        cluster: cluster.clone(),
+/// What the control handlers share.
+fn control_context<A: Adapter>(
+    config: &Config,
+    io: SocketIo<A>,
+    cluster: Arc<Cluster>,
+    events: Arc<EventBus>,
+) -> ControlContext<A> {
+    ControlContext {
+        io,
+        cluster,
         started: Instant::now(),
         limits: ControlLimits {
             max_payload_bytes: config.control.max_payload_bytes,
@@ -145,16 +256,33 @@ async fn serve<A: ClusterAdapter>(
             max_ack_reply_bytes: config.control.max_ack_reply_bytes,
         },
         events,
-    });
+    }
+}
+
+/// The control port while it runs: its health (turned off first on shutdown) and its task.
+struct ControlPlane {
+    health: HealthReporter,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+/// Serves `SocketControl`, health and reflection behind the control layers until the
+/// trigger fires.
+async fn serve_control<A: ClusterAdapter>(
+    config: &Config,
+    context: ControlContext<A>,
+    callers: Option<Arc<CallerVerifier>>,
+    listener: TcpListener,
+    trigger: &shutdown::Trigger,
+) -> anyhow::Result<ControlPlane> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<SocketControlServer<ControlService<A>>>()
         .await;
-    let control = SocketControlServer::new(service)
+    let control = SocketControlServer::new(ControlService::new(context))
         .max_decoding_message_size(config.control.max_payload_bytes + GRPC_ENVELOPE_BYTES)
         .max_encoding_message_size(usize::MAX);
-    let control_tls = tls_of("control.tls", &config.control.tls, &[b"h2"])?;
-    let control_router = tonic::transport::Server::builder()
+    let tls = tls_of("control.tls", &config.control.tls, &[b"h2"])?;
+    let router = tonic::transport::Server::builder()
         .layer(ControlLayers::new(LayerSettings {
             verifier: callers,
             reflection: config.control.auth.reflection,
@@ -165,60 +293,73 @@ async fn serve<A: ClusterAdapter>(
         .add_service(health_service)
         .add_service(reflection(Builder::build_v1)?)
         .add_service(reflection(Builder::build_v1alpha)?);
-    let control_task = match control_tls {
+    let task = match tls {
         Some(tls) => {
-            let incoming = TlsIncoming::new(control_listener, tls)?;
+            let incoming = TlsIncoming::new(listener, tls)?;
             tokio::spawn(
-                control_router.serve_with_incoming_shutdown(incoming.into_stream(), trigger.wait()),
+                router.serve_with_incoming_shutdown(incoming.into_stream(), trigger.wait()),
             )
         }
-        None => tokio::spawn(control_router.serve_with_incoming_shutdown(
-            no_delay(TcpListenerStream::new(control_listener)),
+        None => tokio::spawn(router.serve_with_incoming_shutdown(
+            no_delay(TcpListenerStream::new(listener)),
             trigger.wait(),
         )),
     };
+    Ok(ControlPlane { health, task })
+}
 
-    let ping = edge::ping::spawn(io.clone(), config.edge.app_ping_interval);
-
-    admin.set_ready(true);
-    info!(%node_id, edge = %edge_addr, path = %config.edge.path, control = %control_addr, admin = %admin_addr, "sockgate ready");
+/// Logs that the node is ready and prints the `READY` line tests and scripts wait for.
+fn announce_ready(node_id: &str, config: &Config, addrs: &Addresses) {
+    let Addresses {
+        edge,
+        control,
+        admin,
+    } = addrs;
+    info!(%node_id, %edge, path = %config.edge.path, %control, %admin, "sockgate ready");
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(
-        stdout,
-        "READY edge={edge_addr} control={control_addr} admin={admin_addr}"
-    );
+    let _ = writeln!(stdout, "READY edge={edge} control={control} admin={admin}");
     let _ = stdout.flush();
-    drop(stdout);
+}
 
-    tokio::select! {
-        () = shutdown::signal() => {}
-        result = edge_task => {
-            return Err(anyhow::anyhow!("edge server stopped: {result:?}"));
+/// What a serving node stops on shutdown.
+struct Running<A: Adapter> {
+    edge: Arc<edge::Edge<A>>,
+    admin: Admin<A>,
+    control: ControlPlane,
+    ping: Option<JoinHandle<()>>,
+    cluster: Arc<Cluster>,
+    trigger: shutdown::Trigger,
+}
+
+impl<A: ClusterAdapter> Running<A> {
+    /// Stops taking new sockets and reports not ready (then waits `shutdown_delay` for load
+    /// balancers to notice), tells and drains the sockets within `shutdown_timeout`, leaves
+    /// the cluster, and stops the servers.
+    async fn shut_down(self, config: &Config) {
+        info!(deadline = ?config.shutdown_timeout, delay = ?config.shutdown_delay, "shutting down");
+        self.edge.start_draining();
+        self.admin.set_ready(false);
+        self.control
+            .health
+            .set_not_serving::<SocketControlServer<ControlService<A>>>()
+            .await;
+        if !config.shutdown_delay.is_zero() {
+            tokio::time::sleep(config.shutdown_delay).await;
         }
+        if let Some(ping) = self.ping {
+            ping.abort();
+        }
+        shutdown::drain_sockets(&self.edge.io, config.shutdown_timeout).await;
+        self.cluster.leave().await;
+        self.trigger.fire();
+        if tokio::time::timeout(config.shutdown_timeout, self.control.task)
+            .await
+            .is_err()
+        {
+            warn!("control plane did not stop in time");
+        }
+        info!("stopped");
     }
-    info!(deadline = ?config.shutdown_timeout, delay = ?config.shutdown_delay, "shutting down");
-    edge.start_draining();
-    admin.set_ready(false);
-    health
-        .set_not_serving::<SocketControlServer<ControlService<A>>>()
-        .await;
-    if !config.shutdown_delay.is_zero() {
-        tokio::time::sleep(config.shutdown_delay).await;
-    }
-    if let Some(ping) = ping {
-        ping.abort();
-    }
-    shutdown::drain_sockets(&io, config.shutdown_timeout).await;
-    cluster.leave().await;
-    trigger.fire();
-    if tokio::time::timeout(config.shutdown_timeout, control_task)
-        .await
-        .is_err()
-    {
-        warn!("control plane did not stop in time");
-    }
-    info!("stopped");
-    Ok(())
 }
 
 /// The accepted connections with Nagle's algorithm off (tonic's own `tcp_nodelay` applies

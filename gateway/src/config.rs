@@ -592,9 +592,15 @@ pub struct ClusterConfig {
     pub redis_url: String,
     /// Prefix of every Redis channel and key, so several deployments can share a Redis.
     pub key_prefix: String,
-    /// Longest wait for the other nodes' answers (and for Redis) in one cluster operation.
+    /// Deadline of one question to the cluster, everything included: a listing, a socket
+    /// lookup, counts before a `Send`, the adapter's wait for other nodes.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Longest wait for one Redis command (heartbeat, directory write, publish, and each
+    /// command of a question); unset means `request_timeout`, as one command can never use
+    /// more than the question it is part of. Read through [`ClusterConfig::command_timeout`].
+    #[serde(default, with = "humantime_serde")]
+    pub redis_command_timeout: Option<Duration>,
     /// How often a node publishes its presence and counts.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
@@ -611,9 +617,18 @@ impl Default for ClusterConfig {
             redis_url: String::new(),
             key_prefix: "sockgate".to_owned(),
             request_timeout: Duration::from_secs(2),
+            redis_command_timeout: None,
             heartbeat_interval: Duration::from_secs(1),
             node_ttl: Duration::from_secs(5),
         }
+    }
+}
+
+impl ClusterConfig {
+    /// The bound on one Redis command: `cluster.redis_command_timeout`, or
+    /// `cluster.request_timeout` when unset.
+    pub fn command_timeout(&self) -> Duration {
+        self.redis_command_timeout.unwrap_or(self.request_timeout)
     }
 }
 
@@ -980,10 +995,23 @@ impl Config {
                 "cluster.key_prefix must be 1 or more of the characters a-z A-Z 0-9 - _ . :",
             );
         }
-        if cluster.request_timeout.is_zero() || cluster.heartbeat_interval.is_zero() {
+        if cluster.request_timeout.is_zero()
+            || cluster.command_timeout().is_zero()
+            || cluster.heartbeat_interval.is_zero()
+        {
             return invalid(
-                "cluster.request_timeout and cluster.heartbeat_interval must be more than 0",
+                "cluster.request_timeout, cluster.redis_command_timeout and \
+                 cluster.heartbeat_interval must be more than 0",
             );
+        }
+        if cluster.command_timeout() > cluster.request_timeout {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.redis_command_timeout ({:?}) must not be longer than \
+                 cluster.request_timeout ({:?}): a question to the cluster would give up \
+                 before its Redis command does",
+                cluster.command_timeout(),
+                cluster.request_timeout
+            )));
         }
         if cluster.node_ttl < cluster.heartbeat_interval * 2 {
             return invalid("cluster.node_ttl must be at least twice cluster.heartbeat_interval");
@@ -1050,8 +1078,34 @@ mod tests {
         assert!(bad_prefix.contains("cluster.key_prefix"));
         let short_ttl = check(&|c| c.cluster.node_ttl = Duration::from_millis(1500)).unwrap();
         assert!(short_ttl.contains("twice"));
+        let slow_command = check(&|c| {
+            c.cluster.redis_command_timeout = Some(Duration::from_secs(3));
+        })
+        .unwrap();
+        assert!(slow_command.contains("cluster.redis_command_timeout"));
+        assert_eq!(
+            check(&|c| c.cluster.redis_command_timeout = Some(Duration::from_secs(2))),
+            None
+        );
         let bad_node_id = check(&|c| c.node_id = "a#b".into()).unwrap();
         assert!(bad_node_id.contains("node_id"));
+    }
+
+    #[test]
+    fn the_redis_command_timeout_defaults_to_the_request_timeout() {
+        let load = |toml: &str| -> ClusterConfig {
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::string(toml))
+                .extract::<Config>()
+                .unwrap()
+                .cluster
+        };
+        let unset = load("[cluster]\nrequest_timeout = \"3s\"");
+        assert_eq!(unset.redis_command_timeout, None);
+        assert_eq!(unset.command_timeout(), Duration::from_secs(3));
+        let set = load("[cluster]\nredis_command_timeout = \"500ms\"");
+        assert_eq!(set.command_timeout(), Duration::from_millis(500));
+        assert_eq!(set.request_timeout, Duration::from_secs(2));
     }
 
     #[test]

@@ -5,9 +5,9 @@
 use futures_util::future::BoxFuture;
 use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
 use socketioxide_core::adapter::DefinedAdapter;
-use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use socketioxide_redis::{CustomRedisAdapter, InitError, RedisAdapterConfig, RedisAdapterCtr};
 
-use super::link::Link;
+use super::redis::Link;
 use crate::config::ClusterConfig;
 
 /// socketioxide's in-memory adapter: one node.
@@ -17,7 +17,8 @@ pub type MemoryAdapter = LocalAdapter;
 pub type RedisAdapter = CustomRedisAdapter<Emitter, Link>;
 
 /// The Redis adapter's state: its channels under `cluster.key_prefix`, waiting at most
-/// `cluster.request_timeout` for other nodes' answers.
+/// `cluster.request_timeout` for other nodes' answers (its questions are cluster questions
+/// too: fetching sockets, acks of a broadcast).
 pub fn redis_state(link: Link, config: &ClusterConfig) -> RedisAdapterCtr<Link> {
     RedisAdapterCtr::new_with_driver(
         link,
@@ -27,20 +28,26 @@ pub fn redis_state(link: Link, config: &ClusterConfig) -> RedisAdapterCtr<Link> 
     )
 }
 
+/// Why the adapter could not set up a namespace (the Redis adapter subscribes to its
+/// channels).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct InitializationError(#[from] InitError<Link>);
+
 /// An adapter whose namespace initialization the gateway can wait for.
 pub trait ClusterAdapter: Adapter + DefinedAdapter {
     /// Waits until the namespace is ready (the Redis adapter subscribes to its channels).
-    fn initialized(init: Self::InitRes) -> BoxFuture<'static, Result<(), String>>;
+    fn initialized(init: Self::InitRes) -> BoxFuture<'static, Result<(), InitializationError>>;
 }
 
 impl ClusterAdapter for LocalAdapter {
-    fn initialized((): ()) -> BoxFuture<'static, Result<(), String>> {
+    fn initialized((): ()) -> BoxFuture<'static, Result<(), InitializationError>> {
         Box::pin(async { Ok(()) })
     }
 }
 
 impl ClusterAdapter for RedisAdapter {
-    fn initialized(init: Self::InitRes) -> BoxFuture<'static, Result<(), String>> {
-        Box::pin(async move { init.await.map_err(|e| e.to_string()) })
+    fn initialized(init: Self::InitRes) -> BoxFuture<'static, Result<(), InitializationError>> {
+        Box::pin(async move { Ok(init.await?) })
     }
 }

@@ -11,27 +11,20 @@ use sockgate_client::proto::SocketCounts;
 use tracing::{info, warn};
 
 use super::{
-    Cluster, ClusterError, LocalNode, NodeStatus, Redis, answer_channel,
-    directory::{Node, sockets_key},
+    Redis,
+    directory::{self, Node},
+    names::{answer_channel, claim_key, node_key, nodes_key, sockets_key},
 };
-use crate::clock;
-
-fn nodes_key(prefix: &str) -> String {
-    format!("{prefix}:nodes")
-}
-
-fn node_key(prefix: &str, uid: &str) -> String {
-    format!("{prefix}:node:{uid}")
-}
-
-fn claim_key(prefix: &str, node_id: &str) -> String {
-    format!("{prefix}:node-id:{node_id}")
-}
+use crate::{
+    clock,
+    cluster::{ClusterError, NodeStatus},
+};
 
 /// Takes the node id for this process. A previous process with the same id (a node that
 /// was killed and restarted) is removed from the registry and the socket directory at
 /// once, not after its expiry.
-pub(super) async fn claim(redis: &Redis, node_id: &str) -> Result<(), ClusterError> {
+pub(super) async fn claim(redis: &Redis) -> Result<(), ClusterError> {
+    let node_id = redis.node.id();
     let ttl = redis.config.node_ttl.as_millis() as u64;
     let previous: Option<String> = redis
         .link
@@ -137,9 +130,7 @@ async fn beat(redis: &Redis, status: &NodeStatus) -> Result<(), ClusterError> {
             channel: answer_channel(&redis.prefix, uid),
         })
         .collect();
-    redis
-        .directory
-        .refresh(others, !directory_kept && counts.total > 0);
+    directory::refresh(redis, others, !directory_kept && counts.total > 0);
     if previous.is_some_and(|p| p != redis.uid) {
         warn!(
             node_id = %status.node_id,
@@ -151,18 +142,17 @@ async fn beat(redis: &Redis, status: &NodeStatus) -> Result<(), ClusterError> {
 
 /// Publishes this node's presence and counts until the process ends. A failed beat (Redis
 /// down) is logged once per outage; the next one also makes the connection reconnect.
-pub(super) async fn heartbeat(cluster: Arc<Cluster>, local: Arc<dyn LocalNode>) {
-    let Some(redis) = &cluster.redis else { return };
+pub(super) async fn heartbeat(redis: Arc<Redis>) {
     let mut ticker = tokio::time::interval(redis.config.heartbeat_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
         ticker.tick().await;
-        if redis.leaving.load(std::sync::atomic::Ordering::Acquire) {
+        if redis.is_leaving() {
             return;
         }
-        let status = local.status().await;
-        let result = beat(redis, &status).await;
+        let status = redis.node.local().status().await;
+        let result = beat(&redis, &status).await;
         redis.relay.refresh(&redis.link, &redis.prefix).await;
         match result {
             Ok(()) if failing => {

@@ -5,8 +5,8 @@
 //! restarts, that connection and its subscriptions are gone for good. This driver uses
 //! redis' `ConnectionManager` instead, which reconnects by itself (on the disconnect push,
 //! or on the next command after its retries ran out: the heartbeat sends one every
-//! `cluster.heartbeat_interval`) and subscribes again to every channel. Every operation is
-//! bounded by `cluster.request_timeout`, so nothing waits on a Redis that is down.
+//! `cluster.heartbeat_interval`) and subscribes again to every channel. Every command is
+//! bounded by `cluster.redis_command_timeout`, so nothing waits on a Redis that is down.
 
 use std::{
     collections::HashMap,
@@ -29,7 +29,7 @@ pub enum LinkError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     /// Redis did not answer in time.
-    #[error("redis did not answer within {0:?}")]
+    #[error("redis did not answer within {0:?} (cluster.redis_command_timeout)")]
     Timeout(Duration),
 }
 
@@ -83,8 +83,9 @@ fn with_resp3(url: &str) -> Result<String, ConnectError> {
 }
 
 impl Link {
-    /// Connects, checks the server version, and starts receiving subscribed messages.
-    /// Fails within about `timeout` when Redis cannot be used.
+    /// Connects, checks the server version, and starts receiving subscribed messages; each
+    /// later command is bounded by `timeout`. Fails within about twice `timeout` when Redis
+    /// cannot be used.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Self, ConnectError> {
         let client = redis::Client::open(with_resp3(url)?.as_str())
             // The error text may quote the URL, which may hold a password: not repeated.
@@ -129,11 +130,6 @@ impl Link {
         }
         debug!(%addr, %version, "connected to Redis");
         Ok(link)
-    }
-
-    /// The bound on each operation.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
     }
 
     /// Runs one command within the timeout.

@@ -22,17 +22,16 @@ use socketioxide_redis::drivers::Driver;
 use tokio::sync::{Mutex, mpsc};
 use tracing::{debug, warn};
 
-use super::{Cluster, ClusterError, link::Link};
-use crate::events::{EventBus, RelayedEvent, drop_marker};
+use super::{Link, Redis, names::events_channel};
+use crate::{
+    cluster::ClusterError,
+    events::{EventBus, RelayedEvent, drop_marker},
+};
 
 /// Events queued for Redis before they are dropped.
 const OUTBOUND_QUEUE: usize = 8192;
 /// Most events in one pipeline.
 const BATCH: usize = 256;
-
-fn events_channel(prefix: &str) -> String {
-    format!("{prefix}#events")
-}
 
 /// The relay's state on one node.
 #[derive(Default)]
@@ -113,27 +112,24 @@ impl Relay {
 
 /// Connects the bus to Redis: its relayed events go out through one ordered task, and the
 /// node stops listening when its last watcher leaves.
-pub(super) fn start(cluster: Arc<Cluster>, bus: Arc<EventBus>) {
-    let Some(redis) = &cluster.redis else { return };
+pub(super) fn start(redis: &Arc<Redis>, bus: Arc<EventBus>) {
     let _ = redis.relay.bus.set(bus.clone());
     let _ = redis.relay.uid.set(redis.uid.clone());
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     bus.relay_to(tx);
-    tokio::spawn(publish(cluster.clone(), bus.clone(), rx));
+    tokio::spawn(publish(redis.clone(), bus.clone(), rx));
     let mut watchers = bus.local_watchers();
+    let redis = redis.clone();
     tokio::spawn(async move {
         while watchers.changed().await.is_ok() {
-            if *watchers.borrow_and_update() == 0
-                && let Some(redis) = &cluster.redis
-            {
+            if *watchers.borrow_and_update() == 0 {
                 redis.relay.stop_listening(&redis.link, &redis.prefix).await;
             }
         }
     });
 }
 
-async fn publish(cluster: Arc<Cluster>, bus: Arc<EventBus>, mut rx: mpsc::Receiver<RelayedEvent>) {
-    let Some(redis) = &cluster.redis else { return };
+async fn publish(redis: Arc<Redis>, bus: Arc<EventBus>, mut rx: mpsc::Receiver<RelayedEvent>) {
     let channel = events_channel(&redis.prefix);
     let lost = AtomicU64::new(0);
     let mut batch = Vec::with_capacity(BATCH);
@@ -143,7 +139,7 @@ async fn publish(cluster: Arc<Cluster>, bus: Arc<EventBus>, mut rx: mpsc::Receiv
         if dropped > 0 {
             let marker = RelayedEvent {
                 origin: redis.uid.clone(),
-                event: Some(drop_marker(dropped, &cluster.node_id)),
+                event: Some(drop_marker(dropped, redis.node.id())),
                 socket_rooms: Vec::new(),
             };
             pipe.cmd("PUBLISH")

@@ -1,0 +1,62 @@
+//! The `memory` backend: the node is alone, every question is answered by its own sockets
+//! and there is nothing to start, relay or leave.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use socketioxide::socket::Sid;
+
+use super::{Answers, Backend, ClusterError, Located, NodeStatus, messages::Query, node::ThisNode};
+use crate::events::EventBus;
+
+/// A node alone.
+pub(super) struct SingleNode {
+    node: Arc<ThisNode>,
+}
+
+impl SingleNode {
+    pub(super) fn new(node: Arc<ThisNode>) -> Self {
+        Self { node }
+    }
+}
+
+impl Backend for SingleNode {
+    fn adapter_name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn is_single_node(&self) -> bool {
+        true
+    }
+
+    fn start(self: Arc<Self>, _: Arc<EventBus>) -> BoxFuture<'static, Result<(), ClusterError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn ask(&self, query: Query) -> BoxFuture<'_, Result<Answers, ClusterError>> {
+        Box::pin(async move {
+            Ok(Answers {
+                answers: vec![self.node.local().answer(query).await],
+                missing: 0,
+            })
+        })
+    }
+
+    /// No directory: the caller asks this node itself, which is authoritative.
+    fn locate<'a>(&'a self, _: &'a [Sid]) -> BoxFuture<'a, Located> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn others(&self) -> BoxFuture<'_, Result<Vec<NodeStatus>, ClusterError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn leave(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
+    /// Local watchers see local events without any relay.
+    fn watch_started(&self) -> BoxFuture<'_, Result<(), ClusterError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
