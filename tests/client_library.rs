@@ -35,10 +35,10 @@ async fn sends_reach_their_targets() {
     let control = client(&gateway).await;
     let mut clients = Clients::start(&gateway.url()).await;
     let alice = clients
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
+        .login_raw("alice", Transport::Websocket, &tokens::for_user("alice"))
         .await;
     let bob = clients
-        .login("bob", Transport::Polling, &tokens::for_user("bob"))
+        .login_raw("bob", Transport::Polling, &tokens::for_user("bob"))
         .await;
     control
         .join(Target::sockets([&alice]), ["team"])
@@ -118,7 +118,7 @@ async fn reads_paginate_and_errors_keep_their_status() {
         let id = format!("u{i}");
         sids.push(
             clients
-                .login(&id, Transport::Websocket, &tokens::for_user(&id))
+                .login_raw(&id, Transport::Websocket, &tokens::for_user(&id))
                 .await,
         );
     }
@@ -204,7 +204,7 @@ async fn watch_events_is_a_stream() {
     let mut events = std::pin::pin!(events);
     let mut clients = Clients::start(&gateway.url()).await;
     let sid = clients
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
+        .login_raw("alice", Transport::Websocket, &tokens::for_user("alice"))
         .await;
     control
         .join(Target::sockets([&sid]), ["chat:x"])
@@ -267,7 +267,7 @@ async fn the_control_example_runs() {
     let gateway = Gateway::start().await;
     let mut clients = Clients::start(&gateway.url()).await;
     let sid = clients
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
+        .login_raw("alice", Transport::Websocket, &tokens::for_user("alice"))
         .await;
     let control = client(&gateway).await;
     control

@@ -54,13 +54,13 @@ async fn rpcs_to_one_node_act_on_the_sockets_of_another() {
     let mut on_a = Clients::start(&a.url()).await;
     let mut on_b = Clients::start(&b.url()).await;
     let alice = on_a
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
+        .login_raw("alice", Transport::Websocket, &tokens::for_user("alice"))
         .await;
     let bob = on_b
-        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
+        .login_raw("bob", Transport::Websocket, &tokens::for_user("bob"))
         .await;
     let bob2 = on_b
-        .login("bob2", Transport::Polling, &tokens::for_user("bob"))
+        .login_raw("bob2", Transport::Polling, &tokens::for_user("bob"))
         .await;
     on_a.emit_with_ack("alice", "join", json!([{"rooms": ["chat:x"]}]))
         .await;
@@ -380,7 +380,7 @@ async fn a_watcher_on_one_node_sees_the_events_of_every_node() {
         .into_inner();
     let mut on_b = Clients::start(&b.url()).await;
     let sid = on_b
-        .login("carol", Transport::Websocket, &tokens::for_user("carol"))
+        .login_raw("carol", Transport::Websocket, &tokens::for_user("carol"))
         .await;
     for n in 0..20 {
         on_b.emit("carol", "tick", json!([{"n": n}])).await;
@@ -450,10 +450,10 @@ async fn a_killed_node_drops_out_and_may_come_back_with_its_id() {
     let b = node(&redis, "node-b").await;
     let mut on_a = Clients::start(&a.url()).await;
     let mut on_b = Clients::start(&b.url()).await;
-    on_a.login("alice", Transport::Websocket, &tokens::for_user("alice"))
+    on_a.login_raw("alice", Transport::Websocket, &tokens::for_user("alice"))
         .await;
     let bob = on_b
-        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
+        .login_raw("bob", Transport::Websocket, &tokens::for_user("bob"))
         .await;
     let mut control = a.control().await;
     let listed = control
@@ -502,7 +502,7 @@ async fn a_killed_node_drops_out_and_may_come_back_with_its_id() {
     let b = node(&redis, "node-b").await;
     let mut on_b = Clients::start(&b.url()).await;
     let dave = on_b
-        .login("dave", Transport::Websocket, &tokens::for_user("dave"))
+        .login_raw("dave", Transport::Websocket, &tokens::for_user("dave"))
         .await;
     control
         .send(SendRequest {
@@ -534,10 +534,10 @@ async fn a_redis_restart_under_load_is_survived() {
     let mut on_a = Clients::start(&a.url()).await;
     let mut on_b = Clients::start(&b.url()).await;
     let alice = on_a
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
+        .login_raw("alice", Transport::Websocket, &tokens::for_user("alice"))
         .await;
     let bob = on_b
-        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
+        .login_raw("bob", Transport::Websocket, &tokens::for_user("bob"))
         .await;
     let mut control = a.control().await;
     let mut watcher = control
@@ -822,7 +822,7 @@ async fn sends_to_sockets_of_another_node_get_precise_statuses_from_the_director
         .await;
     let mut on_b = Clients::start(&b.url()).await;
     let bob = on_b
-        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
+        .login_raw("bob", Transport::Websocket, &tokens::for_user("bob"))
         .await;
     let carol = on_b.connect("carol", Transport::Websocket).await;
     let mut control = a.control().await;
@@ -874,7 +874,7 @@ async fn the_sockets_of_a_killed_node_become_not_found() {
     let b = node(&redis, "node-b").await;
     let mut on_b = Clients::start(&b.url()).await;
     let bob = on_b
-        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
+        .login_raw("bob", Transport::Websocket, &tokens::for_user("bob"))
         .await;
     let mut control = a.control().await;
     send_to(&mut control, &bob).await.expect("Send to bob on B");
@@ -900,7 +900,7 @@ async fn the_sockets_of_a_killed_node_become_not_found() {
     let b = node(&redis, "node-b").await;
     let mut on_b = Clients::start(&b.url()).await;
     let dave = on_b
-        .login("dave", Transport::Websocket, &tokens::for_user("dave"))
+        .login_raw("dave", Transport::Websocket, &tokens::for_user("dave"))
         .await;
     eventually("dave to be reachable from A", async || {
         send_to(&mut control, &dave).await.is_ok()

@@ -152,7 +152,7 @@ async fn silent_client_is_disconnected_after_the_auth_timeout() {
     let mut clients = Clients::start(&gateway.url()).await;
     clients.connect("silent", Transport::Websocket).await;
     let authenticated = clients
-        .login("ok", Transport::Websocket, &tokens::for_user("u"))
+        .login_raw("ok", Transport::Websocket, &tokens::for_user("u"))
         .await;
     assert_eq!(clients.disconnected("silent").await, "io server disconnect");
 
@@ -211,7 +211,7 @@ async fn authenticated_sockets_get_the_application_ping() {
     let mut clients = Clients::start(&gateway.url()).await;
     clients.connect("anon", Transport::Websocket).await;
     clients
-        .login("auth", Transport::Polling, &tokens::for_user("u"))
+        .login_raw("auth", Transport::Polling, &tokens::for_user("u"))
         .await;
     let first = clients.next_event("auth", "ping").await;
     let second = clients.next_event("auth", "ping").await;

@@ -30,7 +30,7 @@ async fn each_bad_request_gets_its_status() {
     let mut clients = Clients::start(&gateway.url()).await;
     let mut control = gateway.control().await;
     let sid = clients
-        .login("c", Transport::Websocket, &tokens::for_user("u"))
+        .login_raw("c", Transport::Websocket, &tokens::for_user("u"))
         .await;
     let unknown = "AAAAAAAAAAAAAAAA";
 

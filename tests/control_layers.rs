@@ -19,7 +19,7 @@ async fn calls_past_the_concurrency_limit_are_shed_and_counted() {
         .await;
     let mut clients = Clients::start(&gateway.url()).await;
     let sid = clients
-        .login("quiet", Transport::Websocket, &tokens::for_user("q"))
+        .login_raw("quiet", Transport::Websocket, &tokens::for_user("q"))
         .await;
 
     // A Send that waits for an ack the client never gives holds the only slot.

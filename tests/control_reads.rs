@@ -18,10 +18,10 @@ async fn info_counts_sockets_by_state() {
     let mut control = gateway.control().await;
     clients.connect("anon", Transport::Websocket).await;
     clients
-        .login("a", Transport::Polling, &tokens::for_user("a"))
+        .login_raw("a", Transport::Polling, &tokens::for_user("a"))
         .await;
     clients
-        .login("b", Transport::Websocket, &tokens::for_user("b"))
+        .login_raw("b", Transport::Websocket, &tokens::for_user("b"))
         .await;
 
     let info = control
@@ -51,12 +51,12 @@ async fn list_sockets_filters_and_paginates() {
     for id in ["b1", "b2", "b3"] {
         bobs.push(
             clients
-                .login(id, Transport::Websocket, &tokens::for_user("bob"))
+                .login_raw(id, Transport::Websocket, &tokens::for_user("bob"))
                 .await,
         );
     }
     let alice = clients
-        .login("a", Transport::Polling, &tokens::for_user("alice"))
+        .login_raw("a", Transport::Polling, &tokens::for_user("alice"))
         .await;
     bobs.sort();
 
@@ -132,10 +132,10 @@ async fn list_rooms_counts_members_and_hides_internal_rooms() {
     let mut clients = Clients::start(&gateway.url()).await;
     let mut control = gateway.control().await;
     let a = clients
-        .login("a", Transport::Websocket, &tokens::for_user("a"))
+        .login_raw("a", Transport::Websocket, &tokens::for_user("a"))
         .await;
     let b = clients
-        .login("b", Transport::Websocket, &tokens::for_user("b"))
+        .login_raw("b", Transport::Websocket, &tokens::for_user("b"))
         .await;
     join(&mut control, &[&a, &b], &["chat:1"]).await;
     join(&mut control, &[&a], &["chat:2"]).await;
@@ -191,9 +191,11 @@ async fn disconnect_sends_the_reason_first() {
     let mut clients = Clients::start(&gateway.url()).await;
     let mut control = gateway.control().await;
     for (id, transport) in [("ws", Transport::Websocket), ("poll", Transport::Polling)] {
-        let sid = clients.login(id, transport, &tokens::for_user(id)).await;
+        let sid = clients
+            .login_raw(id, transport, &tokens::for_user(id))
+            .await;
         let keep = clients
-            .login(&format!("{id}-keep"), transport, &tokens::for_user("k"))
+            .login_raw(&format!("{id}-keep"), transport, &tokens::for_user("k"))
             .await;
         control
             .disconnect(DisconnectRequest {

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 async fn still_serves(gateway: &Gateway, clients: &mut Clients, id: &str) {
     let sid = clients
-        .login(id, Transport::Websocket, &tokens::for_user(id))
+        .login_raw(id, Transport::Websocket, &tokens::for_user(id))
         .await;
     let mut control = gateway.control().await;
     control
@@ -41,11 +41,13 @@ async fn oversized_messages_disconnect_only_the_sender() {
         .await;
     let mut clients = Clients::start(&gateway.url()).await;
     clients
-        .login("ok", Transport::Polling, &tokens::for_user("ok"))
+        .login_raw("ok", Transport::Polling, &tokens::for_user("ok"))
         .await;
     let big = json!([{"blob": "x".repeat(20_000)}]);
     for (id, transport) in [("ws", Transport::Websocket), ("poll", Transport::Polling)] {
-        clients.login(id, transport, &tokens::for_user(id)).await;
+        clients
+            .login_raw(id, transport, &tokens::for_user(id))
+            .await;
         clients.emit(id, "upload", big.clone()).await;
         let reason = clients.disconnected(id).await;
         assert!(reason.starts_with("transport"), "{id}: {reason}");
@@ -114,10 +116,10 @@ async fn a_flood_toward_a_slow_backend_is_capped_per_socket() {
         .await;
     let mut clients = Clients::start(&gateway.url()).await;
     clients
-        .login("flood", Transport::Websocket, &tokens::for_user("f"))
+        .login_raw("flood", Transport::Websocket, &tokens::for_user("f"))
         .await;
     clients
-        .login("calm", Transport::Websocket, &tokens::for_user("c"))
+        .login_raw("calm", Transport::Websocket, &tokens::for_user("c"))
         .await;
 
     // Four slow calls take every slot of the flooding socket; the rest are dropped.
@@ -191,7 +193,7 @@ async fn a_client_that_stops_reading_makes_unicast_sends_fail_fast() {
     }
     let mut clients = Clients::start(&gateway.url()).await;
     let awake = clients
-        .login("awake", Transport::Websocket, &tokens::for_user("a"))
+        .login_raw("awake", Transport::Websocket, &tokens::for_user("a"))
         .await;
 
     let mut control = gateway.control().await;

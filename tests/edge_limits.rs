@@ -62,10 +62,10 @@ async fn a_flooding_client_is_throttled_then_disconnected_while_another_gets_eve
     let mut clients = Clients::start(&gateway.url()).await;
     let mut control = gateway.control().await;
     clients
-        .login("flood", Transport::Websocket, &tokens::for_user("f"))
+        .login_raw("flood", Transport::Websocket, &tokens::for_user("f"))
         .await;
     let calm = clients
-        .login("calm", Transport::Websocket, &tokens::for_user("c"))
+        .login_raw("calm", Transport::Websocket, &tokens::for_user("c"))
         .await;
 
     for i in 0..3000 {
@@ -122,7 +122,7 @@ async fn a_join_flood_against_a_slow_authorize_join_does_not_fail_a_fresh_authen
         .await;
     let mut clients = Clients::start(&gateway.url()).await;
     clients
-        .login("flood", Transport::Websocket, "allow:flood")
+        .login_raw("flood", Transport::Websocket, "allow:flood")
         .await;
     for i in 0..40 {
         clients
@@ -178,7 +178,7 @@ async fn a_socket_joins_at_most_its_limit_of_rooms() {
         .await;
     let mut clients = Clients::start(&gateway.url()).await;
     clients
-        .login("c", Transport::Websocket, &tokens::for_user("u"))
+        .login_raw("c", Transport::Websocket, &tokens::for_user("u"))
         .await;
     let ack = clients
         .emit_with_ack(
@@ -308,7 +308,7 @@ async fn a_draining_node_refuses_new_connections_and_keeps_its_sockets() {
     let mut clients = Clients::start(&gateway.url()).await;
     let mut control = gateway.control().await;
     let kept = clients
-        .login("kept", Transport::Websocket, &tokens::for_user("k"))
+        .login_raw("kept", Transport::Websocket, &tokens::for_user("k"))
         .await;
     let status = std::process::Command::new("kill")
         .args(["-TERM", &gateway.pid().to_string()])
@@ -352,7 +352,7 @@ async fn ack_replies_past_their_byte_limit_are_refused() {
     let mut control = gateway.control().await;
     for id in ["a", "b"] {
         let sid = clients
-            .login(id, Transport::Websocket, &tokens::for_user(id))
+            .login_raw(id, Transport::Websocket, &tokens::for_user(id))
             .await;
         clients
             .reply_to(id, "question", json!({"blob": "x".repeat(600)}))

@@ -81,7 +81,7 @@ async fn another_address_cannot_use_a_socket_id_to_act_or_listen_as_its_socket()
     let mut clients = Clients::start(&gateway.url()).await;
     let mut control = gateway.control().await;
     let alice = clients
-        .login("alice", Transport::Polling, &tokens::for_user("alice"))
+        .login_raw("alice", Transport::Polling, &tokens::for_user("alice"))
         .await;
 
     // Acting as alice: a polling POST carrying her id, from another address.
@@ -410,7 +410,7 @@ async fn tokens_stay_out_of_a_debug_log() {
         .await;
     clients.next_event("a", "authenticated").await;
     let in_event = tokens::for_user("logged-event");
-    clients.login("b", Transport::Polling, &in_event).await;
+    clients.login_raw("b", Transport::Polling, &in_event).await;
     // A line the gateway writes at debug: the log has reached the events above.
     clients
         .emit("b", "authenticate", json!([{"token": in_event}]))

@@ -50,10 +50,10 @@ async fn a_client_can_never_receive_another_users_messages() {
     let mut clients = Clients::start(&gateway.url()).await;
     let mut control = gateway.control().await;
     clients
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
+        .login_raw("alice", Transport::Websocket, &tokens::for_user("alice"))
         .await;
     let bob = clients
-        .login("bob", Transport::Polling, &tokens::for_user("bob"))
+        .login_raw("bob", Transport::Polling, &tokens::for_user("bob"))
         .await;
 
     let ack = clients
@@ -98,7 +98,7 @@ async fn an_unauthenticated_socket_receives_only_the_auth_protocol() {
     let mut control = gateway.control().await;
     let anon = clients.connect("anon", Transport::Websocket).await;
     let ok = clients
-        .login("ok", Transport::Polling, &tokens::for_user("ok"))
+        .login_raw("ok", Transport::Polling, &tokens::for_user("ok"))
         .await;
     // Server-side joins of an unauthenticated socket are kept, but deliver nothing.
     join(&mut control, &[&anon, &ok], &["chat:x", "io-default"]).await;
@@ -189,7 +189,7 @@ async fn a_client_leaves_only_the_rooms_it_joined_itself() {
     let mut clients = Clients::start(&gateway.url()).await;
     let mut control = gateway.control().await;
     let sid = clients
-        .login("c", Transport::Websocket, "allow:alice")
+        .login_raw("c", Transport::Websocket, "allow:alice")
         .await;
     // Server rooms: defaults, the user room, the Authenticate hook's `via:websocket`, and
     // two through the Join RPC, one of which the client then asks to join as well.
@@ -301,7 +301,7 @@ async fn user_ids_are_literal_in_patterns_and_checked_at_authentication() {
     // A user id with characters that mean something in other pattern languages matches
     // only itself.
     clients
-        .login("dot", Transport::Websocket, &tokens::for_user("a.b"))
+        .login_raw("dot", Transport::Websocket, &tokens::for_user("a.b"))
         .await;
     let ack = clients
         .emit_with_ack(
@@ -378,7 +378,7 @@ async fn a_join_decided_after_the_disconnect_leaves_nothing_behind() {
 
     // The backend holds the join's AuthorizeJoin until the socket is gone, then allows it.
     let sid = clients
-        .login("c", Transport::Websocket, &tokens::for_user("c"))
+        .login_raw("c", Transport::Websocket, &tokens::for_user("c"))
         .await;
     clients
         .emit("c", "join", json!([{"rooms": ["held:x", "chat:y"]}]))
@@ -415,7 +415,7 @@ async fn a_join_decided_after_the_disconnect_leaves_nothing_behind() {
     for round in 0..40 {
         let id = format!("r{round}");
         let sid = clients
-            .login(&id, Transport::Websocket, &tokens::for_user(&id))
+            .login_raw(&id, Transport::Websocket, &tokens::for_user(&id))
             .await;
         clients
             .emit(

@@ -58,10 +58,10 @@ async fn python_backend_authenticates_authorizes_and_handles_events() {
     let mut clients = Clients::start(&gateway.url()).await;
 
     let alice = clients
-        .login("alice", Transport::Websocket, &python_token("alice"))
+        .login_raw("alice", Transport::Websocket, &python_token("alice"))
         .await;
     clients
-        .login("bob", Transport::Polling, &python_token("bob"))
+        .login_raw("bob", Transport::Polling, &python_token("bob"))
         .await;
     clients.connect("eve", Transport::Websocket).await;
     clients
@@ -149,13 +149,13 @@ async fn node_backend_reacts_to_watched_events() {
     let _backend = backends::node(&control).await;
     let mut clients = Clients::start(&gateway.url()).await;
     clients
-        .login("alice", Transport::Polling, &tokens::for_user("alice"))
+        .login_raw("alice", Transport::Polling, &tokens::for_user("alice"))
         .await;
     clients
-        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
+        .login_raw("bob", Transport::Websocket, &tokens::for_user("bob"))
         .await;
     clients
-        .login("carol", Transport::Websocket, &tokens::for_user("carol"))
+        .login_raw("carol", Transport::Websocket, &tokens::for_user("carol"))
         .await;
     for id in ["alice", "bob"] {
         clients

@@ -37,7 +37,7 @@ async fn authenticate_hook_admits_with_user_metadata_and_rooms() {
     let mut control = gateway.control().await;
 
     let sid = clients
-        .login("hooked", Transport::Polling, "allow:alice")
+        .login_raw("hooked", Transport::Polling, "allow:alice")
         .await;
     let socket = control
         .get_socket(GetSocketRequest { socket_id: sid })
@@ -54,7 +54,7 @@ async fn authenticate_hook_admits_with_user_metadata_and_rooms() {
     );
     // JWT still comes first in the chain.
     clients
-        .login("jwt", Transport::Websocket, &tokens::for_user("bob"))
+        .login_raw("jwt", Transport::Websocket, &tokens::for_user("bob"))
         .await;
 }
 
@@ -72,7 +72,7 @@ async fn deny_error_and_hang_fail_closed_without_blocking_others() {
         .await;
 
     let other = clients
-        .login("other", Transport::Websocket, "allow:carol")
+        .login_raw("other", Transport::Websocket, "allow:carol")
         .await;
     // While its hook is awaited the socket is shown as authenticating (an authenticator
     // that decides at once never shows that state).
@@ -162,7 +162,7 @@ async fn authorize_join_decides_what_the_rules_do_not_allow() {
     let mut clients = Clients::start(&gateway.url()).await;
     let mut control = gateway.control().await;
     let sid = clients
-        .login("c", Transport::Websocket, "allow:alice")
+        .login_raw("c", Transport::Websocket, "allow:alice")
         .await;
 
     let ack = clients
@@ -202,7 +202,7 @@ async fn on_event_reply_becomes_the_ack() {
     let gateway = gateway(&backend).await;
     let mut clients = Clients::start(&gateway.url()).await;
     clients
-        .login("c", Transport::Websocket, "allow:alice")
+        .login_raw("c", Transport::Websocket, "allow:alice")
         .await;
 
     let ack = clients.emit_with_ack("c", "ask", json!([{"q": 1}])).await;
@@ -243,10 +243,10 @@ async fn a_saturated_hook_endpoint_is_logged_and_recovers() {
         .await;
     let mut clients = Clients::start(&gateway.url()).await;
     clients
-        .login("a", Transport::Websocket, &tokens::for_user("a"))
+        .login_raw("a", Transport::Websocket, &tokens::for_user("a"))
         .await;
     clients
-        .login("b", Transport::Websocket, &tokens::for_user("b"))
+        .login_raw("b", Transport::Websocket, &tokens::for_user("b"))
         .await;
     // `a` holds the only slot with a call that hangs; `b` has to wait for it (and gets it,
     // or not, depending on how much of its own deadline is left when `a` times out).

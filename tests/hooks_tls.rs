@@ -40,7 +40,7 @@ async fn hooks_over_mutual_tls() {
         .await;
     let mut clients = Clients::start(&gateway.url()).await;
     clients
-        .login("alice", Transport::Websocket, "allow:alice")
+        .login_raw("alice", Transport::Websocket, "allow:alice")
         .await;
 }
 

@@ -39,10 +39,10 @@ async fn ignis_example_over_grpc() {
 
     // Two clients, one per transport.
     let one = clients
-        .login("one", Transport::Websocket, &tokens::for_user("user-1"))
+        .login_raw("one", Transport::Websocket, &tokens::for_user("user-1"))
         .await;
     let two = clients
-        .login("two", Transport::Polling, &tokens::for_user("user-2"))
+        .login_raw("two", Transport::Polling, &tokens::for_user("user-2"))
         .await;
 
     // GET /info and GET /sockets.

@@ -167,11 +167,11 @@ async fn edge_tokens_rotate_through_the_jwks_url_too() {
     let user = |name: &str| json!({"sub": name, "exp": get_current_timestamp() + 3600});
     let mut clients = Clients::start(&gateway.url()).await;
     clients
-        .login("alice", Transport::Websocket, &first.sign(&user("alice")))
+        .login_raw("alice", Transport::Websocket, &first.sign(&user("alice")))
         .await;
     server.publish(&[&second]);
     clients
-        .login("bob", Transport::Polling, &second.sign(&user("bob")))
+        .login_raw("bob", Transport::Polling, &second.sign(&user("bob")))
         .await;
     clients.connect("eve", Transport::Websocket).await;
     clients

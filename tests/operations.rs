@@ -73,7 +73,7 @@ async fn metrics_count_what_was_refused_and_health_endpoints_answer() {
     let mut clients = Clients::start(&gateway.url()).await;
     let mut control = gateway.control().await;
     clients
-        .login("ok", Transport::Websocket, &tokens::for_user("u"))
+        .login_raw("ok", Transport::Websocket, &tokens::for_user("u"))
         .await;
     clients.connect("bad", Transport::Polling).await;
     clients
@@ -188,10 +188,10 @@ async fn sigterm_tells_sockets_and_exits_cleanly() {
     let gateway = Gateway::start().await;
     let mut clients = Clients::start(&gateway.url()).await;
     clients
-        .login("ws", Transport::Websocket, &tokens::for_user("a"))
+        .login_raw("ws", Transport::Websocket, &tokens::for_user("a"))
         .await;
     clients
-        .login("poll", Transport::Polling, &tokens::for_user("b"))
+        .login_raw("poll", Transport::Polling, &tokens::for_user("b"))
         .await;
     let status = gateway.terminate().await;
     assert!(status.success(), "exit status {status:?}");

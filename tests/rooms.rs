@@ -17,7 +17,7 @@ async fn client_join_gets_the_allowed_subset_and_an_ack() {
     let mut clients = Clients::start(&gateway.url()).await;
     let mut control = gateway.control().await;
     let sid = clients
-        .login("c", Transport::Websocket, &tokens::for_user("u1"))
+        .login_raw("c", Transport::Websocket, &tokens::for_user("u1"))
         .await;
 
     let ack = clients
@@ -76,7 +76,7 @@ async fn join_without_ack_still_joins_and_bad_requests_get_an_error_ack() {
     let mut clients = Clients::start(&gateway.url()).await;
     let mut control = gateway.control().await;
     let sid = clients
-        .login("c", Transport::Polling, &tokens::for_user("u1"))
+        .login_raw("c", Transport::Polling, &tokens::for_user("u1"))
         .await;
     clients
         .emit("c", "join", json!([{"rooms": ["chat:quiet"]}]))
@@ -123,14 +123,14 @@ async fn jwt_room_claim_extends_the_static_rules() {
     let gateway = Gateway::start().await;
     let mut clients = Clients::start(&gateway.url()).await;
     clients
-        .login(
+        .login_raw(
             "vip",
             Transport::Websocket,
             &tokens::with_rooms("v", &["vip:*"]),
         )
         .await;
     clients
-        .login("plain", Transport::Websocket, &tokens::for_user("p"))
+        .login_raw("plain", Transport::Websocket, &tokens::for_user("p"))
         .await;
     let vip = clients
         .emit_with_ack("vip", "join", json!([{"rooms": ["vip:lounge"]}]))
@@ -148,10 +148,10 @@ async fn rpc_join_and_leave_by_id_room_and_user() {
     let mut clients = Clients::start(&gateway.url()).await;
     let mut control = gateway.control().await;
     let a = clients
-        .login("a", Transport::Websocket, &tokens::for_user("alice"))
+        .login_raw("a", Transport::Websocket, &tokens::for_user("alice"))
         .await;
     let b = clients
-        .login("b", Transport::Polling, &tokens::for_user("bob"))
+        .login_raw("b", Transport::Polling, &tokens::for_user("bob"))
         .await;
 
     // Trusted: no validator, any public room name.

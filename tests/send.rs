@@ -25,13 +25,13 @@ async fn send_reaches_exactly_the_target() {
     let mut clients = Clients::start(&gateway.url()).await;
     let mut control = gateway.control().await;
     let a = clients
-        .login("a", Transport::Websocket, &tokens::for_user("alice"))
+        .login_raw("a", Transport::Websocket, &tokens::for_user("alice"))
         .await;
     let b = clients
-        .login("b", Transport::Polling, &tokens::for_user("bob"))
+        .login_raw("b", Transport::Polling, &tokens::for_user("bob"))
         .await;
     let _c = clients
-        .login("c", Transport::Websocket, &tokens::for_user("bob"))
+        .login_raw("c", Transport::Websocket, &tokens::for_user("bob"))
         .await;
     join(&mut control, &[&a, &b], &["chat:x"]).await;
 
@@ -109,7 +109,9 @@ async fn attachments_arrive_as_binary_arguments() {
     let mut clients = Clients::start(&gateway.url()).await;
     let mut control = gateway.control().await;
     for (id, transport) in [("ws", Transport::Websocket), ("poll", Transport::Polling)] {
-        let sid = clients.login(id, transport, &tokens::for_user(id)).await;
+        let sid = clients
+            .login_raw(id, transport, &tokens::for_user(id))
+            .await;
         control
             .send(SendRequest {
                 target: to_sockets(&[&sid]),
@@ -126,7 +128,7 @@ async fn attachments_arrive_as_binary_arguments() {
     }
     // No data, no attachments: an event without arguments.
     let sid = clients
-        .login("bare", Transport::Websocket, &tokens::for_user("x"))
+        .login_raw("bare", Transport::Websocket, &tokens::for_user("x"))
         .await;
     control
         .send(SendRequest {
@@ -145,10 +147,10 @@ async fn ack_mode_returns_replies_and_timeouts() {
     let mut clients = Clients::start(&gateway.url()).await;
     let mut control = gateway.control().await;
     let polite = clients
-        .login("polite", Transport::Websocket, &tokens::for_user("p"))
+        .login_raw("polite", Transport::Websocket, &tokens::for_user("p"))
         .await;
     let rude = clients
-        .login("rude", Transport::Polling, &tokens::for_user("r"))
+        .login_raw("rude", Transport::Polling, &tokens::for_user("r"))
         .await;
     clients
         .reply_to("polite", "question", json!({"answer": 42}))

@@ -32,7 +32,7 @@ async fn read_subcommands_print_tables_and_json() {
     let gateway = Gateway::start().await;
     let mut clients = Clients::start(&gateway.url()).await;
     let alice = clients
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
+        .login_raw("alice", Transport::Websocket, &tokens::for_user("alice"))
         .await;
     let anon = clients.connect("anon", Transport::Polling).await;
 
@@ -133,10 +133,10 @@ async fn write_subcommands_act_on_sockets() {
     let gateway = Gateway::start().await;
     let mut clients = Clients::start(&gateway.url()).await;
     let alice = clients
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
+        .login_raw("alice", Transport::Websocket, &tokens::for_user("alice"))
         .await;
     let bob = clients
-        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
+        .login_raw("bob", Transport::Websocket, &tokens::for_user("bob"))
         .await;
     let rooms_of =
         |value: Value| -> Vec<String> { serde_json::from_value(value["rooms"].clone()).unwrap() };
@@ -272,7 +272,7 @@ async fn watch_streams_json_lines_until_interrupted() {
     let gateway = Gateway::start().await;
     let mut clients = Clients::start(&gateway.url()).await;
     let alice = clients
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
+        .login_raw("alice", Transport::Websocket, &tokens::for_user("alice"))
         .await;
     let mut watch = sockctl::command(&gateway)
         .args([

@@ -67,10 +67,10 @@ async fn socket_io_clients_connect_over_tls_on_both_transports() {
     let url = format!("https://localhost:{}", gateway.edge.port());
     let mut clients = Clients::start_trusting(&url, &pki.ca_file).await;
     clients
-        .login("secure-ws", Transport::Websocket, &tokens::for_user("a"))
+        .login_raw("secure-ws", Transport::Websocket, &tokens::for_user("a"))
         .await;
     clients
-        .login("secure-polling", Transport::Polling, &tokens::for_user("b"))
+        .login_raw("secure-polling", Transport::Polling, &tokens::for_user("b"))
         .await;
 }
 
@@ -116,6 +116,6 @@ async fn the_edge_serves_a_renewed_certificate_after_sighup() {
     let url = format!("https://localhost:{}", gateway.edge.port());
     let mut clients = Clients::start_trusting(&url, &new_ca.ca_file).await;
     clients
-        .login("renewed", Transport::Websocket, &tokens::for_user("r"))
+        .login_raw("renewed", Transport::Websocket, &tokens::for_user("r"))
         .await;
 }

@@ -50,7 +50,7 @@ async fn watchers_see_the_lifecycle_and_client_events() {
 
     let mut clients = Clients::start(&gateway.url()).await;
     let sid = clients
-        .login("c", Transport::Websocket, &tokens::for_user("alice"))
+        .login_raw("c", Transport::Websocket, &tokens::for_user("alice"))
         .await;
     clients
         .emit_with_ack("c", "join", json!([{"rooms": ["chat:x"]}]))
@@ -165,7 +165,7 @@ async fn a_stalled_watcher_holds_a_bounded_number_of_bytes() {
     let mut barrier = watch(&gateway, client_events(&["end"])).await;
     let mut clients = Clients::start(&gateway.url()).await;
     clients
-        .login("c", Transport::Websocket, &tokens::for_user("u"))
+        .login_raw("c", Transport::Websocket, &tokens::for_user("u"))
         .await;
     // 200 × 200 KB = 40 MB, past the default budget of 16 MiB.
     let padding = "x".repeat(200_000);
@@ -208,7 +208,7 @@ async fn a_slow_watcher_gets_a_drop_marker_and_the_others_are_unaffected() {
 
     let mut clients = Clients::start(&gateway.url()).await;
     clients
-        .login("c", Transport::Websocket, &tokens::for_user("u"))
+        .login_raw("c", Transport::Websocket, &tokens::for_user("u"))
         .await;
     let padding = "x".repeat(2000);
     for i in 0..FLOOD {
