@@ -51,8 +51,8 @@ async fn two_nodes() -> (Redis, Gateway, Gateway) {
 #[tokio::test]
 async fn rpcs_to_one_node_act_on_the_sockets_of_another() {
     let (_redis, a, b) = two_nodes().await;
-    let (mut a, mut b) = (Scene::on(a).await, Scene::on(b).await);
-    let (on_a, on_b, control) = (&mut a.clients, &mut b.clients, &mut a.control);
+    let (_a, mut on_a, mut control) = Scene::on(a).await.into_parts();
+    let (_b, mut on_b, _) = Scene::on(b).await.into_parts();
     let alice = on_a.login(ws("alice")).await;
     let [bob, bob2] = on_b.logins([ws("bob"), polling("bob2").user("bob")]).await;
     on_a.emit_with_ack("alice", "join", json!([{"rooms": ["chat:x"]}]))
@@ -117,7 +117,7 @@ async fn rpcs_to_one_node_act_on_the_sockets_of_another() {
         })
         .await
         .expect("Send to all");
-    for (clients, id) in [(&*on_a, "alice"), (&*on_b, "bob"), (&*on_b, "bob2")] {
+    for (clients, id) in [(&on_a, "alice"), (&on_b, "bob"), (&on_b, "bob2")] {
         assert_eq!(clients.next_event(id, "all").await, json!({"n": 5}));
     }
     // The sender was left out of the first room message, bob of the second.
@@ -368,8 +368,7 @@ async fn a_watcher_on_one_node_sees_the_events_of_every_node() {
         .await
         .expect("WatchEvents of joins")
         .into_inner();
-    let mut b = Scene::on(b).await;
-    let on_b = &mut b.clients;
+    let (_b, mut on_b, _) = Scene::on(b).await.into_parts();
     let sid = on_b.login(ws("carol")).await;
     for n in 0..20 {
         on_b.emit("carol", "tick", json!([{"n": n}])).await;
@@ -435,10 +434,10 @@ async fn a_watcher_on_one_node_sees_the_events_of_every_node() {
 #[tokio::test]
 async fn a_killed_node_drops_out_and_may_come_back_with_its_id() {
     let (redis, a, b) = two_nodes().await;
-    let (mut a, mut b) = (Scene::on(a).await, Scene::on(b).await);
-    let (on_a, control) = (&mut a.clients, &mut a.control);
+    let (_a, mut on_a, mut control) = Scene::on(a).await.into_parts();
+    let (b, mut on_b, _) = Scene::on(b).await.into_parts();
     on_a.login(ws("alice")).await;
-    let bob = b.clients.login(ws("bob")).await;
+    let bob = on_b.login(ws("bob")).await;
     let listed = control
         .list_sockets(ListSocketsRequest::default())
         .await
@@ -446,7 +445,7 @@ async fn a_killed_node_drops_out_and_may_come_back_with_its_id() {
         .into_inner();
     assert_eq!(listed.total, 2);
 
-    b.gateway.kill().await;
+    b.kill().await;
     let started = Instant::now();
     let listed = control
         .list_sockets(ListSocketsRequest::default())
@@ -482,8 +481,8 @@ async fn a_killed_node_drops_out_and_may_come_back_with_its_id() {
     .await;
 
     // Back with the same node id: a new process, listed once, its sockets reachable.
-    let mut b = Scene::of(node(&redis, "node-b")).await;
-    let dave = b.clients.login(ws("dave")).await;
+    let (_b, mut on_b, _) = Scene::of(node(&redis, "node-b")).await.into_parts();
+    let dave = on_b.login(ws("dave")).await;
     control
         .send(SendRequest {
             target: to_sockets(&[&dave]),
@@ -491,7 +490,7 @@ async fn a_killed_node_drops_out_and_may_come_back_with_its_id() {
         })
         .await
         .expect("Send to the restarted node");
-    b.clients.next_event("dave", "welcome").await;
+    on_b.next_event("dave", "welcome").await;
     eventually(
         "GetInfo to show node-b once, with its new socket",
         async || {
@@ -509,8 +508,8 @@ async fn a_killed_node_drops_out_and_may_come_back_with_its_id() {
 #[tokio::test]
 async fn a_redis_restart_under_load_is_survived() {
     let (mut redis, a, b) = two_nodes().await;
-    let (mut a, mut b) = (Scene::on(a).await, Scene::on(b).await);
-    let (on_a, on_b, control) = (&mut a.clients, &mut b.clients, &mut a.control);
+    let (a, mut on_a, mut control) = Scene::on(a).await.into_parts();
+    let (b, mut on_b, _) = Scene::on(b).await.into_parts();
     let alice = on_a.login(ws("alice")).await;
     let bob = on_b.login(ws("bob")).await;
     let mut watcher = control
@@ -523,7 +522,7 @@ async fn a_redis_restart_under_load_is_survived() {
         .into_inner();
 
     // Load: unicast sends to the local socket, all along.
-    let mut load_control = a.gateway.control().await;
+    let mut load_control = a.control().await;
     let target = alice.clone();
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let load = tokio::spawn(async move {
@@ -622,8 +621,7 @@ async fn a_redis_restart_under_load_is_survived() {
     })
     .await;
     // Redis came back empty: node B wrote its socket directory again.
-    b.gateway
-        .await_log("rewriting this node's socket directory", 1)
+    b.await_log("rewriting this node's socket directory", 1)
         .await;
 }
 
@@ -703,10 +701,9 @@ async fn redis_settings_that_cannot_work_stop_the_start() {
 #[tokio::test]
 async fn listings_show_the_current_transport() {
     let (_redis, a, b) = two_nodes().await;
-    let mut b = Scene::on(b).await;
+    let (_b, mut on_b, _) = Scene::on(b).await.into_parts();
     // Default transports: polling first, then the upgrade to WebSocket.
-    let sid = b
-        .clients
+    let sid = on_b
         .connect_with(
             "u",
             Transport::Polling,
@@ -776,8 +773,9 @@ async fn sends_to_sockets_of_another_node_get_precise_statuses_from_the_director
     let redis = Redis::start().await;
     let a = node(&redis, "node-a").start().await;
     // A node expiry long enough that the paused node stays listed during the test.
-    let mut b = Scene::of(node(&redis, "node-b").env("CLUSTER__NODE_TTL", "30s")).await;
-    let (on_b, b) = (&mut b.clients, &b.gateway);
+    let (b, mut on_b, _) = Scene::of(node(&redis, "node-b").env("CLUSTER__NODE_TTL", "30s"))
+        .await
+        .into_parts();
     let bob = on_b.login(ws("bob")).await;
     let carol = on_b.connect("carol", Transport::Websocket).await;
     let mut control = a.control().await;
@@ -825,12 +823,12 @@ async fn sends_to_sockets_of_another_node_get_precise_statuses_from_the_director
 #[tokio::test]
 async fn the_sockets_of_a_killed_node_become_not_found() {
     let (redis, a, b) = two_nodes().await;
-    let mut b = Scene::on(b).await;
-    let bob = b.clients.login(ws("bob")).await;
+    let (b, mut on_b, _) = Scene::on(b).await.into_parts();
+    let bob = on_b.login(ws("bob")).await;
     let mut control = a.control().await;
     send_to(&mut control, &bob).await.expect("Send to bob on B");
 
-    b.gateway.kill().await;
+    b.kill().await;
     let killed = Instant::now();
     eventually("bob to be NOT_FOUND", async || {
         send_to(&mut control, &bob)
@@ -848,13 +846,13 @@ async fn the_sockets_of_a_killed_node_become_not_found() {
 
     // A node restarted with the same id at once takes its predecessor's sockets out of
     // the directory when it starts, without waiting for the expiry.
-    let mut b = Scene::of(node(&redis, "node-b")).await;
-    let dave = b.clients.login(ws("dave")).await;
+    let (b, mut on_b, _) = Scene::of(node(&redis, "node-b")).await.into_parts();
+    let dave = on_b.login(ws("dave")).await;
     eventually("dave to be reachable from A", async || {
         send_to(&mut control, &dave).await.is_ok()
     })
     .await;
-    b.gateway.kill().await;
+    b.kill().await;
     let _b = node(&redis, "node-b").start().await;
     let gone = send_to(&mut control, &dave)
         .await
