@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use fixture::{
     Gateway, PATIENCE,
-    sio::{Clients, Transport},
-    tokens,
+    eventually::eventually,
+    scene::Scene,
+    sio::{polling, ws},
 };
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::json;
@@ -31,15 +32,9 @@ async fn client(gateway: &Gateway) -> Client {
 
 #[tokio::test]
 async fn sends_reach_their_targets() {
-    let gateway = Gateway::start().await;
+    let (gateway, mut clients, _) = Scene::start().await.into_parts();
     let control = client(&gateway).await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let alice = clients
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
-        .await;
-    let bob = clients
-        .login("bob", Transport::Polling, &tokens::for_user("bob"))
-        .await;
+    let [alice, bob] = clients.logins([ws("alice"), polling("bob")]).await;
     control
         .join(Target::sockets([&alice]), ["team"])
         .await
@@ -110,18 +105,9 @@ async fn sends_reach_their_targets() {
 
 #[tokio::test]
 async fn reads_paginate_and_errors_keep_their_status() {
-    let gateway = Gateway::start().await;
+    let (gateway, mut clients, _) = Scene::start().await.into_parts();
     let control = client(&gateway).await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut sids = Vec::new();
-    for i in 0..5 {
-        let id = format!("u{i}");
-        sids.push(
-            clients
-                .login(&id, Transport::Websocket, &tokens::for_user(&id))
-                .await,
-        );
-    }
+    let mut sids = clients.logins(["u0", "u1", "u2", "u3", "u4"].map(ws)).await;
     sids.sort();
 
     let info = control.info().await.unwrap();
@@ -191,7 +177,7 @@ async fn reads_paginate_and_errors_keep_their_status() {
 
 #[tokio::test]
 async fn watch_events_is_a_stream() {
-    let gateway = Gateway::start().await;
+    let (gateway, mut clients, _) = Scene::start().await.into_parts();
     let control = client(&gateway).await;
     let events = control
         .watch_events(WatchFilter {
@@ -202,10 +188,7 @@ async fn watch_events_is_a_stream() {
         .await
         .unwrap();
     let mut events = std::pin::pin!(events);
-    let mut clients = Clients::start(&gateway.url()).await;
-    let sid = clients
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
-        .await;
+    let sid = clients.login(ws("alice")).await;
     control
         .join(Target::sockets([&sid]), ["chat:x"])
         .await
@@ -264,11 +247,8 @@ async fn unreachable_gateways_fail_as_unavailable() {
 #[tokio::test]
 async fn the_control_example_runs() {
     let example = fixture::sockctl::example("control");
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let sid = clients
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
-        .await;
+    let (gateway, mut clients, _) = Scene::start().await.into_parts();
+    let sid = clients.login(ws("alice")).await;
     let control = client(&gateway).await;
     control
         .join(Target::sockets([&sid]), ["chat:lobby"])
@@ -295,22 +275,20 @@ async fn the_control_example_runs() {
         "{second}"
     );
     // Then it watches (from some moment on): emit until an event shows up.
-    let watched = tokio::time::timeout(PATIENCE, async {
-        loop {
-            clients
-                .emit("alice", "chat:typing", json!([{"on": true}]))
-                .await;
-            while let Ok(line) =
-                tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
-            {
-                let line = line.unwrap().expect("the example is still running");
-                if line.starts_with("ClientEvent") {
-                    return line;
-                }
+    let watched = eventually("the example to print the event", async || {
+        clients
+            .emit("alice", "chat:typing", json!([{"on": true}]))
+            .await;
+        while let Ok(line) =
+            tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await
+        {
+            let line = line.unwrap().expect("the example is still running");
+            if line.starts_with("ClientEvent") {
+                return Some(line);
             }
         }
+        None
     })
-    .await
-    .expect("the example prints the event");
+    .await;
     assert_eq!(watched, format!(r#"ClientEvent {sid} {{"on":true}}"#));
 }

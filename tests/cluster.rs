@@ -10,10 +10,13 @@ mod fixture;
 use std::time::{Duration, Instant};
 
 use fixture::{
-    Gateway, PATIENCE, next_watched,
+    Gateway, GatewayBuilder, PATIENCE,
+    eventually::eventually,
+    next_watched,
     redis::Redis,
+    scene::{Control, Scene},
     sid_in,
-    sio::{Clients, Transport},
+    sio::{Transport, polling, ws},
     to_all, to_rooms, to_sockets, to_users, tokens,
 };
 use futures_util::StreamExt;
@@ -33,40 +36,29 @@ fn event(name: &str, data: serde_json::Value) -> SendRequest {
     }
 }
 
-async fn node(redis: &Redis, id: &str) -> Gateway {
-    Gateway::builder().cluster_node(redis, id).start().await
+fn node(redis: &Redis, id: &str) -> GatewayBuilder {
+    Gateway::builder().cluster_node(redis, id)
 }
 
-/// Waits (polling, there is no event to await) until `check` holds.
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
-    let deadline = Instant::now() + PATIENCE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// A Redis and two nodes on it, `node-a` and `node-b`.
+async fn two_nodes() -> (Redis, Gateway, Gateway) {
+    let redis = Redis::start().await;
+    let a = node(&redis, "node-a").start().await;
+    let b = node(&redis, "node-b").start().await;
+    (redis, a, b)
 }
 
 #[tokio::test]
 async fn rpcs_to_one_node_act_on_the_sockets_of_another() {
-    let redis = Redis::start().await;
-    let a = node(&redis, "node-a").await;
-    let b = node(&redis, "node-b").await;
-    let mut on_a = Clients::start(&a.url()).await;
-    let mut on_b = Clients::start(&b.url()).await;
-    let alice = on_a
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
-        .await;
-    let bob = on_b
-        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
-        .await;
-    let bob2 = on_b
-        .login("bob2", Transport::Polling, &tokens::for_user("bob"))
-        .await;
+    let (_redis, a, b) = two_nodes().await;
+    let (_a, mut on_a, mut control) = Scene::on(a).await.into_parts();
+    let (_b, mut on_b, _) = Scene::on(b).await.into_parts();
+    let alice = on_a.login(ws("alice")).await;
+    let [bob, bob2] = on_b.logins([ws("bob"), polling("bob2").user("bob")]).await;
     on_a.emit_with_ack("alice", "join", json!([{"rooms": ["chat:x"]}]))
         .await;
     on_b.emit_with_ack("bob", "join", json!([{"rooms": ["chat:x"]}]))
         .await;
-    let mut control = a.control().await;
 
     // To a socket of node B, from node A.
     control
@@ -340,9 +332,7 @@ async fn rpcs_to_one_node_act_on_the_sockets_of_another() {
 
 #[tokio::test]
 async fn a_watcher_on_one_node_sees_the_events_of_every_node() {
-    let redis = Redis::start().await;
-    let a = node(&redis, "node-a").await;
-    let b = node(&redis, "node-b").await;
+    let (_redis, a, b) = two_nodes().await;
     let mut watcher = a
         .control()
         .await
@@ -378,10 +368,8 @@ async fn a_watcher_on_one_node_sees_the_events_of_every_node() {
         .await
         .expect("WatchEvents of joins")
         .into_inner();
-    let mut on_b = Clients::start(&b.url()).await;
-    let sid = on_b
-        .login("carol", Transport::Websocket, &tokens::for_user("carol"))
-        .await;
+    let (_b, mut on_b, _) = Scene::on(b).await.into_parts();
+    let sid = on_b.login(ws("carol")).await;
     for n in 0..20 {
         on_b.emit("carol", "tick", json!([{"n": n}])).await;
     }
@@ -445,17 +433,11 @@ async fn a_watcher_on_one_node_sees_the_events_of_every_node() {
 
 #[tokio::test]
 async fn a_killed_node_drops_out_and_may_come_back_with_its_id() {
-    let redis = Redis::start().await;
-    let a = node(&redis, "node-a").await;
-    let b = node(&redis, "node-b").await;
-    let mut on_a = Clients::start(&a.url()).await;
-    let mut on_b = Clients::start(&b.url()).await;
-    on_a.login("alice", Transport::Websocket, &tokens::for_user("alice"))
-        .await;
-    let bob = on_b
-        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
-        .await;
-    let mut control = a.control().await;
+    let (redis, a, b) = two_nodes().await;
+    let (_a, mut on_a, mut control) = Scene::on(a).await.into_parts();
+    let (b, mut on_b, _) = Scene::on(b).await.into_parts();
+    on_a.login(ws("alice")).await;
+    let bob = on_b.login(ws("bob")).await;
     let listed = control
         .list_sockets(ListSocketsRequest::default())
         .await
@@ -499,11 +481,8 @@ async fn a_killed_node_drops_out_and_may_come_back_with_its_id() {
     .await;
 
     // Back with the same node id: a new process, listed once, its sockets reachable.
-    let b = node(&redis, "node-b").await;
-    let mut on_b = Clients::start(&b.url()).await;
-    let dave = on_b
-        .login("dave", Transport::Websocket, &tokens::for_user("dave"))
-        .await;
+    let (_b, mut on_b, _) = Scene::of(node(&redis, "node-b")).await.into_parts();
+    let dave = on_b.login(ws("dave")).await;
     control
         .send(SendRequest {
             target: to_sockets(&[&dave]),
@@ -528,18 +507,11 @@ async fn a_killed_node_drops_out_and_may_come_back_with_its_id() {
 
 #[tokio::test]
 async fn a_redis_restart_under_load_is_survived() {
-    let mut redis = Redis::start().await;
-    let a = node(&redis, "node-a").await;
-    let b = node(&redis, "node-b").await;
-    let mut on_a = Clients::start(&a.url()).await;
-    let mut on_b = Clients::start(&b.url()).await;
-    let alice = on_a
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
-        .await;
-    let bob = on_b
-        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
-        .await;
-    let mut control = a.control().await;
+    let (mut redis, a, b) = two_nodes().await;
+    let (a, mut on_a, mut control) = Scene::on(a).await.into_parts();
+    let (b, mut on_b, _) = Scene::on(b).await.into_parts();
+    let alice = on_a.login(ws("alice")).await;
+    let bob = on_b.login(ws("bob")).await;
     let mut watcher = control
         .watch_events(WatchEventsRequest {
             kinds: vec![EventKind::ClientEvent as i32],
@@ -626,19 +598,17 @@ async fn a_redis_restart_under_load_is_survived() {
     })
     .await;
     // The watcher sees the other node's events again (those of the outage are lost).
-    let mut seen_from_b = false;
-    for n in 0..50 {
+    let mut n = 0;
+    eventually("relayed events to resume after the restart", async || {
+        n += 1;
         on_b.emit("bob", "after", json!([{"n": n}])).await;
-        if let Ok(Some(Ok(event))) =
-            tokio::time::timeout(Duration::from_millis(300), watcher.next()).await
-        {
-            seen_from_b |= event.node_id == "node-b" && event.event == "after";
-        }
-        if seen_from_b {
-            break;
-        }
-    }
-    assert!(seen_from_b, "relayed events resume after the restart");
+        tokio::time::timeout(Duration::from_millis(300), watcher.next())
+            .await
+            .is_ok_and(|e| {
+                e.is_some_and(|e| e.is_ok_and(|e| e.node_id == "node-b" && e.event == "after"))
+            })
+    })
+    .await;
     stop.send(true).unwrap();
     let (ok, failed) = load.await.unwrap();
     assert_eq!(failed, 0, "local unicast never failed ({ok} sent)");
@@ -651,18 +621,13 @@ async fn a_redis_restart_under_load_is_survived() {
     })
     .await;
     // Redis came back empty: node B wrote its socket directory again.
-    eventually("node B to rewrite its socket directory", async || {
-        b.log_text()
-            .contains("rewriting this node's socket directory")
-    })
-    .await;
+    b.await_log("rewriting this node's socket directory", 1)
+        .await;
 }
 
 #[tokio::test]
 async fn polling_on_the_wrong_node_gets_a_clean_error() {
-    let redis = Redis::start().await;
-    let a = node(&redis, "node-a").await;
-    let b = node(&redis, "node-b").await;
+    let (_redis, a, b) = two_nodes().await;
     let handshake = http_get(a.edge, "/io/?EIO=4&transport=polling").await;
     assert!(handshake.starts_with("HTTP/1.1 200"), "{handshake}");
     let sid = sid_in(&handshake);
@@ -735,10 +700,8 @@ async fn redis_settings_that_cannot_work_stop_the_start() {
 
 #[tokio::test]
 async fn listings_show_the_current_transport() {
-    let redis = Redis::start().await;
-    let a = node(&redis, "node-a").await;
-    let b = node(&redis, "node-b").await;
-    let mut on_b = Clients::start(&b.url()).await;
+    let (_redis, a, b) = two_nodes().await;
+    let (_b, mut on_b, _) = Scene::on(b).await.into_parts();
     // Default transports: polling first, then the upgrade to WebSocket.
     let sid = on_b
         .connect_with(
@@ -765,9 +728,7 @@ async fn listings_show_the_current_transport() {
 
 #[tokio::test]
 async fn a_node_stopped_gracefully_leaves_the_node_list_at_once() {
-    let redis = Redis::start().await;
-    let a = node(&redis, "node-a").await;
-    let b = node(&redis, "node-b").await;
+    let (_redis, a, b) = two_nodes().await;
     let mut control = a.control().await;
     eventually("both nodes listed", async || {
         control
@@ -797,10 +758,7 @@ fn signal(gateway: &Gateway, signal: &str) {
     assert!(status.success(), "kill {signal}");
 }
 
-async fn send_to(
-    control: &mut sockgate_client::SocketControlClient<tonic::transport::Channel>,
-    sid: &str,
-) -> Result<(), tonic::Status> {
+async fn send_to(control: &mut Control, sid: &str) -> Result<(), tonic::Status> {
     control
         .send(SendRequest {
             target: to_sockets(&[sid]),
@@ -813,17 +771,12 @@ async fn send_to(
 #[tokio::test]
 async fn sends_to_sockets_of_another_node_get_precise_statuses_from_the_directory() {
     let redis = Redis::start().await;
-    let a = node(&redis, "node-a").await;
+    let a = node(&redis, "node-a").start().await;
     // A node expiry long enough that the paused node stays listed during the test.
-    let b = Gateway::builder()
-        .cluster_node(&redis, "node-b")
-        .env("CLUSTER__NODE_TTL", "30s")
-        .start()
-        .await;
-    let mut on_b = Clients::start(&b.url()).await;
-    let bob = on_b
-        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
-        .await;
+    let (b, mut on_b, _) = Scene::of(node(&redis, "node-b").env("CLUSTER__NODE_TTL", "30s"))
+        .await
+        .into_parts();
+    let bob = on_b.login(ws("bob")).await;
     let carol = on_b.connect("carol", Transport::Websocket).await;
     let mut control = a.control().await;
 
@@ -869,13 +822,9 @@ async fn sends_to_sockets_of_another_node_get_precise_statuses_from_the_director
 
 #[tokio::test]
 async fn the_sockets_of_a_killed_node_become_not_found() {
-    let redis = Redis::start().await;
-    let a = node(&redis, "node-a").await;
-    let b = node(&redis, "node-b").await;
-    let mut on_b = Clients::start(&b.url()).await;
-    let bob = on_b
-        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
-        .await;
+    let (redis, a, b) = two_nodes().await;
+    let (b, mut on_b, _) = Scene::on(b).await.into_parts();
+    let bob = on_b.login(ws("bob")).await;
     let mut control = a.control().await;
     send_to(&mut control, &bob).await.expect("Send to bob on B");
 
@@ -897,17 +846,14 @@ async fn the_sockets_of_a_killed_node_become_not_found() {
 
     // A node restarted with the same id at once takes its predecessor's sockets out of
     // the directory when it starts, without waiting for the expiry.
-    let b = node(&redis, "node-b").await;
-    let mut on_b = Clients::start(&b.url()).await;
-    let dave = on_b
-        .login("dave", Transport::Websocket, &tokens::for_user("dave"))
-        .await;
+    let (b, mut on_b, _) = Scene::of(node(&redis, "node-b")).await.into_parts();
+    let dave = on_b.login(ws("dave")).await;
     eventually("dave to be reachable from A", async || {
         send_to(&mut control, &dave).await.is_ok()
     })
     .await;
     b.kill().await;
-    let _b = node(&redis, "node-b").await;
+    let _b = node(&redis, "node-b").start().await;
     let gone = send_to(&mut control, &dave)
         .await
         .expect_err("a socket of the replaced process");

@@ -5,7 +5,8 @@ mod fixture;
 
 use fixture::{
     Gateway, rooms_of,
-    sio::{Clients, Transport},
+    scene::Scene,
+    sio::{Transport, polling, ws},
     tokens,
 };
 use serde_json::json;
@@ -15,9 +16,7 @@ const INVALID: &str = "Invalid token to authenticate! Please login again!";
 
 #[tokio::test]
 async fn authenticates_on_both_transports() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
+    let (_gateway, mut clients, mut control) = Scene::start().await.into_parts();
     for (id, transport) in [("ws", Transport::Websocket), ("poll", Transport::Polling)] {
         let sid = clients.connect(id, transport).await;
         let payload = clients.authenticate(id, &tokens::for_user(id)).await;
@@ -60,8 +59,7 @@ async fn authenticates_on_both_transports() {
 
 #[tokio::test]
 async fn token_is_read_from_auth_header_and_query() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
+    let (_gateway, mut clients, _control) = Scene::start().await.into_parts();
 
     let from_auth = json!({"path": "/io", "auth": {"token": tokens::for_user("a")}});
     clients
@@ -90,8 +88,7 @@ async fn token_is_read_from_auth_header_and_query() {
 
 #[tokio::test]
 async fn wrong_token_gets_the_exact_message_then_is_disconnected() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
+    let (_gateway, mut clients, _control) = Scene::start().await.into_parts();
     for (id, transport) in [("ws", Transport::Websocket), ("poll", Transport::Polling)] {
         clients.connect(id, transport).await;
         clients
@@ -110,8 +107,7 @@ async fn wrong_token_gets_the_exact_message_then_is_disconnected() {
 
 #[tokio::test]
 async fn expired_and_missing_tokens_are_refused() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
+    let (gateway, mut clients, _control) = Scene::start().await.into_parts();
 
     clients.connect("expired", Transport::Websocket).await;
     clients
@@ -145,19 +141,15 @@ async fn expired_and_missing_tokens_are_refused() {
 
 #[tokio::test]
 async fn silent_client_is_disconnected_after_the_auth_timeout() {
-    let gateway = Gateway::builder()
-        .env("EDGE__AUTH_TIMEOUT", "1s")
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
+    let (_gateway, mut clients, mut control) =
+        Scene::of(Gateway::builder().env("EDGE__AUTH_TIMEOUT", "1s"))
+            .await
+            .into_parts();
     clients.connect("silent", Transport::Websocket).await;
-    let authenticated = clients
-        .login("ok", Transport::Websocket, &tokens::for_user("u"))
-        .await;
+    let authenticated = clients.login(ws("ok").user("u")).await;
     assert_eq!(clients.disconnected("silent").await, "io server disconnect");
 
     // The authenticated socket stays.
-    let mut control = gateway.control().await;
     control
         .get_socket(GetSocketRequest {
             socket_id: authenticated,
@@ -174,8 +166,7 @@ async fn silent_client_is_disconnected_after_the_auth_timeout() {
 
 #[tokio::test]
 async fn events_before_authentication_are_dropped_and_a_second_authenticate_is_ignored() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
+    let (gateway, mut clients, mut control) = Scene::start().await.into_parts();
     let sid = clients.connect("c", Transport::Websocket).await;
 
     // A join before authenticating gets no answer at all.
@@ -191,7 +182,7 @@ async fn events_before_authentication_are_dropped_and_a_second_authenticate_is_i
         .emit_with_ack("c", "join", json!([{"rooms": ["chat:late"]}]))
         .await;
     assert_eq!(ack[0]["joined"], json!(["chat:late"]));
-    let rooms = rooms_of(&mut gateway.control().await, &sid).await;
+    let rooms = rooms_of(&mut control, &sid).await;
     assert!(rooms.contains(&"chat:late".to_owned()));
     assert!(
         !rooms.contains(&"chat:early".to_owned()),
@@ -204,15 +195,12 @@ async fn events_before_authentication_are_dropped_and_a_second_authenticate_is_i
 
 #[tokio::test]
 async fn authenticated_sockets_get_the_application_ping() {
-    let gateway = Gateway::builder()
-        .env("EDGE__APP_PING_INTERVAL", "200ms")
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
+    let (_gateway, mut clients, _control) =
+        Scene::of(Gateway::builder().env("EDGE__APP_PING_INTERVAL", "200ms"))
+            .await
+            .into_parts();
     clients.connect("anon", Transport::Websocket).await;
-    clients
-        .login("auth", Transport::Polling, &tokens::for_user("u"))
-        .await;
+    clients.login(polling("auth").user("u")).await;
     let first = clients.next_event("auth", "ping").await;
     let second = clients.next_event("auth", "ping").await;
     assert!(first["time"].is_string() && second["time"].is_string());
@@ -224,8 +212,9 @@ async fn authenticated_sockets_get_the_application_ping() {
 
 #[tokio::test]
 async fn development_default_admits_everyone_on_loopback() {
-    let gateway = Gateway::builder().without_config().start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
+    let (gateway, mut clients, _control) = Scene::of(Gateway::builder().without_config())
+        .await
+        .into_parts();
     let sid = clients.connect("dev", Transport::Websocket).await;
     clients.emit("dev", "authenticate", json!([])).await;
     assert_eq!(
@@ -244,8 +233,7 @@ async fn development_default_admits_everyone_on_loopback() {
 async fn a_burst_of_clients_all_authenticate() {
     // Each client emits `authenticate` the moment it is connected: the socket's handlers
     // must already be in place then, however busy the gateway is.
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
+    let (_gateway, mut clients, _control) = Scene::start().await.into_parts();
     let ids: Vec<String> = (0..120).map(|i| format!("c{i}")).collect();
     for (i, id) in ids.iter().enumerate() {
         let transport = if i % 2 == 0 {

@@ -3,11 +3,7 @@
 
 mod fixture;
 
-use fixture::{
-    Gateway,
-    sio::{Clients, Transport},
-    to_all, to_rooms, to_sockets, tokens,
-};
+use fixture::{scene::Scene, sio::ws, to_all, to_rooms, to_sockets};
 use serde_json::json;
 use sockgate_client::proto::{
     AckOptions, DisconnectRequest, GetSocketRequest, JoinRequest, ListRoomsRequest,
@@ -26,12 +22,8 @@ fn send(target: Option<Target>) -> SendRequest {
 
 #[tokio::test]
 async fn each_bad_request_gets_its_status() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
-    let sid = clients
-        .login("c", Transport::Websocket, &tokens::for_user("u"))
-        .await;
+    let (gateway, mut clients, mut control) = Scene::start().await.into_parts();
+    let sid = clients.login(ws("c").user("u")).await;
     let unknown = "AAAAAAAAAAAAAAAA";
 
     let cases: Vec<(&str, SendRequest, Code, &str)> = vec![

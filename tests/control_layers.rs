@@ -3,24 +3,15 @@
 
 mod fixture;
 
-use fixture::{
-    Gateway,
-    sio::{Clients, Transport},
-    to_sockets, tokens,
-};
+use fixture::{Gateway, scene::Scene, sio::ws, to_sockets};
 use sockgate_client::proto::{AckOptions, GetInfoRequest, SendRequest};
 use tonic::Code;
 
 #[tokio::test]
 async fn calls_past_the_concurrency_limit_are_shed_and_counted() {
-    let gateway = Gateway::builder()
-        .env("CONTROL__MAX_CONCURRENT_CALLS", "1")
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let sid = clients
-        .login("quiet", Transport::Websocket, &tokens::for_user("q"))
-        .await;
+    let builder = Gateway::builder().env("CONTROL__MAX_CONCURRENT_CALLS", "1");
+    let (gateway, mut clients, mut control) = Scene::of(builder).await.into_parts();
+    let sid = clients.login(ws("quiet").user("q")).await;
 
     // A Send that waits for an ack the client never gives holds the only slot.
     let mut sender = gateway.control().await;
@@ -37,7 +28,6 @@ async fn calls_past_the_concurrency_limit_are_shed_and_counted() {
     });
     clients.next_event("quiet", "question").await;
 
-    let mut control = gateway.control().await;
     let status = control
         .get_info(GetInfoRequest::default())
         .await

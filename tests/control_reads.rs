@@ -3,9 +3,10 @@
 mod fixture;
 
 use fixture::{
-    Gateway, join,
-    sio::{Clients, Transport},
-    to_sockets, tokens,
+    join,
+    scene::Scene,
+    sio::{Login, Transport, polling, ws},
+    to_sockets,
 };
 use sockgate_client::proto::{
     DisconnectRequest, GetInfoRequest, ListRoomsRequest, ListSocketsRequest, SocketState,
@@ -13,16 +14,9 @@ use sockgate_client::proto::{
 
 #[tokio::test]
 async fn info_counts_sockets_by_state() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
+    let (_gateway, mut clients, mut control) = Scene::start().await.into_parts();
     clients.connect("anon", Transport::Websocket).await;
-    clients
-        .login("a", Transport::Polling, &tokens::for_user("a"))
-        .await;
-    clients
-        .login("b", Transport::Websocket, &tokens::for_user("b"))
-        .await;
+    clients.logins([polling("a"), ws("b")]).await;
 
     let info = control
         .get_info(GetInfoRequest {})
@@ -43,21 +37,17 @@ async fn info_counts_sockets_by_state() {
 
 #[tokio::test]
 async fn list_sockets_filters_and_paginates() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
+    let (_gateway, mut clients, mut control) = Scene::start().await.into_parts();
     let anon = clients.connect("anon", Transport::Websocket).await;
-    let mut bobs = Vec::new();
-    for id in ["b1", "b2", "b3"] {
-        bobs.push(
-            clients
-                .login(id, Transport::Websocket, &tokens::for_user("bob"))
-                .await,
-        );
-    }
-    let alice = clients
-        .login("a", Transport::Polling, &tokens::for_user("alice"))
+    let [b1, b2, b3, alice] = clients
+        .logins([
+            ws("b1").user("bob"),
+            ws("b2").user("bob"),
+            ws("b3").user("bob"),
+            polling("a").user("alice"),
+        ])
         .await;
+    let mut bobs = vec![b1, b2, b3];
     bobs.sort();
 
     let lister = control.clone();
@@ -128,15 +118,8 @@ async fn list_sockets_filters_and_paginates() {
 
 #[tokio::test]
 async fn list_rooms_counts_members_and_hides_internal_rooms() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
-    let a = clients
-        .login("a", Transport::Websocket, &tokens::for_user("a"))
-        .await;
-    let b = clients
-        .login("b", Transport::Websocket, &tokens::for_user("b"))
-        .await;
+    let (_gateway, mut clients, mut control) = Scene::start().await.into_parts();
+    let [a, b] = clients.logins([ws("a"), ws("b")]).await;
     join(&mut control, &[&a, &b], &["chat:1"]).await;
     join(&mut control, &[&a], &["chat:2"]).await;
 
@@ -187,13 +170,13 @@ async fn list_rooms_counts_members_and_hides_internal_rooms() {
 
 #[tokio::test]
 async fn disconnect_sends_the_reason_first() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
+    let (_gateway, mut clients, mut control) = Scene::start().await.into_parts();
     for (id, transport) in [("ws", Transport::Websocket), ("poll", Transport::Polling)] {
-        let sid = clients.login(id, transport, &tokens::for_user(id)).await;
-        let keep = clients
-            .login(&format!("{id}-keep"), transport, &tokens::for_user("k"))
+        let [sid, keep] = clients
+            .logins([
+                Login::new(id, transport),
+                Login::new(&format!("{id}-keep"), transport).user("k"),
+            ])
             .await;
         control
             .disconnect(DisconnectRequest {

@@ -6,7 +6,7 @@ mod fixture;
 use std::process::{Command, Output};
 
 use fixture::{
-    Gateway, PATIENCE,
+    Gateway,
     callers::{self, Bearer},
     certs::{CertFiles, Pki},
 };
@@ -163,25 +163,6 @@ fn swap(from: &CertFiles, to: &CertFiles) {
     std::fs::copy(&from.cert, &to.cert).unwrap();
 }
 
-/// Waits until the gateway has logged `n` reloads.
-async fn reloaded(gateway: &Gateway, n: usize) {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if gateway
-                .log_text()
-                .matches("TLS certificate reloaded")
-                .count()
-                >= n
-            {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no reload in the log:\n{}", gateway.log_text()));
-}
-
 #[tokio::test]
 async fn a_certificate_swapped_on_disk_is_served_after_reload() {
     let old_ca = Pki::new("old");
@@ -198,7 +179,7 @@ async fn a_certificate_swapped_on_disk_is_served_after_reload() {
 
     // A file change is picked up by the watcher.
     swap(&new_ca.server("renewed"), &served);
-    reloaded(&gateway, 1).await;
+    gateway.await_log("TLS certificate reloaded", 1).await;
     get_info(&gateway, new_ca.client_tls())
         .await
         .expect("the new certificate is served");
@@ -206,13 +187,7 @@ async fn a_certificate_swapped_on_disk_is_served_after_reload() {
 
     // A half-written file is not loaded: the certificate in use stays.
     std::fs::write(&served.cert, "-----BEGIN CERTIFICATE-----\nMIIB").unwrap();
-    tokio::time::timeout(PATIENCE, async {
-        while !gateway.log_text().contains("TLS reload failed") {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the failed reload is logged");
+    gateway.await_log("TLS reload failed", 1).await;
     get_info(&gateway, new_ca.client_tls())
         .await
         .expect("the previous certificate is still served");
@@ -255,7 +230,7 @@ async fn sighup_reloads_the_certificate() {
         .status()
         .unwrap();
     assert!(status.success());
-    reloaded(&gateway, 1).await;
+    gateway.await_log("TLS certificate reloaded", 1).await;
     get_info(&gateway, new_ca.client_tls())
         .await
         .expect("the new certificate is served after SIGHUP");

@@ -5,9 +5,11 @@
 mod fixture;
 
 use fixture::{
-    Gateway, PATIENCE,
+    Gateway,
+    eventually::eventually,
     hooks::HookBackend,
-    sio::{Clients, Transport},
+    scene::Scene,
+    sio::{Clients, Login, Transport, polling, ws},
     to_sockets, tokens,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -15,10 +17,9 @@ use serde_json::json;
 use sockgate_client::proto::{GetInfoRequest, SendRequest};
 use tokio_tungstenite::tungstenite::Message;
 
+/// A new socket and a new control connection are served as before.
 async fn still_serves(gateway: &Gateway, clients: &mut Clients, id: &str) {
-    let sid = clients
-        .login(id, Transport::Websocket, &tokens::for_user(id))
-        .await;
+    let sid = clients.login(ws(id)).await;
     let mut control = gateway.control().await;
     control
         .send(SendRequest {
@@ -35,17 +36,12 @@ async fn still_serves(gateway: &Gateway, clients: &mut Clients, id: &str) {
 
 #[tokio::test]
 async fn oversized_messages_disconnect_only_the_sender() {
-    let gateway = Gateway::builder()
-        .env("EDGE__MAX_PAYLOAD_BYTES", "10000")
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    clients
-        .login("ok", Transport::Polling, &tokens::for_user("ok"))
-        .await;
+    let builder = Gateway::builder().env("EDGE__MAX_PAYLOAD_BYTES", "10000");
+    let (gateway, mut clients, _control) = Scene::of(builder).await.into_parts();
+    clients.login(polling("ok")).await;
     let big = json!([{"blob": "x".repeat(20_000)}]);
     for (id, transport) in [("ws", Transport::Websocket), ("poll", Transport::Polling)] {
-        clients.login(id, transport, &tokens::for_user(id)).await;
+        clients.login(Login::new(id, transport)).await;
         clients.emit(id, "upload", big.clone()).await;
         let reason = clients.disconnected(id).await;
         assert!(reason.starts_with("transport"), "{id}: {reason}");
@@ -61,7 +57,7 @@ async fn oversized_messages_disconnect_only_the_sender() {
 
 #[tokio::test]
 async fn malformed_packets_break_nothing() {
-    let gateway = Gateway::start().await;
+    let (gateway, mut clients, _control) = Scene::start().await.into_parts();
     let url = format!("ws://{}/io/?EIO=4&transport=websocket", gateway.edge);
     let frames: Vec<Message> = vec![
         Message::text(r#"42{not json"#),
@@ -98,26 +94,20 @@ async fn malformed_packets_break_nothing() {
         let _ = ws.send(frame).await;
         connections.push(ws);
     }
-    let mut clients = Clients::start(&gateway.url()).await;
     still_serves(&gateway, &mut clients, "after").await;
 }
 
 #[tokio::test]
 async fn a_flood_toward_a_slow_backend_is_capped_per_socket() {
     let mut backend = HookBackend::start().await;
-    let gateway = Gateway::builder()
+    let builder = Gateway::builder()
         .env("HOOKS__ENDPOINT", &backend.url())
         .env("HOOKS__ON_EVENT", "true")
         .env("HOOKS__TIMEOUT", "1500ms")
-        .env("HOOKS__MAX_PENDING_PER_SOCKET", "4")
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
+        .env("HOOKS__MAX_PENDING_PER_SOCKET", "4");
+    let (gateway, mut clients, _control) = Scene::of(builder).await.into_parts();
     clients
-        .login("flood", Transport::Websocket, &tokens::for_user("f"))
-        .await;
-    clients
-        .login("calm", Transport::Websocket, &tokens::for_user("c"))
+        .logins([ws("flood").user("f"), ws("calm").user("c")])
         .await;
 
     // Four slow calls take every slot of the flooding socket; the rest are dropped.
@@ -135,17 +125,14 @@ async fn a_flood_toward_a_slow_backend_is_capped_per_socket() {
     let ack = clients.emit_with_ack("calm", "ask", json!([2])).await;
     assert_eq!(ack[0]["data"], 2);
     // Once the slow calls time out, the flooding socket is served again.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    let ack = eventually("the flooding socket's slots to free", async || {
         let ack = clients
             .emit_acked_raw("flood", "ask", json!([3]), 500)
             .await;
-        if ack["err"].is_null() {
-            assert_eq!(ack["args"][0]["data"], 3);
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "slots never freed");
-    }
+        ack["err"].is_null().then_some(ack)
+    })
+    .await;
+    assert_eq!(ack["args"][0]["data"], 3);
     let (_, metrics) = gateway.admin_get("/metrics").await;
     let dropped: u64 = metrics
         .lines()
@@ -165,7 +152,7 @@ async fn a_flood_toward_a_slow_backend_is_capped_per_socket() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_makes_unicast_sends_fail_fast() {
-    let gateway = Gateway::start().await;
+    let (gateway, mut clients, mut control) = Scene::start().await.into_parts();
     // A raw WebSocket client that authenticates, then never reads again.
     let url = format!("ws://{}/io/?EIO=4&transport=websocket", gateway.edge);
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
@@ -189,12 +176,9 @@ async fn a_client_that_stops_reading_makes_unicast_sends_fail_fast() {
             sid = payload["id"].as_str().unwrap().to_owned();
         }
     }
-    let mut clients = Clients::start(&gateway.url()).await;
     let awake = clients
-        .login("awake", Transport::Websocket, &tokens::for_user("a"))
+        .login(Login::new("awake", Transport::Websocket).user("a"))
         .await;
-
-    let mut control = gateway.control().await;
     let big = format!("\"{}\"", "z".repeat(400_000));
     let mut refused = None;
     for _ in 0..1000 {

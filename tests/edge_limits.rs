@@ -7,23 +7,15 @@
 mod fixture;
 
 use fixture::{
-    Gateway, PATIENCE,
+    Gateway,
+    eventually::eventually,
     hooks::HookBackend,
-    sio::{Clients, Transport},
-    to_rooms, to_sockets, tokens,
+    scene::Scene,
+    sio::{Clients, Transport, ws},
+    to_rooms, to_sockets,
 };
 use serde_json::{Value, json};
 use sockgate_client::proto::{AckOptions, SendRequest};
-
-/// The value of a counter line of `/metrics`, 0 when absent.
-async fn counter(gateway: &Gateway, line_prefix: &str) -> u64 {
-    let (_, metrics) = gateway.admin_get("/metrics").await;
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(line_prefix))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
-}
 
 fn refused(reason: &str) -> String {
     format!("sockgate_refused_total{{reason=\"{reason}\"}} ")
@@ -53,19 +45,13 @@ async fn polling_handshake(gateway: &Gateway) -> (u16, String, String) {
 
 #[tokio::test]
 async fn a_flooding_client_is_throttled_then_disconnected_while_another_gets_everything() {
-    let gateway = Gateway::builder()
+    let builder = Gateway::builder()
         .env("EDGE__LIMITS__EVENTS_PER_SECOND", "20")
         .env("EDGE__LIMITS__EVENT_BURST", "20")
-        .env("EDGE__LIMITS__MAX_DROPPED_EVENTS", "100")
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
-    clients
-        .login("flood", Transport::Websocket, &tokens::for_user("f"))
-        .await;
-    let calm = clients
-        .login("calm", Transport::Websocket, &tokens::for_user("c"))
+        .env("EDGE__LIMITS__MAX_DROPPED_EVENTS", "100");
+    let (gateway, mut clients, mut control) = Scene::of(builder).await.into_parts();
+    let [_, calm] = clients
+        .logins([ws("flood").user("f"), ws("calm").user("c")])
         .await;
 
     for i in 0..3000 {
@@ -93,11 +79,8 @@ async fn a_flooding_client_is_throttled_then_disconnected_while_another_gets_eve
         assert_eq!(clients.next_event("calm", "news").await, json!(n));
     }
     // Throttled first (events dropped), then disconnected once.
-    assert!(counter(&gateway, &refused("event_rate")).await >= 100);
-    assert_eq!(
-        counter(&gateway, &refused("event_rate_disconnect")).await,
-        1
-    );
+    assert!(gateway.metric(&refused("event_rate")).await >= 100);
+    assert_eq!(gateway.metric(&refused("event_rate_disconnect")).await, 1);
     let log = gateway.log_text();
     assert_eq!(
         log.matches("dropping events over the socket's rate")
@@ -111,19 +94,15 @@ async fn a_flooding_client_is_throttled_then_disconnected_while_another_gets_eve
 #[tokio::test]
 async fn a_join_flood_against_a_slow_authorize_join_does_not_fail_a_fresh_authenticate() {
     let mut backend = HookBackend::start().await;
-    let gateway = Gateway::builder()
+    let builder = Gateway::builder()
         .env("AUTH__AUTHENTICATORS", r#"["hook"]"#)
         .env("HOOKS__ENDPOINT", &backend.url())
         .env("HOOKS__AUTHORIZE_JOIN", "true")
         .env("HOOKS__TIMEOUT", "20s")
         .env("HOOKS__MAX_CONCURRENCY", "2")
-        .env("EDGE__LIMITS__MAX_ROOM_REQUESTS_IN_FLIGHT", "4")
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    clients
-        .login("flood", Transport::Websocket, "allow:flood")
-        .await;
+        .env("EDGE__LIMITS__MAX_ROOM_REQUESTS_IN_FLIGHT", "4");
+    let (gateway, mut clients, _control) = Scene::of(builder).await.into_parts();
+    clients.login(ws("flood").token("allow:flood")).await;
     for i in 0..40 {
         clients
             .emit_acked_later(
@@ -165,21 +144,16 @@ async fn a_join_flood_against_a_slow_authorize_join_does_not_fail_a_fresh_authen
             .await;
     }
     assert_eq!(
-        counter(&gateway, &refused("room_requests_in_flight")).await,
+        gateway.metric(&refused("room_requests_in_flight")).await,
         36
     );
 }
 
 #[tokio::test]
 async fn a_socket_joins_at_most_its_limit_of_rooms() {
-    let gateway = Gateway::builder()
-        .env("EDGE__LIMITS__MAX_ROOMS_PER_SOCKET", "3")
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    clients
-        .login("c", Transport::Websocket, &tokens::for_user("u"))
-        .await;
+    let builder = Gateway::builder().env("EDGE__LIMITS__MAX_ROOMS_PER_SOCKET", "3");
+    let (gateway, mut clients, _control) = Scene::of(builder).await.into_parts();
+    clients.login(ws("c").user("u")).await;
     let ack = clients
         .emit_with_ack(
             "c",
@@ -202,7 +176,7 @@ async fn a_socket_joins_at_most_its_limit_of_rooms() {
         ack[0],
         json!({"joined": ["chat:4"], "rejected": ["chat:5"]})
     );
-    assert_eq!(counter(&gateway, &refused("rooms_per_socket")).await, 2);
+    assert_eq!(gateway.metric(&refused("rooms_per_socket")).await, 2);
 }
 
 /// Connects `id` and returns the `connect` or `connect_error` event.
@@ -220,11 +194,8 @@ async fn try_connect(clients: &mut Clients, id: &str) -> Value {
 
 #[tokio::test]
 async fn connections_past_the_node_and_address_limits_are_refused_with_a_reason() {
-    let gateway = Gateway::builder()
-        .env("EDGE__LIMITS__MAX_CONNECTIONS_PER_IP", "2")
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
+    let builder = Gateway::builder().env("EDGE__LIMITS__MAX_CONNECTIONS_PER_IP", "2");
+    let (gateway, mut clients, _control) = Scene::of(builder).await.into_parts();
     clients.connect("a", Transport::Websocket).await;
     clients.connect("b", Transport::Polling).await;
     let third = try_connect(&mut clients, "c").await;
@@ -236,33 +207,24 @@ async fn connections_past_the_node_and_address_limits_are_refused_with_a_reason(
     // A closed connection gives its place back.
     clients.close("a").await;
     clients.disconnected("a").await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
     let mut attempt = 0;
-    loop {
+    eventually("the place to come back", async || {
         attempt += 1;
         let id = format!("retry{attempt}");
-        if try_connect(&mut clients, &id).await["type"] == "connect" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the place never came back"
-        );
-    }
-    assert!(counter(&gateway, &refused("connections_per_ip")).await >= 1);
+        try_connect(&mut clients, &id).await["type"] == "connect"
+    })
+    .await;
+    assert!(gateway.metric(&refused("connections_per_ip")).await >= 1);
 
-    let full = Gateway::builder()
-        .env("EDGE__LIMITS__MAX_CONNECTIONS", "1")
-        .start()
-        .await;
-    let mut clients = Clients::start(&full.url()).await;
+    let builder = Gateway::builder().env("EDGE__LIMITS__MAX_CONNECTIONS", "1");
+    let (full, mut clients, _control) = Scene::of(builder).await.into_parts();
     clients.connect("a", Transport::Websocket).await;
     let second = try_connect(&mut clients, "b").await;
     assert_eq!(
         second["message"], "The server is at capacity. Please retry later.",
         "{second}"
     );
-    assert_eq!(counter(&full, &refused("connections_per_node")).await, 1);
+    assert_eq!(full.metric(&refused("connections_per_node")).await, 1);
 }
 
 #[tokio::test]
@@ -296,30 +258,23 @@ async fn new_sessions_past_an_address_rate_get_429() {
         body.trim(),
         "Too many new connections from your address. Please retry later."
     );
-    assert!(counter(&gateway, &refused("handshake_rate")).await >= 1);
+    assert!(gateway.metric(&refused("handshake_rate")).await >= 1);
 }
 
 #[tokio::test]
 async fn a_draining_node_refuses_new_connections_and_keeps_its_sockets() {
-    let gateway = Gateway::builder()
-        .env("SHUTDOWN_DELAY", "60s")
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
-    let kept = clients
-        .login("kept", Transport::Websocket, &tokens::for_user("k"))
-        .await;
+    let builder = Gateway::builder().env("SHUTDOWN_DELAY", "60s");
+    let (gateway, mut clients, mut control) = Scene::of(builder).await.into_parts();
+    let kept = clients.login(ws("kept").user("k")).await;
     let status = std::process::Command::new("kill")
         .args(["-TERM", &gateway.pid().to_string()])
         .status()
         .expect("run kill");
     assert!(status.success());
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while gateway.admin_get("/readyz").await.0 != 503 {
-        assert!(tokio::time::Instant::now() < deadline, "never drained");
-        tokio::task::yield_now().await;
-    }
+    eventually("/readyz to answer 503 (draining)", async || {
+        gateway.admin_get("/readyz").await.0 == 503
+    })
+    .await;
     let (status, _, body) = polling_handshake(&gateway).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(
@@ -328,7 +283,7 @@ async fn a_draining_node_refuses_new_connections_and_keeps_its_sockets() {
     );
     let refused_client = try_connect(&mut clients, "late").await;
     assert_eq!(refused_client["type"], "connect_error", "{refused_client}");
-    assert!(counter(&gateway, &refused("draining")).await >= 2);
+    assert!(gateway.metric(&refused("draining")).await >= 2);
     // The sockets it has are still served until they are told to go.
     control
         .send(SendRequest {
@@ -344,16 +299,10 @@ async fn a_draining_node_refuses_new_connections_and_keeps_its_sockets() {
 
 #[tokio::test]
 async fn ack_replies_past_their_byte_limit_are_refused() {
-    let gateway = Gateway::builder()
-        .env("CONTROL__MAX_ACK_REPLY_BYTES", "1000")
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
+    let builder = Gateway::builder().env("CONTROL__MAX_ACK_REPLY_BYTES", "1000");
+    let (gateway, mut clients, mut control) = Scene::of(builder).await.into_parts();
     for id in ["a", "b"] {
-        let sid = clients
-            .login(id, Transport::Websocket, &tokens::for_user(id))
-            .await;
+        let sid = clients.login(ws(id)).await;
         clients
             .reply_to(id, "question", json!({"blob": "x".repeat(600)}))
             .await;
@@ -375,7 +324,7 @@ async fn ack_replies_past_their_byte_limit_are_refused() {
         status.message().contains("control.max_ack_reply_bytes"),
         "{status:?}"
     );
-    assert_eq!(counter(&gateway, &refused("ack_reply_bytes")).await, 1);
+    assert_eq!(gateway.metric(&refused("ack_reply_bytes")).await, 1);
     // One reply fits.
     let one = control
         .send(ask(&["user:a"]))

@@ -9,8 +9,11 @@ mod fixture;
 use std::net::SocketAddr;
 
 use fixture::{
-    Gateway, PATIENCE, rooms_of,
-    sio::{Clients, Transport},
+    Gateway, PATIENCE,
+    eventually::eventually,
+    rooms_of,
+    scene::{Control, Scene},
+    sio::{Transport, polling},
     to_users, tokens,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -61,9 +64,7 @@ async fn http(
     (status, body.unwrap_or_default())
 }
 
-async fn send_alice_a_secret(
-    control: &mut sockgate_client::SocketControlClient<tonic::transport::Channel>,
-) {
+async fn send_alice_a_secret(control: &mut Control) {
     control
         .send(SendRequest {
             event: "secret".into(),
@@ -77,12 +78,8 @@ async fn send_alice_a_secret(
 
 #[tokio::test]
 async fn another_address_cannot_use_a_socket_id_to_act_or_listen_as_its_socket() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
-    let alice = clients
-        .login("alice", Transport::Polling, &tokens::for_user("alice"))
-        .await;
+    let (gateway, mut clients, mut control) = Scene::start().await.into_parts();
+    let alice = clients.login(polling("alice")).await;
 
     // Acting as alice: a polling POST carrying her id, from another address.
     let (status, body) = http(
@@ -170,18 +167,14 @@ async fn connect_again<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Str
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    eventually("an answer to connect", async || {
         ws.send(Message::text("40")).await.unwrap();
         let wait = std::time::Duration::from_millis(200);
-        if let Ok(reply) = tokio::time::timeout(wait, next_socketio_packet(ws)).await {
-            return reply;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no answer to connect"
-        );
-    }
+        tokio::time::timeout(wait, next_socketio_packet(ws))
+            .await
+            .ok()
+    })
+    .await
 }
 
 #[tokio::test]
@@ -395,8 +388,9 @@ async fn an_event_with_its_attachments_is_bounded_by_the_payload_limit() {
 
 #[tokio::test]
 async fn tokens_stay_out_of_a_debug_log() {
-    let gateway = Gateway::builder().log_filter("debug").start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
+    let (gateway, mut clients, _) = Scene::of(Gateway::builder().log_filter("debug"))
+        .await
+        .into_parts();
     let in_auth = tokens::for_user("logged-auth");
     clients
         .connect_with(
@@ -410,19 +404,12 @@ async fn tokens_stay_out_of_a_debug_log() {
         .await;
     clients.next_event("a", "authenticated").await;
     let in_event = tokens::for_user("logged-event");
-    clients.login("b", Transport::Polling, &in_event).await;
+    clients.login(polling("b").token(&in_event)).await;
     // A line the gateway writes at debug: the log has reached the events above.
     clients
         .emit("b", "authenticate", json!([{"token": in_event}]))
         .await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !gateway.log_text().contains("second authenticate ignored") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no debug line in the log"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    gateway.await_log("second authenticate ignored", 1).await;
     let log = gateway.log_text();
     for token in [&in_auth, &in_event] {
         let signature = token.rsplit('.').next().unwrap();

@@ -7,18 +7,18 @@
 mod fixture;
 
 use fixture::{
-    Gateway, PATIENCE,
+    Gateway,
+    eventually::eventually,
     hooks::HookBackend,
     join, rooms_of,
-    sio::{Clients, Transport},
+    scene::{Control, Scene},
+    sio::{Transport, polling, ws},
     to_all, to_rooms, to_sockets, to_users, tokens,
 };
 use serde_json::json;
-use sockgate_client::{
-    SocketControlClient,
-    proto::{DisconnectRequest, GetInfoRequest, GetSocketRequest, ListRoomsRequest, SendRequest},
+use sockgate_client::proto::{
+    DisconnectRequest, GetInfoRequest, GetSocketRequest, ListRoomsRequest, SendRequest,
 };
-use tonic::transport::Channel;
 
 fn event(name: &str, target: Option<sockgate_client::proto::Target>) -> SendRequest {
     SendRequest {
@@ -29,32 +29,13 @@ fn event(name: &str, target: Option<sockgate_client::proto::Target>) -> SendRequ
     }
 }
 
-/// The value of a counter line of `/metrics`, 0 when absent.
-async fn counter(gateway: &Gateway, line_prefix: &str) -> u64 {
-    let (_, metrics) = gateway.admin_get("/metrics").await;
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(line_prefix))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Finding 1: with `rooms.allow = ["*"]`, bob joined `user:alice` and then received a
 /// `Send` to `user_ids: ["alice"]`.
 #[tokio::test]
 async fn a_client_can_never_receive_another_users_messages() {
-    let gateway = Gateway::builder()
-        .env("ROOMS__ALLOW", r#"["*"]"#)
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
-    clients
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
-        .await;
-    let bob = clients
-        .login("bob", Transport::Polling, &tokens::for_user("bob"))
-        .await;
+    let builder = Gateway::builder().env("ROOMS__ALLOW", r#"["*"]"#);
+    let (_gateway, mut clients, mut control) = Scene::of(builder).await.into_parts();
+    let [_, bob] = clients.logins([ws("alice"), polling("bob")]).await;
 
     let ack = clients
         .emit_with_ack(
@@ -90,16 +71,10 @@ async fn a_client_can_never_receive_another_users_messages() {
 /// `target.all`.
 #[tokio::test]
 async fn an_unauthenticated_socket_receives_only_the_auth_protocol() {
-    let gateway = Gateway::builder()
-        .env("EDGE__APP_PING_INTERVAL", "100ms")
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
+    let builder = Gateway::builder().env("EDGE__APP_PING_INTERVAL", "100ms");
+    let (_gateway, mut clients, mut control) = Scene::of(builder).await.into_parts();
     let anon = clients.connect("anon", Transport::Websocket).await;
-    let ok = clients
-        .login("ok", Transport::Polling, &tokens::for_user("ok"))
-        .await;
+    let ok = clients.login(polling("ok")).await;
     // Server-side joins of an unauthenticated socket are kept, but deliver nothing.
     join(&mut control, &[&anon, &ok], &["chat:x", "io-default"]).await;
     assert!(
@@ -181,16 +156,11 @@ async fn an_unauthenticated_socket_receives_only_the_auth_protocol() {
 #[tokio::test]
 async fn a_client_leaves_only_the_rooms_it_joined_itself() {
     let backend = HookBackend::start().await;
-    let gateway = Gateway::builder()
+    let builder = Gateway::builder()
         .env("AUTH__AUTHENTICATORS", r#"["hook"]"#)
-        .env("HOOKS__ENDPOINT", &backend.url())
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
-    let sid = clients
-        .login("c", Transport::Websocket, "allow:alice")
-        .await;
+        .env("HOOKS__ENDPOINT", &backend.url());
+    let (_gateway, mut clients, mut control) = Scene::of(builder).await.into_parts();
+    let sid = clients.login(ws("c").token("allow:alice")).await;
     // Server rooms: defaults, the user room, the Authenticate hook's `via:websocket`, and
     // two through the Join RPC, one of which the client then asks to join as well.
     join(&mut control, &[&sid], &["muted", "chat:both"]).await;
@@ -251,12 +221,10 @@ async fn a_client_leaves_only_the_rooms_it_joined_itself() {
 #[tokio::test]
 async fn user_ids_are_literal_in_patterns_and_checked_at_authentication() {
     let backend = HookBackend::start().await;
-    let gateway = Gateway::builder()
+    let builder = Gateway::builder()
         .env("AUTH__AUTHENTICATORS", r#"["jwt", "hook"]"#)
-        .env("HOOKS__ENDPOINT", &backend.url())
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
+        .env("HOOKS__ENDPOINT", &backend.url());
+    let (gateway, mut clients, _control) = Scene::of(builder).await.into_parts();
 
     // A signed token whose subject is `*`: an invalid token.
     clients.connect("star", Transport::Websocket).await;
@@ -285,11 +253,9 @@ async fn user_ids_are_literal_in_patterns_and_checked_at_authentication() {
     );
     clients.disconnected("spaces").await;
     assert!(
-        counter(
-            &gateway,
-            r#"sockgate_refused_total{reason="invalid_user_id"} "#
-        )
-        .await
+        gateway
+            .metric(r#"sockgate_refused_total{reason="invalid_user_id"} "#)
+            .await
             >= 2
     );
     let log = gateway.log_text();
@@ -300,9 +266,7 @@ async fn user_ids_are_literal_in_patterns_and_checked_at_authentication() {
 
     // A user id with characters that mean something in other pattern languages matches
     // only itself.
-    clients
-        .login("dot", Transport::Websocket, &tokens::for_user("a.b"))
-        .await;
+    clients.login(ws("dot").user("a.b")).await;
     let ack = clients
         .emit_with_ack(
             "dot",
@@ -319,8 +283,7 @@ async fn user_ids_are_literal_in_patterns_and_checked_at_authentication() {
 /// JWT-only: an invalid subject is an invalid token.
 #[tokio::test]
 async fn a_token_with_an_invalid_subject_is_an_invalid_token() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
+    let (_gateway, mut clients, _control) = Scene::start().await.into_parts();
     for (id, sub) in [("star", "*".to_owned()), ("long", "u".repeat(129))] {
         clients.connect(id, Transport::Websocket).await;
         clients
@@ -339,7 +302,7 @@ async fn a_token_with_an_invalid_subject_is_an_invalid_token() {
     }
 }
 
-async fn public_room_count(control: &mut SocketControlClient<Channel>) -> u32 {
+async fn public_room_count(control: &mut Control) -> u32 {
     control
         .get_info(GetInfoRequest {})
         .await
@@ -348,38 +311,31 @@ async fn public_room_count(control: &mut SocketControlClient<Channel>) -> u32 {
         .rooms
 }
 
-async fn wait_until_gone(control: &mut SocketControlClient<Channel>, sid: &str) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while control
-        .get_socket(GetSocketRequest {
-            socket_id: sid.to_owned(),
-        })
-        .await
-        .is_ok()
-    {
-        assert!(tokio::time::Instant::now() < deadline, "{sid} never left");
-        tokio::task::yield_now().await;
-    }
+async fn wait_until_gone(control: &mut Control, sid: &str) {
+    eventually(&format!("{sid} to leave"), async || {
+        control
+            .get_socket(GetSocketRequest {
+                socket_id: sid.to_owned(),
+            })
+            .await
+            .is_err()
+    })
+    .await;
 }
 
 /// Finding 5: a `join` that raced the socket's disconnect left memberships behind.
 #[tokio::test]
 async fn a_join_decided_after_the_disconnect_leaves_nothing_behind() {
     let mut backend = HookBackend::start().await;
-    let gateway = Gateway::builder()
+    let builder = Gateway::builder()
         .env("HOOKS__ENDPOINT", &backend.url())
         .env("HOOKS__AUTHORIZE_JOIN", "true")
-        .env("HOOKS__TIMEOUT", "30s")
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
+        .env("HOOKS__TIMEOUT", "30s");
+    let (gateway, mut clients, mut control) = Scene::of(builder).await.into_parts();
     let baseline = public_room_count(&mut control).await;
 
     // The backend holds the join's AuthorizeJoin until the socket is gone, then allows it.
-    let sid = clients
-        .login("c", Transport::Websocket, &tokens::for_user("c"))
-        .await;
+    let sid = clients.login(ws("c")).await;
     clients
         .emit("c", "join", json!([{"rooms": ["held:x", "chat:y"]}]))
         .await;
@@ -389,14 +345,10 @@ async fn a_join_decided_after_the_disconnect_leaves_nothing_behind() {
     wait_until_gone(&mut control, &sid).await;
     backend.release_held();
     let prefix = r#"sockgate_client_rooms_total{request="join",result="abandoned"} "#;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while counter(&gateway, prefix).await == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the held join never finished"
-        );
-        tokio::task::yield_now().await;
-    }
+    eventually("the held join to finish", async || {
+        gateway.metric(prefix).await > 0
+    })
+    .await;
     let rooms = control
         .list_rooms(ListRoomsRequest::default())
         .await
@@ -414,9 +366,7 @@ async fn a_join_decided_after_the_disconnect_leaves_nothing_behind() {
     // the baseline.
     for round in 0..40 {
         let id = format!("r{round}");
-        let sid = clients
-            .login(&id, Transport::Websocket, &tokens::for_user(&id))
-            .await;
+        let sid = clients.login(ws(&id)).await;
         clients
             .emit(
                 &id,
@@ -435,18 +385,17 @@ async fn a_join_decided_after_the_disconnect_leaves_nothing_behind() {
         clients.disconnected(&id).await;
         wait_until_gone(&mut control, &sid).await;
     }
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while public_room_count(&mut control).await != baseline {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "rooms never came back to the baseline: {:?}",
-            control
-                .list_rooms(ListRoomsRequest::default())
-                .await
-                .unwrap()
-                .into_inner()
-                .rooms
-        );
-        tokio::task::yield_now().await;
-    }
+    eventually("rooms to come back to the baseline", async || {
+        if public_room_count(&mut control).await == baseline {
+            return Ok(());
+        }
+        let rooms = control
+            .list_rooms(ListRoomsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .rooms;
+        Err(format!("{rooms:?}"))
+    })
+    .await;
 }

@@ -9,8 +9,8 @@ use fixture::{
     backends::{self, ControlPlane, python_token},
     callers,
     certs::{CertFiles, Pki},
-    sio::{Clients, Transport},
-    tokens,
+    scene::Scene,
+    sio::{Transport, polling, ws},
 };
 use serde_json::json;
 
@@ -37,7 +37,7 @@ fn tls_args(pki: &Pki, client: &CertFiles) -> Vec<String> {
 async fn python_backend_authenticates_authorizes_and_handles_events() {
     let pki = Pki::new("examples");
     let hooks_addr = reserve_port();
-    let gateway = Gateway::builder()
+    let builder = Gateway::builder()
         .env("AUTH__AUTHENTICATORS", r#"["hook"]"#)
         .env("ROOMS__ALLOW", "[]")
         .env("HOOKS__ENDPOINT", &format!("http://{hooks_addr}"))
@@ -45,9 +45,8 @@ async fn python_backend_authenticates_authorizes_and_handles_events() {
         .env("HOOKS__ON_EVENT", "true")
         .env("HOOKS__EVENTS", r#"["echo", "chat:*"]"#)
         .control_auth()
-        .control_tls(&pki.server("control"), Some(&pki.ca_file))
-        .start()
-        .await;
+        .control_tls(&pki.server("control"), Some(&pki.ca_file));
+    let (gateway, mut clients, _) = Scene::of(builder).await.into_parts();
     // Mutual TLS and a bearer token, as in production.
     let control = ControlPlane {
         address: gateway.control.to_string(),
@@ -55,13 +54,12 @@ async fn python_backend_authenticates_authorizes_and_handles_events() {
         args: tls_args(&pki, &pki.client("python-backend")),
     };
     let _backend = backends::python(hooks_addr, &control).await;
-    let mut clients = Clients::start(&gateway.url()).await;
 
-    let alice = clients
-        .login("alice", Transport::Websocket, &python_token("alice"))
-        .await;
-    clients
-        .login("bob", Transport::Polling, &python_token("bob"))
+    let [alice, _] = clients
+        .logins([
+            ws("alice").token(&python_token("alice")),
+            polling("bob").token(&python_token("bob")),
+        ])
         .await;
     clients.connect("eve", Transport::Websocket).await;
     clients
@@ -136,26 +134,18 @@ async fn python_backend_authenticates_authorizes_and_handles_events() {
 #[tokio::test]
 async fn node_backend_reacts_to_watched_events() {
     let pki = Pki::new("examples");
-    let gateway = Gateway::builder()
+    let builder = Gateway::builder()
         .control_auth()
-        .control_tls(&pki.server("control"), Some(&pki.ca_file))
-        .start()
-        .await;
+        .control_tls(&pki.server("control"), Some(&pki.ca_file));
+    let (gateway, mut clients, _) = Scene::of(builder).await.into_parts();
     let control = ControlPlane {
         address: gateway.control.to_string(),
         token: callers::mint(&["--scope", "events,send", "--subject", "node-backend"]),
         args: tls_args(&pki, &pki.client("node-backend")),
     };
     let _backend = backends::node(&control).await;
-    let mut clients = Clients::start(&gateway.url()).await;
     clients
-        .login("alice", Transport::Polling, &tokens::for_user("alice"))
-        .await;
-    clients
-        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
-        .await;
-    clients
-        .login("carol", Transport::Websocket, &tokens::for_user("carol"))
+        .logins([polling("alice"), ws("bob"), ws("carol")])
         .await;
     for id in ["alice", "bob"] {
         clients

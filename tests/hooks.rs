@@ -5,11 +5,12 @@
 mod fixture;
 
 use fixture::{
-    Gateway,
+    Gateway, GatewayBuilder,
     hooks::HookBackend,
     rooms_of,
-    sio::{Clients, Transport},
-    to_sockets, tokens,
+    scene::Scene,
+    sio::{Transport, polling, ws},
+    to_sockets,
 };
 use serde_json::json;
 use sockgate_client::proto::{GetSocketRequest, SendRequest, SocketState};
@@ -17,7 +18,8 @@ use sockgate_client::proto::{GetSocketRequest, SendRequest, SocketState};
 const INVALID: &str = "Invalid token to authenticate! Please login again!";
 const FAILED: &str = "Failed to authenticate connection! Please login again!";
 
-async fn gateway(backend: &HookBackend) -> Gateway {
+/// A gateway calling every hook of `backend`, after JWT.
+fn hooked(backend: &HookBackend) -> GatewayBuilder {
     Gateway::builder()
         .env("AUTH__AUTHENTICATORS", r#"["jwt", "hook"]"#)
         .env("HOOKS__ENDPOINT", &backend.url())
@@ -25,20 +27,14 @@ async fn gateway(backend: &HookBackend) -> Gateway {
         .env("HOOKS__AUTHORIZE_JOIN", "true")
         .env("HOOKS__ON_EVENT", "true")
         .env("HOOKS__EVENTS", r#"["ask*", "boom", "slow", "bad-ack"]"#)
-        .start()
-        .await
 }
 
 #[tokio::test]
 async fn authenticate_hook_admits_with_user_metadata_and_rooms() {
     let backend = HookBackend::start().await;
-    let gateway = gateway(&backend).await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
+    let (_gateway, mut clients, mut control) = Scene::of(hooked(&backend)).await.into_parts();
 
-    let sid = clients
-        .login("hooked", Transport::Polling, "allow:alice")
-        .await;
+    let sid = clients.login(polling("hooked").token("allow:alice")).await;
     let socket = control
         .get_socket(GetSocketRequest { socket_id: sid })
         .await
@@ -53,17 +49,13 @@ async fn authenticate_hook_admits_with_user_metadata_and_rooms() {
         "hook rooms joined, the reserved one ignored"
     );
     // JWT still comes first in the chain.
-    clients
-        .login("jwt", Transport::Websocket, &tokens::for_user("bob"))
-        .await;
+    clients.login(ws("jwt").user("bob")).await;
 }
 
 #[tokio::test]
 async fn deny_error_and_hang_fail_closed_without_blocking_others() {
     let backend = HookBackend::start().await;
-    let gateway = gateway(&backend).await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
+    let (gateway, mut clients, mut control) = Scene::of(hooked(&backend)).await.into_parts();
 
     // The hanging authentication starts first; everything below happens while it hangs.
     let hanging = clients.connect("hang", Transport::Websocket).await;
@@ -71,9 +63,7 @@ async fn deny_error_and_hang_fail_closed_without_blocking_others() {
         .emit("hang", "authenticate", json!([{"token": "hang"}]))
         .await;
 
-    let other = clients
-        .login("other", Transport::Websocket, "allow:carol")
-        .await;
+    let other = clients.login(ws("other").token("allow:carol")).await;
     // While its hook is awaited the socket is shown as authenticating (an authenticator
     // that decides at once never shows that state).
     let state = control
@@ -138,13 +128,11 @@ async fn unreachable_hook_endpoint_fails_closed() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let gateway = Gateway::builder()
+    let builder = Gateway::builder()
         .env("AUTH__AUTHENTICATORS", r#"["hook"]"#)
         .env("HOOKS__ENDPOINT", &url)
-        .env("HOOKS__TIMEOUT", "400ms")
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
+        .env("HOOKS__TIMEOUT", "400ms");
+    let (_gateway, mut clients, _control) = Scene::of(builder).await.into_parts();
     clients.connect("c", Transport::Websocket).await;
     clients
         .emit("c", "authenticate", json!([{"token": "allow:x"}]))
@@ -158,12 +146,8 @@ async fn unreachable_hook_endpoint_fails_closed() {
 #[tokio::test]
 async fn authorize_join_decides_what_the_rules_do_not_allow() {
     let backend = HookBackend::start().await;
-    let gateway = gateway(&backend).await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
-    let sid = clients
-        .login("c", Transport::Websocket, "allow:alice")
-        .await;
+    let (_gateway, mut clients, mut control) = Scene::of(hooked(&backend)).await.into_parts();
+    let sid = clients.login(ws("c").token("allow:alice")).await;
 
     let ack = clients
         .emit_with_ack(
@@ -199,11 +183,8 @@ async fn authorize_join_decides_what_the_rules_do_not_allow() {
 #[tokio::test]
 async fn on_event_reply_becomes_the_ack() {
     let backend = HookBackend::start().await;
-    let gateway = gateway(&backend).await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    clients
-        .login("c", Transport::Websocket, "allow:alice")
-        .await;
+    let (_gateway, mut clients, _control) = Scene::of(hooked(&backend)).await.into_parts();
+    clients.login(ws("c").token("allow:alice")).await;
 
     let ack = clients.emit_with_ack("c", "ask", json!([{"q": 1}])).await;
     assert_eq!(
@@ -234,20 +215,13 @@ async fn on_event_reply_becomes_the_ack() {
 #[tokio::test]
 async fn a_saturated_hook_endpoint_is_logged_and_recovers() {
     let mut backend = HookBackend::start().await;
-    let gateway = Gateway::builder()
+    let builder = Gateway::builder()
         .env("HOOKS__ENDPOINT", &backend.url())
         .env("HOOKS__ON_EVENT", "true")
         .env("HOOKS__TIMEOUT", "600ms")
-        .env("HOOKS__MAX_CONCURRENCY", "1")
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    clients
-        .login("a", Transport::Websocket, &tokens::for_user("a"))
-        .await;
-    clients
-        .login("b", Transport::Websocket, &tokens::for_user("b"))
-        .await;
+        .env("HOOKS__MAX_CONCURRENCY", "1");
+    let (gateway, mut clients, _control) = Scene::of(builder).await.into_parts();
+    clients.logins([ws("a"), ws("b")]).await;
     // `a` holds the only slot with a call that hangs; `b` has to wait for it (and gets it,
     // or not, depending on how much of its own deadline is left when `a` times out).
     clients.emit("a", "slow", json!([{}])).await;

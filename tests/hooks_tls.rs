@@ -7,7 +7,8 @@ use fixture::{
     Gateway,
     certs::Pki,
     hooks::HookBackend,
-    sio::{Clients, Transport},
+    scene::Scene,
+    sio::{Transport, ws},
 };
 use serde_json::json;
 
@@ -27,7 +28,7 @@ async fn hooks_over_mutual_tls() {
     let backend = HookBackend::start_tls(&pki.server("backend"), &pki.ca_file).await;
     assert!(backend.url().starts_with("https://"));
     let gateway_cert = pki.client("gateway");
-    let gateway = hook_gateway(&backend, &pki)
+    let builder = hook_gateway(&backend, &pki)
         .env(
             "HOOKS__TLS__CERT_FILE",
             &gateway_cert.cert.display().to_string(),
@@ -35,13 +36,9 @@ async fn hooks_over_mutual_tls() {
         .env(
             "HOOKS__TLS__KEY_FILE",
             &gateway_cert.key.display().to_string(),
-        )
-        .start()
-        .await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    clients
-        .login("alice", Transport::Websocket, "allow:alice")
-        .await;
+        );
+    let (_gateway, mut clients, _) = Scene::of(builder).await.into_parts();
+    clients.login(ws("alice").token("allow:alice")).await;
 }
 
 #[tokio::test]
@@ -49,8 +46,7 @@ async fn hooks_without_a_client_certificate_fail_closed() {
     let pki = Pki::new("hooks");
     let backend = HookBackend::start_tls(&pki.server("backend"), &pki.ca_file).await;
     // The gateway trusts the backend but has no certificate to show it.
-    let gateway = hook_gateway(&backend, &pki).start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
+    let (gateway, mut clients, _) = Scene::of(hook_gateway(&backend, &pki)).await.into_parts();
     clients.connect("eve", Transport::Websocket).await;
     clients
         .emit("eve", "authenticate", json!([{"token": "allow:eve"}]))

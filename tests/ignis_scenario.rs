@@ -6,9 +6,10 @@
 mod fixture;
 
 use fixture::{
-    Gateway, join, rooms_of,
-    sio::{Clients, Transport},
-    to_all, to_rooms, to_sockets, tokens,
+    join, rooms_of,
+    scene::Scene,
+    sio::{polling, ws},
+    to_all, to_rooms, to_sockets,
 };
 use serde_json::json;
 use sockgate_client::proto::{GetInfoRequest, LeaveRequest, ListSocketsRequest, SendRequest};
@@ -18,9 +19,7 @@ use tonic_health::pb::{
 
 #[tokio::test]
 async fn ignis_example_over_grpc() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
+    let (gateway, mut clients, mut control) = Scene::start().await.into_parts();
 
     // Health (the REST example's GET /health).
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gateway.control))
@@ -38,11 +37,8 @@ async fn ignis_example_over_grpc() {
     assert_eq!(health.status(), ServingStatus::Serving);
 
     // Two clients, one per transport.
-    let one = clients
-        .login("one", Transport::Websocket, &tokens::for_user("user-1"))
-        .await;
-    let two = clients
-        .login("two", Transport::Polling, &tokens::for_user("user-2"))
+    let [one, two] = clients
+        .logins([ws("one").user("user-1"), polling("two").user("user-2")])
         .await;
 
     // GET /info and GET /sockets.

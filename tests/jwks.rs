@@ -9,7 +9,8 @@ use fixture::{
     callers::{self, Bearer},
     certs::Pki,
     jwks::{JwksServer, SigningKey, document},
-    sio::{Clients, Transport},
+    scene::Scene,
+    sio::{Transport, polling, ws},
 };
 use jsonwebtoken::get_current_timestamp;
 use serde_json::json;
@@ -159,19 +160,17 @@ async fn edge_tokens_rotate_through_the_jwks_url_too() {
     let first = SigningKey::new("edge-1");
     let second = SigningKey::new("edge-2");
     let server = JwksServer::start(&[&first]).await;
-    let gateway = Gateway::builder()
+    let builder = Gateway::builder()
         .env("AUTH__JWT__JWKS__URL", &server.url())
-        .env("AUTH__JWT__JWKS__MIN_REFRESH_INTERVAL", "0s")
-        .start()
-        .await;
+        .env("AUTH__JWT__JWKS__MIN_REFRESH_INTERVAL", "0s");
+    let (_gateway, mut clients, _) = Scene::of(builder).await.into_parts();
     let user = |name: &str| json!({"sub": name, "exp": get_current_timestamp() + 3600});
-    let mut clients = Clients::start(&gateway.url()).await;
     clients
-        .login("alice", Transport::Websocket, &first.sign(&user("alice")))
+        .login(ws("alice").token(&first.sign(&user("alice"))))
         .await;
     server.publish(&[&second]);
     clients
-        .login("bob", Transport::Polling, &second.sign(&user("bob")))
+        .login(polling("bob").token(&second.sign(&user("bob"))))
         .await;
     clients.connect("eve", Transport::Websocket).await;
     clients

@@ -7,7 +7,8 @@ use std::process::Command;
 
 use fixture::{
     Gateway, repo_root,
-    sio::{Clients, Transport},
+    scene::Scene,
+    sio::{Transport, polling, ws},
     to_all, tokens,
 };
 use serde_json::json;
@@ -69,12 +70,8 @@ async fn grpcurl_lists_describes_and_calls_without_proto_files() {
 
 #[tokio::test]
 async fn metrics_count_what_was_refused_and_health_endpoints_answer() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
-    clients
-        .login("ok", Transport::Websocket, &tokens::for_user("u"))
-        .await;
+    let (gateway, mut clients, mut control) = Scene::start().await.into_parts();
+    clients.login(ws("ok").user("u")).await;
     clients.connect("bad", Transport::Polling).await;
     clients
         .emit(
@@ -185,13 +182,9 @@ async fn unsafe_settings_are_refused_at_start() {
 
 #[tokio::test]
 async fn sigterm_tells_sockets_and_exits_cleanly() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
+    let (gateway, mut clients, _) = Scene::start().await.into_parts();
     clients
-        .login("ws", Transport::Websocket, &tokens::for_user("a"))
-        .await;
-    clients
-        .login("poll", Transport::Polling, &tokens::for_user("b"))
+        .logins([ws("ws").user("a"), polling("poll").user("b")])
         .await;
     let status = gateway.terminate().await;
     assert!(status.success(), "exit status {status:?}");

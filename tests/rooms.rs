@@ -4,8 +4,10 @@
 mod fixture;
 
 use fixture::{
-    Gateway, PATIENCE, join, rooms_of,
-    sio::{Clients, Transport},
+    eventually::eventually,
+    join, rooms_of,
+    scene::Scene,
+    sio::{polling, ws},
     to_rooms, to_sockets, to_users, tokens,
 };
 use serde_json::json;
@@ -13,12 +15,8 @@ use sockgate_client::proto::{JoinRequest, LeaveRequest, SendRequest};
 
 #[tokio::test]
 async fn client_join_gets_the_allowed_subset_and_an_ack() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
-    let sid = clients
-        .login("c", Transport::Websocket, &tokens::for_user("u1"))
-        .await;
+    let (_gateway, mut clients, mut control) = Scene::start().await.into_parts();
+    let sid = clients.login(ws("c").user("u1")).await;
 
     let ack = clients
         .emit_with_ack(
@@ -72,24 +70,18 @@ async fn client_join_gets_the_allowed_subset_and_an_ack() {
 
 #[tokio::test]
 async fn join_without_ack_still_joins_and_bad_requests_get_an_error_ack() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
-    let sid = clients
-        .login("c", Transport::Polling, &tokens::for_user("u1"))
-        .await;
+    let (_gateway, mut clients, mut control) = Scene::start().await.into_parts();
+    let sid = clients.login(polling("c").user("u1")).await;
     clients
         .emit("c", "join", json!([{"rooms": ["chat:quiet"]}]))
         .await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
     // The join has no ack to await: poll the control plane until it shows.
-    while !rooms_of(&mut control, &sid)
-        .await
-        .contains(&"chat:quiet".to_owned())
-    {
-        assert!(tokio::time::Instant::now() < deadline, "join did not apply");
-        tokio::task::yield_now().await;
-    }
+    eventually("the join to apply", async || {
+        rooms_of(&mut control, &sid)
+            .await
+            .contains(&"chat:quiet".to_owned())
+    })
+    .await;
 
     let bad = clients
         .emit_with_ack("c", "join", json!([{"room": "chat:x"}]))
@@ -120,17 +112,12 @@ async fn join_without_ack_still_joins_and_bad_requests_get_an_error_ack() {
 
 #[tokio::test]
 async fn jwt_room_claim_extends_the_static_rules() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
+    let (_gateway, mut clients, _control) = Scene::start().await.into_parts();
     clients
-        .login(
-            "vip",
-            Transport::Websocket,
-            &tokens::with_rooms("v", &["vip:*"]),
-        )
-        .await;
-    clients
-        .login("plain", Transport::Websocket, &tokens::for_user("p"))
+        .logins([
+            ws("vip").token(&tokens::with_rooms("v", &["vip:*"])),
+            ws("plain").user("p"),
+        ])
         .await;
     let vip = clients
         .emit_with_ack("vip", "join", json!([{"rooms": ["vip:lounge"]}]))
@@ -144,14 +131,9 @@ async fn jwt_room_claim_extends_the_static_rules() {
 
 #[tokio::test]
 async fn rpc_join_and_leave_by_id_room_and_user() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
-    let a = clients
-        .login("a", Transport::Websocket, &tokens::for_user("alice"))
-        .await;
-    let b = clients
-        .login("b", Transport::Polling, &tokens::for_user("bob"))
+    let (_gateway, mut clients, mut control) = Scene::start().await.into_parts();
+    let [a, b] = clients
+        .logins([ws("a").user("alice"), polling("b").user("bob")])
         .await;
 
     // Trusted: no validator, any public room name.

@@ -4,9 +4,10 @@
 mod fixture;
 
 use fixture::{
-    Gateway, join,
-    sio::{Clients, Transport},
-    to_all, to_rooms, to_sockets, to_users, tokens,
+    join,
+    scene::Scene,
+    sio::{Login, Transport, polling, ws},
+    to_all, to_rooms, to_sockets, to_users,
 };
 use serde_json::json;
 use sockgate_client::proto::{AckOptions, SendRequest, Target};
@@ -21,17 +22,13 @@ fn event(name: &str, data: serde_json::Value) -> SendRequest {
 
 #[tokio::test]
 async fn send_reaches_exactly_the_target() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
-    let a = clients
-        .login("a", Transport::Websocket, &tokens::for_user("alice"))
-        .await;
-    let b = clients
-        .login("b", Transport::Polling, &tokens::for_user("bob"))
-        .await;
-    let _c = clients
-        .login("c", Transport::Websocket, &tokens::for_user("bob"))
+    let (_gateway, mut clients, mut control) = Scene::start().await.into_parts();
+    let [a, b, _c] = clients
+        .logins([
+            ws("a").user("alice"),
+            polling("b").user("bob"),
+            ws("c").user("bob"),
+        ])
         .await;
     join(&mut control, &[&a, &b], &["chat:x"]).await;
 
@@ -105,11 +102,9 @@ async fn send_reaches_exactly_the_target() {
 
 #[tokio::test]
 async fn attachments_arrive_as_binary_arguments() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
+    let (_gateway, mut clients, mut control) = Scene::start().await.into_parts();
     for (id, transport) in [("ws", Transport::Websocket), ("poll", Transport::Polling)] {
-        let sid = clients.login(id, transport, &tokens::for_user(id)).await;
+        let sid = clients.login(Login::new(id, transport)).await;
         control
             .send(SendRequest {
                 target: to_sockets(&[&sid]),
@@ -125,9 +120,7 @@ async fn attachments_arrive_as_binary_arguments() {
         );
     }
     // No data, no attachments: an event without arguments.
-    let sid = clients
-        .login("bare", Transport::Websocket, &tokens::for_user("x"))
-        .await;
+    let sid = clients.login(ws("bare").user("x")).await;
     control
         .send(SendRequest {
             event: "bare".into(),
@@ -141,14 +134,9 @@ async fn attachments_arrive_as_binary_arguments() {
 
 #[tokio::test]
 async fn ack_mode_returns_replies_and_timeouts() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
-    let polite = clients
-        .login("polite", Transport::Websocket, &tokens::for_user("p"))
-        .await;
-    let rude = clients
-        .login("rude", Transport::Polling, &tokens::for_user("r"))
+    let (_gateway, mut clients, mut control) = Scene::start().await.into_parts();
+    let [polite, rude] = clients
+        .logins([ws("polite").user("p"), polling("rude").user("r")])
         .await;
     clients
         .reply_to("polite", "question", json!({"answer": 42}))

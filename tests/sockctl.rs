@@ -4,13 +4,14 @@
 
 mod fixture;
 
-use std::process::Stdio;
+use std::{process::Stdio, time::Duration};
 
 use fixture::{
     Gateway, PATIENCE,
-    sio::{Clients, Transport},
+    eventually::eventually,
+    scene::Scene,
+    sio::{Transport, ws},
     sockctl::{self, run},
-    tokens,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -29,11 +30,8 @@ fn one_line_error(run: &sockctl::Run, starts: &str) {
 #[tokio::test]
 async fn read_subcommands_print_tables_and_json() {
     sockctl::binary(); // built before any client connects: the auth timeout runs meanwhile
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let alice = clients
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
-        .await;
+    let (gateway, mut clients, _) = Scene::start().await.into_parts();
+    let alice = clients.login(ws("alice")).await;
     let anon = clients.connect("anon", Transport::Polling).await;
 
     let info = run(&gateway, &["info"]).await;
@@ -130,14 +128,8 @@ async fn read_subcommands_print_tables_and_json() {
 #[tokio::test]
 async fn write_subcommands_act_on_sockets() {
     sockctl::binary(); // built before any client connects: the auth timeout runs meanwhile
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let alice = clients
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
-        .await;
-    let bob = clients
-        .login("bob", Transport::Websocket, &tokens::for_user("bob"))
-        .await;
+    let (gateway, mut clients, _) = Scene::start().await.into_parts();
+    let [alice, bob] = clients.logins([ws("alice"), ws("bob")]).await;
     let rooms_of =
         |value: Value| -> Vec<String> { serde_json::from_value(value["rooms"].clone()).unwrap() };
 
@@ -269,11 +261,8 @@ async fn write_subcommands_act_on_sockets() {
 #[tokio::test]
 async fn watch_streams_json_lines_until_interrupted() {
     sockctl::binary(); // built before any client connects: the auth timeout runs meanwhile
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let alice = clients
-        .login("alice", Transport::Websocket, &tokens::for_user("alice"))
-        .await;
+    let (gateway, mut clients, _) = Scene::start().await.into_parts();
+    let alice = clients.login(ws("alice")).await;
     let mut watch = sockctl::command(&gateway)
         .args([
             "watch",
@@ -290,21 +279,15 @@ async fn watch_streams_json_lines_until_interrupted() {
     let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
 
     // The watch subscribes at some point after it starts: emit until one arrives.
-    let first = tokio::time::timeout(PATIENCE, async {
-        loop {
-            clients
-                .emit("alice", "other", json!([{"skip": true}]))
-                .await;
-            clients.emit("alice", "chat:msg", json!([{"t": 1}])).await;
-            if let Ok(line) =
-                tokio::time::timeout(std::time::Duration::from_millis(500), lines.next_line()).await
-            {
-                return line.unwrap().expect("a line");
-            }
-        }
+    let first = eventually("watch to print an event", async || {
+        clients
+            .emit("alice", "other", json!([{"skip": true}]))
+            .await;
+        clients.emit("alice", "chat:msg", json!([{"t": 1}])).await;
+        let line = tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await;
+        line.ok().map(|line| line.unwrap().expect("a line"))
     })
-    .await
-    .expect("watch printed an event");
+    .await;
     let event: Value = serde_json::from_str(&first).expect("one JSON object per line");
     assert_eq!(event["kind"], "client_event");
     assert_eq!(event["event"], "chat:msg");
@@ -333,8 +316,7 @@ async fn watch_streams_json_lines_until_interrupted() {
 #[tokio::test]
 async fn watch_prints_a_line_per_event() {
     sockctl::binary(); // built before any client connects: the auth timeout runs meanwhile
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
+    let (gateway, mut clients, _) = Scene::start().await.into_parts();
     let mut watch = sockctl::command(&gateway)
         .args(["watch", "--kind", "connected", "--kind", "auth_failed"])
         .stdout(Stdio::piped())
@@ -343,23 +325,17 @@ async fn watch_prints_a_line_per_event() {
     let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
     let mut n = 0;
     let mut sids = Vec::new();
-    let line = tokio::time::timeout(PATIENCE, async {
-        loop {
-            n += 1;
-            sids.push(
-                clients
-                    .connect(&format!("c{n}"), Transport::Websocket)
-                    .await,
-            );
-            if let Ok(line) =
-                tokio::time::timeout(std::time::Duration::from_millis(500), lines.next_line()).await
-            {
-                return line.unwrap().expect("a line");
-            }
-        }
+    let line = eventually("watch to print an event", async || {
+        n += 1;
+        sids.push(
+            clients
+                .connect(&format!("c{n}"), Transport::Websocket)
+                .await,
+        );
+        let line = tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await;
+        line.ok().map(|line| line.unwrap().expect("a line"))
     })
-    .await
-    .expect("watch printed an event");
+    .await;
     // `TIME  connected  SOCKET  -`: one of the sockets connected so far (the watch may
     // have subscribed after the first ones).
     let words: Vec<&str> = line.split_whitespace().collect();
@@ -369,21 +345,15 @@ async fn watch_prints_a_line_per_event() {
 
     // Whoever reads stops reading (`sockctl watch | head -1`): the next event ends it.
     drop(lines);
-    let status = tokio::time::timeout(PATIENCE, async {
-        loop {
-            n += 1;
-            clients
-                .connect(&format!("c{n}"), Transport::Websocket)
-                .await;
-            if let Ok(status) =
-                tokio::time::timeout(std::time::Duration::from_millis(200), watch.wait()).await
-            {
-                return status.unwrap();
-            }
-        }
+    let status = eventually("watch to exit once its output is closed", async || {
+        n += 1;
+        clients
+            .connect(&format!("c{n}"), Transport::Websocket)
+            .await;
+        let status = tokio::time::timeout(Duration::from_millis(200), watch.wait()).await;
+        status.ok().map(Result::unwrap)
     })
-    .await
-    .expect("watch exits once its output is closed");
+    .await;
     assert_eq!(status.code(), Some(0));
 }
 

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use fixture::{
     Gateway,
     certs::{CertFiles, Pki},
-    sio::{Clients, Transport},
-    tokens,
+    sio::{Clients, polling, ws},
 };
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -67,10 +66,10 @@ async fn socket_io_clients_connect_over_tls_on_both_transports() {
     let url = format!("https://localhost:{}", gateway.edge.port());
     let mut clients = Clients::start_trusting(&url, &pki.ca_file).await;
     clients
-        .login("secure-ws", Transport::Websocket, &tokens::for_user("a"))
-        .await;
-    clients
-        .login("secure-polling", Transport::Polling, &tokens::for_user("b"))
+        .logins([
+            ws("secure-ws").user("a"),
+            polling("secure-polling").user("b"),
+        ])
         .await;
 }
 
@@ -106,16 +105,8 @@ async fn the_edge_serves_a_renewed_certificate_after_sighup() {
         .status()
         .unwrap();
     assert!(status.success());
-    tokio::time::timeout(fixture::PATIENCE, async {
-        while !gateway.log_text().contains("TLS certificate reloaded") {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the reload is logged");
+    gateway.await_log("TLS certificate reloaded", 1).await;
     let url = format!("https://localhost:{}", gateway.edge.port());
     let mut clients = Clients::start_trusting(&url, &new_ca.ca_file).await;
-    clients
-        .login("renewed", Transport::Websocket, &tokens::for_user("r"))
-        .await;
+    clients.login(ws("renewed").user("r")).await;
 }

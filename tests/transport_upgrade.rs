@@ -5,19 +5,13 @@
 
 mod fixture;
 
-use fixture::{
-    Gateway,
-    sio::{Clients, Transport},
-    to_sockets, tokens,
-};
+use fixture::{scene::Scene, sio::Transport, to_sockets, tokens};
 use serde_json::json;
 use sockgate_client::proto::SendRequest;
 
 #[tokio::test]
 async fn a_polling_session_upgrades_to_websocket_without_losing_or_reordering_messages() {
-    let gateway = Gateway::start().await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    let mut control = gateway.control().await;
+    let (_gateway, mut clients, mut control) = Scene::start().await.into_parts();
     let sid = clients
         .connect_with(
             "up",

@@ -3,13 +3,7 @@
 
 mod fixture;
 
-use std::time::Duration;
-
-use fixture::{
-    Gateway, PATIENCE, join, next_watched,
-    sio::{Clients, Transport},
-    tokens,
-};
+use fixture::{Gateway, eventually::eventually, join, next_watched, scene::Scene, sio::ws};
 use serde_json::json;
 use sockgate_client::proto::{
     EventKind, WatchEventsRequest, WatchEventsResponse, socket_control_client::SocketControlClient,
@@ -28,7 +22,7 @@ async fn watch(gateway: &Gateway, request: WatchEventsRequest) -> Streaming<Watc
 
 #[tokio::test]
 async fn watchers_see_the_lifecycle_and_client_events() {
-    let gateway = Gateway::start().await;
+    let (gateway, mut clients, mut control) = Scene::start().await.into_parts();
     let mut everything = watch(&gateway, WatchEventsRequest::default()).await;
     let mut chat_only = watch(
         &gateway,
@@ -48,10 +42,7 @@ async fn watchers_see_the_lifecycle_and_client_events() {
     )
     .await;
 
-    let mut clients = Clients::start(&gateway.url()).await;
-    let sid = clients
-        .login("c", Transport::Websocket, &tokens::for_user("alice"))
-        .await;
+    let sid = clients.login(ws("c").user("alice")).await;
     clients
         .emit_with_ack("c", "join", json!([{"rooms": ["chat:x"]}]))
         .await;
@@ -66,7 +57,6 @@ async fn watchers_see_the_lifecycle_and_client_events() {
     clients
         .emit_with_ack("c", "leave", json!([{"rooms": ["chat:x"]}]))
         .await;
-    let mut control = gateway.control().await;
     join(&mut control, &[&sid], &["vip"]).await;
     clients.close("c").await;
 
@@ -160,13 +150,10 @@ async fn a_stalled_watcher_holds_a_bounded_number_of_bytes() {
     // Events are few but large (clients choose their size): a queue bounded by its count
     // alone (1024) would hold them all.
     const EVENTS: usize = 200;
-    let gateway = Gateway::start().await;
+    let (gateway, mut clients, _) = Scene::start().await.into_parts();
     let mut stalled = slow_watcher(&gateway, &["blob", "end"]).await;
     let mut barrier = watch(&gateway, client_events(&["end"])).await;
-    let mut clients = Clients::start(&gateway.url()).await;
-    clients
-        .login("c", Transport::Websocket, &tokens::for_user("u"))
-        .await;
+    clients.login(ws("c").user("u")).await;
     // 200 × 200 KB = 40 MB, past the default budget of 16 MiB.
     let padding = "x".repeat(200_000);
     for i in 0..EVENTS {
@@ -198,18 +185,14 @@ async fn a_stalled_watcher_holds_a_bounded_number_of_bytes() {
 async fn a_slow_watcher_gets_a_drop_marker_and_the_others_are_unaffected() {
     const FLOOD: usize = 600;
     // The client floods on purpose: its own event rate is not what this test is about.
-    let gateway = Gateway::builder()
+    let builder = Gateway::builder()
         .env("WATCH__BUFFER", "32")
-        .env("EDGE__LIMITS__EVENTS_PER_SECOND", "0")
-        .start()
-        .await;
+        .env("EDGE__LIMITS__EVENTS_PER_SECOND", "0");
+    let (gateway, mut clients, _) = Scene::of(builder).await.into_parts();
     let mut slow = slow_watcher(&gateway, &["flood"]).await;
     let mut barrier = watch(&gateway, client_events(&["end"])).await;
 
-    let mut clients = Clients::start(&gateway.url()).await;
-    clients
-        .login("c", Transport::Websocket, &tokens::for_user("u"))
-        .await;
+    clients.login(ws("c").user("u")).await;
     let padding = "x".repeat(2000);
     for i in 0..FLOOD {
         clients
@@ -269,20 +252,14 @@ async fn watch_limits_and_bad_filters() {
     assert!(status.message().contains("watch.max_watchers"));
     drop(first);
     // The slot frees once the first stream is gone (the server notices the reset).
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    eventually("the watcher slot to free", async || {
         match control.watch_events(WatchEventsRequest::default()).await {
-            Ok(_) => break,
-            Err(status) if status.code() == Code::ResourceExhausted => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "watcher slot never freed"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            Ok(_) => true,
+            Err(status) if status.code() == Code::ResourceExhausted => false,
             Err(status) => panic!("{status:?}"),
         }
-    }
+    })
+    .await;
     let bad = control
         .watch_events(WatchEventsRequest {
             kinds: vec![99],
