@@ -71,60 +71,115 @@ pub struct Metrics {
     pub refused: Family<Label, Counter>,
 }
 
-/// Why the edge (or a control call) refused something: the `reason` label of
-/// `sockgate_refused_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// An authenticator returned a user id that is not allowed.
-    InvalidUserId,
-    /// A client event over the socket's rate was dropped.
-    EventRate,
-    /// A socket that kept exceeding its event rate was disconnected.
-    EventRateDisconnect,
-    /// A `join` / `leave` past the socket's requests in flight.
-    RoomRequestsInFlight,
-    /// A room past the socket's limit of client-joined rooms.
-    RoomsPerSocket,
-    /// A connection past the node's limit.
-    ConnectionsPerNode,
-    /// A connection past the client address's limit.
-    ConnectionsPerIp,
-    /// A new handshake past the client address's rate.
-    HandshakeRate,
-    /// A new connection while the node drains.
-    Draining,
-    /// Ack replies of a `Send` past the byte limit.
-    AckReplyBytes,
-    /// A second Socket.IO connect on one Engine.IO session.
-    SessionReused,
-    /// A request from a browser page of an origin not in `edge.cors_origins`.
-    Origin,
-    /// A handshake (opening request or `auth` object) past its byte limit.
-    HandshakeBytes,
-    /// A request naming an existing session from another address than the one that
-    /// opened it.
-    SessionAddress,
+/// A closed set of label values: an enum whose `name` is the value.
+macro_rules! labels {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $value:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            /// Label value.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $value,)+
+                }
+            }
+        }
+    };
 }
 
-impl Refusal {
-    /// Label value.
-    pub fn name(self) -> &'static str {
-        match self {
-            Refusal::InvalidUserId => "invalid_user_id",
-            Refusal::EventRate => "event_rate",
-            Refusal::EventRateDisconnect => "event_rate_disconnect",
-            Refusal::RoomRequestsInFlight => "room_requests_in_flight",
-            Refusal::RoomsPerSocket => "rooms_per_socket",
-            Refusal::ConnectionsPerNode => "connections_per_node",
-            Refusal::ConnectionsPerIp => "connections_per_ip",
-            Refusal::HandshakeRate => "handshake_rate",
-            Refusal::Draining => "draining",
-            Refusal::AckReplyBytes => "ack_reply_bytes",
-            Refusal::SessionAddress => "session_address",
-            Refusal::HandshakeBytes => "handshake_bytes",
-            Refusal::Origin => "origin",
-            Refusal::SessionReused => "session_reused",
-        }
+labels! {
+    /// Why the edge (or a control call) refused something: the `reason` label of
+    /// `sockgate_refused_total`.
+    Refusal {
+        /// An authenticator returned a user id that is not allowed.
+        InvalidUserId => "invalid_user_id",
+        /// A client event over the socket's rate was dropped.
+        EventRate => "event_rate",
+        /// A socket that kept exceeding its event rate was disconnected.
+        EventRateDisconnect => "event_rate_disconnect",
+        /// A `join` / `leave` past the socket's requests in flight.
+        RoomRequestsInFlight => "room_requests_in_flight",
+        /// A room past the socket's limit of client-joined rooms.
+        RoomsPerSocket => "rooms_per_socket",
+        /// A connection past the node's limit.
+        ConnectionsPerNode => "connections_per_node",
+        /// A connection past the client address's limit.
+        ConnectionsPerIp => "connections_per_ip",
+        /// A new handshake past the client address's rate.
+        HandshakeRate => "handshake_rate",
+        /// A new connection while the node drains.
+        Draining => "draining",
+        /// Ack replies of a `Send` past the byte limit.
+        AckReplyBytes => "ack_reply_bytes",
+        /// A second Socket.IO connect on one Engine.IO session.
+        SessionReused => "session_reused",
+        /// A request from a browser page of an origin not in `edge.cors_origins`.
+        Origin => "origin",
+        /// A handshake (opening request or `auth` object) past its byte limit.
+        HandshakeBytes => "handshake_bytes",
+        /// A request naming an existing session from another address than the one that
+        /// opened it.
+        SessionAddress => "session_address",
+    }
+}
+
+labels! {
+    /// How an `authenticate` ended: the `outcome` label of `sockgate_auth_total`.
+    AuthOutcome {
+        /// Admitted.
+        Allowed => "allowed",
+        /// The authenticator said no.
+        Denied => "denied",
+        /// The authenticator failed or timed out.
+        Failed => "failed",
+        /// Not authenticated within the auth timeout.
+        Timeout => "timeout",
+    }
+}
+
+labels! {
+    /// What became of a client event: the `outcome` label of
+    /// `sockgate_client_events_total`.
+    EventOutcome {
+        /// Accepted from an authenticated socket.
+        Accepted => "accepted",
+        /// Dropped: no `OnEvent` slot free for the socket.
+        DroppedSaturated => "dropped_saturated",
+        /// Dropped: the socket had not authenticated.
+        DroppedUnauthenticated => "dropped_unauthenticated",
+        /// Dropped: not a valid event packet.
+        Malformed => "malformed",
+    }
+}
+
+labels! {
+    /// A client's room request: the `request` label of `sockgate_client_rooms_total`.
+    RoomRequest {
+        /// `join`.
+        Join => "join",
+        /// `leave`.
+        Leave => "leave",
+    }
+}
+
+labels! {
+    /// What became of the rooms of a client's request: the `result` label of
+    /// `sockgate_client_rooms_total`.
+    RoomResult {
+        /// Joined.
+        Joined => "joined",
+        /// Left.
+        Left => "left",
+        /// Refused.
+        Rejected => "rejected",
+        /// The socket left while the join was decided.
+        Abandoned => "abandoned",
+        /// The request could not be read.
+        InvalidRequest => "invalid_request",
     }
 }
 
@@ -247,22 +302,22 @@ impl Metrics {
     }
 
     /// Counts one authentication outcome.
-    pub fn auth(&self, outcome: &'static str) {
-        self.auth.get_or_create(&[("outcome", outcome)]).inc();
+    pub fn auth(&self, outcome: AuthOutcome) {
+        self.auth.get_or_create(&[("outcome", outcome.name())]).inc();
     }
 
     /// Counts one client event outcome.
-    pub fn client_event(&self, outcome: &'static str) {
+    pub fn client_event(&self, outcome: EventOutcome) {
         self.client_events
-            .get_or_create(&[("outcome", outcome)])
+            .get_or_create(&[("outcome", outcome.name())])
             .inc();
     }
 
     /// Counts `n` rooms of a client request.
-    pub fn client_rooms(&self, request: &'static str, result: &'static str, n: usize) {
+    pub fn client_rooms(&self, request: RoomRequest, result: RoomResult, n: usize) {
         if n > 0 {
             self.client_rooms
-                .get_or_create(&[("request", request), ("result", result)])
+                .get_or_create(&[("request", request.name()), ("result", result.name())])
                 .inc_by(n as u64);
         }
     }
@@ -340,7 +395,7 @@ mod tests {
     #[test]
     fn renders_counters_with_labels() {
         let metrics = Metrics::new();
-        metrics.auth("denied");
+        metrics.auth(AuthOutcome::Denied);
         metrics.control(
             "Send",
             tonic::Code::InvalidArgument,

@@ -86,32 +86,7 @@ pub async fn send<A: Adapter>(
     limits: &ControlLimits,
     request: SendRequest,
 ) -> Result<SendResponse, ControlError> {
-    check_event_name(&request.event)?;
-    let size = request.data_json.len()
-        + request
-            .attachments
-            .iter()
-            .map(bytes::Bytes::len)
-            .sum::<usize>();
-    if size > limits.max_payload_bytes {
-        return Err(ControlError::invalid(format!(
-            "data_json and attachments are {size} bytes; the limit is {} (control.max_payload_bytes)",
-            limits.max_payload_bytes
-        )));
-    }
-    let ack_timeout = match &request.ack {
-        Some(ack) => {
-            let timeout = Duration::from_millis(u64::from(ack.timeout_ms));
-            if timeout.is_zero() || timeout > limits.max_ack_timeout {
-                return Err(ControlError::invalid(format!(
-                    "ack.timeout_ms must be 1 to {}",
-                    limits.max_ack_timeout.as_millis()
-                )));
-            }
-            Some(timeout)
-        }
-        None => None,
-    };
+    let ack_timeout = check(&request, limits)?;
     let args = Args {
         data: parse_json(&request.data_json, "data_json")?,
         attachments: request.attachments,
@@ -148,39 +123,82 @@ pub async fn send<A: Adapter>(
     } else {
         None
     };
-    let unicast = target.is_some_and(|t| {
-        t.socket_ids.len() == 1 && t.rooms.is_empty() && t.user_ids.is_empty() && !t.all
-    });
-    match operators.emit(&request.event, &args).await {
-        Ok(()) => {}
+    let emitted = operators.emit(&request.event, &args).await;
+    emit_outcome(io, cluster, target, &request.event, &args, emitted).await?;
+    Ok(SendResponse {
+        recipients,
+        ..SendResponse::default()
+    })
+}
+
+/// Checks the event name, the payload's size and the ack deadline; the deadline, when
+/// the caller wants acks.
+fn check(request: &SendRequest, limits: &ControlLimits) -> Result<Option<Duration>, ControlError> {
+    check_event_name(&request.event)?;
+    let size = request.data_json.len()
+        + request
+            .attachments
+            .iter()
+            .map(bytes::Bytes::len)
+            .sum::<usize>();
+    if size > limits.max_payload_bytes {
+        return Err(ControlError::invalid(format!(
+            "data_json and attachments are {size} bytes; the limit is {} (control.max_payload_bytes)",
+            limits.max_payload_bytes
+        )));
+    }
+    let Some(ack) = &request.ack else {
+        return Ok(None);
+    };
+    let timeout = Duration::from_millis(u64::from(ack.timeout_ms));
+    if timeout.is_zero() || timeout > limits.max_ack_timeout {
+        return Err(ControlError::invalid(format!(
+            "ack.timeout_ms must be 1 to {}",
+            limits.max_ack_timeout.as_millis()
+        )));
+    }
+    Ok(Some(timeout))
+}
+
+/// What the caller of a `Send` without acks is told of the emit's outcome.
+async fn emit_outcome<A: Adapter>(
+    io: &SocketIo<A>,
+    cluster: &Cluster,
+    target: Option<&Target>,
+    event: &str,
+    args: &Args<'_>,
+    emitted: Result<(), BroadcastError>,
+) -> Result<(), ControlError> {
+    match emitted {
+        Ok(()) => Ok(()),
         Err(BroadcastError::Socket(errors)) => {
             // A socket that does not read fast enough (its send buffer is full) or is
             // closing. The others got the event; a single target is told.
             METRICS.send_dropped.inc_by(errors.len() as u64);
-            debug!(event = %request.event, failed = errors.len(), "sockets could not take the event");
-            if unicast {
-                return Err(ControlError::Exhausted(format!(
+            debug!(event, failed = errors.len(), "sockets could not take the event");
+            let unicast = target.filter(|t| {
+                t.socket_ids.len() == 1 && t.rooms.is_empty() && t.user_ids.is_empty() && !t.all
+            });
+            match unicast {
+                Some(t) => Err(ControlError::Exhausted(format!(
                     "socket {} cannot take the event now: its send buffer is full or it is closing",
-                    target.map(|t| t.socket_ids[0].as_str()).unwrap_or_default()
-                )));
+                    t.socket_ids[0]
+                ))),
+                None => Ok(()),
             }
         }
         Err(BroadcastError::Adapter(e)) => {
             // The other nodes cannot be reached (Redis down): this node's sockets still
             // get the event; the caller is told the rest did not.
             if let Some(local) = Box::pin(operators_for_fallback(io, cluster, target)).await {
-                let _ = Box::pin(local.emit(&request.event, &args)).await;
+                let _ = Box::pin(local.emit(event, args)).await;
             }
-            return Err(ControlError::Unavailable(format!(
+            Err(ControlError::Unavailable(format!(
                 "delivered to this node's sockets only; other nodes unreachable: {e}"
-            )));
+            )))
         }
-        Err(other) => return Err(other.into()),
+        Err(other) => Err(other.into()),
     }
-    Ok(SendResponse {
-        recipients,
-        ..SendResponse::default()
-    })
 }
 
 /// Emits with an ack and collects each recipient's reply (or its timeout).

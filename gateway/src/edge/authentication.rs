@@ -17,7 +17,7 @@ use crate::{
     auth::{Handshake, Identity, Outcome},
     clock::{self, iso_now},
     events,
-    metrics::METRICS,
+    metrics::{AuthOutcome, METRICS},
     rooms,
 };
 
@@ -48,16 +48,16 @@ pub async fn authenticate<A: Adapter>(
     };
     match edge.auth.authenticate(&handshake).await {
         Outcome::Allow(identity) => {
-            METRICS.auth("allowed");
+            METRICS.auth(AuthOutcome::Allowed);
             admit(&edge, &socket, &session, identity);
         }
         Outcome::Deny(reason) => {
-            METRICS.auth("denied");
+            METRICS.auth(AuthOutcome::Denied);
             info!(sid = %socket.id, %reason, "authentication denied");
             reject(&edge, &socket, &session, protocol::INVALID_TOKEN_MESSAGE);
         }
         Outcome::Fail(reason) => {
-            METRICS.auth("failed");
+            METRICS.auth(AuthOutcome::Failed);
             warn!(sid = %socket.id, %reason, "authenticator failed");
             reject(&edge, &socket, &session, protocol::AUTH_FAILED_MESSAGE);
         }
@@ -184,7 +184,7 @@ fn sweep<A: Adapter>(
     }
     let age = Duration::from_millis(now_ms.saturating_sub(session.meta.connected_at_ms));
     if age >= timeout && session.apply(socket, Transition::Refuse).is_some() {
-        METRICS.auth("timeout");
+        METRICS.auth(AuthOutcome::Timeout);
         info!(sid = %socket.id, ?timeout, "not authenticated in time, disconnecting");
         let _ = socket.clone().disconnect();
     }

@@ -13,7 +13,7 @@ use sockgate_client::proto::OnEventRequest;
 use tracing::{debug, warn};
 
 use super::{Edge, message::ClientMessage, session::Session};
-use crate::metrics::METRICS;
+use crate::metrics::{EventOutcome, METRICS};
 
 /// Handles an event that is not part of the connection protocol.
 pub async fn forward<A: Adapter>(
@@ -28,7 +28,7 @@ pub async fn forward<A: Adapter>(
     let Some(identity) = session.identity() else {
         return;
     };
-    METRICS.client_event("accepted");
+    METRICS.client_event(EventOutcome::Accepted);
     let Some(hooks) = edge.hooks.as_ref().filter(|h| h.forwards(&message.event)) else {
         return;
     };
@@ -42,7 +42,7 @@ pub async fn forward<A: Adapter>(
                     "dropping events: too many OnEvent calls pending for this socket (hooks.max_pending_per_socket)"
                 );
             }
-            METRICS.client_event("dropped_saturated");
+            METRICS.client_event(EventOutcome::DroppedSaturated);
             debug!(sid = %socket.id, event = %message.event, "event dropped: no OnEvent slot");
             return;
         }

@@ -18,13 +18,13 @@ use tracing::{debug, info};
 
 use super::{
     Edge, protocol,
-    session::{RoomRequest, Session},
+    session::{RoomRequestSlot, Session},
     state::Owner,
 };
 use crate::{
     auth::Identity,
     events,
-    metrics::{METRICS, Refusal},
+    metrics::{METRICS, Refusal, RoomRequest, RoomResult},
 };
 
 #[derive(Deserialize)]
@@ -63,10 +63,10 @@ fn parse<A: Adapter>(edge: &Edge<A>, data: Option<Value>) -> Result<Vec<String>,
 fn reply_error<A: Adapter>(
     socket: &SocketRef<A>,
     ack: AckSender<A>,
-    request: &'static str,
+    request: RoomRequest,
     error: &str,
 ) {
-    METRICS.client_rooms(request, "invalid_request", 1);
+    METRICS.client_rooms(request, RoomResult::InvalidRequest, 1);
     info!(sid = %socket.id, error, "bad room request");
     send_error(ack, error);
 }
@@ -127,7 +127,7 @@ fn take_request_slot<A: Adapter>(
     socket: &SocketRef<A>,
     session: &Arc<Session>,
     ack: AckSender<A>,
-) -> Result<(RoomRequest, AckSender<A>), ()> {
+) -> Result<(RoomRequestSlot, AckSender<A>), ()> {
     let max = edge.limits.config.max_room_requests_in_flight;
     match session.room_request(max) {
         Some(slot) => Ok((slot, ack)),
@@ -163,7 +163,7 @@ pub async fn join<A: Adapter>(
     };
     let requested = match parse(&edge, data) {
         Ok(rooms) => rooms,
-        Err(error) => return reply_error(&socket, ack, "join", &error),
+        Err(error) => return reply_error(&socket, ack, RoomRequest::Join, &error),
     };
     let identity = &*identity;
     let (mut joined, rejected) = edge.room_validator.split(identity, requested);
@@ -184,7 +184,7 @@ pub async fn join<A: Adapter>(
     let allowed = joined.len();
     let outcome = session.join_rooms(&socket, joined, Owner::Client, max);
     if outcome.gone {
-        METRICS.client_rooms("join", "abandoned", allowed);
+        METRICS.client_rooms(RoomRequest::Join, RoomResult::Abandoned, allowed);
         debug!(sid = %socket.id, "socket left while its join was decided");
         return;
     }
@@ -207,8 +207,8 @@ pub async fn join<A: Adapter>(
         EventKind::Joined,
         &joined,
     );
-    METRICS.client_rooms("join", "joined", joined.len());
-    METRICS.client_rooms("join", "rejected", rejected.len());
+    METRICS.client_rooms(RoomRequest::Join, RoomResult::Joined, joined.len());
+    METRICS.client_rooms(RoomRequest::Join, RoomResult::Rejected, rejected.len());
     let _ = ack.send(&protocol::JoinAck { joined, rejected });
 }
 
@@ -231,14 +231,14 @@ pub fn leave<A: Adapter>(
     };
     let requested = match parse(&edge, data) {
         Ok(rooms) => rooms,
-        Err(error) => return reply_error(&socket, ack, "leave", &error),
+        Err(error) => return reply_error(&socket, ack, RoomRequest::Leave, &error),
     };
     let (left, rejected) = session.leave_rooms(&socket, requested, Owner::Client);
     if !rejected.is_empty() {
         info!(sid = %socket.id, ?rejected, "leave rejected: not joined by the client");
     }
     publish(&edge, &socket, &session, &identity, EventKind::Left, &left);
-    METRICS.client_rooms("leave", "left", left.len());
-    METRICS.client_rooms("leave", "rejected", rejected.len());
+    METRICS.client_rooms(RoomRequest::Leave, RoomResult::Left, left.len());
+    METRICS.client_rooms(RoomRequest::Leave, RoomResult::Rejected, rejected.len());
     let _ = ack.send(&protocol::LeaveAck { left, rejected });
 }

@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     events::{self, EventBus},
-    metrics::{METRICS, Refusal},
+    metrics::{EventOutcome, METRICS, Refusal},
 };
 
 /// An incoming event, read straight from the packet (no second decoding pass).
@@ -126,7 +126,7 @@ impl<A: Adapter> FromMessageParts<A> for ClientMessage {
     ) -> Result<Self, Self::Error> {
         check_rate(socket)?;
         let (event, args, binaries) = parse(payload).inspect_err(|e| {
-            METRICS.client_event("malformed");
+            METRICS.client_event(EventOutcome::Malformed);
             debug!(sid = %socket.id, error = %e, "malformed event dropped");
         })?;
         let data = args

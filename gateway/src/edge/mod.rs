@@ -45,7 +45,7 @@ use crate::{
     edge::limits::{ConnectRefusal, Limits, OpenedSession},
     events::{self, EventBus},
     hooks::Hooks,
-    metrics::METRICS,
+    metrics::{EventOutcome, METRICS},
 };
 use message::ClientMessage;
 pub use session::Session;
@@ -387,7 +387,7 @@ fn authenticated<A: Adapter>(
     if message.authenticated {
         return Some(message);
     }
-    METRICS.client_event("dropped_unauthenticated");
+    METRICS.client_event(EventOutcome::DroppedUnauthenticated);
     debug!(sid = %socket.id, event = %message.event, "event from an unauthenticated socket dropped");
     None
 }

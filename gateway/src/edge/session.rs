@@ -160,20 +160,20 @@ impl Session {
 
     /// Takes one of `max` slots for a `join` / `leave` request, given back when the guard
     /// drops; `None` when all are taken.
-    pub fn room_request(self: &Arc<Self>, max: u32) -> Option<RoomRequest> {
+    pub fn room_request(self: &Arc<Self>, max: u32) -> Option<RoomRequestSlot> {
         self.room_requests
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
             .ok()
-            .map(|_| RoomRequest(self.clone()))
+            .map(|_| RoomRequestSlot(self.clone()))
     }
 }
 
 /// A `join` / `leave` request in flight for a socket.
-pub struct RoomRequest(Arc<Session>);
+pub struct RoomRequestSlot(Arc<Session>);
 
-impl Drop for RoomRequest {
+impl Drop for RoomRequestSlot {
     fn drop(&mut self) {
         self.0.room_requests.fetch_sub(1, Ordering::AcqRel);
     }
