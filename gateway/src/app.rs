@@ -12,7 +12,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use socketioxide::adapter::Emitter;
 use socketioxide_core::adapter::CoreAdapter;
-use sockgate_client::{FILE_DESCRIPTOR_SET, proto::socket_control_server::SocketControlServer};
+use sockgate_proto::{FILE_DESCRIPTOR_SET, socket_control_server::SocketControlServer};
 use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
 use tonic_reflection::server::Builder;
 use tracing::{info, warn};

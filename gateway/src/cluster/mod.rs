@@ -34,7 +34,7 @@ use futures_util::{StreamExt, future::BoxFuture};
 use prost::Message;
 use socketioxide::socket::Sid;
 use socketioxide_redis::drivers::Driver;
-use sockgate_client::proto::SocketCounts;
+use sockgate_proto::SocketCounts;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
