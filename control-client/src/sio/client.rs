@@ -7,7 +7,7 @@ use std::{
     future::Future,
     panic::AssertUnwindSafe,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -27,6 +27,7 @@ use tracing::{debug, error, info, warn};
 use super::{
     ClientOptions,
     packet::{self, Engine, Socket},
+    sync::Mutex,
 };
 
 /// The authentication state of the client, as the gateway sees it.
@@ -170,7 +171,7 @@ impl Event {
         let Some(acknowledger) = &self.ack else {
             return false;
         };
-        let Some(id) = acknowledger.id.lock().unwrap().take() else {
+        let Some(id) = acknowledger.id.lock().take() else {
             return false;
         };
         acknowledger.out.send(packet::ack(id, &args)).is_ok()
@@ -344,7 +345,7 @@ impl ManagedClient {
 
     /// Replaces the connected callback (handy when it needs the client itself).
     pub fn set_on_connected(&self, f: impl Fn() + Send + Sync + 'static) {
-        self.inner.callbacks.lock().unwrap().connected = Some(Arc::new(move |()| f()));
+        self.inner.callbacks.lock().connected = Some(Arc::new(move |()| f()));
     }
 
     /// The authentication state.
@@ -359,12 +360,7 @@ impl ManagedClient {
 
     /// The socket id the gateway gave this connection.
     pub fn socket_id(&self) -> Option<String> {
-        self.inner
-            .connection
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map(|c| c.sid.clone())
+        self.inner.connection.lock().as_ref().map(|c| c.sid.clone())
     }
 
     /// Connection and state changes, to wait on.
@@ -416,9 +412,9 @@ impl ManagedClient {
     /// Disconnects, removes every handler and callback, and resets the state to
     /// `Unauthorized`.
     pub async fn shutdown(&self) {
-        self.inner.handlers.lock().unwrap().clear();
+        self.inner.handlers.lock().clear();
         self.disconnect().await;
-        *self.inner.callbacks.lock().unwrap() = Callbacks::default();
+        *self.inner.callbacks.lock() = Callbacks::default();
         self.inner.set_state(ClientState::Unauthorized);
         info!(url = %self.inner.options.url, "socket.io client shut down");
     }
@@ -466,7 +462,7 @@ impl ManagedClient {
             warn!("cannot subscribe to an empty event name");
             return None;
         }
-        let mut handlers = self.inner.handlers.lock().unwrap();
+        let mut handlers = self.inner.handlers.lock();
         let list = handlers.entry(event.to_owned()).or_default();
         if ignore_duplicate && !list.is_empty() {
             info!(event, "handler already exists, ignoring the new one");
@@ -493,7 +489,7 @@ impl ManagedClient {
     /// Removes handler `id` of `event`, or all of its handlers for `None`; returns how
     /// many were removed.
     pub fn unsubscribe(&self, event: &str, id: Option<HandlerId>) -> usize {
-        let mut handlers = self.inner.handlers.lock().unwrap();
+        let mut handlers = self.inner.handlers.lock();
         let Some(list) = handlers.get_mut(event) else {
             info!(event, "no handlers to remove");
             return 0;
@@ -520,12 +516,7 @@ impl ManagedClient {
 
     /// How many handlers `event` has.
     pub fn handler_count(&self, event: &str) -> usize {
-        self.inner
-            .handlers
-            .lock()
-            .unwrap()
-            .get(event)
-            .map_or(0, Vec::len)
+        self.inner.handlers.lock().get(event).map_or(0, Vec::len)
     }
 
     /// Emits `topic` with `data` as its argument.
@@ -546,16 +537,16 @@ impl ManagedClient {
         let (out, data) = self.prepare(topic, data)?;
         let id = self.inner.next_ack.fetch_add(1, Ordering::Relaxed);
         let (reply, replied) = oneshot::channel();
-        self.inner.pending_acks.lock().unwrap().insert(id, reply);
+        self.inner.pending_acks.lock().insert(id, reply);
         if out.send(packet::event(topic, &[data], Some(id))).is_err() {
-            self.inner.pending_acks.lock().unwrap().remove(&id);
+            self.inner.pending_acks.lock().remove(&id);
             return Err(EmitError::NotConnected);
         }
         match tokio::time::timeout(timeout, replied).await {
             Ok(Ok(args)) => Ok(args),
             Ok(Err(_)) => Err(EmitError::Disconnected),
             Err(_) => {
-                self.inner.pending_acks.lock().unwrap().remove(&id);
+                self.inner.pending_acks.lock().remove(&id);
                 Err(EmitError::AckTimeout(timeout))
             }
         }
@@ -607,11 +598,7 @@ impl ManagedClient {
 
 impl Inner {
     fn out(&self) -> Option<mpsc::UnboundedSender<String>> {
-        self.connection
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map(|c| c.out.clone())
+        self.connection.lock().as_ref().map(|c| c.out.clone())
     }
 
     fn set_state(&self, state: ClientState) {
@@ -623,13 +610,13 @@ impl Inner {
     }
 
     fn callbacks<T>(&self, pick: impl Fn(&Callbacks) -> Option<T>) -> Option<T> {
-        pick(&self.callbacks.lock().unwrap())
+        pick(&self.callbacks.lock())
     }
 
     /// The connection is up: emits become possible, the state starts `Unauthorized`.
     fn connected(&self, sid: String, out: mpsc::UnboundedSender<String>) {
         info!(sid, url = %self.options.url, "socket.io client connected");
-        *self.connection.lock().unwrap() = Some(Connection { out, sid });
+        *self.connection.lock() = Some(Connection { out, sid });
         self.status.send_replace(Status {
             connected: true,
             state: ClientState::Unauthorized,
@@ -640,8 +627,8 @@ impl Inner {
     /// The connection ended: emits fail, pending acks fail, the state is `Unauthorized`.
     fn disconnected(&self, reason: DisconnectReason) {
         info!(%reason, detail = ?reason, url = %self.options.url, "socket.io client disconnected");
-        *self.connection.lock().unwrap() = None;
-        self.pending_acks.lock().unwrap().clear();
+        *self.connection.lock() = None;
+        self.pending_acks.lock().clear();
         self.status.send_replace(Status {
             connected: false,
             state: ClientState::Unauthorized,
@@ -690,7 +677,6 @@ impl Inner {
         let handlers: Vec<Handler> = self
             .handlers
             .lock()
-            .unwrap()
             .get(&event.name)
             .map(|list| list.iter().map(|(_, h)| h.clone()).collect())
             .unwrap_or_default();
@@ -996,7 +982,7 @@ fn deliver(
             inner.received(event, dispatch);
         }
         Socket::Ack { id, args, .. } => {
-            if let Some(reply) = inner.pending_acks.lock().unwrap().remove(&id) {
+            if let Some(reply) = inner.pending_acks.lock().remove(&id) {
                 let _ = reply.send(args);
             }
         }

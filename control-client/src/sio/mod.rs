@@ -64,6 +64,7 @@
 mod client;
 mod options;
 mod packet;
+mod sync;
 mod tls;
 
 pub use client::{
