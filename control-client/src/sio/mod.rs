@@ -62,6 +62,7 @@
 //! ```
 
 mod client;
+mod connection;
 mod options;
 mod packet;
 mod sync;
