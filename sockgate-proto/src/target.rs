@@ -40,4 +40,11 @@ impl Target {
         self.except_rooms.extend(rooms.into_iter().map(Into::into));
         self
     }
+
+    /// Leaves out the sockets with these ids.
+    pub fn except_sockets<S: Into<String>>(mut self, ids: impl IntoIterator<Item = S>) -> Self {
+        self.except_socket_ids
+            .extend(ids.into_iter().map(Into::into));
+        self
+    }
 }
