@@ -259,6 +259,52 @@ async fn write_subcommands_act_on_sockets() {
 }
 
 #[tokio::test]
+async fn send_leaves_out_the_sockets_named_in_except_socket() {
+    sockctl::binary(); // built before any client connects: the auth timeout runs meanwhile
+    let (gateway, mut clients, _) = Scene::start().await.into_parts();
+    let mut ids = Vec::new();
+    for user in ["alice", "bob", "carol"] {
+        let id = clients.login(ws(user)).await;
+        let joined = run(&gateway, &["join", &id, "chat:x"]).await;
+        assert_eq!(joined.code, 0, "{joined:?}");
+        ids.push(id);
+    }
+    let [alice, _bob, carol] = &ids[..] else {
+        unreachable!("three sockets")
+    };
+
+    let sent = run(
+        &gateway,
+        &[
+            "send",
+            "--room",
+            "chat:x",
+            "news",
+            r#"{"n":1}"#,
+            "--except-socket",
+            alice,
+            "--except-socket",
+            carol,
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(sent.code, 0, "{sent:?}");
+    assert_eq!(sent.json()["recipients"], 1);
+    assert_eq!(clients.next_event("bob", "news").await, json!({"n": 1}));
+    // A socket's events arrive in order: once the marker sent after `news` is in, `news`
+    // would be too.
+    for (name, id) in [("alice", alice), ("carol", carol)] {
+        run(&gateway, &["send", "--socket", id, "marker", "{}"]).await;
+        clients.next_event(name, "marker").await;
+        assert!(
+            !clients.has_event(name, "news"),
+            "--except-socket {name} was ignored"
+        );
+    }
+}
+
+#[tokio::test]
 async fn watch_streams_json_lines_until_interrupted() {
     sockctl::binary(); // built before any client connects: the auth timeout runs meanwhile
     let (gateway, mut clients, _) = Scene::start().await.into_parts();

@@ -90,46 +90,6 @@ pub struct WatchFilter {
     pub room: Option<String>,
 }
 
-impl Target {
-    /// The sockets with these ids.
-    pub fn sockets<S: Into<String>>(ids: impl IntoIterator<Item = S>) -> Self {
-        Target {
-            socket_ids: ids.into_iter().map(Into::into).collect(),
-            ..Target::default()
-        }
-    }
-
-    /// The sockets in any of these rooms.
-    pub fn rooms<S: Into<String>>(rooms: impl IntoIterator<Item = S>) -> Self {
-        Target {
-            rooms: rooms.into_iter().map(Into::into).collect(),
-            ..Target::default()
-        }
-    }
-
-    /// The authenticated sockets of these users.
-    pub fn users<S: Into<String>>(users: impl IntoIterator<Item = S>) -> Self {
-        Target {
-            user_ids: users.into_iter().map(Into::into).collect(),
-            ..Target::default()
-        }
-    }
-
-    /// Every socket of the cluster.
-    pub fn all() -> Self {
-        Target {
-            all: true,
-            ..Target::default()
-        }
-    }
-
-    /// Leaves out the sockets in any of these rooms.
-    pub fn except<S: Into<String>>(mut self, rooms: impl IntoIterator<Item = S>) -> Self {
-        self.except_rooms.extend(rooms.into_iter().map(Into::into));
-        self
-    }
-}
-
 fn to_json(data: &(impl Serialize + ?Sized)) -> Result<String, Error> {
     serde_json::to_string(data)
         .map_err(|e| Error::InvalidArgument(format!("data cannot be encoded as JSON: {e}")))

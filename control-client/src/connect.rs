@@ -75,15 +75,15 @@ impl TlsOptions {
 
     fn config(&self) -> ClientTlsConfig {
         let mut config = ClientTlsConfig::new();
-        config = match &self.ca_pem {
+        config = match self.ca() {
             Some(pem) => config.ca_certificate(Certificate::from_pem(pem)),
             None => config.with_native_roots(),
         };
-        if let Some((cert, key)) = &self.identity {
+        if let Some((cert, key)) = self.identity() {
             config = config.identity(Identity::from_pem(cert, key));
         }
-        if let Some(domain) = &self.domain {
-            config = config.domain_name(domain.clone());
+        if let Some(domain) = self.domain_override() {
+            config = config.domain_name(domain);
         }
         config
     }

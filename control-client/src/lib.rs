@@ -3,11 +3,12 @@
 //! - [`Client`]: the `SocketControl` control plane as methods (`send_to_room`,
 //!   `list_sockets`, `watch_events`, ...), with TLS, a bearer token on every call, default
 //!   deadlines, retries of the read-only calls and [`Error`]s that keep the gRPC status.
-//! - [`sio`]: a managed Socket.IO client for Rust services that connect to the edge (the
-//!   authenticate flow, subscriptions, emits, rooms), like the Ignis `SocketIOClientHelper`.
-//! - [`proto`]: the types and stubs generated from `proto/sockgate/v1` (clients and
-//!   servers, for `SocketControl` and `SocketHooks`), and [`FILE_DESCRIPTOR_SET`] for
-//!   server reflection.
+//! - `sio` (feature `sio`): a managed Socket.IO client for Rust services that connect to
+//!   the edge (the authenticate flow, subscriptions, emits, rooms), like the Ignis
+//!   `SocketIOClientHelper`. Without the feature, no WebSocket client is compiled.
+//! - [`proto`]: the `sockgate-proto` crate, the types and client stubs generated from
+//!   `proto/sockgate/v1` (with the server traits too under feature `server`), and
+//!   [`FILE_DESCRIPTOR_SET`] for server reflection.
 //! - The `sockctl` binary: the operator command line on [`Client`].
 //!
 //! # Example
@@ -36,10 +37,10 @@
 //! Runnable programs are in `control-client/examples/`.
 
 mod client;
-pub mod codec;
 mod connect;
 mod error;
 mod retry;
+#[cfg(feature = "sio")]
 pub mod sio;
 mod token;
 
@@ -51,14 +52,8 @@ pub use retry::RetryPolicy;
 pub use token::{BearerToken, TokenSource};
 
 /// Generated protobuf messages and gRPC stubs of package `sockgate.v1`.
-#[allow(missing_docs, clippy::all)]
-pub mod proto {
-    tonic::include_proto!("sockgate.v1");
-}
-
-/// The encoded `FileDescriptorSet` of every sockgate proto file.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/sockgate_descriptor.bin"));
+pub use sockgate_proto as proto;
+pub use sockgate_proto::{FILE_DESCRIPTOR_SET, codec};
 
 pub use proto::socket_control_client::SocketControlClient;
 

@@ -16,7 +16,7 @@ use socketioxide::{
     adapter::{Adapter, Emitter},
 };
 use socketioxide_core::adapter::CoreAdapter;
-use sockgate_client::{FILE_DESCRIPTOR_SET, proto::socket_control_server::SocketControlServer};
+use sockgate_proto::{FILE_DESCRIPTOR_SET, socket_control_server::SocketControlServer};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
 use tonic_health::server::HealthReporter;

@@ -17,7 +17,7 @@ use std::{
 };
 
 use futures_util::Stream;
-use sockgate_client::proto::{EventKind, WatchEventsRequest, WatchEventsResponse};
+use sockgate_proto::{EventKind, WatchEventsRequest, WatchEventsResponse};
 use tokio::sync::{
     mpsc::{self, error::TrySendError},
     watch,

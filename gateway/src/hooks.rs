@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use sockgate_client::proto::{
+use sockgate_proto::{
     AuthenticateRequest, AuthenticateResponse, AuthorizeJoinRequest, OnEventRequest,
     socket_hooks_client::SocketHooksClient,
 };

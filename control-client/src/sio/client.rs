@@ -1,5 +1,5 @@
-//! [`ManagedClient`]: the connection driver, the authentication state machine, the
-//! subscriptions and the emits.
+//! [`ManagedClient`]: the authentication state machine, the subscriptions and the emits
+//! (the connection itself is driven by `connection.rs`).
 
 use std::{
     collections::HashMap,
@@ -7,27 +7,22 @@ use std::{
     future::Future,
     panic::AssertUnwindSafe,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
-use futures_util::{FutureExt, SinkExt, StreamExt, future::BoxFuture};
+use futures_util::{FutureExt, future::BoxFuture};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::{
     sync::{mpsc, oneshot, watch},
     task::JoinHandle,
-    time::Instant,
 };
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 use tracing::{debug, error, info, warn};
 
-use super::{
-    ClientOptions,
-    packet::{self, Engine, Socket},
-};
+use super::{ClientOptions, connection, packet, sync::Mutex};
 
 /// The authentication state of the client, as the gateway sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +66,7 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
-    fn reconnects(&self) -> bool {
+    pub(super) fn reconnects(&self) -> bool {
         !matches!(
             self,
             DisconnectReason::ClientDisconnect | DisconnectReason::ServerDisconnect { .. }
@@ -154,6 +149,20 @@ impl fmt::Debug for Event {
 }
 
 impl Event {
+    pub(super) fn new(
+        name: String,
+        args: Vec<Value>,
+        attachments: Vec<bytes::Bytes>,
+        ack: Option<Acknowledger>,
+    ) -> Self {
+        Event {
+            name,
+            args,
+            attachments,
+            ack,
+        }
+    }
+
     /// The first argument (`null` when there is none), what Ignis handlers receive.
     pub fn data(&self) -> &Value {
         self.args.first().unwrap_or(&Value::Null)
@@ -170,24 +179,35 @@ impl Event {
         let Some(acknowledger) = &self.ack else {
             return false;
         };
-        let Some(id) = acknowledger.id.lock().unwrap().take() else {
+        let Some(id) = acknowledger.id.lock().take() else {
             return false;
         };
         acknowledger.out.send(packet::ack(id, &args)).is_ok()
     }
 }
 
+/// Sends the acknowledgement of one received event, once.
 #[derive(Clone)]
-struct Acknowledger {
+pub(super) struct Acknowledger {
     id: Arc<Mutex<Option<u64>>>,
     out: mpsc::UnboundedSender<String>,
+}
+
+impl Acknowledger {
+    /// Acknowledges ack id `id` through the connection's outgoing queue `out`.
+    pub(super) fn new(id: u64, out: mpsc::UnboundedSender<String>) -> Self {
+        Acknowledger {
+            id: Arc::new(Mutex::new(Some(id))),
+            out,
+        }
+    }
 }
 
 type HandlerFn = dyn Fn(Event) -> BoxFuture<'static, Result<(), String>> + Send + Sync;
 
 /// An event handler: an async function of the [`Event`] that may fail.
 #[derive(Clone)]
-pub struct Handler(Arc<HandlerFn>);
+pub struct Handler(pub(super) Arc<HandlerFn>);
 
 impl Handler {
     /// Wraps `f`. Its error (any `Display`) is logged, as is a panic.
@@ -244,14 +264,14 @@ struct Driver {
     task: JoinHandle<()>,
 }
 
-struct Inner {
-    options: ClientOptions,
+pub(super) struct Inner {
+    pub(super) options: ClientOptions,
     callbacks: Mutex<Callbacks>,
     status: watch::Sender<Status>,
     connection: Mutex<Option<Connection>>,
     handlers: Mutex<HashMap<String, Vec<(HandlerId, Handler)>>>,
     next_handler: AtomicU64,
-    pending_acks: Mutex<HashMap<u64, oneshot::Sender<Vec<Value>>>>,
+    pub(super) pending_acks: Mutex<HashMap<u64, oneshot::Sender<Vec<Value>>>>,
     next_ack: AtomicU64,
     driver: tokio::sync::Mutex<Option<Driver>>,
 }
@@ -344,7 +364,7 @@ impl ManagedClient {
 
     /// Replaces the connected callback (handy when it needs the client itself).
     pub fn set_on_connected(&self, f: impl Fn() + Send + Sync + 'static) {
-        self.inner.callbacks.lock().unwrap().connected = Some(Arc::new(move |()| f()));
+        self.inner.callbacks.lock().connected = Some(Arc::new(move |()| f()));
     }
 
     /// The authentication state.
@@ -359,12 +379,7 @@ impl ManagedClient {
 
     /// The socket id the gateway gave this connection.
     pub fn socket_id(&self) -> Option<String> {
-        self.inner
-            .connection
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map(|c| c.sid.clone())
+        self.inner.connection.lock().as_ref().map(|c| c.sid.clone())
     }
 
     /// Connection and state changes, to wait on.
@@ -399,7 +414,7 @@ impl ManagedClient {
             return;
         }
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(drive(self.inner.clone(), stopped));
+        let task = tokio::spawn(connection::drive(self.inner.clone(), stopped));
         *driver = Some(Driver { stop, task });
     }
 
@@ -416,9 +431,9 @@ impl ManagedClient {
     /// Disconnects, removes every handler and callback, and resets the state to
     /// `Unauthorized`.
     pub async fn shutdown(&self) {
-        self.inner.handlers.lock().unwrap().clear();
+        self.inner.handlers.lock().clear();
         self.disconnect().await;
-        *self.inner.callbacks.lock().unwrap() = Callbacks::default();
+        *self.inner.callbacks.lock() = Callbacks::default();
         self.inner.set_state(ClientState::Unauthorized);
         info!(url = %self.inner.options.url, "socket.io client shut down");
     }
@@ -466,7 +481,7 @@ impl ManagedClient {
             warn!("cannot subscribe to an empty event name");
             return None;
         }
-        let mut handlers = self.inner.handlers.lock().unwrap();
+        let mut handlers = self.inner.handlers.lock();
         let list = handlers.entry(event.to_owned()).or_default();
         if ignore_duplicate && !list.is_empty() {
             info!(event, "handler already exists, ignoring the new one");
@@ -493,7 +508,7 @@ impl ManagedClient {
     /// Removes handler `id` of `event`, or all of its handlers for `None`; returns how
     /// many were removed.
     pub fn unsubscribe(&self, event: &str, id: Option<HandlerId>) -> usize {
-        let mut handlers = self.inner.handlers.lock().unwrap();
+        let mut handlers = self.inner.handlers.lock();
         let Some(list) = handlers.get_mut(event) else {
             info!(event, "no handlers to remove");
             return 0;
@@ -520,12 +535,7 @@ impl ManagedClient {
 
     /// How many handlers `event` has.
     pub fn handler_count(&self, event: &str) -> usize {
-        self.inner
-            .handlers
-            .lock()
-            .unwrap()
-            .get(event)
-            .map_or(0, Vec::len)
+        self.inner.handlers.lock().get(event).map_or(0, Vec::len)
     }
 
     /// Emits `topic` with `data` as its argument.
@@ -546,16 +556,16 @@ impl ManagedClient {
         let (out, data) = self.prepare(topic, data)?;
         let id = self.inner.next_ack.fetch_add(1, Ordering::Relaxed);
         let (reply, replied) = oneshot::channel();
-        self.inner.pending_acks.lock().unwrap().insert(id, reply);
+        self.inner.pending_acks.lock().insert(id, reply);
         if out.send(packet::event(topic, &[data], Some(id))).is_err() {
-            self.inner.pending_acks.lock().unwrap().remove(&id);
+            self.inner.pending_acks.lock().remove(&id);
             return Err(EmitError::NotConnected);
         }
         match tokio::time::timeout(timeout, replied).await {
             Ok(Ok(args)) => Ok(args),
             Ok(Err(_)) => Err(EmitError::Disconnected),
             Err(_) => {
-                self.inner.pending_acks.lock().unwrap().remove(&id);
+                self.inner.pending_acks.lock().remove(&id);
                 Err(EmitError::AckTimeout(timeout))
             }
         }
@@ -607,11 +617,7 @@ impl ManagedClient {
 
 impl Inner {
     fn out(&self) -> Option<mpsc::UnboundedSender<String>> {
-        self.connection
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map(|c| c.out.clone())
+        self.connection.lock().as_ref().map(|c| c.out.clone())
     }
 
     fn set_state(&self, state: ClientState) {
@@ -623,13 +629,13 @@ impl Inner {
     }
 
     fn callbacks<T>(&self, pick: impl Fn(&Callbacks) -> Option<T>) -> Option<T> {
-        pick(&self.callbacks.lock().unwrap())
+        pick(&self.callbacks.lock())
     }
 
     /// The connection is up: emits become possible, the state starts `Unauthorized`.
-    fn connected(&self, sid: String, out: mpsc::UnboundedSender<String>) {
+    pub(super) fn connected(&self, sid: String, out: mpsc::UnboundedSender<String>) {
         info!(sid, url = %self.options.url, "socket.io client connected");
-        *self.connection.lock().unwrap() = Some(Connection { out, sid });
+        *self.connection.lock() = Some(Connection { out, sid });
         self.status.send_replace(Status {
             connected: true,
             state: ClientState::Unauthorized,
@@ -638,10 +644,10 @@ impl Inner {
     }
 
     /// The connection ended: emits fail, pending acks fail, the state is `Unauthorized`.
-    fn disconnected(&self, reason: DisconnectReason) {
+    pub(super) fn disconnected(&self, reason: DisconnectReason) {
         info!(%reason, detail = ?reason, url = %self.options.url, "socket.io client disconnected");
-        *self.connection.lock().unwrap() = None;
-        self.pending_acks.lock().unwrap().clear();
+        *self.connection.lock() = None;
+        self.pending_acks.lock().clear();
         self.status.send_replace(Status {
             connected: false,
             state: ClientState::Unauthorized,
@@ -653,14 +659,18 @@ impl Inner {
         );
     }
 
-    fn failed(&self, error: ClientError) {
+    pub(super) fn failed(&self, error: ClientError) {
         warn!(%error, url = %self.options.url, "socket.io client connection failed");
         call("error", self.callbacks(|c| c.error.clone()), error);
     }
 
     /// An event from the gateway: the authentication events move the state, then the
     /// subscribed handlers get it (in order, on the dispatcher task).
-    fn received(&self, event: Event, dispatch: &mpsc::UnboundedSender<(Vec<Handler>, Event)>) {
+    pub(super) fn received(
+        &self,
+        event: Event,
+        dispatch: &mpsc::UnboundedSender<(Vec<Handler>, Event)>,
+    ) {
         match event.name.as_str() {
             "authenticated" => {
                 self.set_state(ClientState::Authenticated);
@@ -690,316 +700,11 @@ impl Inner {
         let handlers: Vec<Handler> = self
             .handlers
             .lock()
-            .unwrap()
             .get(&event.name)
             .map(|list| list.iter().map(|(_, h)| h.clone()).collect())
             .unwrap_or_default();
         if !handlers.is_empty() {
             let _ = dispatch.send((handlers, event));
         }
-    }
-}
-
-/// Runs handlers one event after the other, so that they see events in order without
-/// holding up the connection (heartbeats keep being answered while a handler is slow).
-async fn dispatch(mut events: mpsc::UnboundedReceiver<(Vec<Handler>, Event)>) {
-    while let Some((handlers, event)) = events.recv().await {
-        for handler in handlers {
-            let run = std::panic::catch_unwind(AssertUnwindSafe(|| (handler.0)(event.clone())));
-            let outcome = match run {
-                Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
-                Err(panic) => Err(panic),
-            };
-            match outcome {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => error!(event = %event.name, error = %e, "handler error"),
-                Err(_) => error!(event = %event.name, "handler panicked"),
-            }
-        }
-    }
-}
-
-/// How one connection attempt ended.
-enum Outcome {
-    /// It was connected, then ended for `reason`.
-    Ended(DisconnectReason),
-    /// It never connected.
-    Failed(ClientError),
-    /// `disconnect` was asked before it connected.
-    Stopped,
-}
-
-/// Connects, and reconnects per the options, until told to stop.
-async fn drive(inner: Arc<Inner>, mut stop: oneshot::Receiver<()>) {
-    let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
-    let dispatcher = tokio::spawn(dispatch(dispatch_rx));
-    let policy = inner.options.reconnect.clone();
-    let mut failures = 0u32;
-    loop {
-        let retry = match session(&inner, &mut stop, &dispatch_tx).await {
-            Outcome::Ended(reason) => {
-                let retry = reason.reconnects();
-                inner.disconnected(reason);
-                failures = 0;
-                retry
-            }
-            Outcome::Failed(error) => {
-                let retry = !matches!(
-                    error,
-                    ClientError::Refused(_) | ClientError::InvalidOptions(_)
-                );
-                inner.failed(error);
-                failures += 1;
-                retry
-            }
-            Outcome::Stopped => false,
-        };
-        if !retry || !policy.enabled || policy.max_attempts.is_some_and(|max| failures >= max) {
-            break;
-        }
-        let delay = policy
-            .initial_delay
-            .saturating_mul(1 << failures.saturating_sub(1).min(16))
-            .min(policy.max_delay);
-        debug!(?delay, failures, "socket.io client reconnecting");
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = &mut stop => break,
-        }
-    }
-    // The dispatcher ends once it has run the events already queued; not waiting for it
-    // lets a handler call `disconnect` or `shutdown` (which wait for this task).
-    drop((dispatch_tx, dispatcher));
-}
-
-type WebSocket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn open(options: &ClientOptions) -> Result<WebSocket, ClientError> {
-    let url = options
-        .websocket_url()
-        .map_err(ClientError::InvalidOptions)?;
-    let mut request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| ClientError::InvalidOptions(e.to_string()))?;
-    for (name, value) in &options.headers {
-        let name: tokio_tungstenite::tungstenite::http::HeaderName = name
-            .parse()
-            .map_err(|_| ClientError::InvalidOptions(format!("invalid header name {name:?}")))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| ClientError::InvalidOptions(format!("invalid value of header {name}")))?;
-        request.headers_mut().insert(name, value);
-    }
-    let connector = if url.starts_with("wss://") {
-        let default = crate::TlsOptions::new();
-        Some(super::tls::connector(
-            options.tls.as_ref().unwrap_or(&default),
-        )?)
-    } else {
-        None
-    };
-    let (socket, _) =
-        tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector)
-            .await
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
-    Ok(socket)
-}
-
-/// Reads the next text frame (during the handshake, when no binary frame is expected).
-async fn next_text(socket: &mut WebSocket) -> Option<Result<String, String>> {
-    loop {
-        match socket.next().await? {
-            Ok(Message::Text(text)) => return Some(Ok(text.to_string())),
-            Ok(Message::Close(_)) => return None,
-            Ok(_) => continue,
-            Err(e) => return Some(Err(e.to_string())),
-        }
-    }
-}
-
-/// One connection: handshake, then the read / write / heartbeat loop.
-async fn session(
-    inner: &Inner,
-    stop: &mut oneshot::Receiver<()>,
-    dispatch: &mpsc::UnboundedSender<(Vec<Handler>, Event)>,
-) -> Outcome {
-    let handshake = async {
-        let mut socket = open(&inner.options).await?;
-        let open = match next_text(&mut socket).await {
-            Some(Ok(text)) => match packet::parse_engine(&text) {
-                Ok(Engine::Open(open)) => open,
-                Ok(other) => {
-                    return Err(ClientError::Protocol(format!(
-                        "expected an open packet, got {other:?}"
-                    )));
-                }
-                Err(e) => return Err(ClientError::Protocol(e.to_string())),
-            },
-            Some(Err(e)) => return Err(ClientError::Connect(e)),
-            None => return Err(ClientError::Connect("closed during the handshake".into())),
-        };
-        socket
-            .send(Message::text(packet::connect(inner.options.auth.as_ref())))
-            .await
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
-        loop {
-            let text = match next_text(&mut socket).await {
-                Some(Ok(text)) => text,
-                Some(Err(e)) => return Err(ClientError::Connect(e)),
-                None => return Err(ClientError::Connect("closed during the handshake".into())),
-            };
-            match packet::parse_engine(&text).map_err(|e| ClientError::Protocol(e.to_string()))? {
-                Engine::Ping => socket
-                    .send(Message::text(packet::PONG))
-                    .await
-                    .map_err(|e| ClientError::Connect(e.to_string()))?,
-                Engine::Message(message) => match packet::parse_socket(message)
-                    .map_err(|e| ClientError::Protocol(e.to_string()))?
-                {
-                    Socket::Connect => {
-                        let sid = serde_json::from_str::<Value>(&message[1..])
-                            .ok()
-                            .and_then(|v| v["sid"].as_str().map(str::to_owned))
-                            .unwrap_or_default();
-                        return Ok((socket, open, sid));
-                    }
-                    Socket::ConnectError(message) => return Err(ClientError::Refused(message)),
-                    other => debug!(?other, "packet before the connection was accepted"),
-                },
-                Engine::Close => {
-                    return Err(ClientError::Connect("closed during the handshake".into()));
-                }
-                Engine::Open(_) | Engine::Other => {}
-            }
-        }
-    };
-    let (socket, open, sid) = tokio::select! {
-        result = handshake => match result {
-            Ok(connected) => connected,
-            Err(error) => return Outcome::Failed(error),
-        },
-        _ = &mut *stop => return Outcome::Stopped,
-    };
-    let (out, mut outgoing) = mpsc::unbounded_channel::<String>();
-    inner.connected(sid, out.clone());
-    let heartbeat = Duration::from_millis(open.ping_interval + open.ping_timeout);
-    let (mut sink, mut stream) = socket.split();
-    let mut ping_deadline = Instant::now() + heartbeat;
-    let mut force_reason: Option<String> = None;
-    // A binary packet waiting for its attachments, which come in the next binary frames.
-    let mut waiting: Option<(Socket, usize, Vec<bytes::Bytes>)> = None;
-    loop {
-        tokio::select! {
-            frame = stream.next() => {
-                let text = match frame {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Binary(data))) => {
-                        match waiting.as_mut() {
-                            Some((_, expected, attachments)) => {
-                                attachments.push(data);
-                                if attachments.len() == *expected {
-                                    let (packet, _, attachments) = waiting.take().expect("waiting");
-                                    deliver(inner, packet, attachments, &out, &mut force_reason, dispatch);
-                                }
-                            }
-                            None => warn!("binary frame without a binary packet; skipped"),
-                        }
-                        continue;
-                    }
-                    Some(Ok(Message::Close(_))) | None => return Outcome::Ended(DisconnectReason::TransportClose),
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => return Outcome::Ended(DisconnectReason::TransportError(e.to_string())),
-                };
-                let parsed = packet::parse_engine(&text).and_then(|engine| match engine {
-                    Engine::Message(message) => packet::parse_socket(message).map(Some),
-                    Engine::Ping => {
-                        ping_deadline = Instant::now() + heartbeat;
-                        let _ = out.send(packet::PONG.to_owned());
-                        Ok(None)
-                    }
-                    Engine::Close => Ok(Some(Socket::Disconnect)),
-                    Engine::Open(_) | Engine::Other => Ok(None),
-                });
-                let parsed = parsed.and_then(|packet| match (&waiting, packet) {
-                    (Some(_), Some(_)) => Err(packet::ParseError(
-                        "a packet arrived before the attachments of the previous one".into(),
-                    )),
-                    (_, packet) => Ok(packet),
-                });
-                match parsed {
-                    Err(e) => {
-                        let _ = sink.close().await;
-                        return Outcome::Ended(DisconnectReason::ParseError(e.to_string()));
-                    }
-                    Ok(None) => {}
-                    Ok(Some(Socket::Disconnect)) => {
-                        return Outcome::Ended(DisconnectReason::ServerDisconnect { message: force_reason });
-                    }
-                    Ok(Some(packet @ (Socket::Event { .. } | Socket::Ack { .. }))) => {
-                        match packet.attachments() {
-                            0 => deliver(inner, packet, Vec::new(), &out, &mut force_reason, dispatch),
-                            expected => waiting = Some((packet, expected, Vec::with_capacity(expected))),
-                        }
-                    }
-                    Ok(Some(Socket::Connect)) => {}
-                    Ok(Some(Socket::ConnectError(message))) => warn!(message, "connect_error while connected"),
-                }
-            }
-            Some(text) = outgoing.recv() => {
-                if let Err(e) = sink.send(Message::text(text)).await {
-                    return Outcome::Ended(DisconnectReason::TransportError(e.to_string()));
-                }
-            }
-            _ = tokio::time::sleep_until(ping_deadline) => {
-                let _ = sink.close().await;
-                return Outcome::Ended(DisconnectReason::PingTimeout);
-            }
-            _ = &mut *stop => {
-                let _ = sink.send(Message::text(packet::DISCONNECT)).await;
-                let _ = sink.close().await;
-                return Outcome::Ended(DisconnectReason::ClientDisconnect);
-            }
-        }
-    }
-}
-
-/// Hands a complete event to the state machine and the handlers, or an ack to its emit.
-fn deliver(
-    inner: &Inner,
-    packet: Socket,
-    attachments: Vec<bytes::Bytes>,
-    out: &mpsc::UnboundedSender<String>,
-    force_reason: &mut Option<String>,
-    dispatch: &mpsc::UnboundedSender<(Vec<Handler>, Event)>,
-) {
-    match packet {
-        Socket::Event {
-            name, args, ack, ..
-        } => {
-            if name == "force_disconnect" {
-                *force_reason = args
-                    .first()
-                    .and_then(|d| d["reason"].as_str())
-                    .map(str::to_owned);
-            }
-            let ack = ack.map(|id| Acknowledger {
-                id: Arc::new(Mutex::new(Some(id))),
-                out: out.clone(),
-            });
-            let event = Event {
-                name,
-                args,
-                attachments,
-                ack,
-            };
-            inner.received(event, dispatch);
-        }
-        Socket::Ack { id, args, .. } => {
-            if let Some(reply) = inner.pending_acks.lock().unwrap().remove(&id) {
-                let _ = reply.send(args);
-            }
-        }
-        other => debug!(?other, "not an event or an ack"),
     }
 }

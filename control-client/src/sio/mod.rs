@@ -62,8 +62,10 @@
 //! ```
 
 mod client;
+mod connection;
 mod options;
 mod packet;
+mod sync;
 mod tls;
 
 pub use client::{

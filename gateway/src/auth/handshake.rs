@@ -4,7 +4,7 @@
 use std::{collections::HashMap, net::SocketAddr};
 
 use serde_json::Value;
-use sockgate_client::proto;
+use sockgate_proto as proto;
 
 use crate::clock;
 

@@ -1,7 +1,7 @@
 //! The `hook` authenticator: the backend's `SocketHooks.Authenticate` decides.
 
 use serde_json::Value;
-use sockgate_client::proto::AuthenticateRequest;
+use sockgate_proto::AuthenticateRequest;
 use tracing::warn;
 
 use super::{Handshake, Identity, Outcome};

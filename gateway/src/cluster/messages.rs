@@ -3,7 +3,7 @@
 //! with the public API's messages inside. (The events relayed to other nodes' watchers are
 //! `events::RelayedEvent`, owned by the event bus.)
 
-use sockgate_client::proto::{
+use sockgate_proto::{
     GetSocketRequest, ListRoomsRequest, ListSocketsRequest, RoomInfo, SocketInfo, Target,
 };
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use futures_util::future::BoxFuture;
 use socketioxide::socket::Sid;
-use sockgate_client::proto::SocketCounts;
+use sockgate_proto::SocketCounts;
 
 use super::messages::{NodeResponse, Query};
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use socketioxide::{SocketIo, adapter::Adapter, socket::Sid};
-use sockgate_client::proto::{
+use sockgate_proto::{
     EventKind, GetSocketRequest, ListRoomsRequest, ListSocketsRequest, RoomInfo, SocketCounts,
     SocketInfo, SocketState as ProtoState, WatchEventsResponse,
 };

@@ -1,7 +1,7 @@
 //! `Join`, `Leave` and `Disconnect`: server-side, trusted actions on target sockets.
 
 use socketioxide::{BroadcastError, SocketIo, adapter::Adapter};
-use sockgate_client::proto::{
+use sockgate_proto::{
     DisconnectRequest, DisconnectResponse, EventKind, JoinRequest, JoinResponse, LeaveRequest,
     LeaveResponse, Target,
 };

@@ -78,7 +78,7 @@ mod tests {
 
     #[test]
     fn the_table_covers_every_method_of_the_proto() {
-        let set = prost_types::FileDescriptorSet::decode(sockgate_client::FILE_DESCRIPTOR_SET)
+        let set = prost_types::FileDescriptorSet::decode(sockgate_proto::FILE_DESCRIPTOR_SET)
             .expect("descriptor set");
         let service = set
             .file

@@ -20,7 +20,7 @@ use std::{
 
 use futures_util::Stream;
 use socketioxide::{SocketIo, adapter::Adapter};
-use sockgate_client::proto::{self as pb, socket_control_server::SocketControl};
+use sockgate_proto::{self as pb, socket_control_server::SocketControl};
 use tonic::{Request, Response, Status};
 use tracing::info;
 

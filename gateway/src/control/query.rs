@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use socketioxide::adapter::Adapter;
-use sockgate_client::proto::{
+use sockgate_proto::{
     GetInfoResponse, GetSocketRequest, GetSocketResponse, ListRoomsRequest, ListRoomsResponse,
     ListSocketsRequest, ListSocketsResponse, RoomInfo, SocketCounts, SocketState as ProtoState,
 };

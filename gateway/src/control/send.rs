@@ -10,7 +10,7 @@ use serde_json::{Value, value::RawValue};
 use socketioxide::{
     AckError, BroadcastError, SocketIo, adapter::Adapter, operators::BroadcastOperators,
 };
-use sockgate_client::proto::{AckReply, SendRequest, SendResponse, Target};
+use sockgate_proto::{AckReply, SendRequest, SendResponse, Target};
 use tracing::debug;
 
 use super::{

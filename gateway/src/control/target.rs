@@ -4,7 +4,7 @@
 //! authenticated sockets only.
 
 use socketioxide::{SocketIo, adapter::Adapter, operators::BroadcastOperators, socket::Sid};
-use sockgate_client::proto::Target;
+use sockgate_proto::Target;
 
 use super::error::ControlError;
 use crate::{cluster::Cluster, edge::Session, rooms};

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use serde_json::Value;
 use socketioxide::{adapter::Adapter, extract::SocketRef};
-use sockgate_client::proto::{EventKind, WatchEventsResponse};
+use sockgate_proto::{EventKind, WatchEventsResponse};
 use tracing::{debug, info, warn};
 
 use super::{

@@ -9,7 +9,7 @@ use socketioxide::{
     adapter::Adapter,
     extract::{AckSender, SocketRef},
 };
-use sockgate_client::proto::OnEventRequest;
+use sockgate_proto::OnEventRequest;
 use tracing::{debug, warn};
 
 use super::{Edge, message::ClientMessage, session::Session};

@@ -13,7 +13,7 @@ use socketioxide::{
     adapter::Adapter,
     extract::{AckSender, SocketRef},
 };
-use sockgate_client::proto::{AuthorizeJoinRequest, EventKind, WatchEventsResponse};
+use sockgate_proto::{AuthorizeJoinRequest, EventKind, WatchEventsResponse};
 use tracing::{debug, info};
 
 use super::{

@@ -16,7 +16,7 @@ use socketioxide::{
     handler::{FromMessageParts, Value as Payload},
     socket::Socket,
 };
-use sockgate_client::proto::{EventKind, WatchEventsResponse};
+use sockgate_proto::{EventKind, WatchEventsResponse};
 
 use super::{
     limits::{EventVerdict, Limits},

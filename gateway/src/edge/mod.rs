@@ -33,7 +33,7 @@ use socketioxide::{
     socket::DisconnectReason,
 };
 use socketioxide_core::adapter::CoreAdapter;
-use sockgate_client::proto::{EventKind, WatchEventsResponse};
+use sockgate_proto::{EventKind, WatchEventsResponse};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tracing::{debug, info};
 

@@ -118,7 +118,7 @@ pub enum Command {
     },
     /// Emit an event to sockets, rooms, users or everyone.
     #[command(
-        after_help = "Examples:\n  sockctl send --room chat:lobby message '{\"text\":\"hi\"}'\n  sockctl send --user alice notification '{\"n\":1}'\n  sockctl send --socket Xk3v9l2mQ1aB7cD0 poll '{}' --ack 2s\n  sockctl send --all announcement '\"maintenance at 10:00\"' --except-room staff"
+        after_help = "Examples:\n  sockctl send --room chat:lobby message '{\"text\":\"hi\"}'\n  sockctl send --user alice notification '{\"n\":1}'\n  sockctl send --socket Xk3v9l2mQ1aB7cD0 poll '{}' --ack 2s\n  sockctl send --all announcement '\"maintenance at 10:00\"' --except-room staff\n  sockctl send --room chat:lobby message '{\"text\":\"hi\"}' --except-socket Xk3v9l2mQ1aB7cD0"
     )]
     Send {
         #[command(flatten)]
@@ -126,6 +126,9 @@ pub enum Command {
         /// Leave out the sockets in this room (repeatable).
         #[arg(long = "except-room")]
         except: Vec<String>,
+        /// Leave out the socket with this id (repeatable).
+        #[arg(long = "except-socket", value_name = "ID")]
+        except_sockets: Vec<String>,
         /// Wait up to this long for each recipient's ack (e.g. 2s) and print the replies.
         #[arg(long, value_parser = humantime::parse_duration)]
         ack: Option<Duration>,

@@ -3,7 +3,7 @@
 mod cli;
 mod output;
 
-use std::{io::Write, process::ExitCode};
+use std::{io::Write, process::ExitCode, time::Duration};
 
 use clap::{CommandFactory, Parser};
 use futures_util::{StreamExt, TryStreamExt};
@@ -13,7 +13,7 @@ use sockgate_client::{
     proto::{EventKind, SocketState},
 };
 
-use cli::{Cli, Command, Kind, State};
+use cli::{Cli, Command, Kind, SendTarget, State};
 
 /// Exit code when `send --ack` saw sockets that did not acknowledge.
 const EXIT_ACK_TIMED_OUT: u8 = 9;
@@ -107,86 +107,30 @@ async fn run(cli: Cli) -> Result<u8, Error> {
     let json = cli.json;
     match cli.command {
         Command::Completions { .. } => unreachable!("handled above"),
-        Command::Info => {
-            let info = client.info().await?;
-            if json {
-                print_json(&output::info_json(&info));
-            } else {
-                print(&output::info_text(&info));
-            }
-        }
+        Command::Info => info(&client, json).await?,
         Command::Sockets { room, user, state } => {
             let filter = SocketFilter {
                 room,
                 user_id: user,
-                state: state.map(|s| match s {
-                    State::Unauthorized => SocketState::Unauthorized,
-                    State::Authenticating => SocketState::Authenticating,
-                    State::Authenticated => SocketState::Authenticated,
-                }),
+                state: state.map(socket_state),
                 page_size: 0,
             };
-            let sockets: Vec<_> = client.list_sockets(filter).try_collect().await?;
-            if json {
-                print_json(&sockets.iter().map(output::socket_json).collect());
-            } else {
-                print(&output::sockets_text(&sockets));
-            }
+            sockets(&client, json, filter).await?;
         }
-        Command::Socket { id } => {
-            let socket = client.get_socket(&id).await?;
-            if json {
-                print_json(&output::socket_json(&socket));
-            } else {
-                print(&output::socket_text(&socket));
-            }
-        }
-        Command::Rooms { prefix } => {
-            let rooms: Vec<_> = client.list_rooms(&prefix).try_collect().await?;
-            if json {
-                print_json(&rooms.iter().map(output::room_json).collect());
-            } else {
-                print(&output::rooms_text(&rooms));
-            }
-        }
+        Command::Socket { id } => socket(&client, json, &id).await?,
+        Command::Rooms { prefix } => rooms(&client, json, &prefix).await?,
         Command::Send {
             target,
             except,
+            except_sockets,
             ack,
             event,
             data,
         } => {
-            let data: Box<serde_json::value::RawValue> = serde_json::from_str(&data)
-                .map_err(|e| Error::InvalidArgument(format!("the data is not JSON: {e}")))?;
-            let selected = if let Some(id) = target.socket {
-                Target::sockets([id])
-            } else if let Some(room) = target.room {
-                Target::rooms([room])
-            } else if let Some(user) = target.user {
-                Target::users([user])
-            } else {
-                Target::all()
-            };
-            let options = SendOptions {
-                ack_timeout: ack,
-                count_recipients: true,
-                ..SendOptions::default()
-            };
-            let report = client
-                .send(selected.except(except), &event, &data, options)
-                .await?;
-            if json {
-                print_json(&output::send_json(&report));
-            } else {
-                print(&output::send_text(&report, ack.is_some()));
-            }
-            if !report.timed_out.is_empty() {
-                eprintln!(
-                    "sockctl: {} socket(s) did not acknowledge in time",
-                    report.timed_out.len()
-                );
-                return Ok(EXIT_ACK_TIMED_OUT);
-            }
+            let target = send_target(target)
+                .except(except)
+                .except_sockets(except_sockets);
+            return send(&client, json, target, ack, &event, &data).await;
         }
         Command::Join { id, rooms } => {
             client
@@ -216,29 +160,118 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 event_names: events,
                 room,
             };
-            let mut stream = std::pin::pin!(client.watch_events(filter).await?);
-            loop {
-                tokio::select! {
-                    next = stream.next() => match next {
-                        Some(event) => {
-                            let event = event?;
-                            let printed = if json {
-                                print_json(&output::event_json(&event))
-                            } else {
-                                print(&(output::event_text(&event) + "\n"))
-                            };
-                            if !printed {
-                                break;
-                            }
-                        }
-                        None => break,
-                    },
-                    _ = tokio::signal::ctrl_c() => break,
-                }
-            }
+            watch(&client, json, filter).await?;
         }
     }
     Ok(0)
+}
+
+async fn info(client: &Client, json: bool) -> Result<(), Error> {
+    let info = client.info().await?;
+    if json {
+        print_json(&output::info_json(&info));
+    } else {
+        print(&output::info_text(&info));
+    }
+    Ok(())
+}
+
+async fn sockets(client: &Client, json: bool, filter: SocketFilter) -> Result<(), Error> {
+    let sockets: Vec<_> = client.list_sockets(filter).try_collect().await?;
+    if json {
+        print_json(&sockets.iter().map(output::socket_json).collect());
+    } else {
+        print(&output::sockets_text(&sockets));
+    }
+    Ok(())
+}
+
+async fn socket(client: &Client, json: bool, id: &str) -> Result<(), Error> {
+    let socket = client.get_socket(id).await?;
+    if json {
+        print_json(&output::socket_json(&socket));
+    } else {
+        print(&output::socket_text(&socket));
+    }
+    Ok(())
+}
+
+async fn rooms(client: &Client, json: bool, prefix: &str) -> Result<(), Error> {
+    let rooms: Vec<_> = client.list_rooms(prefix).try_collect().await?;
+    if json {
+        print_json(&rooms.iter().map(output::room_json).collect());
+    } else {
+        print(&output::rooms_text(&rooms));
+    }
+    Ok(())
+}
+
+fn send_target(target: SendTarget) -> Target {
+    if let Some(id) = target.socket {
+        Target::sockets([id])
+    } else if let Some(room) = target.room {
+        Target::rooms([room])
+    } else if let Some(user) = target.user {
+        Target::users([user])
+    } else {
+        Target::all()
+    }
+}
+
+/// `send`: prints the report; with `--ack`, fails when sockets did not acknowledge.
+async fn send(
+    client: &Client,
+    json: bool,
+    target: Target,
+    ack: Option<Duration>,
+    event: &str,
+    data: &str,
+) -> Result<u8, Error> {
+    let data: Box<serde_json::value::RawValue> = serde_json::from_str(data)
+        .map_err(|e| Error::InvalidArgument(format!("the data is not JSON: {e}")))?;
+    let options = SendOptions {
+        ack_timeout: ack,
+        count_recipients: true,
+        ..SendOptions::default()
+    };
+    let report = client.send(target, event, &data, options).await?;
+    if json {
+        print_json(&output::send_json(&report));
+    } else {
+        print(&output::send_text(&report, ack.is_some()));
+    }
+    if !report.timed_out.is_empty() {
+        eprintln!(
+            "sockctl: {} socket(s) did not acknowledge in time",
+            report.timed_out.len()
+        );
+        return Ok(EXIT_ACK_TIMED_OUT);
+    }
+    Ok(0)
+}
+
+/// `watch`: prints events until Ctrl-C, the end of the stream, or a closed stdout.
+async fn watch(client: &Client, json: bool, filter: WatchFilter) -> Result<(), Error> {
+    let mut stream = std::pin::pin!(client.watch_events(filter).await?);
+    loop {
+        tokio::select! {
+            next = stream.next() => match next {
+                Some(event) => {
+                    let event = event?;
+                    let printed = if json {
+                        print_json(&output::event_json(&event))
+                    } else {
+                        print(&(output::event_text(&event) + "\n"))
+                    };
+                    if !printed {
+                        return Ok(());
+                    }
+                }
+                None => return Ok(()),
+            },
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
 }
 
 fn done(json: bool, text: &str) {
@@ -246,6 +279,14 @@ fn done(json: bool, text: &str) {
         print_json(&serde_json::json!({"ok": true}));
     } else {
         print(&format!("{text}\n"));
+    }
+}
+
+fn socket_state(state: State) -> SocketState {
+    match state {
+        State::Unauthorized => SocketState::Unauthorized,
+        State::Authenticating => SocketState::Authenticating,
+        State::Authenticated => SocketState::Authenticated,
     }
 }
 

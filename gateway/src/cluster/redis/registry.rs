@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use redis::Value;
-use sockgate_client::proto::SocketCounts;
+use sockgate_proto::SocketCounts;
 use tracing::{info, warn};
 
 use super::{

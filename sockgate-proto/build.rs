@@ -1,5 +1,6 @@
 //! Compiles `proto/` with protox (no system `protoc`) and writes the encoded descriptor set
-//! next to the generated code, for server reflection.
+//! next to the generated code, for server reflection. The client and server stubs are
+//! generated only for the `client` and `server` features.
 
 use std::{env, fs, path::PathBuf};
 
@@ -20,8 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::write(out_dir.join("sockgate_descriptor.bin"), fds.encode_to_vec())?;
 
     tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
+        .build_server(env::var_os("CARGO_FEATURE_SERVER").is_some())
+        .build_client(env::var_os("CARGO_FEATURE_CLIENT").is_some())
         // Payloads and attachments are shared between watchers and recipients: `Bytes`
         // clones are reference counts, not copies.
         .bytes(".")
