@@ -8,7 +8,7 @@ use std::process::Command;
 use fixture::{
     Gateway, repo_root,
     sio::{Clients, Transport},
-    to_all, tokens,
+    sockctl, to_all, tokens,
 };
 use serde_json::json;
 use sockgate_client::proto::{GetInfoRequest, SendRequest};
@@ -182,6 +182,76 @@ async fn unsafe_settings_are_refused_at_start() {
     assert!(
         typo.contains("\"soon\"") && typo.contains("expected a duration"),
         "{typo}"
+    );
+}
+
+/// The `SOCKGATE_*` variables `sockctl --help` names (`[env: SOCKGATE_ADDR=]`).
+fn sockctl_variables() -> Vec<String> {
+    let output = Command::new(sockctl::binary())
+        .arg("--help")
+        .env_clear()
+        .output()
+        .expect("run sockctl --help");
+    let help = String::from_utf8_lossy(&output.stdout);
+    help.split("[env: ")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect()
+        })
+        .collect()
+}
+
+/// An operator's shell (or a container) with `sockctl`'s settings exported: the gateway
+/// starts there and ignores them, and `sockctl` uses them against it.
+#[tokio::test]
+async fn the_gateway_starts_next_to_sockctl_settings() {
+    let names = sockctl_variables();
+    for expected in ["SOCKGATE_ADDR", "SOCKGATE_TOKEN", "SOCKGATE_TIMEOUT"] {
+        assert!(names.iter().any(|n| n == expected), "{expected}: {names:?}");
+    }
+    let mut builder = Gateway::builder();
+    for name in &names {
+        builder = builder.var(name, "set-for-sockctl");
+    }
+    let gateway = builder.start().await;
+    let info = sockctl::command(&gateway)
+        .env("SOCKGATE_TOKEN", "set-for-sockctl")
+        .env("SOCKGATE_TIMEOUT", "5s")
+        .args(["info", "--json"])
+        .output()
+        .await
+        .expect("run sockctl");
+    assert!(info.status.success(), "{info:?}");
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["adapter"], "memory", "{info}");
+}
+
+/// A misspelled variable is refused by name, whether the section or the key is wrong.
+#[tokio::test]
+async fn a_misspelled_setting_variable_is_refused_by_name() {
+    let section = Gateway::builder()
+        .env("EGDE__LISTEN", "127.0.0.1:0")
+        .var("SOCKGATE_TOKEN", "set-for-sockctl")
+        .start_expecting_failure()
+        .await;
+    assert!(
+        section.contains("environment variable SOCKGATE_EGDE__LISTEN is not a setting"),
+        "{section}"
+    );
+    assert!(
+        section.contains("SECTION of ADMIN, AUTH, CLUSTER, CONTROL, EDGE"),
+        "{section}"
+    );
+    assert!(!section.contains("SOCKGATE_TOKEN is"), "{section}");
+    let key = Gateway::builder()
+        .env("EDGE__LISTN", "127.0.0.1:0")
+        .start_expecting_failure()
+        .await;
+    assert!(
+        key.contains("unknown field: found `listn`") && key.contains("EDGE.LISTN"),
+        "{key}"
     );
 }
 

@@ -13,7 +13,7 @@ use super::LogFormat;
 )]
 pub struct Cli {
     /// TOML configuration file (also `SOCKGATE_CONFIG`).
-    #[arg(short, long, env = "SOCKGATE_CONFIG")]
+    #[arg(short, long, env = super::env::CONFIG_FILE)]
     pub config: Option<PathBuf>,
     /// Socket.IO edge address, e.g. 0.0.0.0:3000.
     #[arg(long)]

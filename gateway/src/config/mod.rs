@@ -4,7 +4,8 @@
 //! One module per section of the file (`edge`, `limits` for `edge.limits`, `auth`,
 //! `control`, `rooms`, `hooks`, `watch`, `cluster`, `admin`, `log`), each with its types,
 //! defaults and checks; `jwt` holds the rules `auth.jwt` and `control.auth` share, `tls`
-//! the TLS settings of the listeners and of the hooks client, and `cli` the flags. This module loads them and checks what
+//! the TLS settings of the listeners and of the hooks client, `env` which `SOCKGATE_*`
+//! variables are settings, and `cli` the flags. This module loads them and checks what
 //! spans sections.
 
 mod admin;
@@ -13,6 +14,7 @@ mod cli;
 mod cluster;
 mod control;
 mod edge;
+mod env;
 mod hooks;
 mod jwt;
 mod limits;
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use figment::{
     Figment,
-    providers::{Env, Format, Serialized, Toml},
+    providers::{Format, Serialized, Toml},
 };
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +37,7 @@ pub use cli::{Cli, Command, TokenArgs};
 pub use cluster::{AdapterKind, ClusterConfig};
 pub use control::{ControlAuthConfig, ControlConfig, ReflectionAccess};
 pub use edge::{EdgeConfig, Transport};
+pub use env::UnknownVariables;
 pub use hooks::HooksConfig;
 pub use jwt::{JwksConfig, JwtKeyConfig, JwtRules};
 pub use limits::EdgeLimits;
@@ -102,6 +105,9 @@ pub enum ConfigError {
     /// The file or a variable could not be read or has a wrong type.
     #[error("configuration: {0}")]
     Load(#[from] Box<figment::Error>),
+    /// `SOCKGATE_*` variables that are not settings (a misspelled one, most likely).
+    #[error("configuration: {0}")]
+    UnknownVariables(UnknownVariables),
     /// The values are inconsistent or unsafe.
     #[error("configuration: {0}")]
     Invalid(String),
@@ -109,7 +115,8 @@ pub enum ConfigError {
 
 impl Config {
     /// Loads defaults, then the file (if any), then `SOCKGATE_*` variables (`__` separates
-    /// sections: `SOCKGATE_EDGE__LISTEN`), then the flags; and validates the result.
+    /// sections: `SOCKGATE_EDGE__LISTEN`; `sockctl`'s variables are ignored, any other
+    /// `SOCKGATE_*` one is refused), then the flags; and validates the result.
     pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = &cli.config {
@@ -121,12 +128,8 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(
-            Env::prefixed("SOCKGATE_")
-                .ignore(&["CONFIG"])
-                .split("__")
-                .map(|k| k.as_str().to_ascii_lowercase().into()),
-        );
+        let variables = std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned());
+        figment = figment.merge(env::Keys::of_config().provider(variables)?);
         let mut config: Config = figment.extract().map_err(Box::new)?;
         cli.apply(&mut config);
         config.validate()?;
