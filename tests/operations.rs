@@ -9,10 +9,19 @@ use fixture::{
     Gateway, repo_root,
     scene::Scene,
     sio::{Transport, polling, ws},
-    to_all, tokens,
+    sockctl, to_all, tokens,
 };
 use serde_json::json;
 use sockgate_client::proto::{GetInfoRequest, SendRequest};
+
+/// What reflection lists on the control port, sorted: the services it serves. Not
+/// `sockgate.v1.SocketHooks`, which backends serve.
+const SERVED: [&str; 4] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "sockgate.v1.SocketControl",
+];
 
 fn grpcurl(args: &[&str]) -> String {
     let output = Command::new("grpcurl")
@@ -32,16 +41,9 @@ async fn grpcurl_lists_describes_and_calls_without_proto_files() {
     let gateway = Gateway::start().await;
     let addr = gateway.control.to_string();
     let services = grpcurl(&["-plaintext", &addr, "list"]);
-    for service in [
-        "sockgate.v1.SocketControl",
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1alpha.ServerReflection",
-    ] {
-        assert!(
-            services.contains(service),
-            "{service} missing from:\n{services}"
-        );
-    }
+    let mut listed: Vec<&str> = services.lines().collect();
+    listed.sort_unstable();
+    assert_eq!(listed, SERVED, "grpcurl list");
     let described = grpcurl(&["-plaintext", &addr, "describe", "sockgate.v1.SocketControl"]);
     assert!(
         described.contains("rpc Send ( .sockgate.v1.SendRequest )"),
@@ -180,6 +182,76 @@ async fn unsafe_settings_are_refused_at_start() {
     );
 }
 
+/// The `SOCKGATE_*` variables `sockctl --help` names (`[env: SOCKGATE_ADDR=]`).
+fn sockctl_variables() -> Vec<String> {
+    let output = Command::new(sockctl::binary())
+        .arg("--help")
+        .env_clear()
+        .output()
+        .expect("run sockctl --help");
+    let help = String::from_utf8_lossy(&output.stdout);
+    help.split("[env: ")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect()
+        })
+        .collect()
+}
+
+/// An operator's shell (or a container) with `sockctl`'s settings exported: the gateway
+/// starts there and ignores them, and `sockctl` uses them against it.
+#[tokio::test]
+async fn the_gateway_starts_next_to_sockctl_settings() {
+    let names = sockctl_variables();
+    for expected in ["SOCKGATE_ADDR", "SOCKGATE_TOKEN", "SOCKGATE_TIMEOUT"] {
+        assert!(names.iter().any(|n| n == expected), "{expected}: {names:?}");
+    }
+    let mut builder = Gateway::builder();
+    for name in &names {
+        builder = builder.var(name, "set-for-sockctl");
+    }
+    let gateway = builder.start().await;
+    let info = sockctl::command(&gateway)
+        .env("SOCKGATE_TOKEN", "set-for-sockctl")
+        .env("SOCKGATE_TIMEOUT", "5s")
+        .args(["info", "--json"])
+        .output()
+        .await
+        .expect("run sockctl");
+    assert!(info.status.success(), "{info:?}");
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["adapter"], "memory", "{info}");
+}
+
+/// A misspelled variable is refused by name, whether the section or the key is wrong.
+#[tokio::test]
+async fn a_misspelled_setting_variable_is_refused_by_name() {
+    let section = Gateway::builder()
+        .env("EGDE__LISTEN", "127.0.0.1:0")
+        .var("SOCKGATE_TOKEN", "set-for-sockctl")
+        .start_expecting_failure()
+        .await;
+    assert!(
+        section.contains("environment variable SOCKGATE_EGDE__LISTEN is not a setting"),
+        "{section}"
+    );
+    assert!(
+        section.contains("SECTION of ADMIN, AUTH, CLUSTER, CONTROL, EDGE"),
+        "{section}"
+    );
+    assert!(!section.contains("SOCKGATE_TOKEN is"), "{section}");
+    let key = Gateway::builder()
+        .env("EDGE__LISTN", "127.0.0.1:0")
+        .start_expecting_failure()
+        .await;
+    assert!(
+        key.contains("unknown field: found `listn`") && key.contains("EDGE.LISTN"),
+        "{key}"
+    );
+}
+
 #[tokio::test]
 async fn sigterm_tells_sockets_and_exits_cleanly() {
     let (gateway, mut clients, _) = Scene::start().await.into_parts();
@@ -196,7 +268,7 @@ async fn sigterm_tells_sockets_and_exits_cleanly() {
 }
 
 #[tokio::test]
-async fn reflection_v1_lists_the_services() {
+async fn reflection_v1_lists_the_services_of_the_port() {
     use tonic_reflection::pb::v1::{
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
@@ -220,17 +292,9 @@ async fn reflection_v1_lists_the_services() {
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
         panic!("unexpected reflection answer: {response:?}");
     };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for service in [
-        "sockgate.v1.SocketControl",
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1.ServerReflection",
-    ] {
-        assert!(
-            names.iter().any(|n| n == service),
-            "{service} missing: {names:?}"
-        );
-    }
+    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort_unstable();
+    assert_eq!(names, SERVED);
 }
 
 /// The listen backlog of the TCP socket listening on `port`, read back with `ss` (for a

@@ -71,7 +71,10 @@ async fn sitting(server: &Server, sockets: usize) -> anyhow::Result<Sitting> {
     let reads: [(&'static str, Read); 8] = [
         ("GetInfo", Read::Info),
         ("GetSocket", Read::Socket(probe)),
-        ("ListSockets (page 100)", Read::Sockets(ListSocketsRequest::default())),
+        (
+            "ListSockets (page 100)",
+            Read::Sockets(ListSocketsRequest::default()),
+        ),
         (
             "ListSockets (page 100 after a token)",
             Read::Sockets(ListSocketsRequest {
@@ -165,7 +168,14 @@ async fn time(
                 let request = GetSocketRequest {
                     socket_id: id.clone(),
                 };
-                usize::from(control.get_socket(request).await?.into_inner().socket.is_some())
+                usize::from(
+                    control
+                        .get_socket(request)
+                        .await?
+                        .into_inner()
+                        .socket
+                        .is_some(),
+                )
             }
             Read::Sockets(request) => {
                 let page = control.list_sockets(request.clone()).await?.into_inner();

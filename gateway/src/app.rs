@@ -77,8 +77,16 @@ async fn serve<A: ClusterAdapter>(
         build_edge::<A>(&config, adapter, hooks, events.clone(), directory.clone()).await?;
     let io = edge.io.clone();
     let mirrors = edge.mirrors.clone();
-    let cluster =
-        start_cluster(&config, &node_id, redis, directory, &io, mirrors.clone(), &events).await?;
+    let cluster = start_cluster(
+        &config,
+        &node_id,
+        redis,
+        directory,
+        &io,
+        mirrors.clone(),
+        &events,
+    )
+    .await?;
 
     let listeners = Listeners::bind(&config)?;
     let trigger = shutdown::Trigger::default();
@@ -401,14 +409,32 @@ fn node_id(config: &Config) -> String {
     }
 }
 
-/// A reflection service (v1 or v1alpha) describing sockgate's API and health.
+/// The services of the control port, as reflection lists them. `sockgate.v1.SocketHooks`
+/// is described in the same descriptor set but served by backends, not here, so it is not
+/// listed (its messages can still be described).
+const CONTROL_PORT_SERVICES: [&str; 4] = [
+    sockgate_proto::socket_control_server::SERVICE_NAME,
+    tonic_health::pb::health_server::SERVICE_NAME,
+    tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME,
+    tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
+];
+
+/// A reflection service (v1 or v1alpha) describing the services of the control port:
+/// sockgate's API, health, and reflection in both versions (both are served; the builder
+/// alone would describe only its own).
 fn reflection<S>(
     build: impl FnOnce(Builder<'static>) -> Result<S, tonic_reflection::server::Error>,
 ) -> Result<S, tonic_reflection::server::Error> {
+    let builder = Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .include_reflection_service(false)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);
     build(
-        Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+        CONTROL_PORT_SERVICES
+            .into_iter()
+            .fold(builder, Builder::with_service_name),
     )
 }
 

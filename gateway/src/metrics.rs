@@ -303,7 +303,9 @@ impl Metrics {
 
     /// Counts one authentication outcome.
     pub fn auth(&self, outcome: AuthOutcome) {
-        self.auth.get_or_create(&[("outcome", outcome.name())]).inc();
+        self.auth
+            .get_or_create(&[("outcome", outcome.name())])
+            .inc();
     }
 
     /// Counts one client event outcome.

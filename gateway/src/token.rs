@@ -32,17 +32,10 @@ pub enum MintError {
 
 /// The signed token of `args` under `config`.
 pub fn mint(config: &Config, args: &TokenArgs) -> Result<String, MintError> {
-    let (section, keys, issuers, audiences) = if args.edge {
-        let jwt = &config.auth.jwt;
-        ("auth.jwt.keys", &jwt.keys, &jwt.issuers, &jwt.audiences)
+    let (section, rules) = if args.edge {
+        ("auth.jwt.keys", &config.auth.jwt.rules)
     } else {
-        let auth = &config.control.auth;
-        (
-            "control.auth.keys",
-            &auth.keys,
-            &auth.issuers,
-            &auth.audiences,
-        )
+        ("control.auth.keys", &config.control.auth.rules)
     };
     let mut claims = Map::new();
     claims.insert("sub".into(), json!(args.subject));
@@ -52,10 +45,10 @@ pub fn mint(config: &Config, args: &TokenArgs) -> Result<String, MintError> {
         "exp".into(),
         json!(now + args.ttl.max(Duration::from_secs(1)).as_secs()),
     );
-    if let Some(iss) = args.issuer.as_ref().or(issuers.first()) {
+    if let Some(iss) = args.issuer.as_ref().or(rules.issuers.first()) {
         claims.insert("iss".into(), json!(iss));
     }
-    if let Some(aud) = args.audience.as_ref().or(audiences.first()) {
+    if let Some(aud) = args.audience.as_ref().or(rules.audiences.first()) {
         claims.insert("aud".into(), json!(aud));
     }
     if !args.edge {
@@ -74,7 +67,7 @@ pub fn mint(config: &Config, args: &TokenArgs) -> Result<String, MintError> {
             json!(names.join(" ")),
         );
     }
-    let (algorithm, key) = signing_key(section, keys, args)?;
+    let (algorithm, key) = signing_key(section, &rules.keys, args)?;
     encode(&Header::new(algorithm), &Value::Object(claims), &key)
         .map_err(|e| MintError::Key(format!("cannot sign: {e}")))
 }
@@ -125,14 +118,14 @@ mod tests {
         let mut config = Config::default();
         let path = std::env::temp_dir().join(format!("sockgate-mint-{}", std::process::id()));
         std::fs::write(&path, "mint-test-secret-0123456789\n").unwrap();
-        config.control.auth.keys.push(JwtKeyConfig {
+        config.control.auth.rules.keys.push(JwtKeyConfig {
             algorithm: "HS384".into(),
             secret_file: Some(path),
             secret_env: None,
             public_key_file: None,
         });
-        config.control.auth.issuers = vec!["ops".into()];
-        config.control.auth.audiences = vec!["control".into()];
+        config.control.auth.rules.issuers = vec!["ops".into()];
+        config.control.auth.rules.audiences = vec!["control".into()];
         config
     }
 

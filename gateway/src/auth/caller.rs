@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::{ClaimRules, JwtError, KeySet, TokenError};
+use super::{JwtError, KeySet, TokenError};
 use crate::config::ControlAuthConfig;
 
 /// A permission a control-plane token can carry.
@@ -103,13 +103,8 @@ impl CallerVerifier {
         if !config.is_enabled() {
             return Ok(None);
         }
-        let rules = ClaimRules {
-            issuers: &config.issuers,
-            audiences: &config.audiences,
-            leeway_secs: config.leeway_secs,
-        };
         Ok(Some(Self {
-            keys: KeySet::load("control.auth", &config.keys, &config.jwks, rules)?,
+            keys: KeySet::load("control.auth", &config.rules)?,
             scope_claim: config.scope_claim.clone(),
         }))
     }

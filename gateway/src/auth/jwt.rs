@@ -12,7 +12,7 @@ use super::{
     Handshake, Identity, Outcome,
     jwks::{Jwks, JwksError},
 };
-use crate::config::{JwksConfig, JwtConfig, JwtKeyConfig};
+use crate::config::{JwtConfig, JwtKeyConfig, JwtRules};
 
 /// A key that cannot be loaded. Secrets are never part of the message.
 #[derive(Debug, thiserror::Error)]
@@ -98,17 +98,6 @@ impl From<jsonwebtoken::errors::Error> for TokenError {
     }
 }
 
-/// What a token's claims must satisfy besides the signature (`exp` is required).
-#[derive(Debug, Clone, Copy)]
-pub struct ClaimRules<'a> {
-    /// Accepted `iss`; empty: not checked.
-    pub issuers: &'a [String],
-    /// Accepted `aud`; empty: not checked.
-    pub audiences: &'a [String],
-    /// Clock skew tolerated on `exp` / `nbf`, in seconds.
-    pub leeway_secs: u64,
-}
-
 /// Every algorithm a token may name.
 const ALGORITHMS: [Algorithm; 12] = [
     Algorithm::HS256,
@@ -143,16 +132,11 @@ impl std::fmt::Debug for KeySet {
 }
 
 impl KeySet {
-    /// Loads every key of `keys` and starts the JWKS of `jwks` if set; `section` names
-    /// them in errors (`auth.jwt`).
-    pub fn load(
-        section: &'static str,
-        keys: &[JwtKeyConfig],
-        jwks: &JwksConfig,
-        rules: ClaimRules<'_>,
-    ) -> Result<Self, JwtError> {
+    /// Loads every key of `rules`, starts their JWKS if set, and prepares their claim
+    /// checks (`exp` is required); `section` names them in errors (`auth.jwt`).
+    pub fn load(section: &'static str, rules: &JwtRules) -> Result<Self, JwtError> {
         let mut loaded: HashMap<Algorithm, Vec<DecodingKey>> = HashMap::new();
-        for key in keys {
+        for key in &rules.keys {
             let algorithm =
                 Algorithm::from_str(&key.algorithm).map_err(|_| JwtError::Algorithm {
                     section,
@@ -163,9 +147,10 @@ impl KeySet {
                 .or_default()
                 .push(load_key(section, algorithm, key)?);
         }
-        let jwks = jwks
+        let jwks = rules
+            .jwks
             .is_set()
-            .then(|| Jwks::start(section, jwks))
+            .then(|| Jwks::start(section, &rules.jwks))
             .transpose()
             .map_err(|error| JwtError::Jwks { section, error })?;
         Ok(Self {
@@ -228,13 +213,8 @@ pub struct JwtVerifier {
 impl JwtVerifier {
     /// Loads every key.
     pub fn from_config(config: &JwtConfig) -> Result<Self, JwtError> {
-        let rules = ClaimRules {
-            issuers: &config.issuers,
-            audiences: &config.audiences,
-            leeway_secs: config.leeway_secs,
-        };
         Ok(Self {
-            keys: KeySet::load("auth.jwt", &config.keys, &config.jwks, rules)?,
+            keys: KeySet::load("auth.jwt", &config.rules)?,
             query_param: config.query_param.clone(),
             rooms_claim: config.rooms_claim.clone(),
         })
@@ -288,19 +268,19 @@ impl JwtVerifier {
     }
 }
 
-fn validation_for(algorithm: Algorithm, rules: ClaimRules<'_>) -> Validation {
+fn validation_for(algorithm: Algorithm, rules: &JwtRules) -> Validation {
     let mut validation = Validation::new(algorithm);
     validation.leeway = rules.leeway_secs;
     validation.validate_nbf = true;
     if rules.issuers.is_empty() {
         validation.iss = None;
     } else {
-        validation.set_issuer(rules.issuers);
+        validation.set_issuer(&rules.issuers);
     }
     if rules.audiences.is_empty() {
         validation.validate_aud = false;
     } else {
-        validation.set_audience(rules.audiences);
+        validation.set_audience(&rules.audiences);
     }
     validation
 }
@@ -427,13 +407,16 @@ mod tests {
         ));
         fs::write(&path, format!("{SECRET}\n")).unwrap();
         JwtVerifier::from_config(&JwtConfig {
-            keys: vec![JwtKeyConfig {
-                algorithm: "HS256".into(),
-                secret_file: Some(path),
-                secret_env: None,
-                public_key_file: None,
-            }],
-            issuers: issuers.iter().map(|s| s.to_string()).collect(),
+            rules: JwtRules {
+                keys: vec![JwtKeyConfig {
+                    algorithm: "HS256".into(),
+                    secret_file: Some(path),
+                    secret_env: None,
+                    public_key_file: None,
+                }],
+                issuers: issuers.iter().map(|s| s.to_string()).collect(),
+                ..JwtRules::default()
+            },
             ..JwtConfig::default()
         })
         .unwrap()
@@ -471,11 +454,14 @@ mod tests {
             public_key_file: Some(testdata(public)),
         };
         let verifier = JwtVerifier::from_config(&JwtConfig {
-            keys: vec![
-                key("RS256", "rsa-public.pem"),
-                key("ES256", "ec-public.pem"),
-                key("EdDSA", "ed-public.pem"),
-            ],
+            rules: JwtRules {
+                keys: vec![
+                    key("RS256", "rsa-public.pem"),
+                    key("ES256", "ec-public.pem"),
+                    key("EdDSA", "ed-public.pem"),
+                ],
+                ..JwtRules::default()
+            },
             ..JwtConfig::default()
         })
         .unwrap();
@@ -554,12 +540,15 @@ mod tests {
     #[test]
     fn a_public_key_of_the_wrong_kind_is_a_config_error() {
         let config = JwtConfig {
-            keys: vec![JwtKeyConfig {
-                algorithm: "ES256".into(),
-                secret_file: None,
-                secret_env: None,
-                public_key_file: Some(testdata("rsa-public.pem")),
-            }],
+            rules: JwtRules {
+                keys: vec![JwtKeyConfig {
+                    algorithm: "ES256".into(),
+                    secret_file: None,
+                    secret_env: None,
+                    public_key_file: Some(testdata("rsa-public.pem")),
+                }],
+                ..JwtRules::default()
+            },
             ..JwtConfig::default()
         };
         let err = JwtVerifier::from_config(&config).unwrap_err().to_string();
@@ -623,7 +612,7 @@ mod tests {
     #[test]
     fn short_secret_and_unknown_algorithm_are_config_errors() {
         let mut config = JwtConfig::default();
-        config.keys.push(JwtKeyConfig {
+        config.rules.keys.push(JwtKeyConfig {
             algorithm: "HS999".into(),
             secret_file: None,
             secret_env: None,

@@ -175,7 +175,11 @@ async fn emit_outcome<A: Adapter>(
             // A socket that does not read fast enough (its send buffer is full) or is
             // closing. The others got the event; a single target is told.
             METRICS.send_dropped.inc_by(errors.len() as u64);
-            debug!(event, failed = errors.len(), "sockets could not take the event");
+            debug!(
+                event,
+                failed = errors.len(),
+                "sockets could not take the event"
+            );
             let unicast = target.filter(|t| {
                 t.socket_ids.len() == 1 && t.rooms.is_empty() && t.user_ids.is_empty() && !t.all
             });

@@ -260,7 +260,6 @@ where
     /// Channel to send [PacketBuf] to the internal connection
     pub(crate) internal_tx: queue::Sender<Outgoing>,
 
-
     /// Set when a ping is sent (v4 protocol) or a check finds the client pinged (v3),
     /// cleared when the client's pong (or ping) comes. Read by the engine's
     /// heartbeat (`crate::heartbeat`), which drives every socket's heartbeat.

@@ -5,8 +5,8 @@ use engineioxide_core::{OpenPacket, Sid, TransportType};
 use crate::config::EngineIoConfig;
 
 pub mod polling;
-pub mod ws;
 mod write_buffer;
+pub mod ws;
 
 fn make_open_packet(transport: TransportType, id: Sid, config: &EngineIoConfig) -> OpenPacket {
     let upgrades = if transport == TransportType::Polling {
