@@ -30,7 +30,9 @@ pub async fn authenticate<A: Adapter>(
     let Some(session) = Session::of(&socket) else {
         return;
     };
-    if !session.wait_open().await {
+    // Bounded: a socket whose connect packet could not be sent is never opened nor closed.
+    let opened = tokio::time::timeout(edge.config.auth_timeout, session.wait_open()).await;
+    if opened != Ok(true) {
         debug!(sid = %socket.id, "socket left before it was connected");
         return;
     }

@@ -318,3 +318,116 @@ impl IdSet for AllIds<'_> {
         Box::new(self.0.range(bound(after)).map(|(sid, _)| *sid))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::ConnectionMeta;
+
+    fn session(sid: Sid) -> Arc<Session> {
+        Arc::new(Session::new(
+            sid,
+            None,
+            ConnectionMeta::now("websocket", None),
+            None,
+            Arc::default(),
+        ))
+    }
+
+    /// Six sockets, ids sorted: every one in `all`, the first three in `first`, the even
+    /// ones authenticated as `even-user` and in `even`.
+    fn index() -> (SocketIndex, Vec<Sid>) {
+        let index = SocketIndex::default();
+        let mut sids: Vec<Sid> = (0..6).map(|_| Sid::new()).collect();
+        sids.sort();
+        for (i, sid) in sids.iter().enumerate() {
+            index.insert(*sid, session(*sid), Shown::Unauthorized);
+            index.join(*sid, "all");
+            if i < 3 {
+                index.join(*sid, "first");
+            }
+            if i % 2 == 0 {
+                index.set_state(*sid, Shown::Unauthorized, Shown::Authenticated);
+                index.set_user(*sid, "even-user");
+                index.join(*sid, "even");
+            }
+        }
+        (index, sids)
+    }
+
+    fn ids(page: &Page<Arc<Session>>) -> Vec<Sid> {
+        page.items.iter().map(|s| s.sid).collect()
+    }
+
+    #[test]
+    fn sockets_are_paged_in_id_order_with_exact_totals() {
+        let (index, sids) = index();
+        let first = index.sockets(SocketFilter::default(), None, 4);
+        assert_eq!(ids(&first), sids[..4]);
+        assert!(first.more);
+        assert_eq!(first.matched, 6);
+        let rest = index.sockets(SocketFilter::default(), Some(sids[3]), 4);
+        assert_eq!(ids(&rest), sids[4..]);
+        assert!(!rest.more);
+    }
+
+    #[test]
+    fn filters_combine() {
+        let (index, sids) = index();
+        let filter = |room, user, state| SocketFilter { room, user, state };
+        let even = index.sockets(filter(Some("even"), None, None), None, 10);
+        assert_eq!(ids(&even), [sids[0], sids[2], sids[4]]);
+        let first_and_authenticated = index.sockets(
+            filter(Some("first"), None, Some(Shown::Authenticated)),
+            None,
+            1,
+        );
+        assert_eq!(ids(&first_and_authenticated), [sids[0]]);
+        assert_eq!(first_and_authenticated.matched, 2);
+        assert!(first_and_authenticated.more);
+        let by_user = index.sockets(filter(None, Some("even-user"), None), Some(sids[0]), 10);
+        assert_eq!(ids(&by_user), [sids[2], sids[4]]);
+        let nobody = index.sockets(filter(Some("nowhere"), None, None), None, 10);
+        assert!(nobody.items.is_empty() && nobody.matched == 0 && !nobody.more);
+        let unauthorized = index.sockets(filter(None, None, Some(Shown::Unauthorized)), None, 10);
+        assert_eq!(ids(&unauthorized), [sids[1], sids[3], sids[5]]);
+    }
+
+    #[test]
+    fn counts_and_rooms_follow_changes() {
+        let (index, sids) = index();
+        let counts = index.counts();
+        assert_eq!(
+            (counts.unauthorized, counts.authenticated, counts.total()),
+            (3, 3, 6)
+        );
+        let rooms = index.rooms("", "", 10);
+        let names: Vec<_> = rooms.items.iter().map(|(n, m)| (n.as_str(), *m)).collect();
+        assert_eq!(names, [("all", 6), ("even", 3), ("first", 3)]);
+        let after = index.rooms("", "all", 1);
+        assert_eq!(after.items[0].0, "even");
+        assert!(after.more);
+        assert_eq!(after.matched, 3);
+        let prefixed = index.rooms("fi", "", 10);
+        assert_eq!((prefixed.items.len(), prefixed.matched), (1, 1));
+
+        let (even, first, all) = (Arc::from("even"), Arc::from("first"), Arc::from("all"));
+        index.remove(
+            sids[0],
+            Shown::Authenticated,
+            Some("even-user"),
+            [&even, &first, &all],
+        );
+        index.leave(sids[2], "even");
+        index.leave(sids[4], "even");
+        assert_eq!(index.room_count(), 2, "a room goes with its last member");
+        assert!(index.get(sids[0]).is_none());
+        assert_eq!(index.counts().authenticated, 2);
+        let user = SocketFilter {
+            user: Some("even-user"),
+            ..SocketFilter::default()
+        };
+        assert_eq!(ids(&index.sockets(user, None, 10)), [sids[2], sids[4]]);
+        assert_eq!(index.not_authenticated().len(), 3);
+    }
+}

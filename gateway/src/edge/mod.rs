@@ -38,8 +38,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tracing::{debug, info};
 
 use crate::{
-    auth::ConnectionMeta,
-    auth::{AuthChain, RoomValidator},
+    auth::{AuthChain, ConnectionMeta, RoomValidator},
     cluster::adapter::ClusterAdapter,
     config::{EdgeConfig, Transport},
     edge::limits::{ConnectRefusal, Limits, OpenedSession},
