@@ -70,7 +70,7 @@ async fn serve<A: ClusterAdapter>(
     warn_about_open_settings(&config);
 
     let directory = Arc::new(Directory::default());
-    let hooks = Hooks::from_config(&config.hooks).map_err(anyhow::Error::msg)?;
+    let hooks = Hooks::from_config(&config.hooks)?;
     let callers = CallerVerifier::from_config(&config.control.auth)?.map(Arc::new);
     let events = Arc::new(EventBus::new(node_id.clone(), &config.watch));
     let (router, edge) =
