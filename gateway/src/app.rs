@@ -132,9 +132,7 @@ async fn build_edge<A: ClusterAdapter>(
         events,
         mirrors: Arc::new(Mirrors::new(directory)),
     };
-    edge::build::<A>(&config.edge, deciders, adapter)
-        .await
-        .map_err(anyhow::Error::msg)
+    Ok(edge::build::<A>(&config.edge, deciders, adapter).await?)
 }
 
 /// This node's view of the cluster, started: it answers other nodes from `io`'s sockets.
