@@ -70,7 +70,7 @@ async fn serve<A: ClusterAdapter>(
     warn_about_open_settings(&config);
 
     let directory = Arc::new(Directory::default());
-    let hooks = Hooks::from_config(&config.hooks).map_err(anyhow::Error::msg)?;
+    let hooks = Hooks::from_config(&config.hooks)?;
     let callers = CallerVerifier::from_config(&config.control.auth)?.map(Arc::new);
     let events = Arc::new(EventBus::new(node_id.clone(), &config.watch));
     let (router, edge) =
@@ -132,9 +132,7 @@ async fn build_edge<A: ClusterAdapter>(
         events,
         mirrors: Arc::new(Mirrors::new(directory)),
     };
-    edge::build::<A>(&config.edge, deciders, adapter)
-        .await
-        .map_err(anyhow::Error::msg)
+    Ok(edge::build::<A>(&config.edge, deciders, adapter).await?)
 }
 
 /// This node's view of the cluster, started: it answers other nodes from `io`'s sockets.

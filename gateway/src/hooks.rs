@@ -6,6 +6,7 @@
 //! backend's limit of concurrent streams per connection. Callers fail closed on any error.
 
 use std::{
+    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -26,11 +27,43 @@ use crate::{
     metrics::METRICS,
 };
 
+/// Why the hooks client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HookSetupError {
+    /// `hooks.endpoint` is not a valid URI.
+    #[error("hooks.endpoint {endpoint:?}: {error}")]
+    Endpoint {
+        /// What was configured.
+        endpoint: String,
+        /// Why.
+        error: tonic::transport::Error,
+    },
+    /// A file of `hooks.tls` cannot be read.
+    #[error("hooks.tls.{key} {}: {error}", .path.display())]
+    TlsFile {
+        /// The setting (`ca_file`, `cert_file`, `key_file`).
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The TLS settings are refused.
+    #[error("hooks.tls: {0}")]
+    Tls(tonic::transport::Error),
+}
+
 /// The TLS of the hooks channel: the configured CA (else the system's roots) and the
 /// client certificate for mutual TLS.
-fn client_tls(config: &ClientTlsConfig) -> Result<tonic::transport::ClientTlsConfig, String> {
-    let read = |what: &str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| format!("hooks.tls.{what} {}: {e}", path.display()))
+fn client_tls(
+    config: &ClientTlsConfig,
+) -> Result<tonic::transport::ClientTlsConfig, HookSetupError> {
+    let read = |key: &'static str, path: &Path| {
+        std::fs::read(path).map_err(|error| HookSetupError::TlsFile {
+            key,
+            path: path.to_owned(),
+            error,
+        })
     };
     let mut tls = tonic::transport::ClientTlsConfig::new();
     tls = match &config.ca_file {
@@ -148,16 +181,20 @@ impl std::fmt::Debug for Hooks {
 impl Hooks {
     /// The client for `config.endpoint`; `None` when no endpoint is configured. The
     /// connection is made on first use and re-established by the channel when it drops.
-    pub fn from_config(config: &HooksConfig) -> Result<Option<Arc<Hooks>>, String> {
+    pub fn from_config(config: &HooksConfig) -> Result<Option<Arc<Hooks>>, HookSetupError> {
         if config.endpoint.is_empty() {
             return Ok(None);
         }
-        let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
-            .map_err(|e| format!("hooks.endpoint {:?}: {e}", config.endpoint))?;
+        let mut endpoint = Endpoint::from_shared(config.endpoint.clone()).map_err(|error| {
+            HookSetupError::Endpoint {
+                endpoint: config.endpoint.clone(),
+                error,
+            }
+        })?;
         if config.endpoint.starts_with("https://") {
             endpoint = endpoint
                 .tls_config(client_tls(&config.tls)?)
-                .map_err(|e| format!("hooks.tls: {e}"))?;
+                .map_err(HookSetupError::Tls)?;
         }
         let endpoint = endpoint
             .connect_timeout(config.timeout)
@@ -325,5 +362,31 @@ impl Hooks {
             .await?;
         debug!(%event, has_ack = response.ack_json.is_some(), "OnEvent answered");
         Ok(response.ack_json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_errors_name_the_setting() {
+        let config = |endpoint: &str, ca_file: &str| HooksConfig {
+            endpoint: endpoint.into(),
+            tls: ClientTlsConfig {
+                ca_file: Some(ca_file.into()),
+                ..ClientTlsConfig::default()
+            },
+            ..HooksConfig::default()
+        };
+        let error = |config: HooksConfig| Hooks::from_config(&config).unwrap_err().to_string();
+        assert!(
+            error(config("https://backend:50051", "/no/such/ca.pem"))
+                .starts_with("hooks.tls.ca_file /no/such/ca.pem: "),
+        );
+        assert!(
+            error(config("http://bad host", ""))
+                .starts_with(r#"hooks.endpoint "http://bad host": "#)
+        );
     }
 }

@@ -209,96 +209,122 @@ impl Metrics {
             stale_rooms: Gauge::default(),
             refused: Family::default(),
         };
-        let registry = &mut metrics.registry;
-        registry.register(
+        metrics.register_edge();
+        metrics.register_control();
+        metrics.register_hooks();
+        metrics.register_delivery();
+        metrics.register_node();
+        metrics
+    }
+
+    /// Registers the edge's metrics: sockets, connections, authentications, client events
+    /// and rooms.
+    fn register_edge(&mut self) {
+        self.registry.register(
             "sockets",
             "Sockets of this node by state",
-            metrics.sockets.clone(),
+            self.sockets.clone(),
         );
-        registry.register(
+        self.registry.register(
             "connections",
             "Socket.IO connections accepted",
-            metrics.connections.clone(),
+            self.connections.clone(),
         );
-        registry.register("auth", "Authentication outcomes", metrics.auth.clone());
-        registry.register(
+        self.registry
+            .register("auth", "Authentication outcomes", self.auth.clone());
+        self.registry.register(
             "client_events",
             "Client application events by outcome",
-            metrics.client_events.clone(),
+            self.client_events.clone(),
         );
-        registry.register(
+        self.registry.register(
             "client_rooms",
             "Rooms in client join/leave requests by result",
-            metrics.client_rooms.clone(),
+            self.client_rooms.clone(),
         );
-        registry.register(
+    }
+
+    /// Registers the control plane's metrics, and the TLS listeners' handshake failures.
+    fn register_control(&mut self) {
+        self.registry.register(
             "control_requests",
             "SocketControl calls by method and status code",
-            metrics.control_requests.clone(),
+            self.control_requests.clone(),
         );
-        registry.register_with_unit(
+        self.registry.register_with_unit(
             "control_duration",
             "SocketControl call latency",
             prometheus_client::registry::Unit::Seconds,
-            metrics.control_duration.clone(),
+            self.control_duration.clone(),
         );
-        registry.register(
+        self.registry.register(
             "control_shed",
             "SocketControl calls refused because control.max_concurrent_calls were in progress",
-            metrics.control_shed.clone(),
+            self.control_shed.clone(),
         );
-        registry.register(
+        self.registry.register(
             "tls_handshake_failures",
             "TLS handshakes that failed or timed out, by listener",
-            metrics.tls_handshake_failures.clone(),
+            self.tls_handshake_failures.clone(),
         );
-        registry.register(
+    }
+
+    /// Registers the metrics of the calls to the backend's hooks.
+    fn register_hooks(&mut self) {
+        self.registry.register(
             "hook_calls",
             "SocketHooks calls by hook and outcome",
-            metrics.hook_calls.clone(),
+            self.hook_calls.clone(),
         );
-        registry.register_with_unit(
+        self.registry.register_with_unit(
             "hook_duration",
             "SocketHooks call latency",
             prometheus_client::registry::Unit::Seconds,
-            metrics.hook_duration.clone(),
+            self.hook_duration.clone(),
         );
-        registry.register(
+    }
+
+    /// Registers the metrics of delivery: to watchers and to the recipients of a `Send`.
+    fn register_delivery(&mut self) {
+        self.registry.register(
             "watchers",
             "Connected WatchEvents watchers",
-            metrics.watchers.clone(),
+            self.watchers.clone(),
         );
-        registry.register(
+        self.registry.register(
             "watch_dropped",
             "Events dropped for watchers that did not keep up",
-            metrics.watch_dropped.clone(),
+            self.watch_dropped.clone(),
         );
-        registry.register(
+        self.registry.register(
             "send_dropped",
             "Recipients a Send could not reach (send buffer full or closing)",
-            metrics.send_dropped.clone(),
+            self.send_dropped.clone(),
         );
-        registry.register(
+    }
+
+    /// Registers the node's metrics read when scraped (tasks, rooms), and its refusals.
+    fn register_node(&mut self) {
+        self.registry.register(
             "tasks",
             "Tokio tasks alive in this process",
-            metrics.tasks.clone(),
+            self.tasks.clone(),
         );
-        registry.register(
+        self.registry.register(
             "rooms",
             "Rooms of this node's live sockets by kind",
-            metrics.rooms.clone(),
+            self.rooms.clone(),
         );
-        registry.register(
+        self.registry.register(
             "stale_rooms",
             "Rooms held only by sockets that are gone (should stay 0)",
-            metrics.stale_rooms.clone(),
+            self.stale_rooms.clone(),
         );
-        registry.register(
+        self.registry.register(
             "refused",
             "Requests, events and connections refused by a trust rule or a limit, by reason",
-            metrics.refused.clone(),
+            self.refused.clone(),
         );
-        metrics
     }
 
     /// Counts one authentication outcome.

@@ -7,7 +7,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp
 use serde_json::{Map, Value, json};
 
 use crate::{
-    auth::{Scope, hmac_secret, is_hmac},
+    auth::{Scope, SecretError, hmac_secret, is_hmac},
     config::{Config, JwtKeyConfig, TokenArgs},
 };
 
@@ -28,6 +28,14 @@ pub enum MintError {
     /// The key cannot be read or used.
     #[error("{0}")]
     Key(String),
+    /// The HMAC secret cannot be read.
+    #[error("{section}: {error}")]
+    Secret {
+        /// The configuration section of the key (`auth.jwt.keys`).
+        section: &'static str,
+        /// Why.
+        error: SecretError,
+    },
 }
 
 /// The signed token of `args` under `config`.
@@ -83,7 +91,7 @@ fn signing_key(
             .filter_map(|k| Some((Algorithm::from_str(&k.algorithm).ok()?, k)))
             .find(|(algorithm, _)| is_hmac(*algorithm))
             .ok_or(MintError::NoSecret(section))?;
-        let secret = hmac_secret(key).map_err(|e| MintError::Key(format!("{section}: {e}")))?;
+        let secret = hmac_secret(key).map_err(|error| MintError::Secret { section, error })?;
         return Ok((algorithm, EncodingKey::from_secret(secret.as_bytes())));
     };
     let name = args.algorithm.as_deref().unwrap_or("RS256");

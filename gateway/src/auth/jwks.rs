@@ -6,6 +6,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, RwLock, Weak},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -14,12 +15,13 @@ use jsonwebtoken::{
     Algorithm, DecodingKey,
     jwk::{Jwk, JwkSet},
 };
-use rustls_pki_types::ServerName;
+use rustls_pki_types::{InvalidDnsNameError, ServerName};
 use tokio::{net::TcpStream, sync::Mutex, time::Instant};
+use tokio_rustls::rustls;
 use tracing::{debug, info, warn};
 
 use super::TokenError;
-use crate::config::JwksConfig;
+use crate::{config::JwksConfig, tls::TlsError};
 
 /// Largest JWKS document accepted.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
@@ -31,16 +33,54 @@ pub enum JwksError {
     #[error("cannot read {0}")]
     File(String),
     /// The URL cannot be fetched.
-    #[error("cannot fetch {url}: {message}")]
+    #[error("cannot fetch {url}: {error}")]
     Fetch {
         /// The URL.
         url: String,
         /// Why.
-        message: String,
+        error: FetchError,
     },
     /// Not a JWKS document.
     #[error("{0} is not a JWKS document: {1}")]
     Parse(String, String),
+}
+
+/// Why GETting the JWKS URL gave no document. Each message is the underlying error's own.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// No answer within `jwks.timeout`.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The URL cannot be parsed.
+    #[error("{0}")]
+    Url(http::uri::InvalidUri),
+    /// The URL names no host.
+    #[error("no host in the URL")]
+    NoHost,
+    /// The request cannot be built from the URL.
+    #[error("{0}")]
+    Request(http::Error),
+    /// The TCP connection or the TLS handshake failed.
+    #[error("{0}")]
+    Connect(std::io::Error),
+    /// The host is not a valid TLS server name.
+    #[error("{0}")]
+    ServerName(InvalidDnsNameError),
+    /// `jwks.ca_file` cannot be read.
+    #[error("{0}")]
+    CaFile(TlsError),
+    /// rustls refused a CA certificate or its protocol versions.
+    #[error("{0}")]
+    Tls(rustls::Error),
+    /// The HTTP exchange failed.
+    #[error("{0}")]
+    Http(hyper::Error),
+    /// The answer's status is not a success.
+    #[error("HTTP {0}")]
+    Status(http::StatusCode),
+    /// The body cannot be read, or is larger than `MAX_DOCUMENT_BYTES`.
+    #[error("{0}")]
+    Body(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A key of the set.
@@ -128,9 +168,9 @@ impl Jwks {
                 self.config.url.clone(),
                 fetch(&self.config)
                     .await
-                    .map_err(|message| JwksError::Fetch {
+                    .map_err(|error| JwksError::Fetch {
                         url: self.config.url.clone(),
-                        message,
+                        error,
                     })?,
             ),
         };
@@ -213,20 +253,20 @@ async fn refresh_periodically(jwks: Weak<Jwks>) {
 }
 
 /// GETs the JWKS URL (HTTP/1.1; TLS for `https://` with `ca_file` or the system roots).
-async fn fetch(config: &JwksConfig) -> Result<Vec<u8>, String> {
+async fn fetch(config: &JwksConfig) -> Result<Vec<u8>, FetchError> {
     tokio::time::timeout(config.timeout, fetch_unbounded(config))
         .await
-        .map_err(|_| format!("no answer within {:?}", config.timeout))?
+        .map_err(|_| FetchError::Timeout(config.timeout))?
 }
 
-async fn fetch_unbounded(config: &JwksConfig) -> Result<Vec<u8>, String> {
-    let uri: http::Uri = config.url.parse().map_err(|e| format!("{e}"))?;
-    let host = uri.host().ok_or("no host in the URL")?.to_owned();
+async fn fetch_unbounded(config: &JwksConfig) -> Result<Vec<u8>, FetchError> {
+    let uri: http::Uri = config.url.parse().map_err(FetchError::Url)?;
+    let host = uri.host().ok_or(FetchError::NoHost)?.to_owned();
     let https = uri.scheme_str() == Some("https");
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(FetchError::Connect)?;
     let request = http::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
         .header(
             http::header::HOST,
@@ -234,52 +274,52 @@ async fn fetch_unbounded(config: &JwksConfig) -> Result<Vec<u8>, String> {
         )
         .header(http::header::ACCEPT, "application/json")
         .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
+        .map_err(FetchError::Request)?;
     if https {
         let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(config)?));
         let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
-            .map_err(|e| e.to_string())?;
+            .map_err(FetchError::ServerName)?;
         let tls = connector
             .connect(name, tcp)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(FetchError::Connect)?;
         send(tls, request).await
     } else {
         send(tcp, request).await
     }
 }
 
-async fn send<Io>(io: Io, request: http::Request<Empty<Bytes>>) -> Result<Vec<u8>, String>
+async fn send<Io>(io: Io, request: http::Request<Empty<Bytes>>) -> Result<Vec<u8>, FetchError>
 where
     Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(FetchError::Http)?;
     tokio::spawn(connection);
     let response = sender
         .send_request(request)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(FetchError::Http)?;
     if !response.status().is_success() {
-        return Err(format!("HTTP {}", response.status()));
+        return Err(FetchError::Status(response.status()));
     }
     let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
         .collect()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(FetchError::Body)?;
     Ok(body.to_bytes().to_vec())
 }
 
-fn client_config(config: &JwksConfig) -> Result<tokio_rustls::rustls::ClientConfig, String> {
-    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+fn client_config(config: &JwksConfig) -> Result<rustls::ClientConfig, FetchError> {
+    let mut roots = rustls::RootCertStore::empty();
     match &config.ca_file {
         Some(path) => {
             for cert in
-                crate::tls::read_certificates("jwks.ca_file", path).map_err(|e| e.to_string())?
+                crate::tls::read_certificates("jwks.ca_file", path).map_err(FetchError::CaFile)?
             {
-                roots.add(cert).map_err(|e| e.to_string())?;
+                roots.add(cert).map_err(FetchError::Tls)?;
             }
         }
         None => {
@@ -289,9 +329,9 @@ fn client_config(config: &JwksConfig) -> Result<tokio_rustls::rustls::ClientConf
         }
     }
     Ok(
-        tokio_rustls::rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        rustls::ClientConfig::builder_with_provider(crate::tls::provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .map_err(FetchError::Tls)?
             .with_root_certificates(roots)
             .with_no_client_auth(),
     )

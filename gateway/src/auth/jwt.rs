@@ -3,7 +3,7 @@
 //! [`KeySet`] (keys and claim checks) is shared with the control plane's caller
 //! authentication.
 
-use std::{collections::HashMap, fs, str::FromStr, sync::Arc};
+use std::{collections::HashMap, fs, path::PathBuf, str::FromStr, sync::Arc};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
 use serde_json::Value;
@@ -35,6 +35,16 @@ pub enum JwtError {
         /// What is wrong.
         message: String,
     },
+    /// The HMAC secret of the key cannot be read.
+    #[error("{section}.keys ({algorithm}): {error}")]
+    Secret {
+        /// The configuration section of the key.
+        section: &'static str,
+        /// The key's algorithm.
+        algorithm: String,
+        /// Why.
+        error: SecretError,
+    },
     /// The JWKS cannot be read.
     #[error("{section}.jwks: {error}")]
     Jwks {
@@ -43,6 +53,28 @@ pub enum JwtError {
         /// Why.
         error: JwksError,
     },
+}
+
+/// Why an HMAC secret cannot be read. Never contains the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// `secret_file` cannot be read.
+    #[error("cannot read secret_file {}: {error}", .path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// `secret_env` names a variable that is not set (or not Unicode).
+    #[error("environment variable {0} is not set")]
+    Env(String),
+    /// Neither or both of `secret_file` and `secret_env`.
+    #[error("set exactly one of secret_file or secret_env")]
+    Source,
+    /// The secret is too short to be safe.
+    #[error("the secret is shorter than 16 bytes")]
+    TooShort,
 }
 
 /// Why a token is refused. The messages never contain the token or a claim value.
@@ -233,17 +265,16 @@ impl JwtVerifier {
         };
         match self.verify(&token).await {
             Ok(identity) => Outcome::Allow(identity),
-            Err(reason) => Outcome::Deny(reason),
+            Err(reason) => Outcome::Deny(reason.to_string()),
         }
     }
 
     /// Verifies a token and reads the identity from its claims.
-    pub async fn verify(&self, token: &str) -> Result<Identity, String> {
+    pub async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
         self.keys
             .decode(token)
             .await
             .map(|claims| self.identity(&claims))
-            .map_err(|e| e.to_string())
     }
 
     fn identity(&self, claims: &serde_json::Map<String, Value>) -> Identity {
@@ -294,19 +325,20 @@ pub fn is_hmac(algorithm: Algorithm) -> bool {
 }
 
 /// The HMAC secret of `key`, from its file (trailing newline ignored) or its variable.
-pub fn hmac_secret(key: &JwtKeyConfig) -> Result<String, String> {
+pub fn hmac_secret(key: &JwtKeyConfig) -> Result<String, SecretError> {
     let secret = match (&key.secret_file, &key.secret_env) {
         (Some(path), None) => fs::read_to_string(path)
-            .map_err(|e| format!("cannot read secret_file {}: {e}", path.display()))?
+            .map_err(|error| SecretError::File {
+                path: path.clone(),
+                error,
+            })?
             .trim_end_matches(['\r', '\n'])
             .to_owned(),
-        (None, Some(var)) => {
-            std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?
-        }
-        _ => return Err("set exactly one of secret_file or secret_env".into()),
+        (None, Some(var)) => std::env::var(var).map_err(|_| SecretError::Env(var.clone()))?,
+        _ => return Err(SecretError::Source),
     };
     if secret.len() < 16 {
-        return Err("the secret is shorter than 16 bytes".into());
+        return Err(SecretError::TooShort);
     }
     Ok(secret)
 }
@@ -322,7 +354,11 @@ fn load_key(
         message,
     };
     if is_hmac(algorithm) {
-        let secret = hmac_secret(key).map_err(fail)?;
+        let secret = hmac_secret(key).map_err(|error| JwtError::Secret {
+            section,
+            algorithm: key.algorithm.clone(),
+            error,
+        })?;
         return Ok(DecodingKey::from_secret(secret.as_bytes()));
     }
     let path = key
@@ -497,6 +533,7 @@ mod tests {
                 .verify(&hs)
                 .await
                 .unwrap_err()
+                .to_string()
                 .contains("no key for algorithm")
         );
     }
@@ -563,7 +600,7 @@ mod tests {
                 json!({"sub": "u", "exp": exp_in(-3600), "iss": "me"}),
             ))
             .await;
-        assert!(expired.unwrap_err().contains("xpired"));
+        assert!(expired.unwrap_err().to_string().contains("xpired"));
         assert!(
             v.verify(&token(
                 json!({"sub": "u", "exp": exp_in(60), "iss": "other"})
@@ -607,6 +644,49 @@ mod tests {
             ..sources
         };
         assert_eq!(sources.find("token"), None);
+    }
+
+    #[test]
+    fn unreadable_secrets_are_explained() {
+        let key =
+            |secret_file: Option<std::path::PathBuf>, secret_env: Option<&str>| JwtKeyConfig {
+                algorithm: "HS256".into(),
+                secret_file,
+                secret_env: secret_env.map(str::to_owned),
+                public_key_file: None,
+            };
+        let error = |key: JwtKeyConfig| hmac_secret(&key).unwrap_err().to_string();
+        assert_eq!(
+            error(key(None, None)),
+            "set exactly one of secret_file or secret_env"
+        );
+        assert_eq!(
+            error(key(None, Some("SOCKGATE_UNIT_TEST_NEVER_SET"))),
+            "environment variable SOCKGATE_UNIT_TEST_NEVER_SET is not set"
+        );
+        let missing = std::env::temp_dir().join("sockgate-unit-no-such-secret");
+        assert!(
+            error(key(Some(missing.clone()), None))
+                .starts_with(&format!("cannot read secret_file {}: ", missing.display()))
+        );
+        let short =
+            std::env::temp_dir().join(format!("sockgate-unit-short-secret-{}", std::process::id()));
+        fs::write(&short, "too-short\n").unwrap();
+        assert_eq!(
+            error(key(Some(short.clone()), None)),
+            "the secret is shorter than 16 bytes"
+        );
+        let config = JwtConfig {
+            rules: JwtRules {
+                keys: vec![key(Some(short), None)],
+                ..JwtRules::default()
+            },
+            ..JwtConfig::default()
+        };
+        assert_eq!(
+            JwtVerifier::from_config(&config).unwrap_err().to_string(),
+            "auth.jwt.keys (HS256): the secret is shorter than 16 bytes"
+        );
     }
 
     #[test]

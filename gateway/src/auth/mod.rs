@@ -16,8 +16,8 @@ use tracing::warn;
 
 pub use caller::{Caller, CallerError, CallerVerifier, Scope};
 pub use handshake::{ConnectionMeta, Handshake, parse_query};
-pub use jwks::{Jwks, JwksError};
-pub use jwt::{JwtError, JwtVerifier, KeySet, TokenError, hmac_secret, is_hmac};
+pub use jwks::{FetchError, Jwks, JwksError};
+pub use jwt::{JwtError, JwtVerifier, KeySet, SecretError, TokenError, hmac_secret, is_hmac};
 pub use room_validator::RoomValidator;
 
 use crate::{

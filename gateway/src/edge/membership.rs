@@ -41,18 +41,34 @@ struct ErrorAck<'a> {
     left: [String; 0],
 }
 
-fn parse<A: Adapter>(edge: &Edge<A>, data: Option<Value>) -> Result<Vec<String>, String> {
-    let request: RoomsRequest = data
-        .ok_or_else(|| "expected {rooms: [string]}".to_owned())
-        .and_then(|v| {
-            serde_json::from_value(v).map_err(|e| format!("expected {{rooms: [string]}}: {e}"))
-        })?;
-    if request.rooms.len() > edge.config.max_rooms_per_request {
-        return Err(format!(
-            "{} rooms in one request; the limit is {}",
-            request.rooms.len(),
-            edge.config.max_rooms_per_request
-        ));
+/// Why a `join` / `leave` request cannot be read. The message is the error ack's `error`.
+#[derive(Debug, thiserror::Error)]
+enum RoomRequestError {
+    /// No data.
+    #[error("expected {{rooms: [string]}}")]
+    Missing,
+    /// Data of another shape.
+    #[error("expected {{rooms: [string]}}: {0}")]
+    Shape(serde_json::Error),
+    /// More rooms than `edge.max_rooms_per_request`.
+    #[error("{count} rooms in one request; the limit is {limit}")]
+    TooManyRooms {
+        /// Rooms in the request.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// The rooms of a request, sorted and without duplicates; at most `limit` before that.
+fn parse(data: Option<Value>, limit: usize) -> Result<Vec<String>, RoomRequestError> {
+    let data = data.ok_or(RoomRequestError::Missing)?;
+    let request: RoomsRequest = serde_json::from_value(data).map_err(RoomRequestError::Shape)?;
+    if request.rooms.len() > limit {
+        return Err(RoomRequestError::TooManyRooms {
+            count: request.rooms.len(),
+            limit,
+        });
     }
     let mut rooms = request.rooms;
     rooms.sort_unstable();
@@ -64,11 +80,12 @@ fn reply_error<A: Adapter>(
     socket: &SocketRef<A>,
     ack: AckSender<A>,
     request: RoomRequest,
-    error: &str,
+    error: &RoomRequestError,
 ) {
+    let error = error.to_string();
     METRICS.client_rooms(request, RoomResult::InvalidRequest, 1);
     info!(sid = %socket.id, error, "bad room request");
-    send_error(ack, error);
+    send_error(ack, &error);
 }
 
 fn send_error<A: Adapter>(ack: AckSender<A>, error: &str) {
@@ -161,7 +178,7 @@ pub async fn join<A: Adapter>(
     let Ok((_slot, ack)) = take_request_slot(&edge, &socket, &session, ack) else {
         return;
     };
-    let requested = match parse(&edge, data) {
+    let requested = match parse(data, edge.config.max_rooms_per_request) {
         Ok(rooms) => rooms,
         Err(error) => return reply_error(&socket, ack, RoomRequest::Join, &error),
     };
@@ -229,7 +246,7 @@ pub fn leave<A: Adapter>(
     let Ok((_slot, ack)) = take_request_slot(&edge, &socket, &session, ack) else {
         return;
     };
-    let requested = match parse(&edge, data) {
+    let requested = match parse(data, edge.config.max_rooms_per_request) {
         Ok(rooms) => rooms,
         Err(error) => return reply_error(&socket, ack, RoomRequest::Leave, &error),
     };
@@ -241,4 +258,32 @@ pub fn leave<A: Adapter>(
     METRICS.client_rooms(RoomRequest::Leave, RoomResult::Left, left.len());
     METRICS.client_rooms(RoomRequest::Leave, RoomResult::Rejected, rejected.len());
     let _ = ack.send(&protocol::LeaveAck { left, rejected });
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn rooms_are_sorted_and_deduplicated() {
+        let rooms = parse(Some(json!({"rooms": ["b", "a", "b"]})), 3).unwrap();
+        assert_eq!(rooms, ["a", "b"]);
+    }
+
+    /// The messages reach the client in the error ack: they are part of the protocol.
+    #[test]
+    fn unreadable_requests_are_explained() {
+        let error = |data, limit| parse(data, limit).unwrap_err().to_string();
+        assert_eq!(error(None, 10), "expected {rooms: [string]}");
+        assert_eq!(
+            error(Some(json!({"rooms": "a"})), 10),
+            "expected {rooms: [string]}: invalid type: string \"a\", expected a sequence"
+        );
+        assert_eq!(
+            error(Some(json!({"rooms": ["a", "b", "c"]})), 2),
+            "3 rooms in one request; the limit is 2"
+        );
+    }
 }

@@ -39,7 +39,7 @@ use tracing::{debug, info};
 
 use crate::{
     auth::{AuthChain, ConnectionMeta, RoomValidator},
-    cluster::adapter::ClusterAdapter,
+    cluster::adapter::{ClusterAdapter, InitializationError},
     config::{EdgeConfig, Transport},
     edge::limits::{ConnectRefusal, Limits, OpenedSession},
     events::{self, EventBus},
@@ -84,13 +84,27 @@ pub struct Edge<A: Adapter> {
     pub limits: Arc<Limits>,
 }
 
+/// Why the edge cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeSetupError {
+    /// Neither WebSocket nor polling is enabled.
+    #[error("edge.transports is empty")]
+    NoTransport,
+    /// An entry of `edge.cors_origins` is not a valid header value.
+    #[error("edge.cors_origins: invalid origin {0:?}")]
+    CorsOrigin(String),
+    /// The cluster adapter could not set up the namespace.
+    #[error("cluster adapter: {0}")]
+    Adapter(InitializationError),
+}
+
 /// Builds the edge: the axum router to serve and the `SocketIo` handle the control plane
 /// drives.
 pub async fn build<A: ClusterAdapter>(
     config: &EdgeConfig,
     deciders: Deciders,
     adapter: <A as CoreAdapter<Emitter>>::State,
-) -> Result<(Router, Arc<Edge<A>>), String> {
+) -> Result<(Router, Arc<Edge<A>>), EdgeSetupError> {
     let builder = SocketIo::builder()
         .with_adapter::<A>(adapter)
         .req_path(config.path.clone())
@@ -113,7 +127,7 @@ pub async fn build<A: ClusterAdapter>(
         (true, true) => builder,
         (true, false) => builder.transports([TransportType::Websocket]),
         (false, true) => builder.transports([TransportType::Polling]),
-        (false, false) => return Err("edge.transports is empty".into()),
+        (false, false) => return Err(EdgeSetupError::NoTransport),
     };
     let limits = Arc::new(Limits::new(&config.limits));
     let (layer, io) = builder
@@ -148,7 +162,7 @@ pub async fn build<A: ClusterAdapter>(
     };
     A::initialized(io.ns("/", connected.with(setup)))
         .await
-        .map_err(|e| format!("cluster adapter: {e}"))?;
+        .map_err(EdgeSetupError::Adapter)?;
     authentication::spawn_auth_sweeper(edge.clone());
 
     let mut router = Router::new()
@@ -221,7 +235,7 @@ fn detach_headers(headers: &HeaderMap) -> HeaderMap {
     copy
 }
 
-fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
+fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, EdgeSetupError> {
     if origins.is_empty() {
         return Ok(None);
     }
@@ -233,9 +247,7 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
     }
     let list = origins
         .iter()
-        .map(|o| {
-            HeaderValue::from_str(o).map_err(|_| format!("edge.cors_origins: invalid origin {o:?}"))
-        })
+        .map(|o| HeaderValue::from_str(o).map_err(|_| EdgeSetupError::CorsOrigin(o.clone())))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(
         CorsLayer::new()
@@ -437,5 +449,13 @@ mod tests {
             ["a=1", "b=2"]
         );
         assert!(copy["authorization"].is_sensitive());
+    }
+
+    #[test]
+    fn an_origin_that_is_no_header_value_is_named() {
+        let error = cors_layer(&["https://a.example".into(), "bad\norigin".into()])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(error, r#"edge.cors_origins: invalid origin "bad\norigin""#);
     }
 }
