@@ -155,6 +155,15 @@ async fn each_bad_request_gets_its_status() {
         .expect_err("page too large");
     assert_eq!(status.code(), Code::InvalidArgument);
     let status = control
+        .list_sockets(ListSocketsRequest {
+            page_token: "not a socket id".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a page token that no page gave");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("page_token"), "{status:?}");
+    let status = control
         .list_rooms(ListRoomsRequest {
             page_size: 5000,
             ..Default::default()
