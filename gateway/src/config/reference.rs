@@ -246,6 +246,32 @@ mod tests {
         }
     }
 
+    /// The keys of `value`'s leaves, below `prefix`.
+    fn leaves(prefix: &str, value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Dict(_, dict) => {
+                for (key, value) in dict {
+                    leaves(&format!("{prefix}{key}."), value, out);
+                }
+            }
+            _ => out.push(prefix.trim_end_matches('.').to_owned()),
+        }
+    }
+
+    #[test]
+    fn the_reference_has_every_key_of_the_configuration_once() {
+        let mut expected = Vec::new();
+        leaves(
+            "",
+            &Value::serialize(Config::default()).unwrap(),
+            &mut expected,
+        );
+        expected.sort_unstable();
+        let mut listed: Vec<String> = settings().into_iter().map(|s| s.key).collect();
+        listed.sort_unstable();
+        assert_eq!(listed, expected);
+    }
+
     #[test]
     fn flattened_rules_are_keys_of_both_jwt_sections() {
         for section in ["auth.jwt", "control.auth"] {
