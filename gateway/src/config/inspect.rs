@@ -9,62 +9,61 @@ use figment::{
 
 use super::{Cli, Config, ConfigCommand, ConfigError, cli, reference};
 
-/// Runs `sockgate config …`; what it prints goes to stdout, problems to stderr.
+/// Runs `sockgate config …`: what it prints goes to stdout, the problems it finds to
+/// stderr (and the exit status is then 2).
 pub fn run_config_command(cli: &Cli, command: &ConfigCommand) -> ExitCode {
     let result = match command {
-        ConfigCommand::Reference { readme: None } => {
-            print!("{}", reference::markdown());
-            Ok(())
-        }
+        ConfigCommand::Reference { readme: None } => Ok(reference::markdown()),
         ConfigCommand::Reference { readme: Some(path) } => write_reference(path),
-        ConfigCommand::Check => {
-            let problems = check(cli);
-            if problems.is_empty() {
-                println!("ok");
-                return ExitCode::SUCCESS;
-            }
-            problems.iter().for_each(|problem| eprintln!("{problem}"));
-            return ExitCode::from(2);
-        }
-        ConfigCommand::Print => print(cli).map(|toml| print!("{toml}")),
+        ConfigCommand::Check => check(cli),
+        ConfigCommand::Print => print(cli),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("sockgate config: {e}");
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            eprintln!("{problems}");
             ExitCode::from(2)
         }
     }
 }
 
-/// Replaces the reference block of the README at `path`.
-fn write_reference(path: &std::path::Path) -> Result<(), String> {
-    let readme = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Replaces the reference block of the README at `path`; prints nothing.
+fn write_reference(path: &std::path::Path) -> Result<String, String> {
+    let failed = |e: std::io::Error| format!("sockgate config: {}: {e}", path.display());
+    let readme = std::fs::read_to_string(path).map_err(failed)?;
     let updated =
         reference::replace_in_readme(&readme, &reference::markdown()).ok_or_else(|| {
             format!(
-                "{} has no {} … {} block",
+                "sockgate config: {} has no {} … {} block",
                 path.display(),
                 reference::README_START,
                 reference::README_END
             )
         })?;
-    std::fs::write(path, updated).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(path, updated).map_err(failed)?;
+    Ok(String::new())
 }
 
-/// Every problem of the configuration the flags name: the ones that stop it loading, or
-/// else the first of each section and those across sections. Empty: it is valid.
-fn check(cli: &Cli) -> Vec<String> {
-    let sources = match Config::sources(cli) {
-        Ok(sources) => sources,
-        Err(e) => return vec![e.to_string()],
+/// "ok", or every problem of the configuration the flags name, one a line: the ones that
+/// stop it loading, or else the first of each section and those across sections.
+fn check(cli: &Cli) -> Result<String, String> {
+    let problems: Vec<String> = match Config::sources(cli) {
+        Err(e) => vec![e.to_string()],
+        Ok(sources) => match sources.extract::<Config>() {
+            Err(errors) => errors
+                .into_iter()
+                .map(|e| ConfigError::Load(Box::new(e)).to_string())
+                .collect(),
+            Ok(config) => config.problems().iter().map(ToString::to_string).collect(),
+        },
     };
-    match sources.extract::<Config>() {
-        Ok(config) => config.problems().iter().map(ToString::to_string).collect(),
-        Err(errors) => errors
-            .into_iter()
-            .map(|e| ConfigError::Load(Box::new(e)).to_string())
-            .collect(),
+    if problems.is_empty() {
+        Ok("ok\n".into())
+    } else {
+        Err(problems.join("\n"))
     }
 }
 
