@@ -222,6 +222,39 @@ mod tests {
         assert!(!text.contains("abc"), "{text}");
     }
 
+    #[test]
+    fn the_printed_configuration_reads_back_as_the_same() {
+        use figment::providers::{Format, Serialized, Toml};
+        let mut config = Config::default();
+        config.edge.default_rooms = vec!["lobby \"quoted\" \\ room".into()];
+        config.cluster.redis_command_timeout = Some(std::time::Duration::from_millis(1500));
+        config.auth.jwt.rules.keys.push(super::super::JwtKeyConfig {
+            algorithm: "HS256".into(),
+            secret_file: None,
+            secret_env: Some("JWT_SECRET".into()),
+            public_key_file: None,
+        });
+        let Value::Dict(_, values) = Value::serialize(&config).unwrap() else {
+            unreachable!()
+        };
+        let mut out = String::new();
+        write_table(
+            &Figment::from(Serialized::defaults(&config)),
+            "",
+            &values,
+            &mut out,
+        );
+        assert!(
+            out.contains("redis_command_timeout = \"1s 500ms\"  # default"),
+            "{out}"
+        );
+        let read: Config = Figment::from(Toml::string(&out)).extract().unwrap();
+        assert_eq!(
+            to_string(&values),
+            reference::to_toml(&Value::serialize(read).unwrap()).unwrap()
+        );
+    }
+
     fn to_string(values: &Dict) -> String {
         reference::to_toml(&Value::from(values.clone())).unwrap()
     }
