@@ -327,3 +327,74 @@ async fn the_edge_listens_with_the_configured_backlog() {
     let default = Gateway::start().await;
     assert_eq!(listen_backlog(default.edge.port()), 4096.min(somaxconn));
 }
+
+/// Runs `sockgate config ARGS` with `env` as its only `SOCKGATE_*` variables.
+fn sockgate_config(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sockgate"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SOCKGATE_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .arg("config")
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run sockgate config")
+}
+
+fn config_file(toml: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), toml).unwrap();
+    file
+}
+
+/// `config check` names each problem's key and fails, or says ok.
+#[test]
+fn config_check_reports_the_problems_of_a_file_by_key() {
+    let bad = config_file("[edge]\nlisten_backlog = 0\n[cluster]\nadapter = \"redis\"\n");
+    let path = bad.path().to_str().unwrap();
+    let output = sockgate_config(&["check", "--config", path], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("edge.listen_backlog"), "{stderr}");
+    assert!(stderr.contains("needs cluster.redis_url"), "{stderr}");
+
+    let wrong_type = config_file("[edge]\nauth_timeout = \"soon\"\n");
+    let path = wrong_type.path().to_str().unwrap();
+    let output = sockgate_config(&["check", "--config", path], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("edge.auth_timeout"), "{stderr}");
+
+    let good = config_file("[edge]\npath = \"/socket\"\n");
+    let path = good.path().to_str().unwrap();
+    let output = sockgate_config(&["check", "--config", path], &[]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "ok\n");
+}
+
+/// `config print` shows each value's source and masks the Redis password.
+#[test]
+fn config_print_shows_sources_and_masks_secrets() {
+    let file = config_file(
+        "[cluster]\nadapter = \"redis\"\nredis_url = \"redis://app:hunter2@127.0.0.1:6379\"\n",
+    );
+    let path = file.path().to_str().unwrap();
+    let output = sockgate_config(
+        &["print", "--config", path, "--node-id", "node-a"],
+        &[("SOCKGATE_EDGE__PATH", "/from-env")],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    for line in [
+        format!("redis_url = \"redis://app:****@127.0.0.1:6379\"  # file {path}"),
+        "path = \"/from-env\"  # environment SOCKGATE_EDGE__PATH".to_owned(),
+        "node_id = \"node-a\"  # flag".to_owned(),
+        "listen_backlog = 4096  # default".to_owned(),
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "{line}:\n{stdout}");
+    }
+}

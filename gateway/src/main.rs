@@ -1,15 +1,19 @@
-//! The `sockgate` binary: parse flags, load the configuration, run (or mint a token).
+//! The `sockgate` binary: parse flags, load the configuration, run (or mint a token, or
+//! inspect the configuration).
 
 use clap::Parser;
 use sockgate::{
     app,
-    config::{Cli, Command, Config},
+    config::{Cli, Command, Config, run_config_command},
     telemetry, token,
 };
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Config(command)) = &cli.command {
+        return run_config_command(&cli, command);
+    }
     let config = match Config::load(&cli) {
         Ok(config) => config,
         Err(e) => {

@@ -10,7 +10,8 @@ use super::{ConfigError, ServerTlsConfig};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Address of `/metrics` (Prometheus), `/livez` and `/readyz`.
+    /// Address of `/metrics` (Prometheus, OpenMetrics text), `/livez` and `/readyz` (503
+    /// while starting or draining).
     pub listen: SocketAddr,
     /// TLS of the admin endpoint.
     pub tls: ServerTlsConfig,

@@ -11,8 +11,9 @@ use super::{
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Authenticators tried in order; the first that allows wins. Empty: development
-    /// mode (`none`, edge on loopback only).
+    /// Authenticators tried in order, the first that allows wins: `jwt`, `hook`, `none`
+    /// (e.g. `["jwt", "hook"]`: JWT first, the backend for the rest). A hook error or
+    /// timeout fails closed. Empty: development mode (`none`, edge on loopback only).
     pub authenticators: Vec<AuthenticatorKind>,
     /// Must be true for `none` to be accepted in `authenticators`.
     pub allow_none: bool,

@@ -2,7 +2,16 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use figment::{
+    Metadata, Profile, Provider,
+    providers::Serialized,
+    value::{Dict, Map},
+};
+
 use super::LogFormat;
+
+/// The name of the flags among the configuration's sources.
+pub(super) const FLAGS: &str = "command-line flag";
 
 /// Command-line flags; each overrides the file and the environment.
 #[derive(Debug, Default, clap::Parser)]
@@ -13,22 +22,22 @@ use super::LogFormat;
 )]
 pub struct Cli {
     /// TOML configuration file (also `SOCKGATE_CONFIG`).
-    #[arg(short, long, env = super::env::CONFIG_FILE)]
+    #[arg(short, long, env = super::env::CONFIG_FILE, global = true)]
     pub config: Option<PathBuf>,
     /// Socket.IO edge address, e.g. 0.0.0.0:3000.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub edge_listen: Option<SocketAddr>,
     /// Control plane address, e.g. 127.0.0.1:50051.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub control_listen: Option<SocketAddr>,
     /// Admin endpoint address (metrics, health), e.g. 127.0.0.1:9464.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub admin_listen: Option<SocketAddr>,
     /// Node id.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub node_id: Option<String>,
     /// Log format: text or json.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub log_format: Option<LogFormat>,
     /// What to do instead of running the gateway.
     #[command(subcommand)]
@@ -41,6 +50,28 @@ pub enum Command {
     /// Print a signed JWT for the control plane (`control.auth`) or, with `--edge`, for a
     /// socket (`auth.jwt`), signed with the configuration's HMAC secret or `--private-key`.
     Token(TokenArgs),
+    /// Inspect the configuration: its reference, a check of a file and the environment,
+    /// the effective values.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `sockgate config`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Print the reference of every setting (key, type, default, meaning) as Markdown.
+    Reference {
+        /// Replace the reference in this README (between its config-reference markers)
+        /// instead of printing it.
+        #[arg(long)]
+        readme: Option<PathBuf>,
+    },
+    /// Load and check the file, the environment and the flags; print every problem
+    /// found and exit non-zero, or print "ok".
+    Check,
+    /// Print the effective configuration as TOML, secrets masked, with where each value
+    /// came from (default, file, environment or flag).
+    Print,
 }
 
 /// `sockgate token`.
@@ -73,24 +104,30 @@ pub struct TokenArgs {
     pub algorithm: Option<String>,
 }
 
-impl Cli {
-    /// Applies the flags that are set to `config` (they win over the file and the
-    /// environment).
-    pub(super) fn apply(&self, config: &mut super::Config) {
+/// The flags that are set, as a source of the configuration that wins over the file and
+/// the environment.
+impl Provider for Cli {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(FLAGS)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut flags = serde_json::json!({});
         if let Some(addr) = self.edge_listen {
-            config.edge.listen = addr;
+            flags["edge"]["listen"] = serde_json::json!(addr);
         }
         if let Some(addr) = self.control_listen {
-            config.control.listen = addr;
+            flags["control"]["listen"] = serde_json::json!(addr);
         }
         if let Some(addr) = self.admin_listen {
-            config.admin.listen = addr;
+            flags["admin"]["listen"] = serde_json::json!(addr);
         }
         if let Some(id) = &self.node_id {
-            config.node_id.clone_from(id);
+            flags["node_id"] = serde_json::json!(id);
         }
         if let Some(format) = self.log_format {
-            config.log.format = format;
+            flags["log"]["format"] = serde_json::json!(format);
         }
+        Serialized::defaults(flags).data()
     }
 }

@@ -23,25 +23,27 @@ pub struct ClusterConfig {
     /// `memory` (one node) or `redis`.
     pub adapter: AdapterKind,
     /// `redis://[user:password@]host:port[/db]` of a Redis >= 7; RESP3 is used (added to
-    /// the URL when absent).
+    /// the URL when it has no `protocol`; RESP2 is refused).
     pub redis_url: String,
     /// Prefix of every Redis channel and key, so several deployments can share a Redis.
     pub key_prefix: String,
     /// Deadline of one question to the cluster, everything included: a listing, a socket
-    /// lookup, counts before a `Send`, a `Join` / `Leave`, the adapter's wait for other
-    /// nodes.
+    /// lookup, `GetInfo`, counts before a `Send`, a `Join` / `Leave`, a `Disconnect`
+    /// barrier, the adapter's wait for other nodes (ack mode waits the ack timeout plus this).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Longest wait for one Redis command (heartbeat, directory write, publish, and each
-    /// command of a question); unset means `request_timeout`, as one command can never use
-    /// more than the question it is part of. Read through [`ClusterConfig::command_timeout`].
+    /// command of a question; also connecting at start, twice this); unset means
+    /// `request_timeout`, as one command can never use more than the question it is part
+    /// of, and a longer value is refused. Lower it to notice a stalled Redis sooner.
     #[serde(default, with = "humantime_serde")]
     pub redis_command_timeout: Option<Duration>,
-    /// How often a node publishes its presence and counts.
+    /// How often a node publishes its presence and counts (the freshness of other nodes'
+    /// counts in `GetInfo`).
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
     /// A node that has not published its presence for this long is dropped from the node
-    /// list and the counts.
+    /// list and the counts (at least twice `heartbeat_interval`).
     #[serde(with = "humantime_serde")]
     pub node_ttl: Duration,
 }

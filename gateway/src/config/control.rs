@@ -14,7 +14,7 @@ use super::{
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControlConfig {
-    /// Address the control plane listens on.
+    /// Address the control plane listens on (`SocketControl`, health, reflection).
     pub listen: SocketAddr,
     /// Allow a non-loopback `listen` address without caller authentication
     /// (`control.auth`). Off: such an address is refused at start.
@@ -24,14 +24,17 @@ pub struct ControlConfig {
     /// Longest ack timeout a `Send` may ask for.
     #[serde(with = "humantime_serde")]
     pub max_ack_timeout: Duration,
-    /// Most bytes of ack replies (their JSON text) one `Send` in ack mode collects.
+    /// Most bytes of ack replies (their JSON text) one `Send` in ack mode collects; past
+    /// that it is `RESOURCE_EXHAUSTED`.
     pub max_ack_reply_bytes: usize,
     /// Longest a call may run, whatever deadline the caller sets (or none); must exceed
-    /// `max_ack_timeout`. Past it the call ends with `DEADLINE_EXCEEDED`.
+    /// `max_ack_timeout`. Past it the call ends with `DEADLINE_EXCEEDED` (for `WatchEvents`
+    /// it bounds the setup, not the stream).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Most `SocketControl` calls in progress at once; more are refused at once with
-    /// `RESOURCE_EXHAUSTED` (load shedding) and counted.
+    /// `RESOURCE_EXHAUSTED` (load shedding) and counted in `sockgate_control_shed_total`
+    /// (health and reflection are not limited).
     pub max_concurrent_calls: usize,
     /// Caller authentication (bearer JWTs with scopes).
     pub auth: ControlAuthConfig,

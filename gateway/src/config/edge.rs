@@ -14,11 +14,16 @@ pub struct EdgeConfig {
     pub listen: SocketAddr,
     /// Connections the kernel queues for the edge before they are accepted (the listen
     /// backlog; Linux caps it at `net.core.somaxconn`). A reconnect storm beyond it is
-    /// dropped or reset by the kernel before the gateway sees it.
+    /// dropped or reset by the kernel before the gateway sees it (tokio's default would be
+    /// 128). The control and admin ports use 1024.
     pub listen_backlog: u32,
     /// Socket.IO request path (the client's `path` option).
     pub path: String,
-    /// Origins allowed by CORS; `["*"]` allows any, an empty list sends no CORS headers.
+    /// Origins allowed by CORS; `["*"]` allows any, an empty list sends no CORS headers,
+    /// else a list (credentials allowed), and then a request whose `Origin` is not in it gets
+    /// HTTP `403` "This page's origin may not connect.": browsers apply CORS to polling but
+    /// not to WebSocket handshakes, so this is what keeps other sites' pages out
+    /// (`sockgate_refused_total{reason="origin"}`).
     pub cors_origins: Vec<String>,
     /// Transports accepted: `websocket`, `polling` or both.
     pub transports: Vec<Transport>,
@@ -29,21 +34,26 @@ pub struct EdgeConfig {
     /// one on a kept-alive connection); past it the connection is closed.
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
-    /// Interval of the application `ping {time}` sent to authenticated sockets; 0 disables it.
+    /// Interval of the application `ping {time}` sent to authenticated sockets; 0 disables it
+    /// (the Engine.IO heartbeat stays on).
     #[serde(with = "humantime_serde")]
     pub app_ping_interval: Duration,
     /// Engine.IO heartbeat: how often the server pings each socket (socket.io's
-    /// `pingInterval`, told to the client in the handshake).
+    /// `pingInterval`, told to the client in the handshake), authenticated or not; `100ms`
+    /// to `1h`.
     #[serde(with = "humantime_serde")]
     pub ping_interval: Duration,
     /// Engine.IO heartbeat: a socket that has not answered a ping within this time is
-    /// disconnected (socket.io's `pingTimeout`).
+    /// disconnected (socket.io's `pingTimeout`; reason `client did not send a PONG packet in
+    /// time`); the client gives up on a server silent for `ping_interval` + `ping_timeout`;
+    /// `100ms` to `1h`.
     #[serde(with = "humantime_serde")]
     pub ping_timeout: Duration,
     /// Rooms every authenticated socket joins.
     pub default_rooms: Vec<String>,
     /// Largest message accepted from a client, in bytes (a polling request body or a
-    /// WebSocket message); a client that sends more is disconnected.
+    /// WebSocket message), and largest event with its binary attachments together (each
+    /// attachment is a message of its own); a client that sends more is disconnected.
     pub max_payload_bytes: u64,
     /// Most rooms one client `join` / `leave` request may name.
     pub max_rooms_per_request: usize,

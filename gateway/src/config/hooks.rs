@@ -10,19 +10,22 @@ use super::{ClientTlsConfig, ConfigError};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HooksConfig {
-    /// `http://host:port` of the backend; empty: no hooks.
+    /// `http://host:port` or `https://host:port` of the backend serving `SocketHooks`;
+    /// empty: no hooks. Anything the gateway cannot call (another scheme, a path) is refused
+    /// at load.
     pub endpoint: String,
     /// Deadline of each hook call (including the wait for a free call slot).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// Most hook calls in flight at once; further calls wait (within their deadline).
+    /// Calls of one hook in flight at once (each hook has its own budget and connection);
+    /// further calls wait (within their deadline) and a warning is logged.
     pub max_concurrency: usize,
     /// Most `OnEvent` calls in flight for one socket; its further events are dropped
     /// (and logged) until one finishes, so a flooding client cannot pile up work.
     pub max_pending_per_socket: u32,
     /// Ask `AuthorizeJoin` about the rooms the static and JWT rules do not allow.
     pub authorize_join: bool,
-    /// Forward client events to `OnEvent`; its reply becomes the client's ack.
+    /// Forward client events to `OnEvent`; its `ack_json` becomes the client's ack.
     pub on_event: bool,
     /// Event name patterns forwarded to `OnEvent` (`*` wildcard).
     pub events: Vec<String>,

@@ -16,13 +16,14 @@ use super::ConfigError;
 /// [`JwtSection`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JwtRules {
-    /// Verification keys; a token is checked with the keys of its `alg`.
+    /// Verification keys (`{algorithm, secret_file | secret_env | public_key_file}`, see
+    /// below); a token is checked with the keys of its `alg`.
     pub keys: Vec<JwtKeyConfig>,
     /// Accepted `iss` values; empty: not checked.
     pub issuers: Vec<String>,
     /// Accepted `aud` values; empty: not checked.
     pub audiences: Vec<String>,
-    /// Clock skew tolerated on `exp` / `nbf`, in seconds.
+    /// Clock skew tolerated on `exp` / `nbf`, in seconds (`exp` is required).
     pub leeway_secs: u64,
     /// Keys published as a JSON Web Key Set, besides `keys`.
     pub jwks: JwksConfig,
@@ -177,7 +178,8 @@ pub struct JwtKeyConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JwksConfig {
-    /// `https://` or `http://` URL of the JWKS document; empty: none.
+    /// `https://` or `http://` URL of the JWKS document; empty: none. Tokens with a `kid`
+    /// are checked with that key.
     pub url: String,
     /// A JWKS file instead of a URL.
     pub file: Option<PathBuf>,

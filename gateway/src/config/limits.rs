@@ -9,29 +9,30 @@ use super::ConfigError;
 #[serde(default, deny_unknown_fields)]
 pub struct EdgeLimits {
     /// Sustained client events per second per socket (every event counts, `authenticate`,
-    /// `join` and `leave` included); events past the rate are dropped.
+    /// `join` and `leave` included); events past the rate are dropped. 0: no rate.
     pub events_per_second: u32,
     /// Events a socket may send at once above its rate.
     pub event_burst: u32,
     /// Dropped events after which a socket that does not slow down (its burst never
-    /// refills) is sent `force_disconnect` and disconnected.
+    /// refills) is sent `force_disconnect` and disconnected. 0: never.
     pub max_dropped_events: u32,
     /// `join` / `leave` requests of one socket in flight at once (an `AuthorizeJoin` call
-    /// included); past that they are refused at once.
+    /// included); past that they are refused at once with an error ack.
     pub max_room_requests_in_flight: u32,
     /// Rooms a socket may have joined through its own `join` requests.
     pub max_rooms_per_socket: usize,
-    /// Socket.IO connections of this node.
+    /// Socket.IO connections of this node. 0: no limit.
     pub max_connections: usize,
-    /// Socket.IO connections from one client address (IPv6: its /64).
+    /// Socket.IO connections from one client address (IPv6: its /64). 0: no limit.
     pub max_connections_per_ip: u32,
-    /// New sessions (handshakes) per second from one client address (IPv6: its /64).
+    /// New sessions (handshakes) per second from one client address (IPv6: its /64). 0: no
+    /// limit.
     pub handshakes_per_ip_per_second: u32,
     /// New sessions one client address may open at once above that rate.
     pub handshake_burst_per_ip: u32,
     /// Largest handshake a socket may connect with, in bytes: the opening request's URI
-    /// and headers, and (separately) its Socket.IO `auth` object as JSON. Both are kept
-    /// while the socket lives.
+    /// and headers (else HTTP `431`), and (separately) its Socket.IO `auth` object as JSON
+    /// (else `connect_error`). Both are kept while the socket lives.
     pub max_handshake_bytes: usize,
 }
 

@@ -6,9 +6,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
-    /// `text` or `json`.
+    /// `text` or `json` (on stderr).
     pub format: LogFormat,
     /// `tracing` filter, e.g. `info` or `sockgate=debug,info`; `RUST_LOG` overrides it.
+    /// `socketioxide` and `engineioxide` stay at `info` unless the filter names them (at
+    /// `debug` they log every packet and the `auth` object, tokens included).
     pub level: String,
 }
 

@@ -5,8 +5,9 @@
 //! `control`, `rooms`, `hooks`, `watch`, `cluster`, `admin`, `log`), each with its types,
 //! defaults and checks; `jwt` holds the rules `auth.jwt` and `control.auth` share, `tls`
 //! the TLS settings of the listeners and of the hooks client, `env` which `SOCKGATE_*`
-//! variables are settings, and `cli` the flags. This module loads them and checks what
-//! spans sections.
+//! variables are settings, and `cli` the flags; `reference` makes the settings' reference
+//! from their doc comments and defaults, and `inspect` runs `sockgate config`. This module
+//! loads them and checks what spans sections.
 
 mod admin;
 mod auth;
@@ -16,9 +17,11 @@ mod control;
 mod edge;
 mod env;
 mod hooks;
+mod inspect;
 mod jwt;
 mod limits;
 mod log;
+mod reference;
 mod rooms;
 mod tls;
 mod watch;
@@ -33,12 +36,13 @@ use serde::{Deserialize, Serialize};
 
 pub use admin::AdminConfig;
 pub use auth::{AuthConfig, AuthenticatorKind, JwtConfig};
-pub use cli::{Cli, Command, TokenArgs};
+pub use cli::{Cli, Command, ConfigCommand, TokenArgs};
 pub use cluster::{AdapterKind, ClusterConfig};
 pub use control::{ControlAuthConfig, ControlConfig, ReflectionAccess};
 pub use edge::{EdgeConfig, Transport};
 pub use env::UnknownVariables;
 pub use hooks::HooksConfig;
+pub use inspect::run_config_command;
 pub use jwt::{JwksConfig, JwtKeyConfig, JwtRules};
 pub use limits::EdgeLimits;
 pub use log::{LogConfig, LogFormat};
@@ -46,11 +50,14 @@ pub use rooms::RoomsConfig;
 pub use tls::{ClientTlsConfig, ServerTlsConfig};
 pub use watch::WatchConfig;
 
-/// Every setting of the gateway. The README documents each one with its default.
+/// Every setting of the gateway. Each field's doc comment is its entry in the reference
+/// (`sockgate config reference`, the README's table), so write it for the operator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Name of this node in `GetInfo` and `SocketInfo.node_id`; empty: generated at start.
+    /// Name of this node in `GetInfo`, `SocketInfo.node_id` and watch events; empty:
+    /// generated at start (`node-xxxxxxxx`). Give each node of a cluster its own (at most 128
+    /// characters, no spaces or `#`).
     pub node_id: String,
     /// The Socket.IO edge.
     pub edge: EdgeConfig,
@@ -118,6 +125,14 @@ impl Config {
     /// sections: `SOCKGATE_EDGE__LISTEN`; `sockctl`'s variables are ignored, any other
     /// `SOCKGATE_*` one is refused), then the flags; and validates the result.
     pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
+        let config: Config = Self::sources(cli)?.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The sources of the configuration, merged in order (later wins): defaults, the
+    /// file, the environment, the flags.
+    fn sources(cli: &Cli) -> Result<Figment, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = &cli.config {
             if !path.is_file() {
@@ -130,10 +145,7 @@ impl Config {
         }
         let variables = std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned());
         figment = figment.merge(env::Keys::of_config().provider(variables)?);
-        let mut config: Config = figment.extract().map_err(Box::new)?;
-        cli.apply(&mut config);
-        config.validate()?;
-        Ok(config)
+        Ok(figment.merge(cli))
     }
 
     /// True when no authenticator is configured: the development default.
@@ -141,16 +153,26 @@ impl Config {
         self.auth.authenticators.is_empty()
     }
 
-    /// Checks each section, then what spans sections.
+    /// Checks each section, then what spans sections: the first problem.
     fn validate(&self) -> Result<(), ConfigError> {
-        self.edge.validate()?;
-        self.auth.validate()?;
-        self.control.validate()?;
-        self.hooks.validate()?;
-        self.watch.validate()?;
-        self.cluster.validate()?;
-        self.admin.validate()?;
-        self.validate_across_sections()
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// The first problem of each section, then those that span sections.
+    fn problems(&self) -> Vec<ConfigError> {
+        [
+            self.edge.validate(),
+            self.auth.validate(),
+            self.control.validate(),
+            self.hooks.validate(),
+            self.watch.validate(),
+            self.cluster.validate(),
+            self.admin.validate(),
+            self.validate_across_sections(),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
     }
 
     fn validate_across_sections(&self) -> Result<(), ConfigError> {

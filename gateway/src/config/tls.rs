@@ -11,7 +11,8 @@ use super::ConfigError;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerTlsConfig {
-    /// PEM certificate chain (leaf first); unset: plaintext.
+    /// PEM certificate chain (leaf first); set with `key_file`, the port speaks TLS only
+    /// (the edge: `https://` / `wss://`, ALPN `http/1.1`); unset: plaintext.
     pub cert_file: Option<PathBuf>,
     /// PEM private key of the certificate (PKCS#8, PKCS#1 or SEC1).
     pub key_file: Option<PathBuf>,

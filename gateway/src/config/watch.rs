@@ -13,7 +13,8 @@ pub struct WatchConfig {
     pub buffer: usize,
     /// Bytes (encoded events) queued per watcher; past that, events are dropped the same
     /// way. Client events carry what clients send, so a count alone would let a stalled
-    /// watcher hold `buffer` times `edge.max_payload_bytes`.
+    /// watcher hold `buffer` times `edge.max_payload_bytes`. One event larger than that
+    /// still goes into an empty queue.
     pub buffer_bytes: usize,
     /// Most concurrent watchers per node; more get `RESOURCE_EXHAUSTED`.
     pub max_watchers: usize,
