@@ -9,7 +9,8 @@
 //   {"op":"close","id":"a"}
 // Events out: {"id","type":"connect","sid"} | {"id","type":"connect_error","message"} |
 //   {"id","type":"disconnect","reason"} | {"id","type":"event","event","args"} |
-//   {"id","type":"ack","req","err","args"} | {"id","type":"eio_ping"}. Binary values travel
+//   {"id","type":"ack","req","err","args"} | {"id","type":"eio_ping"} |
+//   {"id","type":"replying","event"} (the reply is set). Binary values travel
 //   as {"$bin": base64}.
 import { createInterface } from "node:readline";
 import { io } from "socket.io-client";
@@ -77,7 +78,10 @@ function emit({ id, event, args = [], ack = false, req = 0, timeoutMs = 5000 }) 
 const handlers = {
   connect,
   emit,
-  reply: ({ id, event, with: value }) => replies.set(`${id}\u0000${event}`, decode(value)),
+  reply: ({ id, event, with: value }) => {
+    replies.set(`${id}\u0000${event}`, decode(value));
+    out({ id, type: "replying", event });
+  },
   close: ({ id }) => sockets.get(id)?.disconnect(),
 };
 
