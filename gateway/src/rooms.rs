@@ -38,19 +38,10 @@ pub fn user_room(user_id: &str) -> String {
 }
 
 /// The internal room that names a socket's user. Only the authenticator puts a socket in
-/// it (a `Join` could put a socket in someone else's `user:` room); user targeting and the
-/// user filter of listings use this one.
+/// it (a `Join` could put a socket in someone else's `user:` room); user targeting uses
+/// this one.
 pub fn user_id_room(user_id: &str) -> String {
     format!("{UID_PREFIX}{user_id}")
-}
-
-/// The public rooms among `rooms` (internal ones left out).
-pub fn public<S: AsRef<str>>(rooms: impl IntoIterator<Item = S>) -> Vec<String> {
-    rooms
-        .into_iter()
-        .filter(|r| !r.as_ref().starts_with(INTERNAL_PREFIX))
-        .map(|r| r.as_ref().to_owned())
-        .collect()
 }
 
 /// Why a room name is refused.
