@@ -69,6 +69,8 @@ pub struct Metrics {
     pub stale_rooms: Gauge,
     /// Requests, events and connections refused by a trust rule or a limit, by reason.
     pub refused: Family<Label, Counter>,
+    /// Connections that presented a session to recover, by outcome.
+    pub recoveries: Family<Label, Counter>,
 }
 
 /// A closed set of label values: an enum whose `name` is the value.
@@ -142,6 +144,29 @@ labels! {
 }
 
 labels! {
+    /// How a client's attempt to recover its session ended: the `outcome` label of
+    /// `sockgate_recoveries_total`.
+    RecoveryOutcome {
+        /// Recovered: same socket, missed events replayed.
+        Recovered => "recovered",
+        /// The pid is not one sockgate gave, or its session is unknown, used or expired.
+        Unknown => "unknown",
+        /// The session's token has expired.
+        TokenExpired => "token_expired",
+        /// Events after the client's offset are no longer kept, or the offset is not one.
+        Forgotten => "forgotten",
+        /// More missed events than `recovery.max_replay_events`.
+        TooMany => "too_many",
+        /// The session's socket is still connected and could not be taken over.
+        StillConnected => "still_connected",
+        /// The session store could not be read (Redis unreachable).
+        StoreFailed => "store_failed",
+        /// The handshake's token names another user than the session's.
+        OtherUser => "other_user",
+    }
+}
+
+labels! {
     /// What became of a client event: the `outcome` label of
     /// `sockgate_client_events_total`.
     EventOutcome {
@@ -208,6 +233,7 @@ impl Metrics {
             rooms: Family::default(),
             stale_rooms: Gauge::default(),
             refused: Family::default(),
+            recoveries: Family::default(),
         };
         metrics.register_edge();
         metrics.register_control();
@@ -241,6 +267,11 @@ impl Metrics {
             "client_rooms",
             "Rooms in client join/leave requests by result",
             self.client_rooms.clone(),
+        );
+        self.registry.register(
+            "recoveries",
+            "Connections that presented a session to recover, by outcome",
+            self.recoveries.clone(),
         );
     }
 
@@ -330,6 +361,13 @@ impl Metrics {
     /// Counts one authentication outcome.
     pub fn auth(&self, outcome: AuthOutcome) {
         self.auth
+            .get_or_create(&[("outcome", outcome.name())])
+            .inc();
+    }
+
+    /// Counts one recovery attempt.
+    pub fn recovery(&self, outcome: RecoveryOutcome) {
+        self.recoveries
             .get_or_create(&[("outcome", outcome.name())])
             .inc();
     }

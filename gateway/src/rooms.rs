@@ -5,6 +5,15 @@
 
 use socketioxide::socket::Sid;
 
+/// Who put a socket in a public room: the client may leave only its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The gateway (default rooms, the user room, the authenticator's rooms) or a `Join`.
+    Server,
+    /// The client's own `join`.
+    Client,
+}
+
 /// Prefix of every internal room.
 pub const INTERNAL_PREFIX: &str = "$sg:";
 /// Longest room name accepted from a client or a control call.

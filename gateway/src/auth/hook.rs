@@ -30,6 +30,7 @@ pub(super) async fn authenticate(hooks: &Hooks, handshake: &Handshake<'_>) -> Ou
                 room_patterns: Vec::new(),
                 rooms,
                 metadata: response.metadata,
+                expires_at: None,
             })
         }
         Ok(_) => Outcome::Deny("denied by the Authenticate hook".into()),

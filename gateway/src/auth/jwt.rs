@@ -289,6 +289,7 @@ impl JwtVerifier {
         Identity {
             rooms: Vec::new(),
             metadata: None,
+            expires_at: claims.get("exp").and_then(Value::as_u64),
             user_id: claims
                 .get("sub")
                 .and_then(Value::as_str)

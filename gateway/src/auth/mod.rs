@@ -37,6 +37,9 @@ pub struct Identity {
     pub rooms: Vec<String>,
     /// Backend data kept with the socket and passed to the other hooks.
     pub metadata: Option<prost_types::Struct>,
+    /// When the credentials expire (the JWT's `exp`, Unix seconds): a session is not
+    /// recovered past it.
+    pub expires_at: Option<u64>,
 }
 
 /// The authenticator's verdict.

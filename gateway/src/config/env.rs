@@ -187,7 +187,8 @@ mod tests {
         assert_eq!(
             keys.sections,
             [
-                "admin", "auth", "cluster", "control", "edge", "hooks", "log", "rooms", "watch"
+                "admin", "auth", "cluster", "control", "edge", "hooks", "log", "recovery", "rooms",
+                "watch"
             ]
         );
         assert_eq!(

@@ -2,7 +2,7 @@
 //! `SOCKGATE_*` environment variables, then command-line flags (later wins).
 //!
 //! One module per section of the file (`edge`, `limits` for `edge.limits`, `auth`,
-//! `control`, `rooms`, `hooks`, `watch`, `cluster`, `admin`, `log`), each with its types,
+//! `control`, `rooms`, `hooks`, `watch`, `recovery`, `cluster`, `admin`, `log`), each with its types,
 //! defaults and checks; `jwt` holds the rules `auth.jwt` and `control.auth` share, `tls`
 //! the TLS settings of the listeners and of the hooks client, `env` which `SOCKGATE_*`
 //! variables are settings, and `cli` the flags; `reference` makes the settings' reference
@@ -21,6 +21,7 @@ mod inspect;
 mod jwt;
 mod limits;
 mod log;
+mod recovery;
 mod reference;
 mod rooms;
 mod tls;
@@ -46,6 +47,7 @@ pub use inspect::run_config_command;
 pub use jwt::{JwksConfig, JwtKeyConfig, JwtRules};
 pub use limits::EdgeLimits;
 pub use log::{LogConfig, LogFormat};
+pub use recovery::RecoveryConfig;
 pub use rooms::RoomsConfig;
 pub use tls::{ClientTlsConfig, ServerTlsConfig};
 pub use watch::WatchConfig;
@@ -71,6 +73,8 @@ pub struct Config {
     pub hooks: HooksConfig,
     /// `WatchEvents` streams.
     pub watch: WatchConfig,
+    /// Connection state recovery.
+    pub recovery: RecoveryConfig,
     /// One node or several (on Redis).
     pub cluster: ClusterConfig,
     /// The admin HTTP endpoint (metrics, health).
@@ -97,6 +101,7 @@ impl Default for Config {
             rooms: RoomsConfig::default(),
             hooks: HooksConfig::default(),
             watch: WatchConfig::default(),
+            recovery: RecoveryConfig::default(),
             cluster: ClusterConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
@@ -166,6 +171,7 @@ impl Config {
             self.control.validate(),
             self.hooks.validate(),
             self.watch.validate(),
+            self.recovery.validate(),
             self.cluster.validate(),
             self.admin.validate(),
             self.validate_across_sections(),

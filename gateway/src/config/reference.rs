@@ -15,7 +15,7 @@ use figment::value::Value;
 use super::Config;
 
 /// The sources of the configuration's structs, in the order the reference lists them.
-const SOURCES: [&str; 13] = [
+const SOURCES: [&str; 14] = [
     include_str!("mod.rs"),
     include_str!("edge.rs"),
     include_str!("limits.rs"),
@@ -26,6 +26,7 @@ const SOURCES: [&str; 13] = [
     include_str!("rooms.rs"),
     include_str!("hooks.rs"),
     include_str!("watch.rs"),
+    include_str!("recovery.rs"),
     include_str!("cluster.rs"),
     include_str!("admin.rs"),
     include_str!("log.rs"),

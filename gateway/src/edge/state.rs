@@ -21,6 +21,7 @@ use socketioxide::{
 };
 
 use super::{index::SocketIndex, session::Session};
+pub use crate::rooms::Owner;
 use crate::{auth::Identity, cluster::Directory, rooms};
 
 /// The states of a socket.
@@ -104,15 +105,6 @@ pub enum Transition<'a> {
     MarkCutOffDue,
     /// Disconnected: any state → `Closed`.
     Close,
-}
-
-/// Who put a socket in a public room: the client may leave only its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Owner {
-    /// The gateway (default rooms, the user room, the authenticator's rooms) or a `Join`.
-    Server,
-    /// The client's own `join`.
-    Client,
 }
 
 /// The mutable part of a socket's session.

@@ -1,0 +1,230 @@
+//! Connection state recovery (Socket.IO 4.6+): a client whose connection drops comes
+//! back, within `recovery.max_disconnection`, as the same socket, and receives the events
+//! it missed, exactly once and in order, or nothing at all.
+//!
+//! - Each socket gets a private session id (`pid`, [`pid`]) in its CONNECT reply.
+//! - Each replayable event (a `Send` without ack) is recorded in the [`history`] at an
+//!   [`offset`] and carries that offset as its last argument; the client sends back the
+//!   last one it received, with its pid, when it reconnects.
+//! - A socket that goes away for a reason Socket.IO deems recoverable leaves its session
+//!   ([`saved`]): identity, rooms, and the offset from which events are owed to it.
+//! - On reconnect, [`Recovery::resolve`] decides before the socket exists which id it
+//!   gets: its old one when the session can be restored exactly, a new one otherwise.
+//!
+//! Recording an event and emitting it happen under one lock (the history's), and so does
+//! replaying a recovered socket's missed events and putting it back in its rooms: every
+//! event reaches a socket once, in offset order, replayed or live.
+
+pub mod history;
+pub mod offset;
+pub mod pid;
+pub mod saved;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use serde_json::Value;
+use socketioxide::socket::Sid;
+use sockgate_proto::SendRequest;
+use tokio::sync::MutexGuard;
+
+use crate::{config::RecoveryConfig, metrics::RecoveryOutcome};
+use history::{Bounds, Entry, Gap, Log, Member};
+use offset::Offset;
+use pid::PrivateId;
+use saved::{Saved, SavedSessions};
+
+/// The keys of the CONNECT `auth` object the client's recovery uses.
+pub const PID_KEY: &str = "pid";
+/// See [`PID_KEY`].
+pub const OFFSET_KEY: &str = "offset";
+
+/// How long a resolved CONNECT waits for its socket to be set up before it is forgotten.
+const PENDING_TTL: Duration = Duration::from_secs(60);
+
+/// What a CONNECT resolved to, until its socket is set up.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The socket's pid (none only when the system's random source failed: that socket
+    /// cannot be recovered).
+    pub pid: Option<PrivateId>,
+    /// The session to restore, when the client presented one that can be.
+    pub restore: Option<Restore>,
+}
+
+/// A session to restore and where its replay starts.
+#[derive(Debug)]
+pub struct Restore {
+    /// The session.
+    pub saved: Saved,
+    /// The replay is of the events after this offset.
+    pub after: Offset,
+}
+
+/// Recovery on this node.
+#[derive(Debug)]
+pub struct Recovery {
+    max_replay: usize,
+    log: tokio::sync::Mutex<Log>,
+    saved: SavedSessions,
+    pending: Mutex<HashMap<Sid, (Instant, Resolved)>>,
+}
+
+impl Recovery {
+    /// Recovery as configured; `None` when it is off.
+    pub fn new(config: &RecoveryConfig) -> Option<Arc<Self>> {
+        config.enabled.then(|| {
+            let bounds = Bounds {
+                events: config.max_history_events,
+                bytes: config.max_history_bytes,
+                age: config.max_disconnection,
+            };
+            Arc::new(Self {
+                max_replay: config.max_replay_events,
+                log: tokio::sync::Mutex::new(Log::new(bounds, SystemTime::now())),
+                saved: SavedSessions::new(config.max_disconnection),
+                pending: Mutex::default(),
+            })
+        })
+    }
+
+    /// Decides the id of a socket connecting with `auth`: the session it presents when it
+    /// can be restored exactly (its socket id), else a new id. Either way the socket gets
+    /// a pid, and what was decided waits for [`Recovery::take`].
+    pub async fn resolve(&self, auth: Option<&Value>) -> (Sid, Option<PrivateId>) {
+        let presented = auth.and_then(|a| a.get(PID_KEY)).and_then(Value::as_str);
+        let restored = match presented {
+            Some(pid) => {
+                let offset = auth.and_then(|a| a.get(OFFSET_KEY));
+                let outcome = self.restorable(pid, offset).await;
+                crate::metrics::METRICS.recovery(match &outcome {
+                    Ok(_) => RecoveryOutcome::Recovered,
+                    Err(outcome) => *outcome,
+                });
+                outcome.ok()
+            }
+            None => None,
+        };
+        let (sid, resolved) = match restored {
+            Some((pid, restore)) => (
+                pid.sid,
+                Resolved {
+                    pid: Some(pid),
+                    restore: Some(restore),
+                },
+            ),
+            None => {
+                let sid = Sid::new();
+                let pid = PrivateId::generate(sid)
+                    .inspect_err(|e| tracing::error!(error = %e, "no pid for a new socket"))
+                    .ok();
+                (sid, Resolved { pid, restore: None })
+            }
+        };
+        let pid = resolved.pid.clone();
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        pending.retain(|_, (at, _)| now.duration_since(*at) < PENDING_TTL);
+        pending.insert(sid, (now, resolved));
+        (sid, pid)
+    }
+
+    /// The session `pid` names, taken, if it can be restored exactly after `offset`.
+    async fn restorable(
+        &self,
+        pid: &str,
+        offset: Option<&Value>,
+    ) -> Result<(PrivateId, Restore), RecoveryOutcome> {
+        let pid = PrivateId::parse(pid).map_err(|_| RecoveryOutcome::Unknown)?;
+        let now = SystemTime::now();
+        let saved = self.saved.take(pid.sid, &pid.digest(), now)?;
+        if saved
+            .identity
+            .expires_at
+            .is_some_and(|exp| offset::unix_ms(now) / 1000 >= exp)
+        {
+            return Err(RecoveryOutcome::TokenExpired);
+        }
+        let after = match offset {
+            None | Some(Value::Null) => saved.since,
+            Some(Value::String(text)) => text
+                .parse::<Offset>()
+                .map_err(|_| RecoveryOutcome::Forgotten)?
+                .max(saved.since),
+            Some(_) => return Err(RecoveryOutcome::Forgotten),
+        };
+        let restore = Restore { saved, after };
+        restore.missed_in(&*self.order().await, pid.sid, self.max_replay)?;
+        Ok((pid, restore))
+    }
+
+    /// What [`Recovery::resolve`] decided for `sid`, once.
+    pub fn take(&self, sid: Sid) -> Option<Resolved> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.remove(&sid).map(|(_, resolved)| resolved)
+    }
+
+    /// The history, locked: events are recorded and emitted, and recovered sockets
+    /// replayed and put back in their rooms, while holding it, so that each socket gets
+    /// events in offset order.
+    pub async fn order(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().await
+    }
+
+    /// Records a replayable `send`: its offset, which the emitted event must carry.
+    pub fn record(log: &mut Log, send: Arc<SendRequest>) -> Offset {
+        let now = SystemTime::now();
+        let offset = log.next_offset(now);
+        log.record(Entry { offset, send }, now);
+        offset
+    }
+
+    /// The events `restore` missed, oldest first.
+    pub fn missed(
+        &self,
+        log: &Log,
+        sid: Sid,
+        restore: &Restore,
+    ) -> Result<Vec<Entry>, RecoveryOutcome> {
+        restore.missed_in(log, sid, self.max_replay)
+    }
+
+    /// Keeps the session of a socket that went away recoverably.
+    pub fn save(&self, sid: Sid, saved: Saved) {
+        self.saved.put(sid, saved);
+    }
+
+    /// Whether `sid` is away and may still come back.
+    pub fn is_away(&self, sid: Sid) -> bool {
+        self.saved.is_away(sid, SystemTime::now())
+    }
+
+    /// Sessions away on this node.
+    pub fn away(&self) -> usize {
+        self.saved.len()
+    }
+}
+
+impl Restore {
+    /// The events after `self.after` in `log` that reached the session, oldest first.
+    fn missed_in(&self, log: &Log, sid: Sid, max: usize) -> Result<Vec<Entry>, RecoveryOutcome> {
+        let in_room = |room: &str| self.saved.rooms.iter().any(|(r, _)| r == room);
+        let sid = sid.to_string();
+        let member = Member {
+            sid: &sid,
+            user: self.saved.identity.user_id.as_deref(),
+            in_room: &in_room,
+        };
+        log.missed(self.after, member, max).map_err(gap_outcome)
+    }
+}
+
+fn gap_outcome(gap: Gap) -> RecoveryOutcome {
+    match gap {
+        Gap::Forgotten => RecoveryOutcome::Forgotten,
+        Gap::TooMany => RecoveryOutcome::TooMany,
+    }
+}
