@@ -39,7 +39,9 @@ use crate::{
     edge::{self, state::Mirrors},
     events::EventBus,
     hooks::Hooks,
-    listener, shutdown,
+    listener,
+    recovery::Recovery,
+    shutdown,
     tls::{self, ServerTls, listener::TlsIncoming},
 };
 
@@ -73,20 +75,19 @@ async fn serve<A: ClusterAdapter>(
     let hooks = Hooks::from_config(&config.hooks)?;
     let callers = CallerVerifier::from_config(&config.control.auth)?.map(Arc::new);
     let events = Arc::new(EventBus::new(node_id.clone(), &config.watch));
-    let (router, edge) =
-        build_edge::<A>(&config, adapter, hooks, events.clone(), directory.clone()).await?;
-    let io = edge.io.clone();
-    let mirrors = edge.mirrors.clone();
-    let cluster = start_cluster(
+    let recovery = Recovery::new(&config.recovery);
+    let (router, edge) = build_edge::<A>(
         &config,
-        &node_id,
-        redis,
-        directory,
-        &io,
-        mirrors.clone(),
-        &events,
+        adapter,
+        hooks,
+        events.clone(),
+        directory.clone(),
+        recovery.clone(),
     )
     .await?;
+    let io = edge.io.clone();
+    let mirrors = edge.mirrors.clone();
+    let cluster = start_cluster(&config, &node_id, redis, directory, &edge, &events).await?;
 
     let listeners = Listeners::bind(&config)?;
     let trigger = shutdown::Trigger::default();
@@ -124,6 +125,7 @@ async fn build_edge<A: ClusterAdapter>(
     hooks: Option<Arc<Hooks>>,
     events: Arc<EventBus>,
     directory: Arc<Directory>,
+    recovery: Option<Arc<Recovery>>,
 ) -> anyhow::Result<(Router, Arc<edge::Edge<A>>)> {
     let deciders = edge::Deciders {
         auth: AuthChain::from_config(&config.auth, hooks.as_ref())?,
@@ -131,27 +133,33 @@ async fn build_edge<A: ClusterAdapter>(
         hooks,
         events,
         mirrors: Arc::new(Mirrors::new(directory)),
+        recovery,
     };
     Ok(edge::build::<A>(&config.edge, deciders, adapter).await?)
 }
 
-/// This node's view of the cluster, started: it answers other nodes from `io`'s sockets.
+/// This node's view of the cluster, started: it answers other nodes from the edge's
+/// sockets.
 async fn start_cluster<A: Adapter>(
     config: &Config,
     node_id: &str,
     redis: Option<Link>,
     directory: Arc<Directory>,
-    io: &SocketIo<A>,
-    mirrors: Arc<Mirrors>,
+    edge: &edge::Edge<A>,
     events: &Arc<EventBus>,
 ) -> Result<Arc<Cluster>, ClusterError> {
-    let cluster = Arc::new(match redis {
-        Some(link) => {
-            let uid = io.config().server_id.to_string();
-            Cluster::redis(node_id.to_owned(), link, uid, &config.cluster, directory)
+    let io = &edge.io;
+    let cluster = Arc::new(
+        match redis {
+            Some(link) => {
+                let uid = io.config().server_id.to_string();
+                Cluster::redis(node_id.to_owned(), link, uid, &config.cluster, directory)
+            }
+            None => Cluster::memory(node_id.to_owned()),
         }
-        None => Cluster::memory(node_id.to_owned()),
-    });
+        .with_recovery(edge.recovery.clone()),
+    );
+    let mirrors = edge.mirrors.clone();
     let local = LocalSockets::new(io.clone(), mirrors, node_id.to_owned(), events.clone());
     cluster.start(Arc::new(local), events.clone()).await?;
     Ok(cluster)

@@ -27,6 +27,7 @@ pub mod events;
 pub mod hooks;
 pub mod listener;
 pub mod metrics;
+pub mod outgoing;
 pub mod recovery;
 pub mod residue;
 pub mod rooms;

@@ -7,7 +7,12 @@
 //   {"op":"emit","id":"a","event":"join","args":[{"rooms":["x"]}],"req":7,"ack":true}
 //   {"op":"reply","id":"a","event":"question","with":{"answer":42}}   (ack incoming events)
 //   {"op":"close","id":"a"}
-// Events out: {"id","type":"connect","sid"} | {"id","type":"connect_error","message"} |
+//   {"op":"drop","id":"a"}   (closes the transport under the socket, as a network loss
+//                             does: a client with reconnection on reconnects, recovering
+//                             its session when the server allows)
+//   {"op":"reconnect","id":"a"}   (connects a disconnected socket again, presenting its
+//                                  session for recovery if it has one)
+// Events out: {"id","type":"connect","sid","recovered","pid"} | {"id","type":"connect_error","message"} |
 //   {"id","type":"disconnect","reason"} | {"id","type":"event","event","args"} |
 //   {"id","type":"ack","req","err","args"} | {"id","type":"eio_ping"} |
 //   {"id","type":"replying","event"} (the reply is set). Binary values travel
@@ -49,7 +54,15 @@ function connect({ id, url, opts, onConnect, reportPings }) {
   if (reportPings) socket.io.on("ping", () => out({ id, type: "eio_ping" }));
   socket.on("connect", () => {
     if (onConnect) socket.emit(...decode(onConnect));
-    out({ id, type: "connect", sid: socket.id, transport: socket.io.engine.transport.name });
+    out({
+      id,
+      type: "connect",
+      sid: socket.id,
+      recovered: socket.recovered,
+      // The private session id (a secret; the tests present it from another client).
+      pid: socket._pid,
+      transport: socket.io.engine.transport.name,
+    });
   });
   socket.on("connect_error", (err) => out({ id, type: "connect_error", message: err.message }));
   socket.io.on("open", () =>
@@ -83,6 +96,8 @@ const handlers = {
     out({ id, type: "replying", event });
   },
   close: ({ id }) => sockets.get(id)?.disconnect(),
+  drop: ({ id }) => sockets.get(id)?.io.engine.close(),
+  reconnect: ({ id }) => sockets.get(id)?.connect(),
 };
 
 createInterface({ input: process.stdin }).on("line", (line) => {

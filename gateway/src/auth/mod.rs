@@ -126,6 +126,22 @@ impl AuthChain {
     }
 }
 
+impl AuthChain {
+    /// The user that credentials this node can verify itself (a JWT) name, if the
+    /// handshake presents valid ones: `Some(None)` for a token without a subject. No hook
+    /// is called. A recovered socket's `authenticate` is checked with it.
+    pub async fn user_named(&self, handshake: &Handshake<'_>) -> Option<Option<String>> {
+        for authenticator in &self.authenticators {
+            if let Authenticator::Jwt(verifier) = authenticator
+                && let Outcome::Allow(identity) = verifier.authenticate(handshake).await
+            {
+                return Some(identity.user_id);
+            }
+        }
+        None
+    }
+}
+
 /// Refuses an `Allow` whose user id is not a valid one: a token naming such a user is an
 /// invalid token; a backend answering with one has failed.
 fn check_user_id(authenticator: &Authenticator, outcome: Outcome, sid: &str) -> Outcome {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use socketioxide::socket::Sid;
 
-use crate::{config::ClusterConfig, events::EventBus};
+use crate::{config::ClusterConfig, events::EventBus, recovery::Recovery};
 pub use directory::Directory;
 use messages::Query;
 use node::ThisNode;
@@ -87,6 +87,7 @@ type Located = Result<Option<Vec<Option<bool>>>, ClusterError>;
 pub struct Cluster {
     node: Arc<ThisNode>,
     backend: Arc<dyn Backend>,
+    recovery: Option<Arc<Recovery>>,
 }
 
 impl Cluster {
@@ -94,7 +95,11 @@ impl Cluster {
     pub fn memory(node_id: String) -> Self {
         let node = ThisNode::new(node_id);
         let backend = Arc::new(single::SingleNode::new(node.clone()));
-        Self { node, backend }
+        Self {
+            node,
+            backend,
+            recovery: None,
+        }
     }
 
     /// A node of a Redis cluster; `uid` is its adapter server id, `directory` where its
@@ -114,7 +119,21 @@ impl Cluster {
             config,
             directory,
         ));
-        Self { node, backend }
+        Self {
+            node,
+            backend,
+            recovery: None,
+        }
+    }
+
+    /// The same, with connection state recovery (`None`: off).
+    pub fn with_recovery(self, recovery: Option<Arc<Recovery>>) -> Self {
+        Self { recovery, ..self }
+    }
+
+    /// Connection state recovery, when it is on.
+    pub fn recovery(&self) -> Option<&Arc<Recovery>> {
+        self.recovery.as_ref()
     }
 
     /// Whether this node is alone (the memory adapter): every socket is local.

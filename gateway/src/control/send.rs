@@ -1,11 +1,9 @@
 //! `Send`: validate, encode the payload once, emit through the adapter; in ack mode wait
 //! for each recipient's reply.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use bytes::Bytes;
 use futures_util::StreamExt;
-use serde::{Serialize, ser::SerializeTuple};
 use serde_json::{Value, value::RawValue};
 use socketioxide::{
     AckError, BroadcastError, SocketIo, adapter::Adapter, operators::BroadcastOperators,
@@ -22,32 +20,13 @@ use crate::{
     cluster::Cluster,
     edge::protocol::RESERVED_EVENTS,
     metrics::{METRICS, Refusal},
+    outgoing::Args,
+    recovery::Recovery,
     rooms,
 };
 
 /// Longest event name.
 const MAX_EVENT_LEN: usize = 256;
-
-/// The event's arguments: the JSON data (if any) then each binary attachment, serialized
-/// as a tuple so that Socket.IO sends them as separate arguments.
-struct Args<'a> {
-    data: Option<&'a RawValue>,
-    attachments: Vec<Bytes>,
-}
-
-impl Serialize for Args<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let len = usize::from(self.data.is_some()) + self.attachments.len();
-        let mut tuple = serializer.serialize_tuple(len)?;
-        if let Some(data) = &self.data {
-            tuple.serialize_element(data)?;
-        }
-        for attachment in &self.attachments {
-            tuple.serialize_element(attachment)?;
-        }
-        tuple.end()
-    }
-}
 
 /// Checks an event name a backend wants to emit.
 pub fn check_event_name(event: &str) -> Result<(), ControlError> {
@@ -87,10 +66,9 @@ pub async fn send<A: Adapter>(
     request: SendRequest,
 ) -> Result<SendResponse, ControlError> {
     let ack_timeout = check(&request, limits)?;
-    let args = Args {
-        data: parse_json(&request.data_json, "data_json")?,
-        attachments: request.attachments,
-    };
+    // Kept whole when the event is replayable: the history holds it.
+    let request = Arc::new(request);
+    let data = parse_json(&request.data_json, "data_json")?;
     let target = request.target.as_ref();
     let operators = target::resolve(io, cluster, target, "target", Audience::Authenticated).await?;
     // Socket ids that all live on this node need no other node: no cluster round trip,
@@ -101,6 +79,11 @@ pub async fn send<A: Adapter>(
         } else {
             operators
         };
+    let args = Args {
+        data,
+        attachments: &request.attachments,
+        offset: None,
+    };
 
     // The rarer paths (acks, counts, the fallback) are boxed futures, allocated only when
     // taken: inline, they made the future of every call (which tonic boxes) larger.
@@ -123,8 +106,25 @@ pub async fn send<A: Adapter>(
     } else {
         None
     };
-    let emitted = operators.emit(&request.event, &args).await;
-    emit_outcome(io, cluster, target, &request.event, &args, emitted).await?;
+    let emitted = match cluster.recovery() {
+        Some(recovery) => {
+            // Recorded and emitted in one step: every socket gets events in offset order.
+            let mut history = recovery.order().await;
+            let offset = Recovery::record(&mut history, request.clone()).to_string();
+            let args = Args {
+                offset: Some(&offset),
+                ..args
+            };
+            let emitted = operators.emit(&request.event, &args).await;
+            drop(history);
+            emit_outcome(io, cluster, target, &request.event, &args, emitted).await
+        }
+        None => {
+            let emitted = operators.emit(&request.event, &args).await;
+            emit_outcome(io, cluster, target, &request.event, &args, emitted).await
+        }
+    };
+    emitted?;
     Ok(SendResponse {
         recipients,
         ..SendResponse::default()

@@ -9,7 +9,7 @@ use sockgate_proto::{EventKind, WatchEventsResponse};
 use tracing::{debug, info, warn};
 
 use super::{
-    Edge, protocol,
+    Edge, protocol, recovery,
     session::Session,
     state::{SocketState, Transition},
 };
@@ -18,6 +18,7 @@ use crate::{
     clock::{self, iso_now},
     events,
     metrics::{AuthOutcome, METRICS},
+    recovery::Resumable,
     rooms,
 };
 
@@ -37,21 +38,33 @@ pub async fn authenticate<A: Adapter>(
         return;
     }
     if session.apply(&socket, Transition::BeginAuth).is_none() {
-        debug!(sid = %socket.id, "second authenticate ignored");
+        if session.resumable().is_some_and(|r| r.recovered) && session.is_authenticated() {
+            let auth = session.take_auth();
+            let handshake = handshake(&socket, &session, auth.as_ref(), data.as_ref());
+            recovery::authenticate_recovered(&edge, &socket, &session, &handshake).await;
+        } else {
+            debug!(sid = %socket.id, "second authenticate ignored");
+        }
         return;
     }
     let auth = session.take_auth();
-    let handshake = Handshake {
-        socket_id: socket.id.to_string(),
-        request: socket.req_parts(),
-        auth: auth.as_ref(),
-        event_data: data.as_ref(),
-        meta: &session.meta,
-    };
+    let handshake = handshake(&socket, &session, auth.as_ref(), data.as_ref());
     match edge.auth.authenticate(&handshake).await {
         Outcome::Allow(identity) => {
             METRICS.auth(AuthOutcome::Allowed);
+            // With recovery on, the socket is owed the events recorded after it was
+            // admitted: admitted under the history's lock, where that offset is known.
+            let history = match &edge.recovery {
+                Some(recovery) => Some(recovery.order().await),
+                None => None,
+            };
             admit(&edge, &socket, &session, identity);
+            if let (Some(history), Some(resumable)) = (history, session.resumable()) {
+                session.set_resumable(Resumable {
+                    since: history.head(),
+                    ..resumable
+                });
+            }
         }
         Outcome::Deny(reason) => {
             METRICS.auth(AuthOutcome::Denied);
@@ -63,6 +76,21 @@ pub async fn authenticate<A: Adapter>(
             warn!(sid = %socket.id, %reason, "authenticator failed");
             reject(&edge, &socket, &session, protocol::AUTH_FAILED_MESSAGE);
         }
+    }
+}
+
+fn handshake<'a, A: Adapter>(
+    socket: &'a SocketRef<A>,
+    session: &'a Session,
+    auth: Option<&'a Value>,
+    event_data: Option<&'a Value>,
+) -> Handshake<'a> {
+    Handshake {
+        socket_id: socket.id.to_string(),
+        request: socket.req_parts(),
+        auth,
+        event_data,
+        meta: &session.meta,
     }
 }
 

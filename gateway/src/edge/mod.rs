@@ -11,6 +11,7 @@ mod membership;
 mod message;
 pub mod ping;
 pub mod protocol;
+mod recovery;
 pub mod server;
 mod session;
 pub mod state;
@@ -45,6 +46,7 @@ use crate::{
     events::{self, EventBus},
     hooks::Hooks,
     metrics::{EventOutcome, METRICS},
+    recovery::Recovery,
 };
 use message::ClientMessage;
 pub use session::Session;
@@ -62,6 +64,8 @@ pub struct Deciders {
     pub events: Arc<EventBus>,
     /// Where the sockets' states are mirrored: this node's index, the cluster's directory.
     pub mirrors: Arc<Mirrors>,
+    /// Connection state recovery, when it is on.
+    pub recovery: Option<Arc<Recovery>>,
 }
 
 /// Read buffer of each WebSocket connection. Clients mostly send small events; a larger
@@ -82,6 +86,8 @@ pub struct Edge<A: Adapter> {
     pub mirrors: Arc<Mirrors>,
     /// Per-socket and per-address limits, and the draining flag.
     pub limits: Arc<Limits>,
+    /// Connection state recovery, when it is on.
+    pub recovery: Option<Arc<Recovery>>,
 }
 
 /// Why the edge cannot be built.
@@ -143,6 +149,7 @@ pub async fn build<A: ClusterAdapter>(
         events: deciders.events,
         mirrors: deciders.mirrors,
         limits: limits.clone(),
+        recovery: deciders.recovery,
     });
     // socketioxide tells the client it is connected before it runs the connect handler,
     // but after the connect middlewares: the socket is set up in a middleware so that its
@@ -155,9 +162,11 @@ pub async fn build<A: ClusterAdapter>(
     // Listed and reported to the directory only once connected: a socket refused, or
     // whose connect packet cannot be sent, never runs this handler nor its disconnect
     // handler.
+    let connected_edge = edge.clone();
     let connected = async move |socket: SocketRef<A>| {
         if let Some(session) = Session::of(&socket) {
             session.apply(&socket, Transition::Open);
+            recovery::restore(&connected_edge, &socket, &session).await;
         }
     };
     A::initialized(io.ns("/", connected.with(setup)))
@@ -328,14 +337,22 @@ fn on_connect<A: Adapter>(
     socket.join(state::initial_rooms(socket.id));
     METRICS.connections.inc();
     info!(sid = %socket.id, remote = %meta.remote_address, transport = %meta.transport, "connected");
-    socket.extensions.insert(Arc::new(Session::new(
+    let mut auth = auth.filter(|a| !a.is_null());
+    recovery::strip_recovery_keys(&mut auth);
+    let session = Arc::new(Session::new(
         socket.id,
-        auth.filter(|a| !a.is_null()),
+        auth,
         meta,
         Some(slot),
         edge.mirrors.clone(),
-    )));
-    if edge.events.is_watched() {
+    ));
+    let mut recovering = false;
+    if let Some(recovery) = &edge.recovery {
+        recovering = recovery::set_up(recovery, &socket, &session);
+    }
+    socket.extensions.insert(session);
+    // A recovered socket is reported once restored, as such.
+    if edge.events.is_watched() && !recovering {
         edge.events.publish(
             events::lifecycle(EventKind::Connected, &socket.id.to_string(), None),
             Vec::new,
@@ -412,11 +429,16 @@ fn on_disconnect<A: Adapter>(edge: &Edge<A>, socket: &SocketRef<A>, reason: Disc
     let Some(previous) = session.apply(socket, Transition::Close) else {
         return;
     };
+    let recoverable = edge
+        .recovery
+        .as_ref()
+        .is_some_and(|r| recovery::keep(r, &session, &previous, reason));
     if edge.events.is_watched() {
         let user = previous.identity().and_then(|i| i.user_id.clone());
         edge.events.publish(
             WatchEventsResponse {
                 reason: reason.to_string(),
+                recoverable,
                 ..events::lifecycle(
                     EventKind::Disconnected,
                     &socket.id.to_string(),

@@ -15,7 +15,10 @@ use super::{
     limits::{ConnectionSlot, EventMeter},
     state::{Life, Mirrors, SocketState},
 };
-use crate::auth::{ConnectionMeta, Identity};
+use crate::{
+    auth::{ConnectionMeta, Identity},
+    recovery::Resumable,
+};
 
 /// One socket's session.
 pub struct Session {
@@ -39,6 +42,8 @@ pub struct Session {
     pub events: EventMeter,
     /// `join` / `leave` requests in flight.
     room_requests: AtomicU32,
+    /// What connection state recovery keeps for the socket, when it is on.
+    resumable: Mutex<Option<Resumable>>,
     /// The socket's place in the connection limits, given back with the session.
     _connection: Option<ConnectionSlot>,
 }
@@ -73,6 +78,7 @@ impl Session {
             saturated: AtomicBool::new(false),
             events: EventMeter::default(),
             room_requests: AtomicU32::new(0),
+            resumable: Mutex::new(None),
             _connection: connection,
         }
     }
@@ -116,6 +122,16 @@ impl Session {
     /// `authenticate` is ignored), and nothing keeps it after that.
     pub fn take_auth(&self) -> Option<Value> {
         self.auth.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// What connection state recovery keeps for the socket.
+    pub fn resumable(&self) -> Option<Resumable> {
+        *self.resumable.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets what connection state recovery keeps for the socket.
+    pub fn set_resumable(&self, resumable: Resumable) {
+        *self.resumable.lock().unwrap_or_else(|e| e.into_inner()) = Some(resumable);
     }
 
     /// The identity, while authenticated.

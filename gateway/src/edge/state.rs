@@ -96,6 +96,18 @@ pub enum Transition<'a> {
         /// Sends `authenticated`.
         deliver: &'a mut dyn FnMut(&[String]),
     },
+    /// A recovered session (connection state recovery): `Unauthorized → Authenticated`
+    /// as the identity it had, back in its public rooms with their owners and in its
+    /// user's internal room; `deliver` replays what it missed, and only then can new
+    /// application events reach it.
+    Restore {
+        /// Who it was.
+        identity: Arc<Identity>,
+        /// Its public rooms and who put it in each.
+        rooms: Vec<(String, Owner)>,
+        /// Replays the missed events.
+        deliver: &'a mut dyn FnMut(),
+    },
     /// Denied, failed, or not authenticated in time: `Unauthorized | Authenticating →
     /// Refused`.
     Refuse,
@@ -140,6 +152,11 @@ impl Life {
         self.rooms.iter().map(|(room, _)| &**room)
     }
 
+    /// The public rooms, sorted, and who put the socket in each.
+    pub fn owned_rooms(&self) -> impl Iterator<Item = (&str, Owner)> {
+        self.rooms.iter().map(|(room, owner)| (&**room, *owner))
+    }
+
     fn owner(&self, room: &str) -> Option<Owner> {
         self.position(room).ok().map(|at| self.rooms[at].1)
     }
@@ -164,7 +181,8 @@ fn next(life: &Life, transition: &Transition<'_>) -> Option<SocketState> {
         (_, Transition::Close) => Closed,
         (state, Transition::Open) if !life.open => state.clone(),
         (Unauthorized, Transition::BeginAuth) => Authenticating,
-        (Authenticating, Transition::Admit { identity, .. }) => Authenticated(identity.clone()),
+        (Authenticating, Transition::Admit { identity, .. })
+        | (Unauthorized, Transition::Restore { identity, .. }) => Authenticated(identity.clone()),
         (Unauthorized | Authenticating, Transition::Refuse) => Refused,
         (Unauthorized | Authenticating | Authenticated(_), Transition::CutOff) => {
             CutOff { due: false }
@@ -211,17 +229,28 @@ impl Session {
     ) -> Option<SocketState> {
         let mut life = self.life();
         let next = next(&life, &transition)?;
-        if let Transition::Admit {
-            identity, rooms, ..
-        } = &transition
-        {
+        let admitted = match &transition {
+            Transition::Admit {
+                identity, rooms, ..
+            } => Some((
+                identity,
+                rooms.iter().map(|r| (r.clone(), Owner::Server)).collect(),
+            )),
+            Transition::Restore {
+                identity, rooms, ..
+            } => Some((identity, rooms.clone())),
+            _ => None,
+        };
+        if let Some((identity, rooms)) = admitted {
             // Joined before the state changes: a socket that is closing is not admitted.
-            let mut joined = rooms.clone();
+            let mut joined: Vec<String> = rooms.iter().map(|(r, _)| r.clone()).collect();
             joined.extend(identity.user_id.as_deref().map(rooms::user_id_room));
             if !join_while_connected(socket, joined) {
                 return None;
             }
-            self.add_rooms(&mut life, rooms, Owner::Server);
+            for (room, owner) in rooms {
+                self.add_rooms(&mut life, std::slice::from_ref(&room), owner);
+            }
             life.user = identity.user_id.as_deref().map(Arc::from);
             if let (true, Some(user)) = (life.open, &life.user) {
                 self.mirrors.index.set_user(self.sid, user);
@@ -237,6 +266,12 @@ impl Session {
                 deliver(&public);
                 // Only now, after `authenticated` is on the socket's ordered channel, can
                 // application events reach it.
+                socket.leave(rooms::UNAUTHENTICATED);
+                self.report(&life);
+            }
+            Transition::Restore { deliver, .. } => {
+                self.mirror_state(&life, &previous);
+                deliver();
                 socket.leave(rooms::UNAUTHENTICATED);
                 self.report(&life);
             }

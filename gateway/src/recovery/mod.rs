@@ -64,6 +64,17 @@ pub struct Restore {
     pub after: Offset,
 }
 
+/// What recovery keeps with a live socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Resumable {
+    /// The digest of its pid's secret.
+    pub digest: pid::SecretDigest,
+    /// Nothing recorded up to this offset is owed to it.
+    pub since: Offset,
+    /// It is a recovered session.
+    pub recovered: bool,
+}
+
 /// Recovery on this node.
 #[derive(Debug)]
 pub struct Recovery {
@@ -204,7 +215,7 @@ impl Recovery {
 
     /// Sessions away on this node.
     pub fn away(&self) -> usize {
-        self.saved.len()
+        self.saved.count()
     }
 }
 

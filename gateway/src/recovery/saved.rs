@@ -89,7 +89,7 @@ impl SavedSessions {
     }
 
     /// Sessions away.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.inner().sessions.len()
     }
 
@@ -145,7 +145,7 @@ mod tests {
             !store.is_away(b, t0 + Duration::from_secs(90)),
             "window closed"
         );
-        assert_eq!(store.len(), 0);
+        assert_eq!(store.count(), 0);
     }
 
     #[test]

@@ -234,6 +234,7 @@ pub enum Kind {
     #[value(alias = "client_event")]
     ClientEvent,
     Dropped,
+    Recovered,
 }
 
 #[cfg(test)]

@@ -300,5 +300,6 @@ fn event_kind(kind: Kind) -> EventKind {
         Kind::Disconnected => EventKind::Disconnected,
         Kind::ClientEvent => EventKind::ClientEvent,
         Kind::Dropped => EventKind::Dropped,
+        Kind::Recovered => EventKind::Recovered,
     }
 }

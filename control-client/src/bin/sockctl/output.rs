@@ -69,6 +69,7 @@ pub fn kind_name(kind: i32) -> &'static str {
         EventKind::Disconnected => "disconnected",
         EventKind::ClientEvent => "client_event",
         EventKind::Dropped => "dropped",
+        EventKind::Recovered => "recovered",
     }
 }
 
@@ -243,12 +244,16 @@ pub fn event_json(event: &WatchEventsResponse) -> Value {
     if event.dropped > 0 {
         object.insert("dropped".into(), json!(event.dropped));
     }
+    if event.recoverable {
+        object.insert("recoverable".into(), json!(true));
+    }
     value
 }
 
 pub fn event_text(event: &WatchEventsResponse) -> String {
     let detail = match EventKind::try_from(event.kind).unwrap_or(EventKind::Unspecified) {
-        EventKind::Joined | EventKind::Left => event.rooms.join(","),
+        EventKind::Joined | EventKind::Left | EventKind::Recovered => event.rooms.join(","),
+        EventKind::Disconnected if event.recoverable => format!("{} (recoverable)", event.reason),
         EventKind::ClientEvent => format!("{} {}", event.event, event.data_json),
         EventKind::Disconnected | EventKind::AuthFailed => event.reason.clone(),
         EventKind::Dropped => format!("{} events dropped", event.dropped),

@@ -1,0 +1,360 @@
+//! Connection state recovery with the official socket.io-client: a socket whose transport
+//! drops comes back as the same socket, in the same rooms, and receives what it missed,
+//! once each and in order; what cannot be restored exactly gives a new session.
+
+mod fixture;
+
+use std::time::Duration;
+
+use fixture::{
+    Gateway, GatewayBuilder, join, next_watched, rooms_of,
+    scene::{Control, Scene},
+    sio::{Clients, Transport},
+    to_all, to_rooms, to_sockets, to_users, tokens,
+};
+use serde_json::{Value, json};
+use sockgate_client::proto::{
+    DisconnectRequest, EventKind, SendRequest, WatchEventsRequest, WatchEventsResponse,
+};
+use tonic::Streaming;
+
+fn recovering() -> GatewayBuilder {
+    Gateway::builder().env("RECOVERY__ENABLED", "true")
+}
+
+fn event(name: &str, n: u32) -> SendRequest {
+    SendRequest {
+        event: name.into(),
+        data_json: json!({"n": n}).to_string(),
+        ..SendRequest::default()
+    }
+}
+
+/// Connects client `id` as `user`, authenticating from its connect callback as
+/// Ignis-style clients do (so again on every reconnect); returns its socket id.
+async fn login(clients: &mut Clients, id: &str, transport: Transport, user: &str) -> String {
+    open(clients, id, transport, &tokens::for_user(user), json!({})).await;
+    let (sid, recovered) = clients.reconnected(id).await;
+    assert!(!recovered, "a first connection is no recovery");
+    clients.next_event(id, "authenticated").await;
+    sid
+}
+
+/// Starts connecting client `id` with `extra` options, authenticating with `token` from
+/// its connect callback.
+async fn open(clients: &mut Clients, id: &str, transport: Transport, token: &str, extra: Value) {
+    let mut opts = json!({"path": "/io"});
+    opts.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    clients
+        .open_and_emit(
+            id,
+            transport,
+            opts,
+            json!(["authenticate", {"token": token}]),
+        )
+        .await;
+}
+
+async fn watch(control: &mut Control) -> Streaming<WatchEventsResponse> {
+    let kinds = [
+        EventKind::Disconnected,
+        EventKind::Recovered,
+        EventKind::Connected,
+    ];
+    control
+        .watch_events(WatchEventsRequest {
+            kinds: kinds.iter().map(|k| *k as i32).collect(),
+            ..WatchEventsRequest::default()
+        })
+        .await
+        .expect("watch")
+        .into_inner()
+}
+
+/// Waits for the next watched event of `kind`.
+async fn watched(
+    stream: &mut Streaming<WatchEventsResponse>,
+    kind: EventKind,
+) -> WatchEventsResponse {
+    loop {
+        let event = next_watched(stream).await;
+        if event.kind == kind as i32 {
+            return event;
+        }
+    }
+}
+
+/// The next application event `id` received: (name, data, offset).
+async fn next_app_event(clients: &Clients, id: &str) -> (String, Value, Option<String>) {
+    let event = clients
+        .take(
+            |e| {
+                e["id"] == id
+                    && e["type"] == "event"
+                    && !["authenticated", "ping"].contains(&e["event"].as_str().unwrap_or(""))
+            },
+            &format!("an application event on {id}"),
+        )
+        .await;
+    let args = event["args"].as_array().expect("args");
+    let offset = args.last().and_then(Value::as_str).map(str::to_owned);
+    (
+        event["event"].as_str().unwrap().to_owned(),
+        args[0].clone(),
+        offset,
+    )
+}
+
+async fn recovers_with_missed_events(transport: Transport) {
+    let scene = Scene::of(recovering()).await;
+    let (gateway, mut clients, mut control) = scene.into_parts();
+    let a = login(&mut clients, "a", transport, "alice").await;
+    let _b = login(&mut clients, "b", transport, "bob").await;
+    join(&mut control, &[&a], &["chat:x"]).await;
+    control
+        .send(SendRequest {
+            target: to_sockets(&[&a]),
+            ..event("before", 0)
+        })
+        .await
+        .expect("live send");
+    let (_, _, before) = next_app_event(&clients, "a").await;
+    let before = before.expect("a live replayable event carries an offset");
+
+    let mut events = watch(&mut control).await;
+    clients.drop_transport("a").await;
+    let gone = watched(&mut events, EventKind::Disconnected).await;
+    assert_eq!(gone.socket_id, a);
+    assert!(
+        gone.recoverable,
+        "a dropped transport is recoverable: {gone:?}"
+    );
+
+    // While it is away: to its room, its user, its id, everyone; and to a room it is not in.
+    let sends = [
+        SendRequest {
+            target: to_rooms(&["chat:x"]),
+            ..event("missed", 1)
+        },
+        SendRequest {
+            target: to_users(&["alice"]),
+            ..event("missed", 2)
+        },
+        SendRequest {
+            target: to_sockets(&[&a]),
+            ..event("missed", 3)
+        },
+        SendRequest {
+            target: to_rooms(&["chat:other"]),
+            ..event("not-for-a", 0)
+        },
+        SendRequest {
+            target: to_all(),
+            ..event("missed", 4)
+        },
+    ];
+    for send in sends {
+        control
+            .send(send)
+            .await
+            .expect("a send while a is away is accepted");
+    }
+
+    let (sid, recovered) = clients.reconnect("a").await;
+    assert!(recovered, "socket.recovered");
+    assert_eq!(sid, a, "the same socket id");
+    let mut last = before;
+    for n in 1..=4 {
+        let (name, data, offset) = next_app_event(&clients, "a").await;
+        assert_eq!((name.as_str(), data["n"].as_u64()), ("missed", Some(n)));
+        let offset = offset.expect("offset");
+        assert_ne!(offset, last);
+        last = offset;
+    }
+    // The Ignis client authenticates again: answered at once, as the same socket.
+    let authenticated = clients.next_event("a", "authenticated").await;
+    assert_eq!(authenticated["id"], a.as_str());
+    let recovered_event = watched(&mut events, EventKind::Recovered).await;
+    assert_eq!(recovered_event.socket_id, a);
+    assert_eq!(recovered_event.user_id, "alice");
+    assert!(recovered_event.rooms.contains(&"chat:x".to_owned()));
+    assert_eq!(
+        rooms_of(&mut control, &a).await,
+        ["chat:x", "user:alice"],
+        "back in its rooms"
+    );
+
+    // Newer events come after the replay, live.
+    control
+        .send(SendRequest {
+            target: to_rooms(&["chat:x"]),
+            ..event("after", 5)
+        })
+        .await
+        .expect("live send");
+    let (name, data, _) = next_app_event(&clients, "a").await;
+    assert_eq!((name.as_str(), data["n"].as_u64()), ("after", Some(5)));
+    assert!(
+        !clients.has_event("a", "missed") && !clients.has_event("a", "not-for-a"),
+        "each missed event once, nothing else: {:#?}",
+        clients.pending()
+    );
+    gateway.await_log("session recovered", 1).await;
+}
+
+#[tokio::test]
+async fn a_websocket_that_drops_recovers_its_id_rooms_and_missed_events() {
+    recovers_with_missed_events(Transport::Websocket).await;
+}
+
+#[tokio::test]
+async fn a_polling_socket_that_drops_recovers_its_id_rooms_and_missed_events() {
+    recovers_with_missed_events(Transport::Polling).await;
+}
+
+#[tokio::test]
+async fn a_session_is_recovered_once_and_only_with_its_pid() {
+    let (_gateway, mut clients, mut control) = Scene::of(recovering()).await.into_parts();
+    open(
+        &mut clients,
+        "a",
+        Transport::Websocket,
+        &tokens::for_user("alice"),
+        json!({}),
+    )
+    .await;
+    let first = clients.connect_event("a").await;
+    let (a, pid) = (
+        first["sid"].as_str().unwrap().to_owned(),
+        first["pid"].clone(),
+    );
+    assert!(pid.as_str().is_some_and(|p| p.len() > 64), "a pid: {first}");
+    clients.next_event("a", "authenticated").await;
+
+    let mut events = watch(&mut control).await;
+    clients.drop_transport("a").await;
+    watched(&mut events, EventKind::Disconnected).await;
+
+    // A wrong secret for the right socket is refused and does not use the session up.
+    let forged = format!("{}.{}", a, "0".repeat(64));
+    open(
+        &mut clients,
+        "forger",
+        Transport::Websocket,
+        &tokens::for_user("alice"),
+        json!({"auth": {"pid": forged}}),
+    )
+    .await;
+    let (sid, recovered) = clients.reconnected("forger").await;
+    assert!(!recovered && sid != a, "a forged pid recovers nothing");
+
+    // Whoever holds the pid recovers the session (it is a bearer secret)...
+    open(
+        &mut clients,
+        "holder",
+        Transport::Websocket,
+        &tokens::for_user("alice"),
+        json!({"auth": {"pid": pid}}),
+    )
+    .await;
+    let (sid, recovered) = clients.reconnected("holder").await;
+    assert_eq!(sid, a, "the pid's holder gets the socket");
+    assert!(!recovered, "(this client never had the pid as its own)");
+    // ...once: the original client now gets a new session.
+    let (sid, recovered) = clients.reconnect("a").await;
+    assert!(!recovered);
+    assert_ne!(sid, a);
+}
+
+#[tokio::test]
+async fn sockets_sent_away_or_closed_by_their_client_are_not_recoverable() {
+    let (_gateway, mut clients, mut control) = Scene::of(recovering()).await.into_parts();
+    let a = login(&mut clients, "a", Transport::Websocket, "alice").await;
+    let b = login(&mut clients, "b", Transport::Websocket, "bob").await;
+    let mut events = watch(&mut control).await;
+
+    clients.close("a").await;
+    let gone = watched(&mut events, EventKind::Disconnected).await;
+    assert_eq!(gone.socket_id, a);
+    assert!(!gone.recoverable, "closed by its client");
+    let (sid, recovered) = clients.reconnect("a").await;
+    assert!(!recovered && sid != a);
+
+    control
+        .disconnect(DisconnectRequest {
+            target: to_sockets(&[&b]),
+            ..DisconnectRequest::default()
+        })
+        .await
+        .expect("disconnect");
+    let gone = watched(&mut events, EventKind::Disconnected).await;
+    assert_eq!(gone.socket_id, b);
+    assert!(!gone.recoverable, "sent away by the server");
+    let error = control
+        .send(SendRequest {
+            target: to_sockets(&[&b]),
+            ..event("late", 1)
+        })
+        .await
+        .expect_err("not away: gone");
+    assert_eq!(error.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_recovered_socket_presenting_another_users_token_is_refused() {
+    let (_gateway, mut clients, mut control) = Scene::of(recovering()).await.into_parts();
+    open(
+        &mut clients,
+        "a",
+        Transport::Websocket,
+        &tokens::for_user("alice"),
+        json!({}),
+    )
+    .await;
+    let first = clients.connect_event("a").await;
+    let a = first["sid"].as_str().unwrap().to_owned();
+    clients.next_event("a", "authenticated").await;
+    let mut events = watch(&mut control).await;
+    clients.drop_transport("a").await;
+    watched(&mut events, EventKind::Disconnected).await;
+
+    open(
+        &mut clients,
+        "mallory",
+        Transport::Websocket,
+        &tokens::for_user("mallory"),
+        json!({"auth": {"pid": first["pid"]}}),
+    )
+    .await;
+    let (sid, _) = clients.reconnected("mallory").await;
+    assert_eq!(sid, a);
+    let refused = clients.next_event("mallory", "unauthenticated").await;
+    assert!(refused["message"].is_string());
+    assert!(!clients.has_event("mallory", "authenticated"));
+    clients.disconnected("mallory").await;
+}
+
+#[tokio::test]
+async fn a_session_past_its_window_is_not_recovered_and_nothing_is_replayed() {
+    let builder = recovering().env("RECOVERY__MAX_DISCONNECTION", "1s");
+    let (_gateway, mut clients, mut control) = Scene::of(builder).await.into_parts();
+    let a = login(&mut clients, "a", Transport::Websocket, "alice").await;
+    let mut events = watch(&mut control).await;
+    clients.drop_transport("a").await;
+    watched(&mut events, EventKind::Disconnected).await;
+    control
+        .send(SendRequest {
+            target: to_sockets(&[&a]),
+            ..event("missed", 1)
+        })
+        .await
+        .expect("accepted while a is away");
+    // The window is a duration: nothing to await but time.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (sid, recovered) = clients.reconnect("a").await;
+    assert!(!recovered && sid != a);
+    clients.next_event("a", "authenticated").await;
+    assert!(!clients.has_event("a", "missed"));
+}
