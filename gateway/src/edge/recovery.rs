@@ -80,7 +80,7 @@ pub async fn restore<A: Adapter>(edge: &Edge<A>, socket: &SocketRef<A>, session:
     };
     let restore = &pending.0;
     let history = recovery.order().await;
-    let missed = match recovery.missed(&history, socket.id, restore) {
+    let missed = match recovery.missed(&history, socket.id, restore).await {
         Ok(missed) => missed,
         Err(outcome) => {
             drop(history);
@@ -96,13 +96,13 @@ pub async fn restore<A: Adapter>(edge: &Edge<A>, socket: &SocketRef<A>, session:
         rooms: restore.saved.rooms.clone(),
         deliver: &mut deliver,
     };
-    let applied = session.apply(socket, restored).is_some();
     if let Some(resumable) = session.resumable() {
         session.set_resumable(Resumable {
             since: history.head(),
             ..resumable
         });
     }
+    let applied = session.apply(socket, restored).is_some();
     drop(history);
     if !applied {
         debug!(sid = %socket.id, "socket left before its session was restored");
@@ -166,6 +166,9 @@ pub fn keep(
         return false;
     };
     if !is_recoverable(reason) {
+        if recovery.store().keeps_live() {
+            recovery.store().forget(session.sid);
+        }
         return false;
     }
     let rooms = session
@@ -173,7 +176,7 @@ pub fn keep(
         .owned_rooms()
         .map(|(room, owner)| (room.to_owned(), owner))
         .collect();
-    recovery.save(
+    recovery.store().away(
         session.sid,
         Saved {
             digest: resumable.digest,
