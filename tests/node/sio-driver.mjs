@@ -83,6 +83,7 @@ const handlers = {
     out({ id, type: "replying", event });
   },
   close: ({ id }) => sockets.get(id)?.disconnect(),
+  engine_id: ({ id }) => out({ id, type: "engine_id", engineId: sockets.get(id)?.io.engine?.id ?? null }),
 };
 
 createInterface({ input: process.stdin }).on("line", (line) => {
