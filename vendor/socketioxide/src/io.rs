@@ -25,6 +25,7 @@ use crate::{
     layer::SocketIoLayer,
     operators::BroadcastOperators,
     parser::Parser,
+    resolver::{ConnectRequest, ConnectResolver, Resolution},
     service::SocketIoService,
     socket::RemoteSocket,
 };
@@ -115,6 +116,9 @@ pub struct SocketIoConfig {
 
     /// A global server identifier
     pub server_id: Uid,
+
+    /// The connect resolver, see [`SocketIoBuilder::with_connect_resolver`].
+    pub(crate) connect_resolver: Option<ConnectResolver>,
 }
 
 impl Default for SocketIoConfig {
@@ -129,6 +133,7 @@ impl Default for SocketIoConfig {
             parser: Parser::default(),
             parse_config: ParseConfig::default(),
             server_id: Uid::new(),
+            connect_resolver: None,
         }
     }
 }
@@ -277,6 +282,63 @@ impl<A: Adapter> SocketIoBuilder<A> {
     #[inline]
     pub fn connect_timeout(mut self, connect_timeout: Duration) -> Self {
         self.config.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// Sets a connect resolver: an async function called for every CONNECT packet, before the
+    /// socket is created and before the connect middlewares run, which decides the socket id
+    /// and the private session id (`pid`) sent in the CONNECT reply. It is the server's hook
+    /// for Socket.IO's connection state recovery, see the [`resolver`](crate::resolver) module.
+    ///
+    /// The [`ConnectRequest`] gives the namespace, the engine.io session and the CONNECT
+    /// `auth` payload; the [`Resolution`] gives:
+    /// * `sid`: `None` for a fresh id, `Some(id)` to give the socket that id (a restored
+    ///   session). If a socket with that id is connected or connecting to the namespace, the
+    ///   connection fails with a `connect_error` "session already connected", and the
+    ///   middlewares do not run.
+    /// * `pid`: sent next to the socket id in the CONNECT reply, `{"sid": "...", "pid": "..."}`,
+    ///   to protocol v5 clients (v4 clients have no connection state recovery: nothing is sent
+    ///   to them).
+    ///
+    /// The resolver runs in the task of the connection, so a slow one (querying a store) holds
+    /// no other socket back. It is not called for a CONNECT packet the server ignores (a
+    /// second one for a namespace on the same engine.io session). If the engine.io session
+    /// closes while it runs, its future is dropped and nothing is connected. The
+    /// [`connect_timeout`](Self::connect_timeout) counts the time it takes.
+    ///
+    /// Without a resolver, every socket gets a fresh id and no `pid` is sent. A later
+    /// [`with_config`](Self::with_config) removes the resolver: call this one after it.
+    ///
+    /// # Example
+    /// ```
+    /// # use socketioxide::{SocketIo, resolver::{ConnectRequest, Resolution}, socket::Sid};
+    /// # use std::{collections::HashMap, sync::{Arc, Mutex}};
+    /// #[derive(serde::Deserialize)]
+    /// struct Auth {
+    ///     pid: Option<String>,
+    /// }
+    /// // Sessions that can be restored: private session id -> socket id.
+    /// let sessions: Arc<Mutex<HashMap<String, Sid>>> = Default::default();
+    /// let (_layer, io) = SocketIo::builder()
+    ///     .with_connect_resolver(move |req: ConnectRequest| {
+    ///         let pid = req.auth::<Auth>().and_then(Result::ok).and_then(|a| a.pid);
+    ///         let restored = pid.and_then(|pid| sessions.lock().unwrap().remove(&pid));
+    ///         async move {
+    ///             let new_pid = Sid::new().to_string(); // use a secret of 128 random bits
+    ///             match restored {
+    ///                 Some(sid) => Resolution::restored(sid).with_pid(new_pid),
+    ///                 None => Resolution::fresh().with_pid(new_pid),
+    ///             }
+    ///         }
+    ///     })
+    ///     .build_layer();
+    /// ```
+    pub fn with_connect_resolver<F, Fut>(mut self, resolver: F) -> Self
+    where
+        F: Fn(ConnectRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Resolution> + Send + 'static,
+    {
+        self.config.connect_resolver = Some(ConnectResolver::new(resolver));
         self
     }
 

@@ -344,6 +344,7 @@ pub mod extract;
 pub mod handler;
 pub mod layer;
 pub mod operators;
+pub mod resolver;
 pub mod service;
 pub mod socket;
 

@@ -4,6 +4,9 @@ use std::{
     time::Duration,
 };
 
+use futures_util::future::{self, Either};
+use serde::Serialize;
+
 use crate::{
     ProtocolVersion, SocketError, SocketIoConfig,
     ack::AckInnerStream,
@@ -12,12 +15,13 @@ use crate::{
     errors::{ConnectFail, Error},
     handler::{BoxedConnectHandler, ConnectHandler, MakeErasedHandler},
     parser::Parser,
+    resolver::{ConnectRequest, ConnectResolver, Resolution},
     socket::{DisconnectReason, Socket},
 };
 use socketioxide_core::{
     Sid, Str, Uid, Value,
     adapter::{BroadcastIter, CoreLocalAdapter, RemoteSocketData, SocketEmitter},
-    packet::{ConnectPacket, Packet, PacketData},
+    packet::{Packet, PacketData},
     parser::Parse,
 };
 
@@ -42,31 +46,72 @@ pub struct Namespace<A: Adapter> {
     /// The engine.io sessions that are connecting to this namespace, but whose socket is not
     /// yet in [`Self::sockets`] because its middlewares are still running.
     connecting: Mutex<HashSet<Sid>>,
+    /// With a connect resolver, the socket ids that are connecting to this namespace, but are
+    /// not yet in [`Self::sockets`]: the resolver may give one id to two connections.
+    connecting_ids: Mutex<HashSet<Sid>>,
+    resolver: Option<ConnectResolver>,
 }
 
-/// Marks an engine.io session as connecting to a namespace until dropped.
-struct ConnectingGuard<'a, A: Adapter> {
-    ns: &'a Namespace<A>,
-    engine_id: Sid,
+/// Marks an id as connecting to a namespace until dropped.
+struct ConnectingGuard<'a> {
+    connecting: &'a Mutex<HashSet<Sid>>,
+    id: Sid,
 }
-impl<'a, A: Adapter> ConnectingGuard<'a, A> {
-    /// Returns `None` if the session already has a socket connected or connecting to this
-    /// namespace.
-    fn new(ns: &'a Namespace<A>, engine_id: Sid) -> Option<Self> {
-        let mut connecting = ns.connecting.lock().unwrap();
-        // A socket is inserted in `engine_sockets` before its guard is dropped, so it is
-        // always found in at least one of them when the connection is in progress or done.
-        if ns.engine_sockets.read().unwrap().contains_key(&engine_id)
-            || !connecting.insert(engine_id)
-        {
+impl<'a> ConnectingGuard<'a> {
+    /// Returns `None` if the engine.io session already has a socket connected or connecting to
+    /// this namespace.
+    fn session<A: Adapter>(ns: &'a Namespace<A>, engine_id: Sid) -> Option<Self> {
+        Self::new(&ns.connecting, engine_id, || {
+            ns.engine_sockets.read().unwrap().contains_key(&engine_id)
+        })
+    }
+
+    /// Returns `None` if a socket with this id is connected or connecting to this namespace.
+    fn socket<A: Adapter>(ns: &'a Namespace<A>, sid: Sid) -> Option<Self> {
+        Self::new(&ns.connecting_ids, sid, || {
+            ns.sockets.read().unwrap().contains_key(&sid)
+        })
+    }
+
+    fn new(
+        connecting: &'a Mutex<HashSet<Sid>>,
+        id: Sid,
+        connected: impl FnOnce() -> bool,
+    ) -> Option<Self> {
+        let mut set = connecting.lock().unwrap();
+        // A socket is inserted in `sockets` and `engine_sockets` before its guards are dropped,
+        // so its ids are always found in one of them when the connection is in progress or done.
+        if connected() || !set.insert(id) {
             return None;
         }
-        Some(Self { ns, engine_id })
+        Some(Self { connecting, id })
     }
 }
-impl<A: Adapter> Drop for ConnectingGuard<'_, A> {
+impl Drop for ConnectingGuard<'_> {
     fn drop(&mut self) {
-        self.ns.connecting.lock().unwrap().remove(&self.engine_id);
+        self.connecting.lock().unwrap().remove(&self.id);
+    }
+}
+
+/// The payload of a CONNECT reply to a protocol v5 client.
+#[derive(Serialize)]
+struct ConnectReply<'a> {
+    sid: Sid,
+    /// The private session id of connection state recovery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<&'a str>,
+}
+
+/// The payload of a CONNECT reply: none for protocol v4.
+fn connect_reply(
+    parser: Parser,
+    protocol: ProtocolVersion,
+    sid: Sid,
+    pid: Option<&str>,
+) -> Option<Value> {
+    match protocol {
+        ProtocolVersion::V5 => Some(parser.encode_default(&ConnectReply { sid, pid }).unwrap()),
+        ProtocolVersion::V4 => None,
     }
 }
 
@@ -123,6 +168,8 @@ impl<A: Adapter> Namespace<A> {
             sockets: HashMap::new().into(),
             engine_sockets: HashMap::new().into(),
             connecting: HashSet::new().into(),
+            connecting_ids: HashSet::new().into(),
+            resolver: config.connect_resolver.clone(),
             adapter: Arc::new(A::new(
                 adapter_state,
                 CoreLocalAdapter::new(Emitter::new(ns.clone(), parser, path, ack_timeout, uid)),
@@ -133,7 +180,9 @@ impl<A: Adapter> Namespace<A> {
     /// Connects an engine.io session to a namespace, with a new socket.
     ///
     /// The socket gets a new id: like in the reference implementation, a socket id is not the
-    /// id of its engine.io session (`socket.id != socket.conn.id`).
+    /// id of its engine.io session (`socket.id != socket.conn.id`). With a connect resolver,
+    /// the resolver decides it (and the `pid` of the CONNECT reply) first; an id that is
+    /// already connected or connecting is refused with a connect_error packet.
     ///
     /// Middlewares are first called to check if the connection is allowed.
     /// * If the handler returns an error, a connect_error packet is sent to the client.
@@ -147,15 +196,32 @@ impl<A: Adapter> Namespace<A> {
         esocket: Arc<engineioxide::Socket<SocketData<A>>>,
         auth: Option<Value>,
     ) -> Result<(), ConnectFail> {
-        let Some(_guard) = ConnectingGuard::new(&self, esocket.id) else {
+        let Some(_guard) = ConnectingGuard::session(&self, esocket.id) else {
             #[cfg(feature = "tracing")]
             tracing::debug!(engine_id = %esocket.id, ?self.path, "ignoring duplicate connect packet");
             return Err(ConnectFail);
         };
-        let sid = Sid::new();
+        let Some(resolution) = self.resolve(&esocket, &auth).await else {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(engine_id = %esocket.id, ?self.path, "session closed while resolving");
+            return Err(ConnectFail);
+        };
+        let sid = resolution.sid.unwrap_or_else(Sid::new);
+        let _sid_guard = match self.resolver {
+            None => None,
+            Some(_) => match ConnectingGuard::socket(&self, sid) {
+                Some(guard) => Some(guard),
+                None => {
+                    self.send_connect_error(&esocket, "session already connected");
+                    return Err(ConnectFail);
+                }
+            },
+        };
+        let protocol: ProtocolVersion = esocket.protocol.into();
+        let pid = resolution.pid.filter(|_| protocol == ProtocolVersion::V5);
 
         let socket: Arc<Socket<A>> =
-            Socket::new(sid, self.clone(), esocket.clone(), self.parser).into();
+            Socket::new(sid, self.clone(), esocket.clone(), self.parser, pid).into();
 
         if let Err(e) = self.handler.call_middleware(socket.clone(), &auth).await {
             #[cfg(feature = "tracing")]
@@ -181,12 +247,7 @@ impl<A: Adapter> Namespace<A> {
         #[cfg(feature = "tracing")]
         tracing::trace!(?socket.id, ?self.path, "socket added to namespace");
 
-        let protocol = esocket.protocol.into();
-        let payload = ConnectPacket { sid: socket.id };
-        let payload = match protocol {
-            ProtocolVersion::V5 => Some(self.parser.encode_default(&payload).unwrap()),
-            ProtocolVersion::V4 => None,
-        };
+        let payload = connect_reply(self.parser, protocol, sid, socket.pid());
         if let Err(_e) = socket.send(Packet::connect(self.path.clone(), payload)) {
             #[cfg(feature = "tracing")]
             tracing::debug!(%sid, "error sending connect packet: {_e}, closing conn");
@@ -200,6 +261,44 @@ impl<A: Adapter> Namespace<A> {
         self.handler.call(socket, auth);
 
         Ok(())
+    }
+
+    /// The socket id and `pid` the connect resolver gives the connection of `esocket`: a fresh
+    /// id and no `pid` without a resolver. `None` if the session closes first (the resolver's
+    /// future is then dropped).
+    async fn resolve(
+        &self,
+        esocket: &Arc<engineioxide::Socket<SocketData<A>>>,
+        auth: &Option<Value>,
+    ) -> Option<Resolution> {
+        let Some(resolver) = &self.resolver else {
+            return Some(Resolution::fresh());
+        };
+        let req = ConnectRequest::new(
+            self.path.clone(),
+            auth.clone(),
+            self.parser,
+            esocket.clone(),
+        );
+        let closed = std::pin::pin!(esocket.closed());
+        match future::select(resolver.resolve(req), closed).await {
+            Either::Left((resolution, _)) if !esocket.is_closed() => Some(resolution),
+            _ => None,
+        }
+    }
+
+    /// Sends a connect_error packet for this namespace on an engine.io session that has no
+    /// socket in it.
+    fn send_connect_error(&self, esocket: &engineioxide::Socket<SocketData<A>>, message: &str) {
+        let packet = Packet::connect_error(self.path.clone(), message);
+        let sent = match self.parser.encode(packet) {
+            Value::Str(packet, _) => esocket.emit(packet).is_ok(),
+            Value::Bytes(packet) => esocket.emit_binary(packet).is_ok(),
+        };
+        if !sent {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(engine_id = %esocket.id, "could not send a connect_error packet");
+        }
     }
 
     /// Removes a socket from a namespace
@@ -746,5 +845,253 @@ mod tests {
         assert!(ns.get_engine_socket(engine_id).is_err());
         assert!(ns.engine_sockets.read().unwrap().is_empty());
         assert!(ns.get_sockets().is_empty());
+    }
+
+    /// A namespace whose resolver gives `resolution` to every connection, with the middleware
+    /// of [`counting_ns`].
+    fn resolving_ns(
+        resolution: Resolution,
+        calls: Arc<AtomicUsize>,
+    ) -> Arc<Namespace<LocalAdapter>> {
+        let config = SocketIoConfig {
+            connect_resolver: Some(ConnectResolver::new(move |_| {
+                let resolution = resolution.clone();
+                async move { resolution }
+            })),
+            ..Default::default()
+        };
+        Namespace::<LocalAdapter>::new(
+            Str::from("/"),
+            { async || () }.with(async move |s: SocketRef| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                s.join("room1");
+                Ok::<_, std::io::Error>(())
+            }),
+            &(),
+            &config,
+        )
+    }
+
+    /// An engine.io session, and the text packets it sends to its client.
+    fn piped_session() -> (
+        Arc<EIoSocket<SocketData<LocalAdapter>>>,
+        tokio::sync::mpsc::Receiver<engineioxide::Packet>,
+    ) {
+        EIoSocket::new_dummy_piped(Sid::new(), Box::new(|_, _| ()), 16)
+    }
+
+    async fn next_message(rx: &mut tokio::sync::mpsc::Receiver<engineioxide::Packet>) -> String {
+        match rx.recv().await {
+            Some(engineioxide::Packet::Message(msg)) => msg.as_str().to_owned(),
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resolver_gives_a_fresh_id_and_no_pid() {
+        let ns = resolving_ns(Resolution::fresh(), Arc::new(AtomicUsize::new(0)));
+        let (esocket, mut rx) = piped_session();
+
+        assert!(ns.clone().connect(esocket.clone(), None).await.is_ok());
+        let socket = ns.get_engine_socket(esocket.id).unwrap();
+        assert_ne!(socket.id, esocket.id);
+        assert_eq!(socket.pid(), None);
+        assert_eq!(
+            next_message(&mut rx).await,
+            format!(r#"0{{"sid":"{}"}}"#, socket.id)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resolver_restores_an_id_and_gives_a_pid() {
+        let sid = Sid::new();
+        let resolution = Resolution::restored(sid).with_pid("private");
+        let calls = Arc::new(AtomicUsize::new(0));
+        let ns = resolving_ns(resolution, calls.clone());
+        let (esocket, mut rx) = piped_session();
+
+        assert!(ns.clone().connect(esocket.clone(), None).await.is_ok());
+        let socket = ns.get_socket(sid).unwrap();
+        assert!(Arc::ptr_eq(
+            &socket,
+            &ns.get_engine_socket(esocket.id).unwrap()
+        ));
+        assert_eq!(socket.engine_id(), esocket.id);
+        assert_eq!(socket.pid(), Some("private"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(ns.adapter.get_local().socket_rooms(sid).len(), 1);
+        let reply = next_message(&mut rx).await;
+        assert_eq!(reply, format!(r#"0{{"sid":"{sid}","pid":"private"}}"#));
+    }
+
+    #[tokio::test]
+    async fn a_restored_id_already_connected_is_refused_before_the_middlewares() {
+        let sid = Sid::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let ns = resolving_ns(Resolution::restored(sid), calls.clone());
+        let (first, _first_rx) = piped_session();
+        assert!(ns.clone().connect(first.clone(), None).await.is_ok());
+        let socket = ns.get_socket(sid).unwrap();
+
+        let (second, mut rx) = piped_session();
+        assert!(ns.clone().connect(second.clone(), None).await.is_err());
+        assert_eq!(
+            next_message(&mut rx).await,
+            r#"4{"message":"session already connected"}"#
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // The connected socket is untouched, the refused session has none.
+        assert!(Arc::ptr_eq(&socket, &ns.get_socket(sid).unwrap()));
+        assert_eq!(ns.adapter.get_local().socket_rooms(sid).len(), 1);
+        assert!(ns.get_engine_socket(second.id).is_err());
+        assert!(ns.connecting_ids.lock().unwrap().is_empty());
+
+        // Once the first socket is gone, the id can be restored again.
+        socket.close(DisconnectReason::TransportClose);
+        assert!(ns.clone().connect(second.clone(), None).await.is_ok());
+        assert_eq!(ns.get_socket(sid).unwrap().engine_id(), second.id);
+    }
+
+    /// The resolver gives the same id to two sessions: the second one is refused while the
+    /// middlewares of the first are still running.
+    #[tokio::test]
+    async fn a_restored_id_still_connecting_is_refused() {
+        let sid = Sid::new();
+        let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let config = SocketIoConfig {
+            connect_resolver: Some(ConnectResolver::new(move |_| async move {
+                Resolution::restored(sid)
+            })),
+            ..Default::default()
+        };
+        let ns = Namespace::<LocalAdapter>::new(
+            Str::from("/"),
+            { async || () }.with({
+                let (started, release) = (started.clone(), release.clone());
+                async move || {
+                    started.notify_one();
+                    release.notified().await;
+                    Ok::<_, std::io::Error>(())
+                }
+            }),
+            &(),
+            &config,
+        );
+        let (first, _first_rx) = piped_session();
+        let pending = tokio::spawn(ns.clone().connect(first.clone(), None));
+        started.notified().await;
+
+        let (second, _second_rx) = piped_session();
+        let refused =
+            tokio::time::timeout(Duration::from_millis(100), ns.clone().connect(second, None));
+        assert!(refused.await.expect("should not wait").is_err());
+
+        release.notify_one();
+        assert!(pending.await.unwrap().is_ok());
+        assert_eq!(ns.get_socket(sid).unwrap().engine_id(), first.id);
+    }
+
+    #[derive(Debug, serde::Deserialize, serde::Serialize, PartialEq)]
+    struct Auth {
+        pid: String,
+    }
+
+    #[tokio::test]
+    async fn the_resolver_reads_the_connect_request() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let config = SocketIoConfig {
+            connect_resolver: Some(ConnectResolver::new(move |req: ConnectRequest| {
+                let seen = (
+                    req.ns().to_owned(),
+                    req.engine_id(),
+                    req.protocol(),
+                    req.auth::<Auth>(),
+                );
+                tx.send(seen).unwrap();
+                async { Resolution::fresh() }
+            })),
+            ..Default::default()
+        };
+        let ns = Namespace::<LocalAdapter>::new(Str::from("/chat"), async || (), &(), &config);
+        let parser = Parser::default();
+
+        let (esocket, _rx) = piped_session();
+        let auth = parser.encode_default(&Auth { pid: "abc".into() });
+        assert!(
+            ns.clone()
+                .connect(esocket.clone(), Some(auth.unwrap()))
+                .await
+                .is_ok()
+        );
+        let (path, engine_id, protocol, auth) = rx.recv().await.unwrap();
+        assert_eq!((path.as_str(), engine_id), ("/chat", esocket.id));
+        assert_eq!(protocol, ProtocolVersion::V5);
+        assert_eq!(auth.unwrap().unwrap(), Auth { pid: "abc".into() });
+
+        let (esocket, _rx) = piped_session();
+        assert!(ns.clone().connect(esocket, None).await.is_ok());
+        assert!(rx.recv().await.unwrap().3.is_none(), "no auth payload");
+
+        let (esocket, _rx) = piped_session();
+        let auth = parser.encode_default(&[1, 2]);
+        assert!(
+            ns.clone()
+                .connect(esocket, Some(auth.unwrap()))
+                .await
+                .is_ok()
+        );
+        assert!(
+            rx.recv().await.unwrap().3.unwrap().is_err(),
+            "auth of another shape"
+        );
+    }
+
+    /// A resolver waiting for one session does not hold the connection of another one back.
+    #[tokio::test]
+    async fn a_pending_resolver_blocks_no_other_session() {
+        let (slow, _slow_rx) = piped_session();
+        let release = Arc::new(Notify::new());
+        let config = SocketIoConfig {
+            connect_resolver: Some(ConnectResolver::new({
+                let (slow, release) = (slow.id, release.clone());
+                move |req: ConnectRequest| {
+                    let release = release.clone();
+                    async move {
+                        if req.engine_id() == slow {
+                            release.notified().await;
+                        }
+                        Resolution::fresh()
+                    }
+                }
+            })),
+            ..Default::default()
+        };
+        let ns = Namespace::<LocalAdapter>::new(Str::from("/"), async || (), &(), &config);
+        let pending = tokio::spawn(ns.clone().connect(slow.clone(), None));
+
+        let (fast, _fast_rx) = piped_session();
+        assert!(ns.clone().connect(fast.clone(), None).await.is_ok());
+        assert!(ns.get_engine_socket(fast.id).is_ok());
+        assert!(ns.get_engine_socket(slow.id).is_err());
+
+        release.notify_one();
+        assert!(pending.await.unwrap().is_ok());
+        assert!(ns.get_engine_socket(slow.id).is_ok());
+    }
+
+    #[test]
+    fn the_connect_reply_has_a_pid_for_v5_only() {
+        let (parser, sid) = (Parser::default(), Sid::new());
+        let reply = |protocol, pid| match connect_reply(parser, protocol, sid, pid) {
+            Some(Value::Str(s, None)) => Some(s.as_str().to_owned()),
+            None => None,
+            other => panic!("unexpected reply {other:?}"),
+        };
+        let with_pid = format!(r#"{{"sid":"{sid}","pid":"p"}}"#);
+        assert_eq!(reply(ProtocolVersion::V5, Some("p")), Some(with_pid));
+        let without = format!(r#"{{"sid":"{sid}"}}"#);
+        assert_eq!(reply(ProtocolVersion::V5, None), Some(without));
+        assert_eq!(reply(ProtocolVersion::V4, Some("p")), None);
+        assert_eq!(reply(ProtocolVersion::V4, None), None);
     }
 }

@@ -297,6 +297,8 @@ pub struct Socket<A: Adapter = LocalAdapter> {
     pub(crate) parser: Parser,
     /// The socket id
     pub id: Sid,
+    /// The private session id sent in the CONNECT reply, see [`Self::pid`].
+    pid: Option<Box<str>>,
 
     /// A type map of protocol extensions.
     /// It can be used to share data through the lifetime of the socket.
@@ -314,6 +316,7 @@ impl<A: Adapter> Socket<A> {
         ns: Arc<Namespace<A>>,
         esocket: Arc<engineioxide::Socket<SocketData<A>>>,
         parser: Parser,
+        pid: Option<String>,
     ) -> Self {
         Self {
             ns,
@@ -326,6 +329,7 @@ impl<A: Adapter> Socket<A> {
             connected: AtomicBool::new(false),
             parser,
             id: sid,
+            pid: pid.map(String::into_boxed_str),
             #[cfg(feature = "extensions")]
             extensions: Extensions::new(),
             esocket,
@@ -681,6 +685,17 @@ impl<A: Adapter> Socket<A> {
         self.esocket.id
     }
 
+    /// # Get the private session id of this socket, for connection state recovery.
+    ///
+    /// It is the `pid` that the [connect resolver](crate::SocketIoBuilder::with_connect_resolver)
+    /// gave, sent to the client in the CONNECT reply, which the client presents to restore its
+    /// session when it reconnects. `None` without a resolver, when it gave none, and for a
+    /// protocol v4 client (which is not sent one). It is a bearer secret of the client: do not
+    /// log it nor share it.
+    pub fn pid(&self) -> Option<&str> {
+        self.pid.as_deref()
+    }
+
     /// # Get the request info made by the client to connect.
     ///
     /// It might be used to retrieve the [`http::Extensions`]
@@ -902,6 +917,7 @@ impl Socket<LocalAdapter> {
             ns,
             engineioxide::Socket::new_dummy(sid, close_fn),
             Parser::default(),
+            None,
         );
         s.esocket.data.io.set(io).unwrap();
         s.set_connected(true);
