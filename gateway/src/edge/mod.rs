@@ -309,9 +309,8 @@ fn on_connect<A: Adapter>(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    // One socket per Engine.IO session, as socket.io-client does it: socketioxide gives
-    // the socket the session's id, and a second socket would share it with the tasks of
-    // the first still running (an authentication in flight acts on rooms by that id).
+    // One socket per Engine.IO session, as socket.io-client does it: a later connect on
+    // the session (a client that left the namespace, or was refused) is refused.
     let first = socket
         .req_parts()
         .extensions
