@@ -120,12 +120,17 @@ impl Recovery {
     /// Decides the id of a socket connecting with `auth`: the session it presents when it
     /// can be restored exactly (its socket id), else a new id. Either way the socket gets
     /// a pid, and what was decided waits for [`Recovery::take`].
-    pub async fn resolve(&self, auth: Option<&Value>) -> (Sid, Option<PrivateId>) {
+    /// A session whose socket is still `connected` here is not restored.
+    pub async fn resolve(
+        &self,
+        auth: Option<&Value>,
+        connected: impl Fn(Sid) -> bool,
+    ) -> (Sid, Option<PrivateId>) {
         let presented = auth.and_then(|a| a.get(PID_KEY)).and_then(Value::as_str);
         let restored = match presented {
             Some(pid) => {
                 let offset = auth.and_then(|a| a.get(OFFSET_KEY));
-                let outcome = self.restorable(pid, offset).await;
+                let outcome = self.restorable(pid, offset, connected).await;
                 crate::metrics::METRICS.recovery(match &outcome {
                     Ok(_) => RecoveryOutcome::Recovered,
                     Err(outcome) => *outcome,
@@ -163,8 +168,12 @@ impl Recovery {
         &self,
         pid: &str,
         offset: Option<&Value>,
+        connected: impl Fn(Sid) -> bool,
     ) -> Result<(PrivateId, Restore), RecoveryOutcome> {
         let pid = PrivateId::parse(pid).map_err(|_| RecoveryOutcome::Unknown)?;
+        if connected(pid.sid) {
+            return Err(RecoveryOutcome::StillConnected);
+        }
         let now = SystemTime::now();
         let saved = self.store().take(pid.sid, &pid.digest()).await?;
         if saved
