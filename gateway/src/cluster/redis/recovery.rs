@@ -28,12 +28,12 @@ use futures_util::future::BoxFuture;
 use prost::Message;
 use redis::Value;
 use socketioxide::socket::Sid;
-use sockgate_proto::SendRequest;
+use sockgate_proto::{GetSocketRequest, SendRequest};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use super::{
-    super::ClusterError,
+    super::{ClusterError, messages::Query},
     Redis,
     link::{Link, LinkError},
     names::{recovery_away_key, recovery_live_key, recovery_nodes_key, recovery_stream_key},
@@ -204,23 +204,19 @@ impl RedisStore {
         let _ = self.ops.send(op);
     }
 
-    /// The live hashes of nodes that stopped beating less than a window ago (dead nodes,
-    /// whose sockets may be coming back), with their last beat.
-    async fn dead_nodes(&self) -> Result<Vec<(String, u64)>, LinkError> {
-        let now = clock::now_ms();
-        let ttl = self.node_ttl.as_millis() as u64;
-        let window = self.window.as_millis() as u64;
-        let beats: Vec<(String, u64)> = self
-            .link
+    /// The nodes that beat less than a node TTL and a window ago, with their last beat:
+    /// those whose live hash may still hold sessions.
+    async fn recent_nodes(&self) -> Result<Vec<(String, u64)>, LinkError> {
+        let since = (self.node_ttl + self.window).as_millis() as u64;
+        self.link
             .run(
                 redis::cmd("ZRANGEBYSCORE")
                     .arg(recovery_nodes_key(&self.prefix))
-                    .arg(now.saturating_sub(ttl + window))
-                    .arg(now.saturating_sub(ttl))
+                    .arg(clock::now_ms().saturating_sub(since))
+                    .arg("+inf")
                     .arg("WITHSCORES"),
             )
-            .await?;
-        Ok(beats)
+            .await
     }
 }
 
@@ -260,7 +256,7 @@ impl Store for RedisStore {
     fn is_away(&self, sid: Sid) -> BoxFuture<'_, bool> {
         Box::pin(async move {
             let sid = sid.to_string();
-            let dead = self.dead_nodes().await.unwrap_or_default();
+            let dead = self.recent_nodes().await.unwrap_or_default();
             let mut pipe = redis::pipe();
             pipe.cmd("EXISTS")
                 .arg(recovery_away_key(&self.prefix, &sid));
@@ -448,7 +444,7 @@ async fn apply_ops(
                         pipe = redis::pipe();
                         writes = 0;
                     }
-                    let _ = reply.send(take(&store, &sid, &digest).await);
+                    let _ = reply.send(take(&redis, &store, &sid, &digest).await);
                 }
             }
         }
@@ -464,20 +460,70 @@ async fn flush(redis: &Redis, pipe: &redis::Pipeline) {
     }
 }
 
+/// Takes a session: kept away, or live on a node that is gone. A session live on a node
+/// that still beats is taken only when no node has its socket connected (the node was
+/// killed and has not expired yet); when one has, it is `StillConnected`.
 async fn take(
+    redis: &Redis,
     store: &RedisStore,
     sid: &str,
     digest: &SecretDigest,
 ) -> Result<Saved, RecoveryOutcome> {
-    let dead = store
-        .dead_nodes()
-        .await
-        .map_err(|_| RecoveryOutcome::StoreFailed)?;
+    let failed = |_| RecoveryOutcome::StoreFailed;
+    let now = clock::now_ms();
+    let ttl = store.node_ttl.as_millis() as u64;
+    let nodes = store.recent_nodes().await.map_err(failed)?;
+    let (beating, gone): (Vec<_>, Vec<_>) = nodes
+        .into_iter()
+        .partition(|(uid, beat)| beat + ttl > now && *uid != redis.uid);
+    if let Some(saved) = run_take(store, sid, digest, &gone).await? {
+        return Ok(saved);
+    }
+    let mut pipe = redis::pipe();
+    for (uid, _) in &beating {
+        pipe.cmd("HEXISTS")
+            .arg(recovery_live_key(&store.prefix, uid))
+            .arg(sid);
+    }
+    let held: Vec<bool> = store.link.run_pipe(&pipe).await.map_err(failed)?;
+    let holders: Vec<(String, u64)> = beating
+        .into_iter()
+        .zip(held)
+        .filter_map(|(node, held)| held.then_some(node))
+        .collect();
+    if holders.is_empty() {
+        return Err(RecoveryOutcome::Unknown);
+    }
+    let asked = super::questions::ask(
+        redis,
+        Query::Socket(GetSocketRequest {
+            socket_id: sid.to_owned(),
+        }),
+    )
+    .await
+    .map_err(|_| RecoveryOutcome::StoreFailed)?;
+    if asked.answers.iter().any(|a| !a.sockets.is_empty()) {
+        return Err(RecoveryOutcome::StillConnected);
+    }
+    // Nobody has it: its node died after its last beat.
+    run_take(store, sid, digest, &holders)
+        .await?
+        .ok_or(RecoveryOutcome::Unknown)
+}
+
+/// Runs the take script on the away key and the live hashes of `nodes` (with their last
+/// beat); `None` when none has the session.
+async fn run_take(
+    store: &RedisStore,
+    sid: &str,
+    digest: &SecretDigest,
+    nodes: &[(String, u64)],
+) -> Result<Option<Saved>, RecoveryOutcome> {
     static TAKE: std::sync::LazyLock<redis::Script> =
         std::sync::LazyLock::new(|| redis::Script::new(TAKE_SCRIPT));
     let mut script = TAKE.prepare_invoke();
     script.key(recovery_away_key(&store.prefix, sid));
-    for (uid, _) in &dead {
+    for (uid, _) in nodes {
         script.key(recovery_live_key(&store.prefix, uid));
     }
     script.arg(hex(digest)).arg(sid);
@@ -486,23 +532,23 @@ async fn take(
         .run_script(&script)
         .await
         .map_err(|_| RecoveryOutcome::StoreFailed)?;
-    let (found, bytes, live_index): (u8, Vec<u8>, usize) = match redis::from_redis_value(reply) {
-        Ok(parts) => parts,
-        Err(_) => return Err(RecoveryOutcome::Unknown),
+    let Ok((found, bytes, live_index)) = redis::from_redis_value::<(u8, Vec<u8>, usize)>(reply)
+    else {
+        return Ok(None);
     };
     if found != 1 {
-        return Err(RecoveryOutcome::Unknown);
+        return Ok(None);
     }
-    // A session of a dead node went away when the node last beat.
+    // A session of a node that is gone went away when the node last beat.
     let away_since = live_index
         .checked_sub(1)
-        .and_then(|i| dead.get(i))
+        .and_then(|i| nodes.get(i))
         .map(|(_, beat)| *beat);
     let saved = decode(&bytes, away_since).ok_or(RecoveryOutcome::Unknown)?;
     if saved.away_since + store.window <= SystemTime::now() {
         return Err(RecoveryOutcome::Unknown);
     }
-    Ok(saved)
+    Ok(Some(saved))
 }
 
 /// Every heartbeat: this node's live sessions outlive it by a window, and it is listed
