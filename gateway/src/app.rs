@@ -261,6 +261,7 @@ fn control_context<A: Adapter>(
             max_ack_timeout: config.control.max_ack_timeout,
             max_ack_reply_bytes: config.control.max_ack_reply_bytes,
         },
+        parser: config.edge.parser,
         events,
     }
 }

@@ -20,6 +20,7 @@ use super::{
 };
 use crate::{
     cluster::Cluster,
+    config::Parser,
     edge::protocol::RESERVED_EVENTS,
     metrics::{METRICS, Refusal},
     rooms,
@@ -28,11 +29,45 @@ use crate::{
 /// Longest event name.
 const MAX_EVENT_LEN: usize = 256;
 
-/// The event's arguments: the JSON data (if any) then each binary attachment, serialized
-/// as a tuple so that Socket.IO sends them as separate arguments.
+/// The event's arguments: the data (if any) then each binary attachment, serialized as a
+/// tuple so that Socket.IO sends them as separate arguments.
 struct Args<'a> {
-    data: Option<&'a RawValue>,
+    data: Option<Data<'a>>,
     attachments: Vec<Bytes>,
+}
+
+/// The event's data as the edge's parser writes it.
+enum Data<'a> {
+    /// JSON text, copied into the packet as it is (the default parser).
+    Text(&'a RawValue),
+    /// Native values (MessagePack: a `RawValue` would be written as a string in a map).
+    Tree(Value),
+}
+
+impl<'a> Data<'a> {
+    /// `data_json` checked, as `parser` writes it.
+    fn parse(text: &'a str, parser: Parser) -> Result<Option<Self>, ControlError> {
+        let Some(raw) = parse_json(text, "data_json")? else {
+            return Ok(None);
+        };
+        Ok(Some(match parser {
+            Parser::Default => Data::Text(raw),
+            Parser::Msgpack => {
+                Data::Tree(serde_json::from_str(raw.get()).map_err(|e| {
+                    ControlError::invalid(format!("data_json is not valid JSON: {e}"))
+                })?)
+            }
+        }))
+    }
+}
+
+impl Serialize for Data<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Data::Text(raw) => raw.serialize(serializer),
+            Data::Tree(value) => value.serialize(serializer),
+        }
+    }
 }
 
 impl Serialize for Args<'_> {
@@ -84,11 +119,12 @@ pub async fn send<A: Adapter>(
     io: &SocketIo<A>,
     cluster: &Cluster,
     limits: &ControlLimits,
+    parser: Parser,
     request: SendRequest,
 ) -> Result<SendResponse, ControlError> {
     let ack_timeout = check(&request, limits)?;
     let args = Args {
-        data: parse_json(&request.data_json, "data_json")?,
+        data: Data::parse(&request.data_json, parser)?,
         attachments: request.attachments,
     };
     let target = request.target.as_ref();
