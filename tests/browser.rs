@@ -29,17 +29,6 @@ use tokio::{
 /// Starting a browser on a loaded machine takes a while.
 const BROWSER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
 
-fn chromium() -> PathBuf {
-    if let Some(path) = std::env::var_os("CHROMIUM") {
-        return path.into();
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-        .expect("chromium is not installed: scripts/test installs it (apt-get install chromium), or set CHROMIUM")
-}
-
 /// Serves the test page and the socket.io-client browser build on its own port (its
 /// own origin).
 async fn static_server() -> SocketAddr {
@@ -133,7 +122,7 @@ impl Reports {
 /// Opens each of `pages` in its own tab of a headless Chromium; the driver (stdin open
 /// while the browser should live) and what the pages report.
 fn open_pages(pages: &[String]) -> (tokio::process::Child, Reports) {
-    let chromium = chromium();
+    let chromium = fixture::chromium::path();
     assert!(
         repo_root().join("node_modules/playwright-core").is_dir(),
         "playwright-core is not installed: run `npm ci` (scripts/test does)"

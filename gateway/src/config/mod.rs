@@ -34,7 +34,7 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use admin::AdminConfig;
+pub use admin::{AdminConfig, AdminUiConfig};
 pub use auth::{AuthConfig, AuthenticatorKind, JwtConfig};
 pub use cli::{Cli, Command, ConfigCommand, TokenArgs};
 pub use cluster::{AdapterKind, ClusterConfig};
