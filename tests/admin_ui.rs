@@ -2,7 +2,8 @@
 //! served by the gateway at `/ui/`) in headless Chromium: the operator logs in through the
 //! UI's form, sees both nodes of a cluster on a real Redis, the sockets of both and their
 //! rooms, and disconnects a socket of the other node; a wrong password is refused. A
-//! readonly UI advertises no action and refuses one sent anyway.
+//! readonly UI advertises no action and refuses one sent anyway. Pages of other origins
+//! than the port's own and `admin.ui.origins` are refused.
 
 mod fixture;
 
@@ -252,4 +253,51 @@ async fn a_readonly_ui_advertises_and_performs_no_action() {
             .iter()
             .any(|e| e["id"] == "app" && e["type"] == "disconnect")
     );
+}
+
+/// The head of the answer to a polling handshake on the admin port from a page of `origin`.
+async fn handshake_from(admin: std::net::SocketAddr, origin: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::net::TcpStream::connect(admin)
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: {admin}\r\nOrigin: {origin}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let response = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    response
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn only_its_own_pages_and_the_listed_origins_reach_the_admin_socket_io() {
+    let gateway = Gateway::builder()
+        .env("ADMIN__UI__ENABLED", "true")
+        .env("ADMIN__UI__ORIGINS", r#"["https://admin.socket.io"]"#)
+        .start()
+        .await;
+    let admin = gateway.admin;
+    let foreign = handshake_from(admin, "http://evil.example").await;
+    assert!(foreign.starts_with("http/1.1 403"), "{foreign}");
+    let listed = handshake_from(admin, "https://admin.socket.io").await;
+    assert!(listed.starts_with("http/1.1 200"), "{listed}");
+    assert!(
+        listed.contains("access-control-allow-origin: https://admin.socket.io")
+            && listed.contains("access-control-allow-credentials: true"),
+        "{listed}"
+    );
+    let own = handshake_from(admin, &format!("http://{admin}")).await;
+    assert!(own.starts_with("http/1.1 200"), "{own}");
+    gateway
+        .await_log(
+            "admin ui: a page of an origin not in admin.ui.origins refused",
+            1,
+        )
+        .await;
 }

@@ -26,7 +26,7 @@ use serde_json::json;
 use socketioxide::{
     SocketIo,
     adapter::{Adapter, LocalAdapter},
-    extract::SocketRef,
+    extract::{SocketRef, TryData},
     handler::ConnectHandler,
 };
 use sockgate_proto::{ListSocketsRequest, socket_control_server::SocketControl};
@@ -136,7 +136,6 @@ fn serve_namespace<A: Adapter>(
             let _ = socket.emit("session", &session);
         }
         let _ = socket.emit("config", &json!({ "supportedFeatures": features }));
-        actions.register(&socket);
         for stats in server_stats(&sources).await {
             let _ = socket.emit("server_stats", &stats);
         }
@@ -144,11 +143,13 @@ fn serve_namespace<A: Adapter>(
             let _ = socket.emit("all_sockets", &sockets);
         }
     };
-    let check =
-        async move |socket: SocketRef<LocalAdapter>,
-                    credentials: socketioxide::extract::TryData<Credentials>| {
-            login.clone().check(socket, credentials).await
-        };
+    let check = async move |socket: SocketRef<LocalAdapter>, credentials: TryData<Credentials>| {
+        login.clone().check(socket.clone(), credentials).await?;
+        // Before the client is told it is connected (socketioxide runs the connect
+        // handler after that): an action sent at once finds its handler.
+        actions.register(&socket);
+        Ok::<(), login::InvalidCredentials>(())
+    };
     io.ns(NAMESPACE, connected.with(check));
 }
 
