@@ -1,18 +1,23 @@
 //! `edge.parser = "msgpack"`: the official client with socket.io-msgpack-parser
 //! authenticates, joins with an ack, gets a `Send`'s data as native values and its
 //! attachments as binary, answers an ack-mode `Send`, and its events reach watchers as
-//! with the default parser; the payload limit holds.
+//! with the default parser; the payload limit holds; malformed MessagePack packets break
+//! nothing.
 
 mod fixture;
 
 use fixture::{
-    Gateway, next_watched,
+    Gateway,
+    eventually::eventually,
+    next_watched, raw,
     scene::Scene,
     sio::{Login, Transport},
     to_rooms, to_sockets,
 };
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use sockgate_client::proto::{AckOptions, EventKind, SendRequest, WatchEventsRequest};
+use tokio_tungstenite::tungstenite::Message;
 
 async fn msgpack_scene() -> Scene {
     Scene::of(Gateway::builder().env("EDGE__PARSER", "msgpack")).await
@@ -138,4 +143,88 @@ async fn a_msgpack_event_over_the_payload_limit_disconnects() {
         .await;
     let reason = clients.disconnected("a").await;
     assert!(reason.starts_with("transport"), "{reason}");
+}
+
+/// A Socket.IO packet as socket.io-msgpack-parser writes it (`data` may hold binary).
+fn packet(data: &impl serde::Serialize) -> Message {
+    #[derive(serde::Serialize)]
+    struct Packet<'a, T: serde::Serialize> {
+        r#type: u8,
+        nsp: &'a str,
+        data: &'a T,
+    }
+    let bytes = rmp_serde::to_vec_named(&Packet {
+        r#type: 2,
+        nsp: "/",
+        data,
+    })
+    .unwrap();
+    Message::binary(bytes)
+}
+
+#[tokio::test]
+async fn malformed_msgpack_packets_break_nothing() {
+    let (gateway, mut clients, mut control) = msgpack_scene().await.into_parts();
+    let binary = bytes::Bytes::from_static(&[1, 2, 3]);
+    let deep = (0..200).fold(json!(1), |inner, _| json!([inner]));
+    let frames = vec![
+        packet(&json!({"not": "an array"})),
+        packet(&json!([])),
+        packet(&json!([123])),
+        packet(&json!(["typing", deep])),
+        packet(&("typing", std::collections::BTreeMap::from([(1u8, 2u8)]))),
+        packet(&(
+            "authenticate",
+            std::collections::BTreeMap::from([("token", &binary)]),
+        )),
+        packet(&(
+            "join",
+            std::collections::BTreeMap::from([("rooms", [&binary])]),
+        )),
+        Message::binary(vec![0xc1]),
+        Message::binary(vec![0x82, 0xa4]),
+        Message::text(r#"42["authenticate"]"#),
+    ];
+    // Each frame on its own connection, all kept open while a well-behaved client works.
+    let mut connections = Vec::new();
+    for frame in frames {
+        let mut ws = raw::ws_open(gateway.edge).await.expect("raw websocket");
+        let connect = rmp_serde::to_vec_named(&json!({"type": 0, "nsp": "/"})).unwrap();
+        ws.send(Message::binary(connect)).await.unwrap();
+        // The gateway may ignore the frame or close this connection; both are fine.
+        let _ = ws.send(frame).await;
+        connections.push(ws);
+    }
+    // socketioxide's parser refuses most of these itself (no event name, a name that is no
+    // string, nesting past its limit of 128); the map whose key is no string reaches the
+    // gateway, which drops it as malformed. The binary token and rooms are refused by the
+    // auth protocol as a JSON one would be.
+    eventually("a malformed event counted", async || {
+        let malformed = gateway
+            .metric(r#"sockgate_client_events_total{outcome="malformed"} "#)
+            .await;
+        if malformed >= 1 {
+            Ok(())
+        } else {
+            Err(format!("{malformed} so far"))
+        }
+    })
+    .await;
+    let sid = clients
+        .login(Login::new("calm", Transport::Websocket).msgpack())
+        .await;
+    clients
+        .emit_with_ack("calm", "join", json!([{"rooms": ["chat:x"]}]))
+        .await;
+    control
+        .send(SendRequest {
+            event: "still".into(),
+            data_json: "{}".into(),
+            target: to_sockets(&[&sid]),
+            ..SendRequest::default()
+        })
+        .await
+        .unwrap();
+    clients.next_event("calm", "still").await;
+    gateway.assert_healthy().await;
 }
