@@ -47,17 +47,13 @@ enum Data<'a> {
 impl<'a> Data<'a> {
     /// `data_json` checked, as `parser` writes it.
     fn parse(text: &'a str, parser: Parser) -> Result<Option<Self>, ControlError> {
-        let Some(raw) = parse_json(text, "data_json")? else {
-            return Ok(None);
-        };
-        Ok(Some(match parser {
-            Parser::Default => Data::Text(raw),
-            Parser::Msgpack => {
-                Data::Tree(serde_json::from_str(raw.get()).map_err(|e| {
-                    ControlError::invalid(format!("data_json is not valid JSON: {e}"))
-                })?)
-            }
-        }))
+        match parser {
+            Parser::Default => Ok(parse_json(text, "data_json")?.map(Data::Text)),
+            Parser::Msgpack if text.is_empty() => Ok(None),
+            Parser::Msgpack => serde_json::from_str(text)
+                .map(|value| Some(Data::Tree(value)))
+                .map_err(|e| ControlError::invalid(format!("data_json is not valid JSON: {e}"))),
+        }
     }
 }
 
@@ -342,6 +338,22 @@ mod tests {
         assert!(check_event_name("disconnect").is_err());
         assert!(check_event_name("authenticated").is_err());
         assert!(check_event_name(&"e".repeat(MAX_EVENT_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn msgpack_data_is_a_tree_checked_as_json() {
+        let Ok(Some(Data::Tree(tree))) = Data::parse(r#"{"a":[1]}"#, Parser::Msgpack) else {
+            panic!("not a tree")
+        };
+        assert_eq!(tree, serde_json::json!({"a": [1]}));
+        assert!(Data::parse("", Parser::Msgpack).unwrap().is_none());
+        let Err(err) = Data::parse("{bad", Parser::Msgpack) else {
+            panic!("bad JSON accepted")
+        };
+        assert!(
+            err.to_string().starts_with("data_json is not valid JSON"),
+            "{err}"
+        );
     }
 
     #[test]
