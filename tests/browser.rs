@@ -3,7 +3,10 @@
 //! starts on its own port), which uses the browser build of the official socket.io-client
 //! with the JWT in `auth.token`, authenticates over websocket and over polling, and
 //! receives a `Send` the test issues through `SocketControl`. The gateway allows exactly
-//! that page's origin: a page from a third origin cannot connect over polling.
+//! that page's origin: a page from a third origin cannot connect over polling. With
+//! `edge.parser = "msgpack"`, the official client's build with socket.io-msgpack-parser
+//! joins with an ack, receives a `Send`'s data and binary attachment, and answers an
+//! ack-mode `Send`.
 
 mod fixture;
 
@@ -13,7 +16,7 @@ use std::{
     process::Stdio,
 };
 
-use fixture::{Gateway, PATIENCE, repo_root, to_sockets, tokens};
+use fixture::{Gateway, PATIENCE, repo_root, to_rooms, to_sockets, tokens};
 use serde_json::{Value, json};
 use sockgate_client::proto::SendRequest;
 use tokio::{
@@ -25,17 +28,6 @@ use tokio::{
 
 /// Starting a browser on a loaded machine takes a while.
 const BROWSER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
-
-fn chromium() -> PathBuf {
-    if let Some(path) = std::env::var_os("CHROMIUM") {
-        return path.into();
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-        .expect("chromium is not installed: scripts/test installs it (apt-get install chromium), or set CHROMIUM")
-}
 
 /// Serves the test page and the socket.io-client browser build on its own port (its
 /// own origin).
@@ -72,6 +64,11 @@ async fn serve(mut stream: TcpStream, root: PathBuf) {
         "/page.html" => Some((Path::new("tests/browser/page.html"), "text/html")),
         "/socket.io.min.js" => Some((
             Path::new("node_modules/socket.io-client/dist/socket.io.min.js"),
+            "text/javascript",
+        )),
+        // The official build of the client with socket.io-msgpack-parser.
+        "/socket.io.msgpack.min.js" => Some((
+            Path::new("node_modules/socket.io-client/dist/socket.io.msgpack.min.js"),
             "text/javascript",
         )),
         _ => None,
@@ -122,35 +119,18 @@ impl Reports {
     }
 }
 
-#[tokio::test]
-async fn chromium_authenticates_over_both_transports_and_receives_a_send() {
-    let chromium = chromium();
+/// Opens each of `pages` in its own tab of a headless Chromium; the driver (stdin open
+/// while the browser should live) and what the pages report.
+fn open_pages(pages: &[String]) -> (tokio::process::Child, Reports) {
+    let chromium = fixture::chromium::path();
     assert!(
         repo_root().join("node_modules/playwright-core").is_dir(),
         "playwright-core is not installed: run `npm ci` (scripts/test does)"
     );
-    let site = static_server().await;
-    let other_site = static_server().await;
-    let gateway = Gateway::builder()
-        .env("EDGE__CORS_ORIGINS", &format!(r#"["http://{site}"]"#))
-        .start()
-        .await;
-    let page = |origin: SocketAddr, transport: &str, label: &str, user: &str| {
-        format!(
-            "http://{origin}/page.html?transport={transport}&label={label}&edge=http://{}&token={}",
-            gateway.edge,
-            tokens::for_user(user)
-        )
-    };
-    let pages = [
-        page(site, "websocket", "websocket", "browser-ws"),
-        page(site, "polling", "polling", "browser-polling"),
-        page(other_site, "polling", "foreign", "browser-foreign"),
-    ];
     let mut driver = Command::new("node")
         .arg(repo_root().join("tests/browser/drive.mjs"))
         .arg(&chromium)
-        .args(&pages)
+        .args(pages)
         .current_dir(repo_root())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -170,10 +150,34 @@ async fn chromium_authenticates_over_both_transports_and_receives_a_send() {
             }
         }
     });
-    let mut reports = Reports {
+    let reports = Reports {
         lines,
         seen: Vec::new(),
     };
+    (driver, reports)
+}
+
+#[tokio::test]
+async fn chromium_authenticates_over_both_transports_and_receives_a_send() {
+    let site = static_server().await;
+    let other_site = static_server().await;
+    let gateway = Gateway::builder()
+        .env("EDGE__CORS_ORIGINS", &format!(r#"["http://{site}"]"#))
+        .start()
+        .await;
+    let page = |origin: SocketAddr, transport: &str, label: &str, user: &str| {
+        format!(
+            "http://{origin}/page.html?transport={transport}&label={label}&edge=http://{}&token={}",
+            gateway.edge,
+            tokens::for_user(user)
+        )
+    };
+    let pages = [
+        page(site, "websocket", "websocket", "browser-ws"),
+        page(site, "polling", "polling", "browser-polling"),
+        page(other_site, "polling", "foreign", "browser-foreign"),
+    ];
+    let (mut driver, mut reports) = open_pages(&pages);
     let browser = reports
         .take(|r| r["type"] == "browser", "the browser to start")
         .await;
@@ -240,6 +244,94 @@ async fn chromium_authenticates_over_both_transports_and_receives_a_send() {
         "a page of an origin not allowed connected: {:#?}",
         reports.seen
     );
+
+    drop(driver.stdin.take());
+    let _ = tokio::time::timeout(PATIENCE, driver.wait()).await;
+    gateway.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn chromium_with_the_msgpack_client_joins_receives_binary_and_acks() {
+    let site = static_server().await;
+    let gateway = Gateway::builder()
+        .env("EDGE__PARSER", "msgpack")
+        .env("EDGE__CORS_ORIGINS", &format!(r#"["http://{site}"]"#))
+        .start()
+        .await;
+    let pages = ["websocket", "polling"].map(|transport| {
+        format!(
+            "http://{site}/page.html?parser=msgpack&join=chat:msgpack&transport={transport}&edge=http://{}&token={}",
+            gateway.edge,
+            tokens::for_user(&format!("msgpack-{transport}"))
+        )
+    });
+    let (mut driver, mut reports) = open_pages(&pages);
+    let mut control = gateway.control().await;
+    let mut sids = Vec::new();
+    for transport in ["websocket", "polling"] {
+        let joined = reports
+            .take(
+                |r| r["label"] == transport && r["type"] == "joined",
+                &format!("the {transport} page to join"),
+            )
+            .await;
+        assert_eq!(
+            joined["ack"],
+            json!({"joined": ["chat:msgpack"], "rejected": []}),
+            "{joined}"
+        );
+        let connected = reports
+            .take(
+                |r| r["label"] == transport && r["type"] == "connect",
+                &format!("the {transport} page to connect"),
+            )
+            .await;
+        sids.push(connected["sid"].as_str().expect("sid").to_owned());
+    }
+
+    control
+        .send(SendRequest {
+            event: "browser:file".into(),
+            data_json: json!({"name": "f.bin", "n": [1, 2.5, null]}).to_string(),
+            attachments: vec![vec![0u8, 1, 255].into()],
+            target: to_rooms(&["chat:msgpack"]),
+            ..SendRequest::default()
+        })
+        .await
+        .expect("Send to the room");
+    for transport in ["websocket", "polling"] {
+        let received = reports
+            .take(
+                |r| r["label"] == transport && r["type"] == "event" && r["event"] == "browser:file",
+                &format!("the {transport} page to receive the Send"),
+            )
+            .await;
+        assert_eq!(
+            received["args"],
+            json!([{"name": "f.bin", "n": [1, 2.5, null]}, {"bytes": [0, 1, 255]}]),
+            "{received}"
+        );
+    }
+
+    let sids: Vec<&str> = sids.iter().map(String::as_str).collect();
+    let response = control
+        .send(SendRequest {
+            event: "browser:question".into(),
+            data_json: "{}".into(),
+            target: to_sockets(&sids),
+            ack: Some(sockgate_client::proto::AckOptions { timeout_ms: 10_000 }),
+            ..SendRequest::default()
+        })
+        .await
+        .expect("ack-mode Send")
+        .into_inner();
+    assert_eq!(response.acks.len(), 2, "{response:?}");
+    for ack in &response.acks {
+        assert_eq!(
+            serde_json::from_str::<Value>(&ack.data_json).unwrap(),
+            json!({"answered": "browser:question"})
+        );
+    }
 
     drop(driver.stdin.take());
     let _ = tokio::time::timeout(PATIENCE, driver.wait()).await;

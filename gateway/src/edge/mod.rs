@@ -9,6 +9,7 @@ pub mod index;
 pub mod limits;
 mod membership;
 mod message;
+mod msgpack;
 pub mod ping;
 pub mod protocol;
 mod recovery;
@@ -42,7 +43,7 @@ use tracing::{debug, info};
 use crate::{
     auth::{AuthChain, ConnectionMeta, RoomValidator},
     cluster::adapter::{ClusterAdapter, InitializationError},
-    config::{EdgeConfig, Transport},
+    config::{EdgeConfig, Parser, Transport},
     edge::limits::{ConnectRefusal, Limits, OpenedSession},
     events::{self, EventBus},
     hooks::Hooks,
@@ -118,17 +119,21 @@ pub async fn build<A: ClusterAdapter>(
         .max_payload(config.max_payload_bytes)
         .ws_max_message_size(config.max_payload_bytes as usize)
         .ws_max_frame_size(config.max_payload_bytes as usize)
-        // Each binary attachment is a message of its own: the limit holds for an event and
-        // its attachments together (socketioxide's default is 10 MB).
-        .with_parser(
-            ParserConfig::common().max_incoming_binary_buf_size(config.max_payload_bytes as usize),
-        )
         .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         .ping_interval(config.ping_interval)
         .ping_timeout(config.ping_timeout)
         // An Engine.IO session with no socket counts against no connection limit: it gets
         // no longer than a socket has to authenticate (socketioxide's default is 45 s).
         .connect_timeout(config.auth_timeout);
+    let builder = match config.parser {
+        // Each binary attachment is a message of its own: the limit holds for an event and
+        // its attachments together (socketioxide's default is 10 MB).
+        Parser::Default => builder.with_parser(
+            ParserConfig::common().max_incoming_binary_buf_size(config.max_payload_bytes as usize),
+        ),
+        // One message per packet, binary values inline: `max_payload` bounds it.
+        Parser::Msgpack => builder.with_parser(ParserConfig::msgpack()),
+    };
     let has = |t| config.transports.contains(&t);
     let builder = match (has(Transport::Websocket), has(Transport::Polling)) {
         (true, true) => builder,
