@@ -125,12 +125,14 @@ impl SocketIndex {
         if !inner.sockets.contains_key(&sid) {
             return true;
         }
-        let held = inner
-            .users
-            .get(user)
-            .map_or(0, |sids| sids.len() - usize::from(sids.contains(&sid)));
-        if most.is_some_and(|most| held >= most) {
-            return false;
+        if let Some(most) = most {
+            let held = inner
+                .users
+                .get(user)
+                .map_or(0, |sids| sids.len() - usize::from(sids.contains(&sid)));
+            if held >= most {
+                return false;
+            }
         }
         inner.users.entry(user.into()).or_default().insert(sid);
         true
