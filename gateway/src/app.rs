@@ -88,6 +88,7 @@ async fn serve<A: ClusterAdapter>(
     let io = edge.io.clone();
     let mirrors = edge.mirrors.clone();
     let cluster = start_cluster(&config, &node_id, redis, directory, &edge, &events).await?;
+    edge.user_limit.count_across(cluster.clone());
 
     let listeners = Listeners::bind(&config)?;
     let trigger = shutdown::Trigger::default();

@@ -100,7 +100,7 @@ fn check_rate<A: Adapter>(socket: &Arc<Socket<A>>) -> Result<(), RefusedMessage>
                 dropped = limits.config.max_dropped_events,
                 "disconnecting a socket that keeps exceeding its event rate (edge.limits.max_dropped_events)"
             );
-            if session.apply(socket, Transition::CutOff).is_some() {
+            if session.apply(socket, Transition::CutOff).is_ok() {
                 // No more application events to it; the auth sweeper disconnects it once
                 // it has had time to read why.
                 let payload = protocol::ForceDisconnect::now(RATE_DISCONNECT_REASON);

@@ -16,6 +16,7 @@ mod recovery;
 pub mod server;
 mod session;
 pub mod state;
+pub mod user_limit;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -53,6 +54,7 @@ use crate::{
 use message::ClientMessage;
 pub use session::Session;
 use state::{Mirrors, Transition};
+use user_limit::UserLimit;
 
 /// Who decides for the edge.
 pub struct Deciders {
@@ -90,6 +92,8 @@ pub struct Edge<A: Adapter> {
     pub limits: Arc<Limits>,
     /// Connection state recovery, when it is on.
     pub recovery: Option<Arc<Recovery>>,
+    /// `edge.limits.max_connections_per_user`, counted across the cluster.
+    pub user_limit: UserLimit,
 }
 
 /// Why the edge cannot be built.
@@ -165,6 +169,7 @@ pub async fn build<A: ClusterAdapter>(
         mirrors: deciders.mirrors,
         limits: limits.clone(),
         recovery: deciders.recovery,
+        user_limit: UserLimit::new(config.limits.max_connections_per_user),
     });
     // socketioxide tells the client it is connected before it runs the connect handler,
     // but after the connect middlewares: the socket is set up in a middleware so that its
@@ -180,7 +185,7 @@ pub async fn build<A: ClusterAdapter>(
     let connected_edge = edge.clone();
     let connected = async move |socket: SocketRef<A>| {
         if let Some(session) = Session::of(&socket) {
-            session.apply(&socket, Transition::Open);
+            let _ = session.apply(&socket, Transition::Open);
             recovery::restore(&connected_edge, &socket, &session).await;
         }
     };
@@ -442,7 +447,7 @@ fn on_disconnect<A: Adapter>(edge: &Edge<A>, socket: &SocketRef<A>, reason: Disc
         return;
     };
     let rooms = session.rooms();
-    let Some(previous) = session.apply(socket, Transition::Close) else {
+    let Ok(previous) = session.apply(socket, Transition::Close) else {
         return;
     };
     let recoverable = edge

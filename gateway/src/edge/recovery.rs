@@ -141,7 +141,7 @@ pub async fn restore<A: Adapter>(edge: &Edge<A>, socket: &SocketRef<A>, session:
             ..resumable
         });
     }
-    let applied = session.apply(socket, restored).is_some();
+    let applied = session.apply(socket, restored).is_ok();
     drop(history);
     if !applied {
         debug!(sid = %socket.id, "socket left before its session was restored");
