@@ -572,3 +572,34 @@ async fn the_sockets_of_a_node_stopped_with_sigterm_recover_on_another_under_ste
     let (name, _, _) = next_app_event(&on_b, "alice").await;
     assert_eq!(name, "after", "nothing doubled: {:#?}", on_b.pending());
 }
+
+#[tokio::test]
+async fn a_session_lost_with_a_redis_restart_is_a_new_session_with_nothing_replayed() {
+    let mut redis = Redis::start().await;
+    let (a, b) = cluster_pair(&redis).await;
+    let (_a, mut on_a, mut control_a) = a.into_parts();
+    let (_b, mut on_b, mut control_b) = b.into_parts();
+    let (alice, pid, offset) = alice_with_history(&mut on_a, &mut control_a).await;
+    let mut events = watch(&mut control_a).await;
+    on_a.drop_transport("alice").await;
+    assert!(
+        watched(&mut events, EventKind::Disconnected)
+            .await
+            .recoverable
+    );
+    send_missed(&mut control_b, &alice).await;
+
+    redis.restart().await;
+    let sid = come_back(&mut on_b, "alice", "alice", &pid, &offset).await;
+    assert_ne!(sid, alice, "the session went with Redis's data: a new one");
+    on_b.next_event("alice", "authenticated").await;
+    control_b
+        .send(SendRequest {
+            target: to_sockets(&[&sid]),
+            ..event("after", 5)
+        })
+        .await
+        .expect("live send once Redis is back");
+    let (name, _, _) = next_app_event(&on_b, "alice").await;
+    assert_eq!(name, "after", "nothing replayed: {:#?}", on_b.pending());
+}
