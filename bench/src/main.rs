@@ -11,6 +11,7 @@ mod process;
 mod procstat;
 mod reads;
 mod redis;
+mod redisstats;
 mod report;
 mod scenarios;
 mod server;
@@ -32,8 +33,9 @@ use server::{Kind, Server};
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// Which stacks to run: `reference`, `sockgate` or both, comma separated (default:
-    /// both; with --smoke, sockgate).
+    /// Which stacks to run, comma separated: `reference`, `sockgate`,
+    /// `sockgate-recovery` (sockgate with connection state recovery on, to compare with
+    /// `sockgate`) (default: reference,sockgate; with --smoke, sockgate,sockgate-recovery).
     #[arg(long, value_delimiter = ',')]
     targets: Option<Vec<String>>,
     /// Which setups to run: `1` (one node), `2` (two nodes on one Redis, started here), or
@@ -167,20 +169,20 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if setups.is_empty() {
         bail!("--nodes names no setup (1, 2)");
     }
-    // The smoke runs sockgate alone unless told otherwise: the reference needs a prepared
-    // copy (`npm ci`) and Redis.
+    // The smoke runs sockgate alone (recovery off and on) unless told otherwise: the
+    // reference needs a prepared copy (`npm ci`) and Redis.
     let default_targets = if args.smoke {
-        vec!["sockgate".to_owned()]
+        vec!["sockgate".to_owned(), "sockgate-recovery".to_owned()]
     } else {
         vec!["reference".to_owned(), "sockgate".to_owned()]
     };
     let mut kinds = Vec::new();
     for t in args.targets.as_ref().unwrap_or(&default_targets) {
-        kinds.push(match t.as_str() {
-            "reference" => Kind::Reference,
-            "sockgate" => Kind::Sockgate,
-            other => bail!("unknown target {other:?} (reference, sockgate)"),
-        });
+        match Kind::ALL.into_iter().find(|k| k.name() == t) {
+            Some(kind) if !kinds.contains(&kind) => kinds.push(kind),
+            Some(_) => {}
+            None => bail!("unknown target {t:?} (reference, sockgate, sockgate-recovery)"),
+        }
     }
     if setups.contains(&2) {
         // Before any run: a missing Redis would otherwise fail only after the one-node runs.
@@ -212,12 +214,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 eprintln!("== {name}, run {} of {repeats}", round + 1);
                 let log = &args.reference_log_level;
                 let server = match (kind, nodes) {
-                    (Kind::Sockgate, 1) => Server::sockgate(&sockgate_bin, &work).await,
-                    (Kind::Sockgate, _) => Server::sockgate_cluster(&sockgate_bin, &work).await,
                     (Kind::Reference, 1) => Server::reference(&reference_dir, &work, log).await,
                     (Kind::Reference, _) => {
                         Server::reference_cluster(&reference_dir, &work, log).await
                     }
+                    (_, 1) => Server::sockgate(&sockgate_bin, &work, kind).await,
+                    (_, _) => Server::sockgate_cluster(&sockgate_bin, &work, kind).await,
                 }
                 .with_context(|| format!("cannot start {name}"))?;
                 let result = scenarios::run(&server, &plan).await;
@@ -346,7 +348,10 @@ nodes and unicast sends go only to socket ids held by node B. Server CPU is the 
 and Redis' together. The reference's REST send to a client id publishes through its Redis \
 emitter whichever node holds the socket (on one node too) and answers success without \
 checking that the id exists; sockgate's `Send` checks the id in the socket directory in \
-Redis (one round trip) before it publishes to the node that holds it.";
+Redis (one round trip) before it publishes to the node that holds it. With recovery on \
+(`sockgate-recovery`), a replayable `Send` is an XADD to the Redis stream that every node \
+reads instead of a publish; the Redis rows are read from its `INFO` before and after each \
+scenario, net of its idle rate.";
 
 fn document(
     args: &Args,

@@ -19,7 +19,7 @@ use tonic::transport::Channel;
 use crate::{
     client::{self, ROOM, Shared},
     control::Control,
-    server::Server,
+    server::{Kind, Server},
 };
 
 /// Calls of each read, after one call to warm up.
@@ -45,7 +45,7 @@ pub async fn run(binary: &Path, work: &Path, sizes: &[usize]) -> anyhow::Result<
     let mut sittings = Vec::new();
     for &sockets in sizes {
         eprintln!("== control reads with {sockets} sockets");
-        let server = Server::sockgate(binary, work).await?;
+        let server = Server::sockgate(binary, work, Kind::Sockgate).await?;
         let result = sitting(&server, sockets).await;
         server.stop().await?;
         sittings.push(result.with_context(|| format!("control reads at {sockets} sockets"))?);

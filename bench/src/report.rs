@@ -1,19 +1,71 @@
 //! The side-by-side tables, one for single nodes and one for two nodes on one Redis: one
-//! row per measure, the median over the repeats of each stack (with the range when
-//! repeated), the ratio, the design target (set for one node).
+//! row per measure, the median over the repeats of each stack that ran (with the range
+//! when repeated), the ratios (sockgate ÷ reference, recovery on ÷ off), the design target
+//! (set for one node) and recovery's target (issue 15: at most 10 % more CPU per delivery
+//! than with recovery off, at most one Redis write per `Send`).
 
 use std::fmt::Write;
 
 use crate::{
-    scenarios::{Measures, Plan},
+    scenarios::{Delivery, Measures, Plan, RedisCost},
     server::Kind,
 };
 
 struct Row {
     label: String,
-    value: fn(&Measures) -> f64,
+    value: Value,
     decimals: usize,
     target: &'static str,
+    recovery_target: &'static str,
+}
+
+impl Row {
+    fn recovery(mut self, target: &'static str) -> Row {
+        self.recovery_target = target;
+        self
+    }
+}
+
+/// Recovery's CPU target, against the same measure with recovery off.
+const RECOVERY_CPU: &str = "≤ 1.10 × off";
+
+/// The ratio columns: (heading, numerator, denominator).
+const RATIOS: [(&str, Kind, Kind); 2] = [
+    ("sockgate ÷ reference", Kind::Sockgate, Kind::Reference),
+    ("recovery on ÷ off", Kind::SockgateRecovery, Kind::Sockgate),
+];
+
+type Value = Box<dyn Fn(&Measures) -> f64>;
+
+/// The rows of what one scenario (`scenario` reads it) cost the Redis of a two-node run,
+/// per send.
+fn redis_rows(scenario: fn(&Measures) -> &Delivery) -> Vec<Row> {
+    let per_send = move |f: fn(&RedisCost) -> f64| -> Value {
+        Box::new(move |m| scenario(m).redis_per_command(f).unwrap_or(0.0))
+    };
+    vec![
+        Row {
+            label: "  Redis commands per send (net of idle)".into(),
+            value: per_send(|r| r.calls),
+            decimals: 2,
+            target: "",
+            recovery_target: "",
+        },
+        Row {
+            label: "  Redis writes per send (net of idle)".into(),
+            value: per_send(|r| r.writes),
+            decimals: 2,
+            target: "",
+            recovery_target: "≤ 1",
+        },
+        Row {
+            label: "  Redis used_memory growth per send, bytes".into(),
+            value: per_send(|r| r.memory as f64),
+            decimals: 0,
+            target: "",
+            recovery_target: "",
+        },
+    ]
 }
 
 fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
@@ -22,9 +74,10 @@ fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
     let target = |t: &'static str| if cluster { "" } else { t };
     let row = |label: String, value: fn(&Measures) -> f64, decimals, target| Row {
         label,
-        value,
+        value: Box::new(value),
         decimals,
         target,
+        recovery_target: "",
     };
     // Whose CPU is counted: one node alone (the single-node reference includes its Redis),
     // or every node and their Redis.
@@ -96,7 +149,8 @@ fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
             |m| m.paced.cpu_per_delivery_us(),
             2,
             target("≤ 5"),
-        ),
+        )
+        .recovery(RECOVERY_CPU),
         row(
             "  sends per second achieved (one command at a time)".into(),
             |m| m.paced.commands as f64 / m.paced.send_wall.as_secs_f64(),
@@ -121,6 +175,11 @@ fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
             1,
             "",
         ),
+    ]);
+    if cluster {
+        rows.extend(redis_rows(|m| &m.paced));
+    }
+    rows.extend([
         row(
             format!(
                 "burst room fan-out{} ({} sends, {} in flight): server CPU per delivery{cpu}, µs",
@@ -129,7 +188,8 @@ fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
             |m| m.burst.cpu_per_delivery_us(),
             2,
             target("≤ 1"),
-        ),
+        )
+        .recovery(RECOVERY_CPU),
         row(
             "  deliveries per second".into(),
             |m| m.burst.delivered as f64 / m.burst.wall.as_secs_f64(),
@@ -142,6 +202,11 @@ fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
             1,
             "",
         ),
+    ]);
+    if cluster {
+        rows.extend(redis_rows(|m| &m.burst));
+    }
+    rows.extend([
         row(
             format!(
                 "unicast send {}({} in flight): calls per second",
@@ -161,13 +226,19 @@ fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
             |m| m.unicast.cpu_per_command_us(),
             1,
             target("≤ 15"),
-        ),
+        )
+        .recovery(RECOVERY_CPU),
         row(
             "  delivery latency p99, ms".into(),
             |m| quantile_ms(&m.unicast, 1),
             1,
             "",
         ),
+    ]);
+    if cluster {
+        rows.extend(redis_rows(|m| &m.unicast));
+    }
+    rows.extend([
         row(
             "lost deliveries + failed commands + dropped connections".into(),
             |m| {
@@ -225,42 +296,61 @@ fn cell(stats: Option<(f64, f64, f64)>, decimals: usize, repeated: bool) -> Stri
     }
 }
 
-/// The Markdown table of the measures of the runs on `nodes` nodes.
+/// The Markdown table of the measures of the runs on `nodes` nodes: a column per stack
+/// that ran, a ratio column per pair of them that ran.
 pub fn table(plan: &Plan, runs: &[Measures], nodes: usize) -> String {
     let runs: Vec<&Measures> = runs.iter().filter(|m| m.nodes == nodes).collect();
-    let of = |kind: Kind, f: fn(&Measures) -> f64| {
-        runs.iter()
-            .filter(|m| m.kind == kind)
-            .map(|m| f(m))
-            .collect::<Vec<_>>()
-    };
-    let repeats = runs
+    let kinds: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| runs.iter().any(|m| m.kind == *k))
+        .collect();
+    let ratios: Vec<_> = RATIOS
         .iter()
-        .filter(|m| m.kind == Kind::Sockgate)
-        .count()
-        .max(runs.iter().filter(|m| m.kind == Kind::Reference).count());
+        .filter(|(_, a, b)| kinds.contains(a) && kinds.contains(b))
+        .collect();
+    let recovery = kinds.contains(&Kind::SockgateRecovery);
+    let repeats = kinds
+        .iter()
+        .map(|k| runs.iter().filter(|m| m.kind == *k).count())
+        .max()
+        .unwrap_or(0);
     let repeated = repeats > 1;
+    let mut heads: Vec<&str> = vec!["measure"];
+    heads.extend(kinds.iter().map(|k| k.name()));
+    heads.extend(ratios.iter().map(|(head, _, _)| *head));
+    heads.push("target (sockgate)");
+    if recovery {
+        heads.push("target (sockgate-recovery)");
+    }
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "| measure | reference | sockgate | sockgate ÷ reference | target (sockgate) |"
-    );
-    let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
+    let _ = writeln!(out, "| {} |", heads.join(" | "));
+    let _ = writeln!(out, "|{}", " --- |".repeat(heads.len()));
     for row in rows(plan, nodes) {
-        let r = median(of(Kind::Reference, row.value));
-        let s = median(of(Kind::Sockgate, row.value));
-        let ratio = match (r, s) {
-            (Some((r, _, _)), Some((s, _, _))) if r != 0.0 => format!("{:.2}", s / r),
-            _ => "–".into(),
+        let stats = |kind: Kind| {
+            median(
+                runs.iter()
+                    .filter(|m| m.kind == kind)
+                    .map(|m| (row.value)(m))
+                    .collect(),
+            )
         };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {ratio} | {} |",
-            row.label,
-            cell(r, row.decimals, repeated),
-            cell(s, row.decimals, repeated),
-            row.target
+        let mut cells = vec![row.label.clone()];
+        cells.extend(
+            kinds
+                .iter()
+                .map(|&k| cell(stats(k), row.decimals, repeated)),
         );
+        // A ratio to a figure that shows as zero would say nothing.
+        let shown = |v: f64| (v * 10f64.powi(row.decimals as i32)).round() != 0.0;
+        cells.extend(ratios.iter().map(|(_, a, b)| match (stats(*a), stats(*b)) {
+            (Some((a, _, _)), Some((b, _, _))) if shown(b) => format!("{:.2}", a / b),
+            _ => "–".into(),
+        }));
+        cells.push(row.target.into());
+        if recovery {
+            cells.push(row.recovery_target.into());
+        }
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
     if repeated {
         let _ = writeln!(
@@ -339,5 +429,49 @@ mod tests {
         );
         assert!(two.contains("via node A to socket ids on node B"));
         assert!(!two.contains("≥ 50000"), "one-node targets stay out: {two}");
+    }
+
+    #[test]
+    fn recovery_is_compared_with_sockgate_and_its_redis_cost_shown_per_send() {
+        let with_cost = |kind, writes: f64| {
+            let mut m = measures(kind, 2, 9_000_000);
+            m.burst = Delivery {
+                commands: 50,
+                delivered: 50_000,
+                net_cpu: Duration::from_millis(if writes > 0.0 { 110 } else { 100 }),
+                redis: Some(RedisCost {
+                    calls: 100.0,
+                    writes,
+                    memory: 5_000,
+                }),
+                ..Delivery::default()
+            };
+            m
+        };
+        let runs = [
+            with_cost(Kind::Sockgate, 0.0),
+            with_cost(Kind::SockgateRecovery, 50.0),
+        ];
+        let two = table(&plan(), &runs, 2);
+        assert!(
+            two.starts_with(
+                "| measure | sockgate | sockgate-recovery | recovery on ÷ off | target (sockgate) | target (sockgate-recovery) |"
+            ),
+            "{two}"
+        );
+        assert!(
+            two.contains("server CPU per delivery (nodes + Redis), µs | 2.00 | 2.20 | 1.10 |  | ≤ 1.10 × off |"),
+            "{two}"
+        );
+        assert!(
+            two.contains("|   Redis writes per send (net of idle) | 0.00 | 1.00 | – |  | ≤ 1 |"),
+            "{two}"
+        );
+        assert!(
+            two.contains("|   Redis used_memory growth per send, bytes | 100 | 100 | 1.00 |"),
+            "{two}"
+        );
+        let one = table(&plan(), &runs, 1);
+        assert!(!one.contains("Redis writes"), "{one}");
     }
 }

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use crate::{
     client::{self, Connections, Shared},
     procstat::{self, MachineCpu},
+    redisstats::{self, RedisStats},
     server::{Kind, Server},
 };
 
@@ -68,6 +69,19 @@ pub struct Delivery {
     pub net_cpu: Duration,
     /// Latency quantiles p50, p99, p99.9, max, in µs.
     pub latency_us: Vec<u64>,
+    /// What it cost the Redis started for a two-node run.
+    pub redis: Option<RedisCost>,
+}
+
+/// What a scenario cost Redis.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RedisCost {
+    /// Commands Redis executed over the scenario, minus those it executes idle in that time.
+    pub calls: f64,
+    /// Of which commands that change the data set, likewise net of the idle ones.
+    pub writes: f64,
+    /// Growth of Redis's `used_memory` over the scenario (negative when it shrank), bytes.
+    pub memory: i64,
 }
 
 impl Delivery {
@@ -84,6 +98,13 @@ impl Delivery {
     /// Net server CPU per command, µs.
     pub fn cpu_per_command_us(&self) -> f64 {
         self.net_cpu.as_secs_f64() * 1e6 / self.commands.max(1) as f64
+    }
+
+    /// Redis's cost per command: what `f` takes of it, divided by the commands sent.
+    pub fn redis_per_command(&self, f: fn(&RedisCost) -> f64) -> Option<f64> {
+        self.redis
+            .as_ref()
+            .map(|r| f(r) / self.commands.max(1) as f64)
     }
 }
 
@@ -149,6 +170,20 @@ impl Measures {
 struct Meter {
     pids: Vec<u32>,
     ticks: u64,
+    redis_port: Option<u16>,
+}
+
+/// The server's CPU time and its Redis's counters at one moment.
+struct Sample {
+    cpu: Duration,
+    redis: Option<RedisStats>,
+}
+
+/// The stack's cost per second while idle (heartbeats, pings, periodic Redis work).
+struct Idle {
+    cpu_per_sec: f64,
+    /// Redis commands and writes per second.
+    redis_per_sec: Option<(f64, f64)>,
 }
 
 impl Meter {
@@ -157,6 +192,33 @@ impl Meter {
             .iter()
             .map(|&p| procstat::cpu_time(p, self.ticks))
             .sum()
+    }
+
+    async fn sample(&self) -> anyhow::Result<Sample> {
+        let redis = match self.redis_port {
+            Some(port) => Some(redisstats::read(port).await?),
+            None => None,
+        };
+        Ok(Sample {
+            cpu: self.cpu()?,
+            redis,
+        })
+    }
+}
+
+impl Sample {
+    /// The idle cost per second from `self` to `now`, `secs` apart.
+    fn idle_until(&self, now: &Sample, secs: f64) -> Idle {
+        let redis_per_sec = self.redis.zip(now.redis).map(|(a, b)| {
+            (
+                b.calls.saturating_sub(a.calls) as f64 / secs,
+                b.writes.saturating_sub(a.writes) as f64 / secs,
+            )
+        });
+        Idle {
+            cpu_per_sec: (now.cpu - self.cpu).as_secs_f64() / secs,
+            redis_per_sec,
+        }
     }
 }
 
@@ -175,6 +237,7 @@ pub async fn run(server: &Server, plan: &Plan) -> anyhow::Result<Measures> {
     let meter = Meter {
         pids: server.pids.clone(),
         ticks: procstat::clock_ticks(),
+        redis_port: server.redis_port,
     };
     let self_pid = std::process::id();
     let machine_start = MachineCpu::now()?;
@@ -219,10 +282,10 @@ pub async fn run(server: &Server, plan: &Plan) -> anyhow::Result<Measures> {
     );
 
     tokio::time::sleep(plan.settle).await;
-    let idle0 = meter.cpu()?;
+    let idle0 = meter.sample().await?;
     let ti = Instant::now();
     tokio::time::sleep(plan.idle_window).await;
-    let idle_cpu_per_sec = (meter.cpu()? - idle0).as_secs_f64() / ti.elapsed().as_secs_f64();
+    let idle = idle0.idle_until(&meter.sample().await?, ti.elapsed().as_secs_f64());
     let rss_idle_each = nodes_rss(server)?;
     let rss_idle = rss_idle_each.iter().sum();
     let redis_rss = match (redis_rss_base, server.redis_pid) {
@@ -246,15 +309,15 @@ pub async fn run(server: &Server, plan: &Plan) -> anyhow::Result<Measures> {
     eprintln!(
         "[{name}] idle: {} KB per socket (by node), {:.1} % CPU",
         per_node.join(" / "),
-        idle_cpu_per_sec * 100.0
+        idle.cpu_per_sec * 100.0
     );
 
-    let paced = paced(server, &shared, &meter, idle_cpu_per_sec, plan).await?;
+    let paced = paced(server, &shared, &meter, &idle, plan).await?;
     eprintln!("[{name}] paced fan-out: {paced:?}");
-    let burst = burst(server, &shared, &meter, idle_cpu_per_sec, plan).await?;
+    let burst = burst(server, &shared, &meter, &idle, plan).await?;
     let rss_after_burst = nodes_rss(server)?.iter().sum();
     eprintln!("[{name}] burst fan-out: {burst:?}");
-    let unicast = unicast(server, &shared, &conns, &meter, idle_cpu_per_sec, plan).await?;
+    let unicast = unicast(server, &shared, &conns, &meter, &idle, plan).await?;
     let rss_end = nodes_rss(server)?.iter().sum();
     eprintln!("[{name}] unicast: {unicast:?}");
 
@@ -276,7 +339,7 @@ pub async fn run(server: &Server, plan: &Plan) -> anyhow::Result<Measures> {
         redis_rss,
         connect_wall,
         connect_cpu,
-        idle_cpu_per_sec,
+        idle_cpu_per_sec: idle.cpu_per_sec,
         paced,
         burst,
         unicast,
@@ -332,23 +395,33 @@ async fn drain(shared: &Shared, expected: u64, last_send: Instant, plan: &Plan) 
     }
 }
 
-/// The times and server CPU of one scenario.
+/// The times, server CPU and Redis counters of one scenario.
 struct Window {
     start: Instant,
     sent: Instant,
     end: Instant,
-    cpu: Duration,
+    before: Sample,
+    after: Sample,
 }
 
 fn finish(
     shared: &Shared,
     (commands, errors, expected): (u64, u64, u64),
     window: Window,
-    idle_cpu_per_sec: f64,
+    idle: &Idle,
 ) -> Delivery {
     shared.stop_recording();
     let wall = window.end - window.start;
-    let idle = Duration::from_secs_f64(idle_cpu_per_sec * wall.as_secs_f64());
+    let secs = wall.as_secs_f64();
+    let idle_cpu = Duration::from_secs_f64(idle.cpu_per_sec * secs);
+    let redis = match (window.before.redis, window.after.redis, idle.redis_per_sec) {
+        (Some(a), Some(b), Some((calls_per_sec, writes_per_sec))) => Some(RedisCost {
+            calls: (b.calls.saturating_sub(a.calls) as f64 - calls_per_sec * secs).max(0.0),
+            writes: (b.writes.saturating_sub(a.writes) as f64 - writes_per_sec * secs).max(0.0),
+            memory: b.used_memory as i64 - a.used_memory as i64,
+        }),
+        _ => None,
+    };
     Delivery {
         commands,
         errors,
@@ -356,18 +429,19 @@ fn finish(
         delivered: shared.delivered.load(Ordering::Relaxed),
         wall,
         send_wall: window.sent - window.start,
-        net_cpu: window.cpu.saturating_sub(idle),
+        net_cpu: (window.after.cpu - window.before.cpu).saturating_sub(idle_cpu),
         latency_us: shared
             .latency
             .quantiles(&[0.5, 0.99, 0.999, 1.0])
             .unwrap_or_default(),
+        redis,
     }
 }
 
 /// The commands of a room fan-out once the last one is answered.
 struct Sends {
     start: Instant,
-    cpu0: Duration,
+    before: Sample,
     total: u64,
     errors: u64,
 }
@@ -377,13 +451,13 @@ struct Sends {
 async fn room_delivery(
     shared: &Shared,
     meter: &Meter,
-    idle_cpu_per_sec: f64,
+    idle: &Idle,
     plan: &Plan,
     sends: Sends,
 ) -> anyhow::Result<Delivery> {
     let Sends {
         start,
-        cpu0,
+        before,
         total,
         errors,
     } = sends;
@@ -391,7 +465,7 @@ async fn room_delivery(
     let commands = total - errors;
     let expected = commands * plan.sockets as u64;
     let end = drain(shared, expected, sent, plan).await;
-    let cpu = meter.cpu()? - cpu0;
+    let after = meter.sample().await?;
     let mut delivery = finish(
         shared,
         (commands, errors, expected),
@@ -399,9 +473,10 @@ async fn room_delivery(
             start,
             sent,
             end,
-            cpu,
+            before,
+            after,
         },
-        idle_cpu_per_sec,
+        idle,
     );
     // A duplicate would hide a loss in the total: count per socket.
     delivery.delivered = shared
@@ -416,13 +491,13 @@ async fn paced(
     server: &Server,
     shared: &Shared,
     meter: &Meter,
-    idle_cpu_per_sec: f64,
+    idle: &Idle,
     plan: &Plan,
 ) -> anyhow::Result<Delivery> {
     let mut sender = server.nodes[0].control.sender().await?;
     let period = Duration::from_secs_f64(1.0 / plan.paced_rate);
     shared.start_recording();
-    let cpu0 = meter.cpu()?;
+    let before = meter.sample().await?;
     let start = Instant::now();
     let mut errors = 0;
     for seq in 0..plan.paced_sends {
@@ -433,18 +508,18 @@ async fn paced(
     }
     let sends = Sends {
         start,
-        cpu0,
+        before,
         total: plan.paced_sends,
         errors,
     };
-    room_delivery(shared, meter, idle_cpu_per_sec, plan, sends).await
+    room_delivery(shared, meter, idle, plan, sends).await
 }
 
 async fn burst(
     server: &Server,
     shared: &Shared,
     meter: &Meter,
-    idle_cpu_per_sec: f64,
+    idle: &Idle,
     plan: &Plan,
 ) -> anyhow::Result<Delivery> {
     let mut senders = Vec::new();
@@ -454,7 +529,7 @@ async fn burst(
     let shared_next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     shared.start_recording();
-    let cpu0 = meter.cpu()?;
+    let before = meter.sample().await?;
     let start = Instant::now();
     let total = plan.burst_sends;
     let mut tasks = JoinSet::new();
@@ -479,11 +554,11 @@ async fn burst(
     while tasks.join_next().await.is_some() {}
     let sends = Sends {
         start,
-        cpu0,
+        before,
         total,
         errors: errors.load(Ordering::Relaxed),
     };
-    room_delivery(shared, meter, idle_cpu_per_sec, plan, sends).await
+    room_delivery(shared, meter, idle, plan, sends).await
 }
 
 /// The connections unicast sends go to: every one on a single node; on several, those
@@ -510,7 +585,7 @@ async fn unicast(
     shared: &Shared,
     conns: &Connections,
     meter: &Meter,
-    idle_cpu_per_sec: f64,
+    idle: &Idle,
     plan: &Plan,
 ) -> anyhow::Result<Delivery> {
     let mut senders = Vec::new();
@@ -528,7 +603,7 @@ async fn unicast(
     let errors = Arc::new(AtomicU64::new(0));
     let stamp = Arc::new(shared_epoch_stamper(shared));
     shared.start_recording();
-    let cpu0 = meter.cpu()?;
+    let before = meter.sample().await?;
     let start = Instant::now();
     let stop_at = start + plan.unicast_time;
     let mut tasks = JoinSet::new();
@@ -564,7 +639,7 @@ async fn unicast(
         .map(|e| u64::from(e.load(Ordering::Relaxed)))
         .sum();
     let end = drain(shared, total, sent, plan).await;
-    let cpu = meter.cpu()? - cpu0;
+    let after = meter.sample().await?;
     let mut delivery = finish(
         shared,
         (total, errors, total),
@@ -572,9 +647,10 @@ async fn unicast(
             start,
             sent,
             end,
-            cpu,
+            before,
+            after,
         },
-        idle_cpu_per_sec,
+        idle,
     );
     // Deliveries to the wrong socket or twice would hide losses in the total: count per
     // socket.

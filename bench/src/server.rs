@@ -24,14 +24,20 @@ pub enum Kind {
     Reference,
     /// sockgate.
     Sockgate,
+    /// sockgate with connection state recovery on (`recovery.enabled = true`).
+    SockgateRecovery,
 }
 
 impl Kind {
-    /// Its name in reports.
+    /// Every stack, in the order of the report's columns.
+    pub const ALL: [Kind; 3] = [Kind::Reference, Kind::Sockgate, Kind::SockgateRecovery];
+
+    /// Its name in reports and in `--targets`.
     pub fn name(self) -> &'static str {
         match self {
             Kind::Reference => "reference",
             Kind::Sockgate => "sockgate",
+            Kind::SockgateRecovery => "sockgate-recovery",
         }
     }
 }
@@ -55,6 +61,8 @@ pub struct Server {
     pub nodes: Vec<Node>,
     /// The Redis the stack uses, if any (the single-node reference has its own).
     pub redis_pid: Option<u32>,
+    /// The port of the Redis started here for a two-node stack (its counters are read).
+    pub redis_port: Option<u16>,
     /// Every process of the stack, Redis included (CPU is summed over them).
     pub pids: Vec<u32>,
     /// The Redis started here for a two-node stack, stopped after the nodes.
@@ -70,19 +78,24 @@ enum Stop {
 pub const NODE_NAMES: [&str; 2] = ["node-a", "node-b"];
 
 impl Server {
-    /// Starts the sockgate binary alone, with the in-memory adapter.
-    pub async fn sockgate(binary: &Path, work: &Path) -> anyhow::Result<Server> {
-        let node = sockgate_node(binary, work, "sockgate", None).await?;
-        Ok(Server::assemble(Kind::Sockgate, vec![node], None, None))
+    /// Starts the sockgate binary alone, with the in-memory adapter; with recovery on
+    /// when `kind` is [`Kind::SockgateRecovery`].
+    pub async fn sockgate(binary: &Path, work: &Path, kind: Kind) -> anyhow::Result<Server> {
+        let node = sockgate_node(binary, work, kind, None).await?;
+        Ok(Server::assemble(kind, vec![node], None, None))
     }
 
     /// Starts a `redis-server` and two sockgate nodes on it (`cluster.adapter = "redis"`).
-    pub async fn sockgate_cluster(binary: &Path, work: &Path) -> anyhow::Result<Server> {
-        let redis = Redis::start(work, "sockgate-redis").await?;
+    pub async fn sockgate_cluster(
+        binary: &Path,
+        work: &Path,
+        kind: Kind,
+    ) -> anyhow::Result<Server> {
+        let redis = Redis::start(work, &format!("{}-redis", kind.name())).await?;
         let mut nodes = Vec::new();
         for name in NODE_NAMES {
             let cluster = Some((redis.url(), name));
-            match sockgate_node(binary, work, &format!("sockgate-{name}"), cluster).await {
+            match sockgate_node(binary, work, kind, cluster).await {
                 Ok(node) => nodes.push(node),
                 Err(e) => {
                     stop_all(nodes, Some(redis)).await;
@@ -90,7 +103,7 @@ impl Server {
                 }
             }
         }
-        Ok(Server::assemble(Kind::Sockgate, nodes, None, Some(redis)))
+        Ok(Server::assemble(kind, nodes, None, Some(redis)))
     }
 
     /// Starts the reference stack (its own redis-server and one Node peer) from a writable
@@ -166,6 +179,7 @@ impl Server {
             kind,
             nodes,
             redis_pid,
+            redis_port: redis.as_ref().map(|r| r.port),
             pids,
             redis,
         }
@@ -194,14 +208,19 @@ async fn stop_all(nodes: Vec<Node>, redis: Option<Redis>) {
 }
 
 /// Starts one sockgate process on free loopback ports, in development mode (every
-/// `authenticate` admitted), the benchmark room allowed, logging warnings only; with
-/// `cluster = (redis_url, node_id)` on the Redis adapter.
+/// `authenticate` admitted), the benchmark room allowed, logging warnings only, with
+/// recovery on for [`Kind::SockgateRecovery`]; with `cluster = (redis_url, node_id)` on
+/// the Redis adapter.
 async fn sockgate_node(
     binary: &Path,
     work: &Path,
-    name: &str,
+    kind: Kind,
     cluster: Option<(String, &str)>,
 ) -> anyhow::Result<Node> {
+    let name = match &cluster {
+        Some((_, node_id)) => format!("{}-{node_id}", kind.name()),
+        None => kind.name().to_owned(),
+    };
     let log_path = work.join(format!("{name}.log"));
     let log = std::fs::File::create(&log_path)?;
     let mut command = Command::new(binary);
@@ -220,6 +239,10 @@ async fn sockgate_node(
         .env(
             "SOCKGATE_ROOMS__ALLOW",
             format!("[\"{}\"]", crate::client::ROOM),
+        )
+        .env(
+            "SOCKGATE_RECOVERY__ENABLED",
+            (kind == Kind::SockgateRecovery).to_string(),
         );
     if let Some((url, node_id)) = &cluster {
         command
