@@ -216,7 +216,7 @@ async fn a_polling_socket_that_drops_recovers_its_id_rooms_and_missed_events() {
 
 #[tokio::test]
 async fn a_session_is_recovered_once_and_only_with_its_pid() {
-    let (_gateway, mut clients, mut control) = Scene::of(recovering()).await.into_parts();
+    let (gateway, mut clients, mut control) = Scene::of(recovering()).await.into_parts();
     open(
         &mut clients,
         "a",
@@ -266,6 +266,11 @@ async fn a_session_is_recovered_once_and_only_with_its_pid() {
     let (sid, recovered) = clients.reconnect("a").await;
     assert!(!recovered);
     assert_ne!(sid, a);
+    let secret = pid.as_str().unwrap().split_once('.').unwrap().1;
+    assert!(
+        !gateway.log_text().contains(secret),
+        "a pid is never logged"
+    );
 }
 
 #[tokio::test]
