@@ -4,13 +4,9 @@
 
 mod fixture;
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
-use fixture::{Gateway, PATIENCE, tokens};
+use fixture::{Gateway, PATIENCE, proxy::Proxy, tokens};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sockgate_client::{
@@ -21,7 +17,7 @@ use sockgate_client::{
         Reconnect,
     },
 };
-use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
+use tokio::sync::mpsc;
 
 /// What the lifecycle callbacks reported.
 #[derive(Debug, Clone, PartialEq)]
@@ -417,51 +413,6 @@ async fn emits_and_room_requests_reach_the_gateway() {
     };
 }
 
-/// A TCP proxy whose connections can be cut, to lose the connection without the gateway
-/// closing the socket itself.
-struct Proxy {
-    addr: SocketAddr,
-    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(Mutex::new(Vec::new()));
-        let tracked = connections.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                tracked.lock().unwrap().push(task);
-            }
-        });
-        Proxy {
-            addr,
-            connections,
-            accept,
-        }
-    }
-
-    fn cut(&self) {
-        for task in self.connections.lock().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-        self.cut();
-    }
-}
-
 #[tokio::test]
 async fn reconnects_after_a_lost_connection_and_starts_unauthorized() {
     let gateway = Gateway::start().await;
@@ -472,7 +423,7 @@ async fn reconnects_after_a_lost_connection_and_starts_unauthorized() {
         ..Reconnect::default()
     };
     let mut erin = managed(
-        ClientOptions::new(format!("http://{}", proxy.addr))
+        ClientOptions::new(proxy.url())
             .token(tokens::for_user("erin"))
             .reconnect(fast),
     );
@@ -483,7 +434,7 @@ async fn reconnects_after_a_lost_connection_and_starts_unauthorized() {
     assert!(matches!(erin.next().await, Seen::Authenticated(_)));
     let first_sid = client.socket_id().unwrap();
 
-    proxy.cut();
+    proxy.cut().await;
     let Seen::Disconnected(reason) = erin.next().await else {
         panic!("expected disconnected")
     };
