@@ -3,7 +3,9 @@
 //! starts on its own port), which uses the browser build of the official socket.io-client
 //! with the JWT in `auth.token`, authenticates over websocket and over polling, and
 //! receives a `Send` the test issues through `SocketControl`. The gateway allows exactly
-//! that page's origin: a page from a third origin cannot connect over polling.
+//! that page's origin: a page from a third origin cannot connect over polling. With
+//! connection state recovery on, the browser loses its network for a few seconds (DevTools
+//! offline) and its pages come back as the same sockets with what was sent meanwhile.
 
 mod fixture;
 
@@ -13,13 +15,13 @@ use std::{
     process::Stdio,
 };
 
-use fixture::{Gateway, PATIENCE, repo_root, to_sockets, tokens};
+use fixture::{Gateway, PATIENCE, next_watched, repo_root, to_all, to_sockets, to_users, tokens};
 use serde_json::{Value, json};
-use sockgate_client::proto::SendRequest;
+use sockgate_client::proto::{EventKind, SendRequest, WatchEventsRequest};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{TcpListener, TcpStream},
-    process::Command,
+    process::{Child, ChildStdin, Command},
     sync::mpsc,
 };
 
@@ -122,66 +124,123 @@ impl Reports {
     }
 }
 
+/// The browser driver (`tests/browser/drive.mjs`) and what its pages report.
+struct Browser {
+    driver: Child,
+    commands: ChildStdin,
+    reports: Reports,
+}
+
+impl Browser {
+    /// Starts Chromium with one tab per page URL; returns once it runs.
+    async fn start(pages: &[String]) -> Browser {
+        let chromium = chromium();
+        assert!(
+            repo_root().join("node_modules/playwright-core").is_dir(),
+            "playwright-core is not installed: run `npm ci` (scripts/test does)"
+        );
+        let mut driver = Command::new("node")
+            .arg(repo_root().join("tests/browser/drive.mjs"))
+            .arg(&chromium)
+            .args(pages)
+            .current_dir(repo_root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn node");
+        let stdout = driver.stdout.take().unwrap();
+        let commands = driver.stdin.take().unwrap();
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut stdout = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = stdout.next_line().await {
+                let report = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| json!({"type": "text", "text": line}));
+                if tx.send(report).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut reports = Reports {
+            lines,
+            seen: Vec::new(),
+        };
+        let browser = reports
+            .take(|r| r["type"] == "browser", "the browser to start")
+            .await;
+        println!("browser: Chromium {}", browser["version"]);
+        Browser {
+            driver,
+            commands,
+            reports,
+        }
+    }
+
+    /// Takes every page off the network (`offline`) or back (`online`); returns once done.
+    async fn network(&mut self, op: &str) {
+        let line = format!("{}\n", json!({ "op": op }));
+        self.commands
+            .write_all(line.as_bytes())
+            .await
+            .expect("driver stdin");
+        self.reports
+            .take(|r| r["type"] == op, &format!("the browser to go {op}"))
+            .await;
+    }
+
+    /// Closes the browser.
+    async fn close(mut self) {
+        drop(self.commands);
+        let _ = tokio::time::timeout(PATIENCE, self.driver.wait()).await;
+    }
+}
+
+/// The URL of the test page on `origin`: it connects to `gateway` as `user` over
+/// `transport`, reporting as `label`, and `extra` query parameters.
+fn page_url(
+    origin: SocketAddr,
+    gateway: &Gateway,
+    (transport, label, user): (&str, &str, &str),
+    extra: &str,
+) -> String {
+    format!(
+        "http://{origin}/page.html?transport={transport}&label={label}&edge=http://{}&token={}{extra}",
+        gateway.edge,
+        tokens::for_user(user)
+    )
+}
+
 #[tokio::test]
 async fn chromium_authenticates_over_both_transports_and_receives_a_send() {
-    let chromium = chromium();
-    assert!(
-        repo_root().join("node_modules/playwright-core").is_dir(),
-        "playwright-core is not installed: run `npm ci` (scripts/test does)"
-    );
     let site = static_server().await;
     let other_site = static_server().await;
     let gateway = Gateway::builder()
         .env("EDGE__CORS_ORIGINS", &format!(r#"["http://{site}"]"#))
         .start()
         .await;
-    let page = |origin: SocketAddr, transport: &str, label: &str, user: &str| {
-        format!(
-            "http://{origin}/page.html?transport={transport}&label={label}&edge=http://{}&token={}",
-            gateway.edge,
-            tokens::for_user(user)
-        )
-    };
     let pages = [
-        page(site, "websocket", "websocket", "browser-ws"),
-        page(site, "polling", "polling", "browser-polling"),
-        page(other_site, "polling", "foreign", "browser-foreign"),
+        page_url(site, &gateway, ("websocket", "websocket", "browser-ws"), ""),
+        page_url(
+            site,
+            &gateway,
+            ("polling", "polling", "browser-polling"),
+            "",
+        ),
+        page_url(
+            other_site,
+            &gateway,
+            ("polling", "foreign", "browser-foreign"),
+            "",
+        ),
     ];
-    let mut driver = Command::new("node")
-        .arg(repo_root().join("tests/browser/drive.mjs"))
-        .arg(&chromium)
-        .args(&pages)
-        .current_dir(repo_root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn node");
-    let stdout = driver.stdout.take().unwrap();
-    let (tx, lines) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut stdout = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = stdout.next_line().await {
-            let report = serde_json::from_str(&line)
-                .unwrap_or_else(|_| json!({"type": "text", "text": line}));
-            if tx.send(report).is_err() {
-                break;
-            }
-        }
-    });
-    let mut reports = Reports {
-        lines,
-        seen: Vec::new(),
-    };
-    let browser = reports
-        .take(|r| r["type"] == "browser", "the browser to start")
-        .await;
-    println!("browser: Chromium {}", browser["version"]);
+    let mut browser = Browser::start(&pages).await;
 
     let mut control = gateway.control().await;
     for transport in ["websocket", "polling"] {
-        let connected = reports
+        let connected = browser
+            .reports
             .take(
                 |r| r["label"] == transport && r["type"] == "connect",
                 &format!("the {transport} page to connect"),
@@ -189,7 +248,8 @@ async fn chromium_authenticates_over_both_transports_and_receives_a_send() {
             .await;
         assert_eq!(connected["transport"], transport, "{connected}");
         let sid = connected["sid"].as_str().expect("sid").to_owned();
-        let authenticated = reports
+        let authenticated = browser
+            .reports
             .take(
                 |r| {
                     r["label"] == transport && r["type"] == "event" && r["event"] == "authenticated"
@@ -212,7 +272,8 @@ async fn chromium_authenticates_over_both_transports_and_receives_a_send() {
             })
             .await
             .expect("Send to the browser");
-        let received = reports
+        let received = browser
+            .reports
             .take(
                 |r| {
                     r["label"] == transport && r["type"] == "event" && r["event"] == "browser:hello"
@@ -225,7 +286,8 @@ async fn chromium_authenticates_over_both_transports_and_receives_a_send() {
     }
 
     // The origin the gateway does not allow: the browser refuses the polling responses.
-    let refused = reports
+    let refused = browser
+        .reports
         .take(
             |r| r["label"] == "foreign" && r["type"] == "connect_error",
             "the page of a foreign origin to fail",
@@ -233,15 +295,166 @@ async fn chromium_authenticates_over_both_transports_and_receives_a_send() {
         .await;
     println!("browser: foreign origin refused: {}", refused["message"]);
     assert!(
-        !reports
+        !browser
+            .reports
             .seen
             .iter()
             .any(|r| r["label"] == "foreign" && r["type"] == "connect"),
         "a page of an origin not allowed connected: {:#?}",
-        reports.seen
+        browser.reports.seen
     );
 
-    drop(driver.stdin.take());
-    let _ = tokio::time::timeout(PATIENCE, driver.wait()).await;
+    browser.close().await;
+    gateway.assert_healthy().await;
+}
+
+/// The next application event `label`'s page reported (not `authenticated`).
+async fn next_app_event(reports: &mut Reports, label: &str) -> Value {
+    reports
+        .take(
+            |r| r["label"] == label && r["type"] == "event" && r["event"] != "authenticated",
+            &format!("an event on the {label} page"),
+        )
+        .await
+}
+
+fn send(event: &str, n: u32, target: Option<sockgate_client::proto::Target>) -> SendRequest {
+    SendRequest {
+        event: event.into(),
+        data_json: json!({ "n": n }).to_string(),
+        target,
+        ..SendRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn chromium_offline_for_a_few_seconds_recovers_its_sockets_and_missed_events() {
+    let site = static_server().await;
+    let gateway = Gateway::builder()
+        .env("EDGE__CORS_ORIGINS", &format!(r#"["http://{site}"]"#))
+        .env("RECOVERY__ENABLED", "true")
+        // The gateway notices that the browser is gone when a pong is late: after a ping
+        // interval plus a ping timeout.
+        .env("EDGE__PING_INTERVAL", "1s")
+        .env("EDGE__PING_TIMEOUT", "2s")
+        .start()
+        .await;
+    let transports = ["websocket", "polling"];
+    let user = |transport: &str| format!("offline-{transport}");
+    let pages = transports.map(|t| page_url(site, &gateway, (t, t, &user(t)), "&reconnect=1"));
+    let mut browser = Browser::start(&pages).await;
+    let mut control = gateway.control().await;
+
+    let mut sids = Vec::new();
+    for transport in transports {
+        let connected = browser
+            .reports
+            .take(
+                |r| r["label"] == transport && r["type"] == "connect",
+                &format!("the {transport} page to connect"),
+            )
+            .await;
+        assert_eq!(connected["recovered"], false, "{connected}");
+        let sid = connected["sid"].as_str().expect("sid").to_owned();
+        browser
+            .reports
+            .take(
+                |r| r["label"] == transport && r["event"] == "authenticated",
+                &format!("the {transport} page to authenticate"),
+            )
+            .await;
+        control
+            .send(send("before", 0, to_sockets(&[&sid])))
+            .await
+            .expect("Send");
+        let before = next_app_event(&mut browser.reports, transport).await;
+        assert!(before["args"][1].is_string(), "an offset: {before}");
+        sids.push(sid);
+    }
+
+    let mut events = control
+        .watch_events(WatchEventsRequest {
+            kinds: vec![EventKind::Disconnected as i32],
+            ..WatchEventsRequest::default()
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    browser.network("offline").await;
+    for transport in transports {
+        let gone = browser
+            .reports
+            .take(
+                |r| r["label"] == transport && r["type"] == "disconnect",
+                &format!("the {transport} page to notice"),
+            )
+            .await;
+        println!("browser: {transport} page offline: {}", gone["reason"]);
+    }
+    // Back online only once the gateway has kept both sessions.
+    let mut away = Vec::new();
+    while away.len() < sids.len() {
+        let gone = next_watched(&mut events).await;
+        assert!(gone.recoverable, "{gone:?}");
+        away.push(gone.socket_id);
+    }
+    let mut expected = sids.clone();
+    expected.sort();
+    away.sort();
+    assert_eq!(away, expected);
+
+    for (transport, sid) in transports.iter().zip(&sids) {
+        for request in [
+            send("missed", 1, to_sockets(&[sid])),
+            send("missed", 2, to_users(&[&user(transport)])),
+        ] {
+            control.send(request).await.expect("accepted while away");
+        }
+    }
+    control
+        .send(send("missed", 3, to_all()))
+        .await
+        .expect("accepted while away");
+    browser.network("online").await;
+
+    for (transport, sid) in transports.iter().zip(&sids) {
+        let connected = browser
+            .reports
+            .take(
+                |r| r["label"] == *transport && r["type"] == "connect",
+                &format!("the {transport} page to reconnect"),
+            )
+            .await;
+        assert_eq!(
+            connected["recovered"], true,
+            "socket.recovered: {connected}"
+        );
+        assert_eq!(connected["sid"], sid.as_str(), "the same socket id");
+        let mut offsets = Vec::new();
+        for n in 1..=3 {
+            let missed = next_app_event(&mut browser.reports, transport).await;
+            assert_eq!(missed["event"], "missed", "{missed}");
+            assert_eq!(missed["args"][0]["n"], n, "in order: {missed}");
+            offsets.push(missed["args"][1].as_str().expect("an offset").to_owned());
+        }
+        offsets.dedup();
+        assert_eq!(offsets.len(), 3, "three events: {offsets:?}");
+        let authenticated = browser
+            .reports
+            .take(
+                |r| r["label"] == *transport && r["event"] == "authenticated",
+                &format!("the {transport} page to authenticate again"),
+            )
+            .await;
+        assert_eq!(authenticated["args"][0]["id"], sid.as_str());
+
+        control
+            .send(send("after", 4, to_sockets(&[sid])))
+            .await
+            .expect("Send");
+        let after = next_app_event(&mut browser.reports, transport).await;
+        assert_eq!(after["event"], "after", "each missed event once: {after}");
+    }
+    browser.close().await;
     gateway.assert_healthy().await;
 }
