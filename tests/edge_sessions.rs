@@ -1,8 +1,8 @@
-//! What a client's session and handshake may cost the gateway or reveal. The socket id a
-//! client is given is also its Engine.IO session id (socketioxide uses one for the other),
-//! and requests that carry it are served without a new handshake: an attacker here
-//! connects from another loopback address (127.0.0.2) than its victim (127.0.0.1). A
-//! session's handshake is kept while it lives, and its packets may be logged.
+//! What a client's session and handshake may cost the gateway or reveal. The requests of
+//! an Engine.IO session carry its id and are served without a new handshake; the socket id
+//! a client is given is not that id: an attacker here connects from another loopback
+//! address (127.0.0.2) than its victim (127.0.0.1). A session's handshake is kept while it
+//! lives, and its packets may be logged.
 
 mod fixture;
 
@@ -77,16 +77,29 @@ async fn send_alice_a_secret(control: &mut Control) {
 }
 
 #[tokio::test]
-async fn another_address_cannot_use_a_socket_id_to_act_or_listen_as_its_socket() {
+async fn another_address_cannot_use_a_session_id_to_act_or_listen_as_its_socket() {
     let (gateway, mut clients, mut control) = Scene::start().await.into_parts();
     let alice = clients.login(polling("alice")).await;
+    let session = clients.engine_id("alice").await;
+    assert_ne!(session, alice, "the socket id is not the session id");
 
-    // Acting as alice: a polling POST carrying her id, from another address.
+    // The socket id, which backends see, opens nothing, even from alice's own address.
+    let (status, body) = http(
+        "127.0.0.1",
+        &gateway,
+        "POST",
+        &format!("/io/?EIO=4&transport=polling&sid={alice}"),
+        r#"42["join",{"rooms":["chat:attacker"]}]"#,
+    )
+    .await;
+    assert_eq!(status, 400, "a POST naming alice's socket id: {body}");
+
+    // Acting as alice: a polling POST carrying her session id, from another address.
     let (status, body) = http(
         "127.0.0.2",
         &gateway,
         "POST",
-        &format!("/io/?EIO=4&transport=polling&sid={alice}"),
+        &format!("/io/?EIO=4&transport=polling&sid={session}"),
         r#"42["join",{"rooms":["chat:attacker"]}]"#,
     )
     .await;
@@ -98,7 +111,7 @@ async fn another_address_cannot_use_a_socket_id_to_act_or_listen_as_its_socket()
 
     // Listening as alice: upgrading her session to a WebSocket of the attacker's.
     let url = format!(
-        "ws://{}/io/?EIO=4&transport=websocket&sid={alice}",
+        "ws://{}/io/?EIO=4&transport=websocket&sid={session}",
         gateway.edge
     );
     let stream = connect_from("127.0.0.2", gateway.edge).await;

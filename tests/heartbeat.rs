@@ -271,8 +271,8 @@ async fn ignore_pings(ws: Ws) -> Silence {
     Silence::observe(ws.take_while(open).map(ping)).await
 }
 
-/// Long-polls until a packet starting with `prefix` comes, answering pings.
-async fn poll_until(session: &Polling, prefix: &str) {
+/// Long-polls until a packet starting with `prefix` comes, answering pings; returns it.
+async fn poll_until(session: &Polling, prefix: &str) -> String {
     loop {
         let (status, packets) = session
             .get(PATIENCE)
@@ -283,24 +283,27 @@ async fn poll_until(session: &Polling, prefix: &str) {
         if packets.iter().any(|p| p == "2") {
             assert_eq!(session.post(b"3").await.expect("POST pong"), 200);
         }
-        if packets.iter().any(|p| p.starts_with(prefix)) {
-            return;
+        if let Some(packet) = packets.into_iter().find(|p| p.starts_with(prefix)) {
+            return packet;
         }
     }
 }
 
-/// A raw polling session, connected and authenticated (answering pings until then).
+/// A raw polling session, connected and authenticated (answering pings until then), and
+/// its socket id (not the session's).
 async fn polling_login(edge: SocketAddr, user: &str) -> (Polling, String) {
     let session = Polling::open(edge).await.expect("polling handshake");
     assert_eq!(session.post(b"40").await.expect("POST connect"), 200);
-    poll_until(&session, "40").await;
+    let connected = poll_until(&session, "40").await;
+    let connected: Value =
+        serde_json::from_str(&connected["40".len()..]).expect("the CONNECT reply");
+    let sid = connected["sid"].as_str().expect("the socket id").to_owned();
     let frame = authenticate_frame(user);
     assert_eq!(
         session.post(frame.as_bytes()).await.expect("POST auth"),
         200
     );
     poll_until(&session, r#"42["authenticated""#).await;
-    let sid = session.sid.clone();
     (session, sid)
 }
 

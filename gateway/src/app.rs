@@ -132,7 +132,7 @@ async fn build_edge<A: ClusterAdapter>(
         room_validator: RoomValidator::new(config.rooms.allow.clone()),
         hooks,
         events,
-        mirrors: Arc::new(Mirrors::new(directory)),
+        mirrors: Arc::new(Mirrors::new(directory, recovery.clone())),
         recovery,
     };
     Ok(edge::build::<A>(&config.edge, deciders, adapter).await?)

@@ -98,6 +98,7 @@ const handlers = {
   close: ({ id }) => sockets.get(id)?.disconnect(),
   drop: ({ id }) => sockets.get(id)?.io.engine.close(),
   reconnect: ({ id }) => sockets.get(id)?.connect(),
+  engine_id: ({ id }) => out({ id, type: "engine_id", engineId: sockets.get(id)?.io.engine?.id ?? null }),
 };
 
 createInterface({ input: process.stdin }).on("line", (line) => {

@@ -38,6 +38,9 @@ pub enum ClusterError {
     /// Redis could not be used.
     #[error("cluster unavailable: {0}")]
     Unavailable(#[from] LinkError),
+    /// A connection of its own could not be opened (recovery's stream reader).
+    #[error("cluster unavailable: {0}")]
+    Connect(#[from] redis::ConnectError),
     /// Redis did not take a question to the nodes before its deadline,
     /// `cluster.request_timeout`, passed.
     #[error("redis did not take the question within cluster.request_timeout ({0:?})")]
@@ -62,10 +65,12 @@ trait Backend: Send + Sync + 'static {
     fn adapter_name(&self) -> &'static str;
     /// Whether every socket is on this node.
     fn is_single_node(&self) -> bool;
-    /// Starts the background work (this node's local sockets are set by then).
+    /// Starts the background work (this node's local sockets are set by then), and
+    /// connection state recovery's when it is on.
     fn start(
         self: Arc<Self>,
         events: Arc<EventBus>,
+        recovery: Option<Arc<Recovery>>,
     ) -> BoxFuture<'static, Result<(), ClusterError>>;
     /// Asks every node, this one included.
     fn ask(&self, query: Query) -> BoxFuture<'_, Result<Answers, ClusterError>>;
@@ -159,7 +164,10 @@ impl Cluster {
         events: Arc<EventBus>,
     ) -> Result<(), ClusterError> {
         self.node.set_local(local);
-        self.backend.clone().start(events).await
+        self.backend
+            .clone()
+            .start(events, self.recovery.clone())
+            .await
     }
 
     /// Asks every node (this one included) and returns the answers of those that answered

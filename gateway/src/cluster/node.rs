@@ -8,6 +8,7 @@ use socketioxide::socket::Sid;
 use sockgate_proto::SocketCounts;
 
 use super::messages::{NodeResponse, Query};
+use crate::recovery::history::Entry;
 
 /// What one node knows about its own sockets; the control plane implements it.
 pub trait LocalNode: Send + Sync + 'static {
@@ -20,6 +21,9 @@ pub trait LocalNode: Send + Sync + 'static {
     /// turns false) before its disconnection is reported, and enters it before its
     /// connection is.
     fn present(&self) -> Vec<(Sid, bool)>;
+    /// Delivers entries of the cluster's recovery history (in offset order) to this node's
+    /// sockets.
+    fn deliver(&self, entries: Vec<Entry>) -> BoxFuture<'_, ()>;
 }
 
 /// A node's id and counts.

@@ -7,7 +7,7 @@ use futures_util::future::BoxFuture;
 use socketioxide::socket::Sid;
 
 use super::{Answers, Backend, ClusterError, Located, NodeStatus, messages::Query, node::ThisNode};
-use crate::events::EventBus;
+use crate::{events::EventBus, recovery::Recovery};
 
 /// A node alone.
 pub(super) struct SingleNode {
@@ -29,7 +29,11 @@ impl Backend for SingleNode {
         true
     }
 
-    fn start(self: Arc<Self>, _: Arc<EventBus>) -> BoxFuture<'static, Result<(), ClusterError>> {
+    fn start(
+        self: Arc<Self>,
+        _: Arc<EventBus>,
+        _: Option<Arc<Recovery>>,
+    ) -> BoxFuture<'static, Result<(), ClusterError>> {
         Box::pin(async { Ok(()) })
     }
 

@@ -256,7 +256,9 @@ mod tests {
             "{err}"
         );
         assert!(
-            err.contains("SECTION of ADMIN, AUTH, CLUSTER, CONTROL, EDGE, HOOKS, LOG, ROOMS"),
+            err.contains(
+                "SECTION of ADMIN, AUTH, CLUSTER, CONTROL, EDGE, HOOKS, LOG, RECOVERY, ROOMS"
+            ),
             "{err}"
         );
         assert!(

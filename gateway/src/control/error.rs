@@ -55,6 +55,7 @@ impl From<ClusterError> for ControlError {
     fn from(error: ClusterError) -> Self {
         match error {
             ClusterError::Unavailable(e) => Self::Unavailable(e.to_string()),
+            ClusterError::Connect(e) => Self::Unavailable(e.to_string()),
             deadline @ ClusterError::Deadline(_) => Self::Unavailable(deadline.to_string()),
         }
     }

@@ -14,7 +14,10 @@ use sockgate_proto::{
     SocketInfo, SocketState as ProtoState, WatchEventsResponse,
 };
 
-use super::target::{self, Audience};
+use super::{
+    send,
+    target::{self, Audience},
+};
 use crate::{
     clock,
     cluster::{
@@ -28,6 +31,7 @@ use crate::{
         transport_name,
     },
     events::{self, EventBus},
+    recovery::history::Entry,
     rooms,
 };
 
@@ -214,6 +218,14 @@ impl<A: Adapter> LocalNode for LocalSockets<A> {
 
     fn present(&self) -> Vec<(Sid, bool)> {
         self.mirrors.index.authenticated_flags()
+    }
+
+    fn deliver(&self, entries: Vec<Entry>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(recovery) = &self.mirrors.recovery {
+                send::deliver_recorded(&self.io, recovery, entries).await;
+            }
+        })
     }
 
     fn status(&self) -> BoxFuture<'_, NodeStatus> {

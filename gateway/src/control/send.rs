@@ -1,7 +1,10 @@
 //! `Send`: validate, encode the payload once, emit through the adapter; in ack mode wait
 //! for each recipient's reply.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use futures_util::StreamExt;
 use serde_json::{Value, value::RawValue};
@@ -21,7 +24,7 @@ use crate::{
     edge::protocol::RESERVED_EVENTS,
     metrics::{METRICS, Refusal},
     outgoing::Args,
-    recovery::Recovery,
+    recovery::{Recovery, history::Entry},
     rooms,
 };
 
@@ -107,6 +110,13 @@ pub async fn send<A: Adapter>(
         None
     };
     let emitted = match cluster.recovery() {
+        // In a cluster the shared history is the delivery: every node, this one too,
+        // reads it and delivers in offset order.
+        Some(recovery) if let Some(shared) = recovery.store().shared() => shared
+            .append(&request)
+            .await
+            .map(drop)
+            .map_err(|e| ControlError::Unavailable(format!("the event was not sent: {e}"))),
         Some(recovery) => {
             // Recorded and emitted in one step: every socket gets events in offset order.
             let mut history = recovery.order().await;
@@ -129,6 +139,36 @@ pub async fn send<A: Adapter>(
         recipients,
         ..SendResponse::default()
     })
+}
+
+/// Delivers entries of the cluster's recovery history, in offset order, to this node's
+/// sockets (each carries its offset), and keeps them for replays.
+pub async fn deliver_recorded<A: Adapter>(
+    io: &SocketIo<A>,
+    recovery: &Recovery,
+    entries: Vec<Entry>,
+) {
+    let mut history = recovery.order().await;
+    for entry in entries {
+        if entry.offset <= history.head() {
+            continue;
+        }
+        let send = entry.send.clone();
+        let offset = entry.offset.to_string();
+        history.record(entry, SystemTime::now());
+        let Some(target) = send.target.as_ref() else {
+            continue;
+        };
+        let args = Args {
+            data: parse_json(&send.data_json, "data_json").ok().flatten(),
+            attachments: &send.attachments,
+            offset: Some(&offset),
+        };
+        let operators = target::select(io.local(), target, Audience::Authenticated);
+        if let Err(e) = operators.emit(&send.event, &args).await {
+            debug!(event = %send.event, error = %e, "a recorded event could not reach every socket");
+        }
+    }
 }
 
 /// Checks the event name, the payload's size and the ack deadline; the deadline, when

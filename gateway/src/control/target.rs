@@ -147,14 +147,8 @@ pub async fn ensure_connected<A: Adapter>(
 ) -> Result<(), ControlError> {
     let mut elsewhere = Vec::new();
     let mut unauthenticated = Vec::new();
-    // A socket away but inside its recovery window receives application events when it
-    // comes back: they are in the history it is replayed from.
-    let away = |sid: &Sid| {
-        audience == Audience::Authenticated && cluster.recovery().is_some_and(|r| r.is_away(*sid))
-    };
     for sid in sids {
         match io.get_socket(*sid).as_ref().and_then(Session::of) {
-            None if away(sid) => {}
             None => elsewhere.push(*sid),
             Some(session) => {
                 if audience == Audience::Authenticated && !session.is_authenticated() {
@@ -176,6 +170,17 @@ pub async fn ensure_connected<A: Adapter>(
             .filter(|(_, entry)| !confirmed(*entry))
             .map(|(sid, _)| sid)
             .collect();
+    }
+    // A socket away but inside its recovery window receives application events when it
+    // comes back: they are in the history it is replayed from.
+    if let (Audience::Authenticated, Some(recovery)) = (audience, cluster.recovery()) {
+        let mut connected = Vec::with_capacity(elsewhere.len());
+        for sid in elsewhere {
+            if !recovery.is_away(sid).await {
+                connected.push(sid);
+            }
+        }
+        elsewhere = connected;
     }
     if !elsewhere.is_empty() {
         Box::pin(ask_nodes(io, &elsewhere, audience, &mut unauthenticated)).await?;

@@ -58,13 +58,14 @@ pub async fn authenticate<A: Adapter>(
                 Some(recovery) => Some(recovery.order().await),
                 None => None,
             };
-            admit(&edge, &socket, &session, identity);
-            if let (Some(history), Some(resumable)) = (history, session.resumable()) {
+            if let (Some(history), Some(resumable)) = (&history, session.resumable()) {
                 session.set_resumable(Resumable {
                     since: history.head(),
                     ..resumable
                 });
             }
+            admit(&edge, &socket, &session, identity);
+            drop(history);
         }
         Outcome::Deny(reason) => {
             METRICS.auth(AuthOutcome::Denied);

@@ -9,10 +9,10 @@
 //! - a request from a browser page whose `Origin` is not in `edge.cors_origins`, when that
 //!   is a list (`403`).
 //!
-//! The body says why. socketioxide uses the Engine.IO session id as the socket id, the id
-//! a client is given, that backends see and that they may pass on: without the address
-//! check, anyone who learns a socket id could post events as that socket or upgrade its
-//! session to a WebSocket of their own and read everything sent to it.
+//! The body says why. A request of a session carries the Engine.IO session id (not the
+//! socket id, which backends see and may pass on): without the address check, anyone who
+//! learns it (on the network path, in a proxy's logs) could post events as that socket or
+//! upgrade its session to a WebSocket of their own and read everything sent to it.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -82,7 +82,8 @@ impl<A: Adapter> Gate<A> {
         let (Ok(sid), Some(peer)) = (sid.parse::<Sid>(), peer) else {
             return Ok(());
         };
-        let Some(socket) = self.io.get_socket(sid) else {
+        // `sid` is the Engine.IO session's id, not its socket's.
+        let Some(socket) = self.io.get_engine_socket(sid) else {
             return Ok(());
         };
         let opener = socket

@@ -31,6 +31,7 @@ use socketioxide::{
     adapter::{Adapter, Emitter},
     extract::{AckSender, SocketRef, TryData},
     handler::ConnectHandler,
+    resolver::ConnectRequest,
     socket::DisconnectReason,
 };
 use socketioxide_core::adapter::CoreAdapter;
@@ -134,6 +135,15 @@ pub async fn build<A: ClusterAdapter>(
         (true, false) => builder.transports([TransportType::Websocket]),
         (false, true) => builder.transports([TransportType::Polling]),
         (false, false) => return Err(EdgeSetupError::NoTransport),
+    };
+    let builder = match &deciders.recovery {
+        Some(recovery) => {
+            let (recovery, mirrors) = (recovery.clone(), deciders.mirrors.clone());
+            builder.with_connect_resolver(move |request: ConnectRequest| {
+                recovery::resolve(recovery.clone(), mirrors.clone(), request)
+            })
+        }
+        None => builder,
     };
     let limits = Arc::new(Limits::new(&config.limits));
     let (layer, io) = builder
@@ -309,30 +319,31 @@ fn on_connect<A: Adapter>(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    // One socket per Engine.IO session, as socket.io-client does it: socketioxide gives
-    // the socket the session's id, and a second socket would share it with the tasks of
-    // the first still running (an authentication in flight acts on rooms by that id).
+    // One socket per Engine.IO session, as socket.io-client does it: a later connect on
+    // the session (a client that left the namespace, or was refused) is refused.
     let first = socket
         .req_parts()
         .extensions
         .get::<OpenedSession>()
         .is_some_and(OpenedSession::first_connect);
-    if !first {
-        let refusal = ConnectRefusal::SessionReused;
+    // A refused socket's recovered session (taken when its id was resolved) is kept
+    // again: its client may come back when the limit allows.
+    let refuse = |refusal: ConnectRefusal| {
         edge.limits.refused(refusal, remote);
-        return Err(refusal);
+        if let Some(recovery) = &edge.recovery {
+            recovery::give_back(recovery, socket.id);
+        }
+        refusal
+    };
+    if !first {
+        return Err(refuse(ConnectRefusal::SessionReused));
     }
     if let Some(auth) = &auth {
         edge.limits
             .check_handshake_size(json_bytes(auth))
-            .inspect_err(|refusal| edge.limits.refused(*refusal, remote))?;
+            .map_err(refuse)?;
     }
-    let slot = edge
-        .limits
-        .admit_connection(remote)
-        .inspect_err(|refusal| {
-            edge.limits.refused(*refusal, remote);
-        })?;
+    let slot = edge.limits.admit_connection(remote).map_err(refuse)?;
     let meta = ConnectionMeta::now(transport_name(socket.transport_type()), remote);
     socket.join(state::initial_rooms(socket.id));
     METRICS.connections.inc();

@@ -6,14 +6,20 @@
 use std::{sync::Arc, time::SystemTime};
 
 use serde_json::{Value, value::RawValue};
-use socketioxide::{adapter::Adapter, extract::SocketRef, socket::DisconnectReason};
+use socketioxide::{
+    ProtocolVersion,
+    adapter::Adapter,
+    extract::SocketRef,
+    resolver::{ConnectRequest, Resolution},
+    socket::{DisconnectReason, Sid},
+};
 use sockgate_proto::{EventKind, WatchEventsResponse};
 use tracing::{debug, info};
 
 use super::{
     Edge, protocol,
     session::Session,
-    state::{SocketState, Transition},
+    state::{Mirrors, SocketState, Transition},
 };
 use crate::{
     auth::Handshake,
@@ -23,6 +29,31 @@ use crate::{
     outgoing::Args,
     recovery::{OFFSET_KEY, PID_KEY, Recovery, Restore, Resumable, history::Entry, saved::Saved},
 };
+
+/// The connect resolver: decides a connecting socket's id (its old one when the session
+/// it presents can be restored, a new one otherwise) and its pid, for the main namespace
+/// of protocol v5 clients (v4 has no recovery).
+pub fn resolve(
+    recovery: Arc<Recovery>,
+    mirrors: Arc<Mirrors>,
+    request: ConnectRequest,
+) -> impl Future<Output = Resolution> + Send + 'static {
+    let eligible = request.ns() == "/" && request.protocol() == ProtocolVersion::V5;
+    let auth = request.auth::<Value>().and_then(Result::ok);
+    async move {
+        if !eligible {
+            return Resolution::fresh();
+        }
+        // A session whose socket this node still lists (its client came back before its
+        // old transport was seen to close) cannot take that id: a new session.
+        let listed = |sid| mirrors.index.get(sid).is_some();
+        let (sid, pid) = recovery.resolve(auth.as_ref(), listed).await;
+        Resolution {
+            sid: Some(sid),
+            pid: pid.map(|p| p.reveal()),
+        }
+    }
+}
 
 /// A recovered session waiting for its socket to be connected.
 pub struct PendingRestore(pub Restore);
@@ -66,6 +97,13 @@ pub fn set_up<A: Adapter>(recovery: &Recovery, socket: &SocketRef<A>, session: &
     }
 }
 
+/// Keeps again the session a refused socket had recovered.
+pub fn give_back(recovery: &Recovery, sid: Sid) {
+    if let Some(restore) = recovery.take(sid).and_then(|resolved| resolved.restore) {
+        recovery.store().away(sid, restore.saved);
+    }
+}
+
 /// Restores a recovered session once its socket is connected: under the history's lock,
 /// replays what it missed and puts it back in its rooms as its identity, so that no event
 /// is missed or doubled between the replay and live delivery. When the missed events can
@@ -80,7 +118,7 @@ pub async fn restore<A: Adapter>(edge: &Edge<A>, socket: &SocketRef<A>, session:
     };
     let restore = &pending.0;
     let history = recovery.order().await;
-    let missed = match recovery.missed(&history, socket.id, restore) {
+    let missed = match recovery.missed(&history, socket.id, restore).await {
         Ok(missed) => missed,
         Err(outcome) => {
             drop(history);
@@ -96,13 +134,13 @@ pub async fn restore<A: Adapter>(edge: &Edge<A>, socket: &SocketRef<A>, session:
         rooms: restore.saved.rooms.clone(),
         deliver: &mut deliver,
     };
-    let applied = session.apply(socket, restored).is_some();
     if let Some(resumable) = session.resumable() {
         session.set_resumable(Resumable {
             since: history.head(),
             ..resumable
         });
     }
+    let applied = session.apply(socket, restored).is_some();
     drop(history);
     if !applied {
         debug!(sid = %socket.id, "socket left before its session was restored");
@@ -166,6 +204,9 @@ pub fn keep(
         return false;
     };
     if !is_recoverable(reason) {
+        if recovery.store().keeps_live() {
+            recovery.store().forget(session.sid);
+        }
         return false;
     }
     let rooms = session
@@ -173,7 +214,7 @@ pub fn keep(
         .owned_rooms()
         .map(|(room, owner)| (room.to_owned(), owner))
         .collect();
-    recovery.save(
+    recovery.store().away(
         session.sid,
         Saved {
             digest: resumable.digest,

@@ -22,7 +22,12 @@ use socketioxide::{
 
 use super::{index::SocketIndex, session::Session};
 pub use crate::rooms::Owner;
-use crate::{auth::Identity, cluster::Directory, rooms};
+use crate::{
+    auth::Identity,
+    cluster::Directory,
+    recovery::{Recovery, saved::Saved},
+    rooms,
+};
 
 /// The states of a socket.
 #[derive(Debug, Clone, Default)]
@@ -201,14 +206,18 @@ pub struct Mirrors {
     pub index: SocketIndex,
     /// Which node holds which socket (a no-op on a single node).
     pub directory: Arc<Directory>,
+    /// Connection state recovery, when it is on: in a cluster, an authenticated socket's
+    /// session is kept in Redis while it lives, so that it survives a crash of this node.
+    pub recovery: Option<Arc<Recovery>>,
 }
 
 impl Mirrors {
-    /// Mirrors reporting to `directory`.
-    pub fn new(directory: Arc<Directory>) -> Self {
+    /// Mirrors reporting to `directory`, and to `recovery`'s store when it is on.
+    pub fn new(directory: Arc<Directory>, recovery: Option<Arc<Recovery>>) -> Self {
         Self {
             index: SocketIndex::default(),
             directory,
+            recovery,
         }
     }
 }
@@ -268,12 +277,14 @@ impl Session {
                 // application events reach it.
                 socket.leave(rooms::UNAUTHENTICATED);
                 self.report(&life);
+                self.keep_live(&life);
             }
             Transition::Restore { deliver, .. } => {
                 self.mirror_state(&life, &previous);
                 deliver();
                 socket.leave(rooms::UNAUTHENTICATED);
                 self.report(&life);
+                self.keep_live(&life);
             }
             Transition::CutOff if matches!(previous, SocketState::Authenticated(_)) => {
                 self.mirror_state(&life, &previous);
@@ -322,6 +333,31 @@ impl Session {
         }
     }
 
+    /// Keeps an authenticated socket's session in the recovery store, where the store
+    /// keeps live sessions (a cluster).
+    fn keep_live(&self, life: &Life) {
+        let Some(recovery) = &self.mirrors.recovery else {
+            return;
+        };
+        let store = recovery.store();
+        let (true, Some(identity), Some(resumable)) =
+            (store.keeps_live(), life.state.identity(), self.resumable())
+        else {
+            return;
+        };
+        let saved = Saved {
+            digest: resumable.digest,
+            identity: identity.clone(),
+            rooms: life
+                .owned_rooms()
+                .map(|(room, owner)| (room.to_owned(), owner))
+                .collect(),
+            since: resumable.since,
+            away_since: std::time::SystemTime::now(),
+        };
+        store.live(self.sid, &saved);
+    }
+
     /// Tells the directory whether the socket is authenticated.
     fn report(&self, life: &Life) {
         if life.open {
@@ -367,8 +403,12 @@ impl Session {
             }
             self.add_rooms(&mut life, &fresh, owner);
         }
+        let changed = !claimed.is_empty() || !fresh.is_empty();
         result.joined.extend(claimed);
         result.joined.extend(fresh);
+        if changed {
+            self.keep_live(&life);
+        }
         result
     }
 
@@ -397,6 +437,7 @@ impl Session {
                 }
             }
         }
+        self.keep_live(&life);
         (left, kept)
     }
 

@@ -43,7 +43,7 @@ pub struct Member<'a> {
     /// Its user.
     pub user: Option<&'a str>,
     /// Whether it is in a public room.
-    pub in_room: &'a dyn Fn(&str) -> bool,
+    pub in_room: &'a (dyn Fn(&str) -> bool + Sync),
 }
 
 impl Member<'_> {
@@ -71,6 +71,30 @@ pub enum Gap {
     /// More missed events than `recovery.max_replay_events`.
     #[error("more missed events than recovery.max_replay_events")]
     TooMany,
+}
+
+/// The entries of `entries` that reached `member`, in their order; an error when there
+/// are more than `max`.
+pub fn reaching<'e>(
+    entries: impl IntoIterator<Item = &'e Entry>,
+    member: Member<'_>,
+    max: usize,
+) -> Result<Vec<Entry>, Gap> {
+    let mut missed = Vec::new();
+    for entry in entries {
+        if entry
+            .send
+            .target
+            .as_ref()
+            .is_some_and(|t| member.is_reached_by(t))
+        {
+            if missed.len() == max {
+                return Err(Gap::TooMany);
+            }
+            missed.push(entry.clone());
+        }
+    }
+    Ok(missed)
 }
 
 /// Bounds of a history.
@@ -111,6 +135,15 @@ impl Log {
             head: start,
             bounds,
         }
+    }
+
+    /// Forgets everything and starts after `offset` (a cluster node, where the shared
+    /// history stands when it starts reading it).
+    pub fn restart_at(&mut self, offset: Offset) {
+        self.entries.clear();
+        self.bytes = 0;
+        self.floor = offset;
+        self.head = offset;
     }
 
     /// The last offset recorded: a socket admitted now has missed nothing up to it.
@@ -154,21 +187,7 @@ impl Log {
             return Err(Gap::Forgotten);
         }
         let start = self.entries.partition_point(|e| e.offset <= after);
-        let mut missed = Vec::new();
-        for entry in self.entries.range(start..) {
-            if entry
-                .send
-                .target
-                .as_ref()
-                .is_some_and(|t| member.is_reached_by(t))
-            {
-                if missed.len() == max {
-                    return Err(Gap::TooMany);
-                }
-                missed.push(entry.clone());
-            }
-        }
-        Ok(missed)
+        reaching(self.entries.range(start..), member, max)
     }
 
     /// Events kept and their bytes.

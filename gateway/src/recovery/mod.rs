@@ -19,10 +19,11 @@ pub mod history;
 pub mod offset;
 pub mod pid;
 pub mod saved;
+pub mod store;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -36,6 +37,7 @@ use history::{Bounds, Entry, Gap, Log, Member};
 use offset::Offset;
 use pid::PrivateId;
 use saved::{Saved, SavedSessions};
+use store::{Memory, SharedHistory, Store};
 
 /// The keys of the CONNECT `auth` object the client's recovery uses.
 pub const PID_KEY: &str = "pid";
@@ -76,12 +78,23 @@ pub struct Resumable {
 }
 
 /// Recovery on this node.
-#[derive(Debug)]
 pub struct Recovery {
+    config: RecoveryConfig,
     max_replay: usize,
+    window: Duration,
     log: tokio::sync::Mutex<Log>,
-    saved: SavedSessions,
+    /// Set by a cluster backend when it starts; a single node keeps sessions in memory.
+    store: OnceLock<Arc<dyn Store>>,
     pending: Mutex<HashMap<Sid, (Instant, Resolved)>>,
+}
+
+impl std::fmt::Debug for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recovery")
+            .field("max_replay", &self.max_replay)
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Recovery {
@@ -94,9 +107,11 @@ impl Recovery {
                 age: config.max_disconnection,
             };
             Arc::new(Self {
+                config: config.clone(),
                 max_replay: config.max_replay_events,
+                window: config.max_disconnection,
                 log: tokio::sync::Mutex::new(Log::new(bounds, SystemTime::now())),
-                saved: SavedSessions::new(config.max_disconnection),
+                store: OnceLock::new(),
                 pending: Mutex::default(),
             })
         })
@@ -105,12 +120,17 @@ impl Recovery {
     /// Decides the id of a socket connecting with `auth`: the session it presents when it
     /// can be restored exactly (its socket id), else a new id. Either way the socket gets
     /// a pid, and what was decided waits for [`Recovery::take`].
-    pub async fn resolve(&self, auth: Option<&Value>) -> (Sid, Option<PrivateId>) {
+    /// A session whose socket is still `connected` here is not restored.
+    pub async fn resolve(
+        &self,
+        auth: Option<&Value>,
+        connected: impl Fn(Sid) -> bool,
+    ) -> (Sid, Option<PrivateId>) {
         let presented = auth.and_then(|a| a.get(PID_KEY)).and_then(Value::as_str);
         let restored = match presented {
             Some(pid) => {
                 let offset = auth.and_then(|a| a.get(OFFSET_KEY));
-                let outcome = self.restorable(pid, offset).await;
+                let outcome = self.restorable(pid, offset, connected).await;
                 crate::metrics::METRICS.recovery(match &outcome {
                     Ok(_) => RecoveryOutcome::Recovered,
                     Err(outcome) => *outcome,
@@ -148,10 +168,14 @@ impl Recovery {
         &self,
         pid: &str,
         offset: Option<&Value>,
+        connected: impl Fn(Sid) -> bool,
     ) -> Result<(PrivateId, Restore), RecoveryOutcome> {
         let pid = PrivateId::parse(pid).map_err(|_| RecoveryOutcome::Unknown)?;
+        if connected(pid.sid) {
+            return Err(RecoveryOutcome::StillConnected);
+        }
         let now = SystemTime::now();
-        let saved = self.saved.take(pid.sid, &pid.digest(), now)?;
+        let saved = self.store().take(pid.sid, &pid.digest()).await?;
         if saved
             .identity
             .expires_at
@@ -168,7 +192,10 @@ impl Recovery {
             Some(_) => return Err(RecoveryOutcome::Forgotten),
         };
         let restore = Restore { saved, after };
-        restore.missed_in(&*self.order().await, pid.sid, self.max_replay)?;
+        let shared = self.store().shared();
+        restore
+            .missed_in(&*self.order().await, shared, pid.sid, self.max_replay)
+            .await?;
         Ok((pid, restore))
     }
 
@@ -194,34 +221,53 @@ impl Recovery {
     }
 
     /// The events `restore` missed, oldest first.
-    pub fn missed(
+    pub async fn missed(
         &self,
         log: &Log,
         sid: Sid,
         restore: &Restore,
     ) -> Result<Vec<Entry>, RecoveryOutcome> {
-        restore.missed_in(log, sid, self.max_replay)
+        let shared = self.store().shared();
+        restore.missed_in(log, shared, sid, self.max_replay).await
     }
 
-    /// Keeps the session of a socket that went away recoverably.
-    pub fn save(&self, sid: Sid, saved: Saved) {
-        self.saved.put(sid, saved);
+    /// Where sessions are kept: a cluster's store, else this node's memory.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.store
+            .get_or_init(|| Arc::new(Memory(SavedSessions::new(self.window))))
+    }
+
+    /// Keeps sessions in `store` (a cluster backend, at start, before any socket).
+    pub fn use_store(&self, store: Arc<dyn Store>) {
+        let _ = self.store.set(store);
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RecoveryConfig {
+        &self.config
+    }
+
+    /// How long a session is kept after its socket went away.
+    pub fn window(&self) -> Duration {
+        self.window
     }
 
     /// Whether `sid` is away and may still come back.
-    pub fn is_away(&self, sid: Sid) -> bool {
-        self.saved.is_away(sid, SystemTime::now())
-    }
-
-    /// Sessions away on this node.
-    pub fn away(&self) -> usize {
-        self.saved.count()
+    pub async fn is_away(&self, sid: Sid) -> bool {
+        self.store().is_away(sid).await
     }
 }
 
 impl Restore {
-    /// The events after `self.after` in `log` that reached the session, oldest first.
-    fn missed_in(&self, log: &Log, sid: Sid, max: usize) -> Result<Vec<Entry>, RecoveryOutcome> {
+    /// The events after `self.after` that reached the session, oldest first: from `log`,
+    /// or, in a cluster, from the shared history when `log` no longer has them all.
+    async fn missed_in(
+        &self,
+        log: &Log,
+        shared: Option<&dyn SharedHistory>,
+        sid: Sid,
+        max: usize,
+    ) -> Result<Vec<Entry>, RecoveryOutcome> {
         let in_room = |room: &str| self.saved.rooms.iter().any(|(r, _)| r == room);
         let sid = sid.to_string();
         let member = Member {
@@ -229,7 +275,17 @@ impl Restore {
             user: self.saved.identity.user_id.as_deref(),
             in_room: &in_room,
         };
-        log.missed(self.after, member, max).map_err(gap_outcome)
+        match (log.missed(self.after, member, max), shared) {
+            (Err(Gap::Forgotten), Some(shared)) => {
+                let entries = shared
+                    .range(self.after, log.head())
+                    .await
+                    .map_err(|_| RecoveryOutcome::StoreFailed)?
+                    .ok_or(RecoveryOutcome::Forgotten)?;
+                history::reaching(&entries, member, max).map_err(gap_outcome)
+            }
+            (missed, _) => missed.map_err(gap_outcome),
+        }
     }
 }
 

@@ -141,6 +141,18 @@ impl Link {
             .map_err(LinkError::from)
     }
 
+    /// Runs a Lua script (atomic) within the timeout.
+    pub async fn run_script<T: FromRedisValue>(
+        &self,
+        script: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, LinkError> {
+        let mut conn = self.conn.clone();
+        tokio::time::timeout(self.timeout, script.invoke_async(&mut conn))
+            .await
+            .map_err(|_| LinkError::Timeout(self.timeout))?
+            .map_err(LinkError::from)
+    }
+
     /// Runs a pipeline (its commands are sent and applied in order) within the timeout.
     pub async fn run_pipe<T: FromRedisValue>(
         &self,

@@ -18,6 +18,7 @@ mod directory;
 mod link;
 mod names;
 mod questions;
+mod recovery;
 mod registry;
 mod relay;
 
@@ -35,7 +36,7 @@ pub use link::{ConnectError, Link, LinkError};
 use super::{
     Answers, Backend, ClusterError, Directory, Located, NodeStatus, messages::Query, node::ThisNode,
 };
-use crate::{config::ClusterConfig, events::EventBus};
+use crate::{config::ClusterConfig, events::EventBus, recovery::Recovery};
 
 /// A node of a cluster sharing one Redis.
 pub(super) struct Redis {
@@ -97,6 +98,7 @@ impl Backend for Redis {
     fn start(
         self: Arc<Self>,
         events: Arc<EventBus>,
+        recovery: Option<Arc<Recovery>>,
     ) -> BoxFuture<'static, Result<(), ClusterError>> {
         Box::pin(async move {
             registry::claim(&self).await?;
@@ -104,6 +106,9 @@ impl Backend for Redis {
             directory::start(&self);
             tokio::spawn(registry::heartbeat(self.clone()));
             relay::start(&self, events);
+            if let Some(recovery) = recovery {
+                recovery::start(&self, &recovery).await?;
+            }
             Ok(())
         })
     }

@@ -37,3 +37,25 @@ pub(super) fn claim_key(prefix: &str, node_id: &str) -> String {
 pub(super) fn sockets_key(prefix: &str, uid: &str) -> String {
     format!("{prefix}:sockets:{uid}")
 }
+
+/// `P:recovery:events`: the stream of replayable events (connection state recovery).
+pub(super) fn recovery_stream_key(prefix: &str) -> String {
+    format!("{prefix}:recovery:events")
+}
+
+/// `P:recovery:away:{sid}`: the session of a socket that went away, until its window
+/// closes.
+pub(super) fn recovery_away_key(prefix: &str, sid: &str) -> String {
+    format!("{prefix}:recovery:away:{sid}")
+}
+
+/// `P:recovery:live:{uid}`: the sessions of a node's live sockets, expiring a recovery
+/// window after the node's last heartbeat.
+pub(super) fn recovery_live_key(prefix: &str, uid: &str) -> String {
+    format!("{prefix}:recovery:live:{uid}")
+}
+
+/// `P:recovery:nodes`: nodes with live sessions, scored by their last heartbeat.
+pub(super) fn recovery_nodes_key(prefix: &str) -> String {
+    format!("{prefix}:recovery:nodes")
+}
