@@ -7,7 +7,9 @@ mod fixture;
 use std::time::Duration;
 
 use fixture::{
-    Gateway, GatewayBuilder, join, next_watched, rooms_of,
+    Gateway, GatewayBuilder, join, next_watched,
+    redis::Redis,
+    rooms_of,
     scene::{Control, Scene},
     sio::{Clients, Transport},
     to_all, to_rooms, to_sockets, to_users, tokens,
@@ -355,4 +357,155 @@ async fn a_session_past_its_window_is_not_recovered_and_nothing_is_replayed() {
     assert!(!recovered && sid != a);
     clients.next_event("a", "authenticated").await;
     assert!(!clients.has_event("a", "missed"));
+}
+
+/// Connects client `id` to `clients`' gateway presenting `pid` and `offset` (the session of
+/// a client that comes back through another node), authenticating as `user`; returns its
+/// socket id.
+async fn come_back(
+    clients: &mut Clients,
+    id: &str,
+    user: &str,
+    pid: &Value,
+    offset: &str,
+) -> String {
+    open(
+        clients,
+        id,
+        Transport::Websocket,
+        &tokens::for_user(user),
+        json!({"auth": {"pid": pid, "offset": offset}}),
+    )
+    .await;
+    let (sid, _) = clients.reconnected(id).await;
+    sid
+}
+
+async fn cluster_pair(redis: &Redis) -> (Scene, Scene) {
+    let node = |id| recovering().cluster_node(redis, id);
+    (
+        Scene::of(node("node-a")).await,
+        Scene::of(node("node-b")).await,
+    )
+}
+
+/// Logs in `alice` on `clients` with a room, and has it receive one live event; returns
+/// its socket id, pid and last offset.
+async fn alice_with_history(
+    clients: &mut Clients,
+    control: &mut Control,
+) -> (String, Value, String) {
+    open(
+        clients,
+        "alice",
+        Transport::Websocket,
+        &tokens::for_user("alice"),
+        json!({}),
+    )
+    .await;
+    let first = clients.connect_event("alice").await;
+    let sid = first["sid"].as_str().unwrap().to_owned();
+    clients.next_event("alice", "authenticated").await;
+    join(control, &[&sid], &["chat:x"]).await;
+    control
+        .send(SendRequest {
+            target: to_sockets(&[&sid]),
+            ..event("before", 0)
+        })
+        .await
+        .expect("live send");
+    let (_, _, offset) = next_app_event(clients, "alice").await;
+    (sid, first["pid"].clone(), offset.expect("offset"))
+}
+
+async fn send_missed(control: &mut Control, sid: &str) {
+    for send in [
+        SendRequest {
+            target: to_rooms(&["chat:x"]),
+            ..event("missed", 1)
+        },
+        SendRequest {
+            target: to_users(&["alice"]),
+            ..event("missed", 2)
+        },
+        SendRequest {
+            target: to_sockets(&[sid]),
+            ..event("missed", 3)
+        },
+        SendRequest {
+            target: to_all(),
+            ..event("missed", 4)
+        },
+    ] {
+        control
+            .send(send)
+            .await
+            .expect("a send while alice is away is accepted");
+    }
+}
+
+async fn expect_missed(clients: &Clients, id: &str) {
+    for n in 1..=4 {
+        let (name, data, offset) = next_app_event(clients, id).await;
+        assert_eq!((name.as_str(), data["n"].as_u64()), ("missed", Some(n)));
+        assert!(offset.is_some());
+    }
+}
+
+#[tokio::test]
+async fn a_socket_recovers_through_another_node() {
+    let redis = Redis::start().await;
+    let (a, b) = cluster_pair(&redis).await;
+    let (_a, mut on_a, mut control_a) = a.into_parts();
+    let (_b, mut on_b, mut control_b) = b.into_parts();
+    let (alice, pid, offset) = alice_with_history(&mut on_a, &mut control_a).await;
+
+    let mut events = watch(&mut control_a).await;
+    on_a.drop_transport("alice").await;
+    let gone = watched(&mut events, EventKind::Disconnected).await;
+    assert!(gone.recoverable);
+    send_missed(&mut control_b, &alice).await;
+
+    let sid = come_back(&mut on_b, "alice", "alice", &pid, &offset).await;
+    assert_eq!(sid, alice, "the same socket, now on node B");
+    expect_missed(&on_b, "alice").await;
+    on_b.next_event("alice", "authenticated").await;
+    assert!(
+        rooms_of(&mut control_b, &alice)
+            .await
+            .contains(&"chat:x".to_owned())
+    );
+    // Live again, through node A's control plane.
+    control_a
+        .send(SendRequest {
+            target: to_rooms(&["chat:x"]),
+            ..event("after", 5)
+        })
+        .await
+        .expect("live send");
+    let (name, _, _) = next_app_event(&on_b, "alice").await;
+    assert_eq!(name, "after");
+    assert!(!on_b.has_event("alice", "missed"), "{:#?}", on_b.pending());
+}
+
+#[tokio::test]
+async fn the_sockets_of_a_killed_node_recover_on_another() {
+    let redis = Redis::start().await;
+    let (a, b) = cluster_pair(&redis).await;
+    let (node_a, mut on_a, mut control_a) = a.into_parts();
+    let (_b, mut on_b, mut control_b) = b.into_parts();
+    let (alice, pid, offset) = alice_with_history(&mut on_a, &mut control_a).await;
+
+    node_a.kill().await;
+    on_a.disconnected("alice").await;
+    send_missed(&mut control_b, &alice).await;
+
+    let sid = come_back(&mut on_b, "alice", "alice", &pid, &offset).await;
+    assert_eq!(sid, alice, "recovered from the killed node's live session");
+    expect_missed(&on_b, "alice").await;
+    assert!(
+        rooms_of(&mut control_b, &alice)
+            .await
+            .contains(&"chat:x".to_owned())
+    );
 }
