@@ -4,8 +4,11 @@
 //! with the JWT in `auth.token`, authenticates over websocket and over polling, and
 //! receives a `Send` the test issues through `SocketControl`. The gateway allows exactly
 //! that page's origin: a page from a third origin cannot connect over polling. With
-//! connection state recovery on, the browser loses its network for a few seconds (DevTools
-//! offline) and its pages come back as the same sockets with what was sent meanwhile.
+//! `edge.parser = "msgpack"`, the official client's build with socket.io-msgpack-parser
+//! joins with an ack, receives a `Send`'s data and binary attachment, and answers an
+//! ack-mode `Send`. With connection state recovery on, the browser loses its network for a
+//! few seconds (DevTools offline) and its pages come back as the same sockets with what was
+//! sent meanwhile.
 
 mod fixture;
 
@@ -15,9 +18,11 @@ use std::{
     process::Stdio,
 };
 
-use fixture::{Gateway, PATIENCE, next_watched, repo_root, to_all, to_sockets, to_users, tokens};
+use fixture::{
+    Gateway, PATIENCE, next_watched, repo_root, to_all, to_rooms, to_sockets, to_users, tokens,
+};
 use serde_json::{Value, json};
-use sockgate_client::proto::{EventKind, SendRequest, WatchEventsRequest};
+use sockgate_client::proto::{AckOptions, EventKind, SendRequest, Target, WatchEventsRequest};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{TcpListener, TcpStream},
@@ -27,17 +32,6 @@ use tokio::{
 
 /// Starting a browser on a loaded machine takes a while.
 const BROWSER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
-
-fn chromium() -> PathBuf {
-    if let Some(path) = std::env::var_os("CHROMIUM") {
-        return path.into();
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-        .expect("chromium is not installed: scripts/test installs it (apt-get install chromium), or set CHROMIUM")
-}
 
 /// Serves the test page and the socket.io-client browser build on its own port (its
 /// own origin).
@@ -74,6 +68,11 @@ async fn serve(mut stream: TcpStream, root: PathBuf) {
         "/page.html" => Some((Path::new("tests/browser/page.html"), "text/html")),
         "/socket.io.min.js" => Some((
             Path::new("node_modules/socket.io-client/dist/socket.io.min.js"),
+            "text/javascript",
+        )),
+        // The official build of the client with socket.io-msgpack-parser.
+        "/socket.io.msgpack.min.js" => Some((
+            Path::new("node_modules/socket.io-client/dist/socket.io.msgpack.min.js"),
             "text/javascript",
         )),
         _ => None,
@@ -134,7 +133,7 @@ struct Browser {
 impl Browser {
     /// Starts Chromium with one tab per page URL; returns once it runs.
     async fn start(pages: &[String]) -> Browser {
-        let chromium = chromium();
+        let chromium = fixture::chromium::path();
         assert!(
             repo_root().join("node_modules/playwright-core").is_dir(),
             "playwright-core is not installed: run `npm ci` (scripts/test does)"
@@ -308,6 +307,98 @@ async fn chromium_authenticates_over_both_transports_and_receives_a_send() {
     gateway.assert_healthy().await;
 }
 
+#[tokio::test]
+async fn chromium_with_the_msgpack_client_joins_receives_binary_and_acks() {
+    let site = static_server().await;
+    let gateway = Gateway::builder()
+        .env("EDGE__PARSER", "msgpack")
+        .env("EDGE__CORS_ORIGINS", &format!(r#"["http://{site}"]"#))
+        .start()
+        .await;
+    let pages = ["websocket", "polling"].map(|t| {
+        let user = format!("msgpack-{t}");
+        page_url(
+            site,
+            &gateway,
+            (t, t, &user),
+            "&parser=msgpack&join=chat:msgpack",
+        )
+    });
+    let mut browser = Browser::start(&pages).await;
+    let mut control = gateway.control().await;
+    let mut sids = Vec::new();
+    for transport in ["websocket", "polling"] {
+        let joined = browser
+            .reports
+            .take(
+                |r| r["label"] == transport && r["type"] == "joined",
+                &format!("the {transport} page to join"),
+            )
+            .await;
+        assert_eq!(
+            joined["ack"],
+            json!({"joined": ["chat:msgpack"], "rejected": []}),
+            "{joined}"
+        );
+        let connected = browser
+            .reports
+            .take(
+                |r| r["label"] == transport && r["type"] == "connect",
+                &format!("the {transport} page to connect"),
+            )
+            .await;
+        sids.push(connected["sid"].as_str().expect("sid").to_owned());
+    }
+
+    control
+        .send(SendRequest {
+            event: "browser:file".into(),
+            data_json: json!({"name": "f.bin", "n": [1, 2.5, null]}).to_string(),
+            attachments: vec![vec![0u8, 1, 255].into()],
+            target: to_rooms(&["chat:msgpack"]),
+            ..SendRequest::default()
+        })
+        .await
+        .expect("Send to the room");
+    for transport in ["websocket", "polling"] {
+        let received = browser
+            .reports
+            .take(
+                |r| r["label"] == transport && r["type"] == "event" && r["event"] == "browser:file",
+                &format!("the {transport} page to receive the Send"),
+            )
+            .await;
+        assert_eq!(
+            received["args"],
+            json!([{"name": "f.bin", "n": [1, 2.5, null]}, {"bytes": [0, 1, 255]}]),
+            "{received}"
+        );
+    }
+
+    let sids: Vec<&str> = sids.iter().map(String::as_str).collect();
+    let response = control
+        .send(SendRequest {
+            event: "browser:question".into(),
+            data_json: "{}".into(),
+            target: to_sockets(&sids),
+            ack: Some(AckOptions { timeout_ms: 10_000 }),
+            ..SendRequest::default()
+        })
+        .await
+        .expect("ack-mode Send")
+        .into_inner();
+    assert_eq!(response.acks.len(), 2, "{response:?}");
+    for ack in &response.acks {
+        assert_eq!(
+            serde_json::from_str::<Value>(&ack.data_json).unwrap(),
+            json!({"answered": "browser:question"})
+        );
+    }
+
+    browser.close().await;
+    gateway.assert_healthy().await;
+}
+
 /// The next application event `label`'s page reported (not `authenticated`).
 async fn next_app_event(reports: &mut Reports, label: &str) -> Value {
     reports
@@ -318,7 +409,7 @@ async fn next_app_event(reports: &mut Reports, label: &str) -> Value {
         .await
 }
 
-fn send(event: &str, n: u32, target: Option<sockgate_client::proto::Target>) -> SendRequest {
+fn send(event: &str, n: u32, target: Option<Target>) -> SendRequest {
     SendRequest {
         event: event.into(),
         data_json: json!({ "n": n }).to_string(),

@@ -859,3 +859,64 @@ async fn the_sockets_of_a_killed_node_become_not_found() {
         .expect_err("a socket of the replaced process");
     assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
 }
+
+/// How many sockets `user` has on every node, as `ListSockets` counts them.
+async fn sockets_of(control: &mut Control, user: &str) -> u32 {
+    control
+        .list_sockets(ListSocketsRequest {
+            user_id: user.to_owned(),
+            ..ListSocketsRequest::default()
+        })
+        .await
+        .expect("ListSockets")
+        .into_inner()
+        .total
+}
+
+/// Connects `id` and authenticates it as `user`; the `unauthenticated` message, if refused.
+async fn refused_login(clients: &mut fixture::sio::Clients, id: &str, user: &str) -> String {
+    clients.connect(id, Transport::Websocket).await;
+    clients
+        .emit(
+            id,
+            "authenticate",
+            json!([{"token": tokens::for_user(user)}]),
+        )
+        .await;
+    let refusal = clients.next_event(id, "unauthenticated").await;
+    clients.disconnected(id).await;
+    refusal["message"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_users_connection_limit_counts_its_sockets_on_every_node() {
+    let redis = Redis::start().await;
+    let limited = |id: &str| node(&redis, id).env("EDGE__LIMITS__MAX_CONNECTIONS_PER_USER", "2");
+    let (a, b) = (
+        limited("node-a").start().await,
+        limited("node-b").start().await,
+    );
+    let (a, mut on_a, mut control) = Scene::on(a).await.into_parts();
+    let (b, mut on_b, _) = Scene::on(b).await.into_parts();
+    on_a.login(ws("a1").user("u")).await;
+    on_b.login(ws("b1").user("u")).await;
+
+    // One socket on each node: a third is refused on either.
+    let message = "Too many connections for this user. Please close some and retry.";
+    assert_eq!(refused_login(&mut on_a, "a2", "u").await, message);
+    assert_eq!(refused_login(&mut on_b, "b2", "u").await, message);
+    let refused = "sockgate_refused_total{reason=\"connections_per_user\"} ";
+    assert_eq!((a.metric(refused).await, b.metric(refused).await), (1, 1));
+
+    // The socket on B leaves: its place can be taken on A, and then B is full again.
+    on_b.close("b1").await;
+    eventually("b1 to be gone from the listings", async || {
+        sockets_of(&mut control, "u").await == 1
+    })
+    .await;
+    on_a.login(ws("a3").user("u")).await;
+    assert_eq!(refused_login(&mut on_b, "b3", "u").await, message);
+    // Other users are not limited by this one.
+    on_b.login(ws("v1").user("v")).await;
+    assert_eq!(sockets_of(&mut control, "u").await, 2);
+}

@@ -1,8 +1,9 @@
 //! The edge's limits, each refusal seen by a real client and counted: event rate per
 //! socket, join/leave requests in flight with a hook budget of their own, rooms per
-//! socket, connections per node and per address, new sessions per second per address,
-//! no new connections while draining, the bytes of ack replies, and a hook endpoint the
-//! gateway cannot call.
+//! socket, connections per node, per address and per user, new sessions per second per
+//! address, no new connections while draining, the bytes of ack replies, and a hook
+//! endpoint the gateway cannot call. With the default limits, a reconnect storm of
+//! thousands of sockets from one address (clients behind a NAT) is admitted.
 
 mod fixture;
 
@@ -10,15 +11,31 @@ use fixture::{
     Gateway,
     eventually::eventually,
     hooks::HookBackend,
-    scene::Scene,
-    sio::{Clients, Transport, ws},
-    to_rooms, to_sockets,
+    raw::{self, Ws},
+    scene::{Control, Scene},
+    sio::{Clients, Transport, polling, ws},
+    to_rooms, to_sockets, to_users, tokens,
 };
+use futures_util::SinkExt;
 use serde_json::{Value, json};
-use sockgate_client::proto::{AckOptions, SendRequest};
+use sockgate_client::proto::{AckOptions, ListSocketsRequest, SendRequest};
+use tokio_tungstenite::tungstenite::Message;
 
 fn refused(reason: &str) -> String {
     format!("sockgate_refused_total{{reason=\"{reason}\"}} ")
+}
+
+/// How many sockets `user` has, as `ListSockets` counts them.
+async fn sockets_of(control: &mut Control, user: &str) -> u32 {
+    control
+        .list_sockets(ListSocketsRequest {
+            user_id: user.to_owned(),
+            ..ListSocketsRequest::default()
+        })
+        .await
+        .expect("ListSockets")
+        .into_inner()
+        .total
 }
 
 /// A raw Engine.IO polling handshake: (status, body).
@@ -228,6 +245,51 @@ async fn connections_past_the_node_and_address_limits_are_refused_with_a_reason(
 }
 
 #[tokio::test]
+async fn a_user_past_its_connection_limit_is_refused_and_keeps_its_oldest_sockets() {
+    let builder = Gateway::builder().env("EDGE__LIMITS__MAX_CONNECTIONS_PER_USER", "2");
+    let (gateway, mut clients, mut control) = Scene::of(builder).await.into_parts();
+    clients
+        .logins([ws("old1").user("u"), polling("old2").user("u")])
+        .await;
+    clients.connect("new", Transport::Websocket).await;
+    clients
+        .emit(
+            "new",
+            "authenticate",
+            json!([{"token": tokens::for_user("u")}]),
+        )
+        .await;
+    let refusal = clients.next_event("new", "unauthenticated").await;
+    assert_eq!(
+        refusal["message"],
+        "Too many connections for this user. Please close some and retry."
+    );
+    clients.disconnected("new").await;
+    assert_eq!(gateway.metric(&refused("connections_per_user")).await, 1);
+    // The oldest sockets are kept, and other users are not limited by this one.
+    control
+        .send(SendRequest {
+            event: "still-here".into(),
+            data_json: "1".into(),
+            target: to_users(&["u"]),
+            ..SendRequest::default()
+        })
+        .await
+        .expect("Send to the user");
+    clients.next_event("old1", "still-here").await;
+    clients.next_event("old2", "still-here").await;
+    clients.login(ws("other").user("v")).await;
+    // A socket that leaves gives its place back.
+    clients.close("old1").await;
+    eventually("the gateway to see old1 gone", async || {
+        sockets_of(&mut control, "u").await == 1
+    })
+    .await;
+    clients.login(ws("again").user("u")).await;
+    assert_eq!(gateway.metric(&refused("connections_per_user")).await, 1);
+}
+
+#[tokio::test]
 async fn new_sessions_past_an_address_rate_get_429() {
     let gateway = Gateway::builder()
         .env("EDGE__LIMITS__HANDSHAKES_PER_IP_PER_SECOND", "1")
@@ -345,4 +407,68 @@ async fn a_hook_endpoint_the_gateway_cannot_call_is_refused_at_start() {
         stderr.contains("must be an http:// or https:// URL"),
         "{stderr}"
     );
+}
+
+/// Sockets in a reconnect storm: thousands of clients behind one address (a carrier-grade
+/// NAT) coming back at once.
+const STORM: usize = 3000;
+
+/// A raw WebSocket socket that connects and authenticates as `user`; the open socket, or
+/// what it got instead.
+async fn raw_login(edge: std::net::SocketAddr, user: String) -> Result<Ws, String> {
+    let mut ws = raw::ws_open(edge).await?;
+    raw::ws_connect_ns(&mut ws)
+        .await
+        .ok_or("the namespace connect was refused")?;
+    let token = tokens::for_user(&user);
+    let authenticate = format!(r#"42["authenticate",{{"token":"{token}"}}]"#);
+    ws.send(Message::text(authenticate))
+        .await
+        .map_err(|e| e.to_string())?;
+    match raw::ws_until(&mut ws, "42").await {
+        Some(reply) if reply.starts_with(r#"42["authenticated""#) => Ok(ws),
+        other => Err(format!("{user}: {other:?}")),
+    }
+}
+
+/// `STORM` sockets of as many users connect and authenticate at once from one address.
+async fn storm(gateway: &Gateway) -> Vec<Ws> {
+    let logins: Vec<_> = (0..STORM)
+        .map(|n| tokio::spawn(raw_login(gateway.edge, format!("nat-{n}"))))
+        .collect();
+    let mut sockets = Vec::with_capacity(STORM);
+    let mut refused = Vec::new();
+    for login in logins {
+        match login.await.expect("login task") {
+            Ok(ws) => sockets.push(ws),
+            Err(e) => refused.push(e),
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "{} of {STORM} refused, first: {:?}",
+        refused.len(),
+        &refused[..refused.len().min(3)]
+    );
+    sockets
+}
+
+/// After a restart, the clients of a carrier-grade NAT all come back at once: thousands of
+/// new sessions and sockets from one address, each of another user. With the default
+/// limits every one is admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_storm_from_one_address_is_admitted_with_the_default_limits() {
+    let gateway = Gateway::builder()
+        .default_address_limits()
+        // A debug build on a loaded machine may take longer than the default 10 s to
+        // authenticate thousands of sockets at once; the auth timeout is not under test.
+        .env("EDGE__AUTH_TIMEOUT", "60s")
+        .log_filter("info")
+        .start()
+        .await;
+    let sockets = storm(&gateway).await;
+    assert_eq!(sockets.len(), STORM);
+    for reason in ["connections_per_ip", "handshake_rate"] {
+        assert_eq!(gateway.metric(&refused(reason)).await, 0, "{reason}");
+    }
 }

@@ -1,5 +1,8 @@
-//! The admin HTTP endpoint: Prometheus metrics, liveness and readiness. Internal, like the
-//! control plane: it listens on loopback by default.
+//! The admin HTTP endpoint: Prometheus metrics, liveness and readiness, and the Socket.IO
+//! Admin UI's server when enabled ([`ui`]). Internal, like the control plane: it listens
+//! on loopback by default.
+
+pub mod ui;
 
 use std::sync::{
     Arc,

@@ -24,7 +24,7 @@ use tonic_reflection::server::Builder;
 use tracing::{info, warn};
 
 use crate::{
-    admin::Admin,
+    admin::{self, Admin},
     auth::{AuthChain, CallerVerifier, RoomValidator},
     cluster::{
         Cluster, ClusterError, Directory,
@@ -88,13 +88,31 @@ async fn serve<A: ClusterAdapter>(
     let io = edge.io.clone();
     let mirrors = edge.mirrors.clone();
     let cluster = start_cluster(&config, &node_id, redis, directory, &edge, &events).await?;
+    edge.user_limit.count_across(cluster.clone());
 
     let listeners = Listeners::bind(&config)?;
     let trigger = shutdown::Trigger::default();
-    let admin = serve_admin(&config, listeners.admin, io.clone(), mirrors, &trigger)?;
+    let control_service = ControlService::new(control_context(
+        &config,
+        io.clone(),
+        cluster.clone(),
+        events,
+    ));
+    let ui = admin::ui::Sources {
+        control: control_service.clone(),
+        cluster: cluster.clone(),
+        started: Instant::now(),
+    };
+    let admin = serve_admin(&config, listeners.admin, io.clone(), mirrors, ui, &trigger)?;
     let edge_task = serve_edge(&config, listeners.edge, router, &trigger)?;
-    let context = control_context(&config, io.clone(), cluster.clone(), events);
-    let control = serve_control(&config, context, callers, listeners.control, &trigger).await?;
+    let control = serve_control(
+        &config,
+        control_service,
+        callers,
+        listeners.control,
+        &trigger,
+    )
+    .await?;
     let ping = edge::ping::spawn(io.clone(), config.edge.app_ping_interval);
 
     admin.set_ready(true);
@@ -160,7 +178,13 @@ async fn start_cluster<A: Adapter>(
         .with_recovery(edge.recovery.clone()),
     );
     let mirrors = edge.mirrors.clone();
-    let local = LocalSockets::new(io.clone(), mirrors, node_id.to_owned(), events.clone());
+    let local = LocalSockets::new(
+        io.clone(),
+        mirrors,
+        node_id.to_owned(),
+        events.clone(),
+        config.edge.parser,
+    );
     cluster.start(Arc::new(local), events.clone()).await?;
     Ok(cluster)
 }
@@ -204,16 +228,21 @@ impl Listeners {
     }
 }
 
-/// Serves metrics, liveness and readiness until the trigger fires; not ready yet.
+/// Serves metrics, liveness and readiness, and the Admin UI's server if enabled, until the
+/// trigger fires; not ready yet.
 fn serve_admin<A: Adapter>(
     config: &Config,
     listener: TcpListener,
     io: SocketIo<A>,
     mirrors: Arc<Mirrors>,
+    ui: admin::ui::Sources<A>,
     trigger: &shutdown::Trigger,
 ) -> anyhow::Result<Admin<A>> {
     let admin = Admin::new(io, mirrors);
-    let router = admin.clone().router();
+    let mut router = admin.clone().router();
+    if config.admin.ui.enabled {
+        router = admin::ui::attach(router, &config.admin.ui, ui, trigger.wait())?;
+    }
     match tls_of("admin.tls", &config.admin.tls, HTTP1)? {
         Some(tls) => tokio::spawn(
             axum::serve(TlsIncoming::new(listener, tls)?, router)
@@ -269,6 +298,7 @@ fn control_context<A: Adapter>(
             max_ack_timeout: config.control.max_ack_timeout,
             max_ack_reply_bytes: config.control.max_ack_reply_bytes,
         },
+        parser: config.edge.parser,
         events,
     }
 }
@@ -283,7 +313,7 @@ struct ControlPlane {
 /// trigger fires.
 async fn serve_control<A: ClusterAdapter>(
     config: &Config,
-    context: ControlContext<A>,
+    service: ControlService<A>,
     callers: Option<Arc<CallerVerifier>>,
     listener: TcpListener,
     trigger: &shutdown::Trigger,
@@ -292,7 +322,7 @@ async fn serve_control<A: ClusterAdapter>(
     health
         .set_serving::<SocketControlServer<ControlService<A>>>()
         .await;
-    let control = SocketControlServer::new(ControlService::new(context))
+    let control = SocketControlServer::new(service)
         .max_decoding_message_size(config.control.max_payload_bytes + GRPC_ENVELOPE_BYTES)
         .max_encoding_message_size(usize::MAX);
     let tls = tls_of("control.tls", &config.control.tls, &[b"h2"])?;

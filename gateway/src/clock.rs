@@ -14,6 +14,14 @@ pub fn iso_now() -> String {
         .unwrap_or_default()
 }
 
+/// `ms` (since the Unix epoch) as [`iso_now`] writes a time.
+pub fn iso_from_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(ISO_MILLIS).ok())
+        .unwrap_or_default()
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()

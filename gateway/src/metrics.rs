@@ -111,6 +111,8 @@ labels! {
         ConnectionsPerNode => "connections_per_node",
         /// A connection past the client address's limit.
         ConnectionsPerIp => "connections_per_ip",
+        /// A socket authenticating past its user's limit.
+        ConnectionsPerUser => "connections_per_user",
         /// A new handshake past the client address's rate.
         HandshakeRate => "handshake_rate",
         /// A new connection while the node drains.

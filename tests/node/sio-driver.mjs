@@ -3,7 +3,8 @@
 // Reads one JSON command per line on stdin, writes one JSON event per line on stdout:
 //   {"op":"connect","id":"a","url":"http://127.0.0.1:3000","opts":{...},"onConnect":["authenticate"]}
 //     (onConnect: an event emitted from the connect callback itself, with no delay;
-//      "reportPings":true reports every Engine.IO ping the client receives)
+//      "reportPings":true reports every Engine.IO ping the client receives;
+//      opts.parser "msgpack" means socket.io-msgpack-parser)
 //   {"op":"emit","id":"a","event":"join","args":[{"rooms":["x"]}],"req":7,"ack":true}
 //   {"op":"reply","id":"a","event":"question","with":{"answer":42}}   (ack incoming events)
 //   {"op":"close","id":"a"}
@@ -19,6 +20,7 @@
 //   as {"$bin": base64}.
 import { createInterface } from "node:readline";
 import { io } from "socket.io-client";
+import msgpackParser from "socket.io-msgpack-parser";
 
 const sockets = new Map();
 const replies = new Map();
@@ -49,7 +51,8 @@ function decode(value) {
 }
 
 function connect({ id, url, opts, onConnect, reportPings }) {
-  const socket = io(url, { reconnection: false, forceNew: true, timeout: 10000, ...opts });
+  const parser = opts?.parser === "msgpack" ? { parser: msgpackParser } : {};
+  const socket = io(url, { reconnection: false, forceNew: true, timeout: 10000, ...opts, ...parser });
   sockets.set(id, socket);
   if (reportPings) socket.io.on("ping", () => out({ id, type: "eio_ping" }));
   socket.on("connect", () => {

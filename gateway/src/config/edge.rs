@@ -27,6 +27,12 @@ pub struct EdgeConfig {
     pub cors_origins: Vec<String>,
     /// Transports accepted: `websocket`, `polling` or both.
     pub transports: Vec<Transport>,
+    /// Socket.IO packet encoding, as the clients' `parser` option: `default` (JSON text,
+    /// binary attachments as messages of their own) or `msgpack` (socket.io-msgpack-parser:
+    /// one binary message per packet, binary values inline). Every node of a cluster must
+    /// use the same. A `Send`'s `data_json` reaches msgpack clients as native values and its
+    /// attachments as binary; every limit counts the same.
+    pub parser: Parser,
     /// Sockets that have not authenticated within this time are disconnected.
     #[serde(with = "humantime_serde")]
     pub auth_timeout: Duration,
@@ -71,6 +77,7 @@ impl Default for EdgeConfig {
             path: "/io".into(),
             cors_origins: vec!["*".into()],
             transports: vec![Transport::Websocket, Transport::Polling],
+            parser: Parser::Default,
             auth_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             app_ping_interval: Duration::from_secs(30),
@@ -94,6 +101,16 @@ pub enum Transport {
     Websocket,
     /// HTTP long-polling.
     Polling,
+}
+
+/// A Socket.IO packet encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Parser {
+    /// socket.io-parser: JSON text, binary attachments as separate messages.
+    Default,
+    /// socket.io-msgpack-parser: MessagePack, one binary message per packet.
+    Msgpack,
 }
 
 /// Accepted `edge.ping_interval` and `edge.ping_timeout`. Shorter, the heartbeat costs

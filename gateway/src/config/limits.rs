@@ -23,12 +23,19 @@ pub struct EdgeLimits {
     pub max_rooms_per_socket: usize,
     /// Socket.IO connections of this node. 0: no limit.
     pub max_connections: usize,
-    /// Socket.IO connections from one client address (IPv6: its /64). 0: no limit.
+    /// Authenticated sockets of one user (one authenticator user id), on all nodes
+    /// together; a socket authenticating past it gets `unauthenticated` and is
+    /// disconnected, the user's older sockets are kept. 0: no limit.
+    pub max_connections_per_user: u32,
+    /// Socket.IO connections from one client address (IPv6: its /64). 0: no limit. High
+    /// by default: thousands of users can share one address behind a carrier-grade NAT.
     pub max_connections_per_ip: u32,
-    /// New sessions (handshakes) per second from one client address (IPv6: its /64). 0: no
-    /// limit.
+    /// New sessions (handshakes) per second from one client address (IPv6: its /64), once
+    /// its burst is spent. 0: no limit.
     pub handshakes_per_ip_per_second: u32,
-    /// New sessions one client address may open at once above that rate.
+    /// New sessions one client address may open at once above that rate: by default as
+    /// many as its connections, so that every client behind one address can reconnect at
+    /// once after a restart.
     pub handshake_burst_per_ip: u32,
     /// Largest handshake a socket may connect with, in bytes: the opening request's URI
     /// and headers (else HTTP `431`), and (separately) its Socket.IO `auth` object as JSON
@@ -45,9 +52,10 @@ impl Default for EdgeLimits {
             max_room_requests_in_flight: 4,
             max_rooms_per_socket: 100,
             max_connections: 100_000,
-            max_connections_per_ip: 1000,
-            handshakes_per_ip_per_second: 50,
-            handshake_burst_per_ip: 500,
+            max_connections_per_user: 0,
+            max_connections_per_ip: 10_000,
+            handshakes_per_ip_per_second: 200,
+            handshake_burst_per_ip: 10_000,
             max_handshake_bytes: 32 * 1024,
         }
     }

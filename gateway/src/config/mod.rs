@@ -35,12 +35,12 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use admin::AdminConfig;
+pub use admin::{AdminConfig, AdminUiConfig};
 pub use auth::{AuthConfig, AuthenticatorKind, JwtConfig};
 pub use cli::{Cli, Command, ConfigCommand, TokenArgs};
 pub use cluster::{AdapterKind, ClusterConfig};
 pub use control::{ControlAuthConfig, ControlConfig, ReflectionAccess};
-pub use edge::{EdgeConfig, Transport};
+pub use edge::{EdgeConfig, Parser, Transport};
 pub use env::UnknownVariables;
 pub use hooks::HooksConfig;
 pub use inspect::run_config_command;

@@ -24,6 +24,7 @@ use crate::{
         LocalNode, NodeStatus,
         messages::{Membership, NodeResponse, Query},
     },
+    config::Parser,
     edge::{
         Session,
         index::{Page, SocketFilter},
@@ -41,22 +42,26 @@ pub struct LocalSockets<A: Adapter> {
     mirrors: Arc<Mirrors>,
     node_id: String,
     events: Arc<EventBus>,
+    /// How the edge writes events (recovery's delivery writes them).
+    parser: Parser,
 }
 
 impl<A: Adapter> LocalSockets<A> {
     /// Answers about `io`'s local sockets, listed in `mirrors`, as node `node_id`,
-    /// publishing to `events`.
+    /// publishing to `events`; events are written with `parser`.
     pub fn new(
         io: SocketIo<A>,
         mirrors: Arc<Mirrors>,
         node_id: String,
         events: Arc<EventBus>,
+        parser: Parser,
     ) -> Self {
         Self {
             io,
             mirrors,
             node_id,
             events,
+            parser,
         }
     }
 
@@ -223,7 +228,7 @@ impl<A: Adapter> LocalNode for LocalSockets<A> {
     fn deliver(&self, entries: Vec<Entry>) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             if let Some(recovery) = &self.mirrors.recovery {
-                send::deliver_recorded(&self.io, recovery, entries).await;
+                send::deliver_recorded(&self.io, recovery, self.parser, entries).await;
             }
         })
     }

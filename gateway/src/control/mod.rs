@@ -29,6 +29,7 @@ pub use local::LocalSockets;
 
 use crate::{
     cluster::Cluster,
+    config::Parser,
     events::{EventBus, WatchError},
 };
 
@@ -53,6 +54,8 @@ pub struct ControlContext<A: Adapter> {
     pub started: Instant,
     /// Request limits.
     pub limits: ControlLimits,
+    /// The edge's packet encoding (`edge.parser`), which a `Send`'s data is written for.
+    pub parser: Parser,
     /// Lifecycle and client events of this node.
     pub events: Arc<EventBus>,
 }
@@ -97,6 +100,7 @@ impl<A: Adapter> SocketControl for ControlService<A> {
             &ctx.io,
             &ctx.cluster,
             &ctx.limits,
+            ctx.parser,
             request.into_inner(),
         ))
         .await

@@ -7,7 +7,7 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use serde_json::{Value, value::RawValue};
+use serde_json::Value;
 use socketioxide::{
     AckError, BroadcastError, SocketIo, adapter::Adapter, operators::BroadcastOperators,
 };
@@ -21,9 +21,11 @@ use super::{
 };
 use crate::{
     cluster::Cluster,
+    config::Parser,
     edge::protocol::RESERVED_EVENTS,
     metrics::{METRICS, Refusal},
     outgoing::Args,
+    outgoing::Data,
     recovery::{Recovery, history::Entry},
     rooms,
 };
@@ -50,28 +52,19 @@ pub fn check_event_name(event: &str) -> Result<(), ControlError> {
     Ok(())
 }
 
-/// Checks optional JSON text without building a tree: the text is then sent as it is,
-/// so the payload is serialized once, into the packet. `field` names it in the error.
-pub fn parse_json<'a>(text: &'a str, field: &str) -> Result<Option<&'a RawValue>, ControlError> {
-    if text.is_empty() {
-        return Ok(None);
-    }
-    serde_json::from_str::<&RawValue>(text)
-        .map(Some)
-        .map_err(|e| ControlError::invalid(format!("{field} is not valid JSON: {e}")))
-}
-
 /// Handles `Send`.
 pub async fn send<A: Adapter>(
     io: &SocketIo<A>,
     cluster: &Cluster,
     limits: &ControlLimits,
+    parser: Parser,
     request: SendRequest,
 ) -> Result<SendResponse, ControlError> {
     let ack_timeout = check(&request, limits)?;
     // Kept whole when the event is replayable: the history holds it.
     let request = Arc::new(request);
-    let data = parse_json(&request.data_json, "data_json")?;
+    let data = Data::parse(&request.data_json, parser)
+        .map_err(|e| ControlError::invalid(format!("data_json is not valid JSON: {e}")))?;
     let target = request.target.as_ref();
     let operators = target::resolve(io, cluster, target, "target", Audience::Authenticated).await?;
     // Socket ids that all live on this node need no other node: no cluster round trip,
@@ -146,6 +139,7 @@ pub async fn send<A: Adapter>(
 pub async fn deliver_recorded<A: Adapter>(
     io: &SocketIo<A>,
     recovery: &Recovery,
+    parser: Parser,
     entries: Vec<Entry>,
 ) {
     let mut history = recovery.order().await;
@@ -160,7 +154,7 @@ pub async fn deliver_recorded<A: Adapter>(
             continue;
         };
         let args = Args {
-            data: parse_json(&send.data_json, "data_json").ok().flatten(),
+            data: Data::parse(&send.data_json, parser).ok().flatten(),
             attachments: &send.attachments,
             offset: Some(&offset),
         };
@@ -346,16 +340,5 @@ mod tests {
         assert!(check_event_name("disconnect").is_err());
         assert!(check_event_name("authenticated").is_err());
         assert!(check_event_name(&"e".repeat(MAX_EVENT_LEN + 1)).is_err());
-    }
-
-    #[test]
-    fn json_is_validated() {
-        assert!(parse_json("", "d").unwrap().is_none());
-        assert_eq!(
-            parse_json(" {\"a\":1}", "d").unwrap().unwrap().get(),
-            "{\"a\":1}"
-        );
-        let err = parse_json("{bad", "data_json").unwrap_err().to_string();
-        assert!(err.starts_with("data_json is not valid JSON"), "{err}");
     }
 }

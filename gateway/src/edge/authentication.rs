@@ -1,5 +1,6 @@
 //! The `authenticate` flow: run the authenticator chain, then either admit the socket to
-//! its rooms and send `authenticated`, or send `unauthenticated` and disconnect it.
+//! its rooms and send `authenticated`, or send `unauthenticated` and disconnect it (also
+//! when the authenticator allowed it but its user has all the sockets it may have).
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,13 +12,13 @@ use tracing::{debug, info, warn};
 use super::{
     Edge, protocol, recovery,
     session::Session,
-    state::{SocketState, Transition},
+    state::{SocketState, Transition, Unapplied},
 };
 use crate::{
     auth::{Handshake, Identity, Outcome},
     clock::{self, iso_now},
     events,
-    metrics::{AuthOutcome, METRICS},
+    metrics::{AuthOutcome, METRICS, Refusal},
     recovery::Resumable,
     rooms,
 };
@@ -37,7 +38,7 @@ pub async fn authenticate<A: Adapter>(
         debug!(sid = %socket.id, "socket left before it was connected");
         return;
     }
-    if session.apply(&socket, Transition::BeginAuth).is_none() {
+    if session.apply(&socket, Transition::BeginAuth).is_err() {
         if session.resumable().is_some_and(|r| r.recovered) && session.is_authenticated() {
             let auth = session.take_auth();
             let handshake = handshake(&socket, &session, auth.as_ref(), data.as_ref());
@@ -52,6 +53,12 @@ pub async fn authenticate<A: Adapter>(
     match edge.auth.authenticate(&handshake).await {
         Outcome::Allow(identity) => {
             METRICS.auth(AuthOutcome::Allowed);
+            let most_on_node = match identity.user_id.as_deref() {
+                Some(user) if edge.user_limit.is_on() => {
+                    Some(edge.user_limit.most_on_node(user).await)
+                }
+                _ => None,
+            };
             // With recovery on, the socket is owed the events recorded after it was
             // admitted: admitted under the history's lock, where that offset is known.
             let history = match &edge.recovery {
@@ -64,7 +71,7 @@ pub async fn authenticate<A: Adapter>(
                     ..resumable
                 });
             }
-            admit(&edge, &socket, &session, identity);
+            admit(&edge, &socket, &session, identity, most_on_node);
             drop(history);
         }
         Outcome::Deny(reason) => {
@@ -97,12 +104,14 @@ fn handshake<'a, A: Adapter>(
 
 /// Admits the socket: it joins the default rooms, its user's room and the authenticator's
 /// rooms, then receives `authenticated` (published to watchers first: the events the
-/// client sends once it has read it must reach watchers after this one).
+/// client sends once it has read it must reach watchers after this one). Past
+/// `most_on_node` sockets of its user on this node, it is refused instead.
 fn admit<A: Adapter>(
     edge: &Edge<A>,
     socket: &SocketRef<A>,
     session: &Arc<Session>,
     identity: Identity,
+    most_on_node: Option<usize>,
 ) {
     let mut rooms = edge.config.default_rooms.clone();
     rooms.extend(identity.user_id.as_deref().map(rooms::user_room));
@@ -133,11 +142,25 @@ fn admit<A: Adapter>(
     let admitted = Transition::Admit {
         identity: Arc::new(identity),
         rooms,
+        most_on_node,
         deliver: &mut deliver,
     };
-    if session.apply(socket, admitted).is_none() {
+    match session.apply(socket, admitted) {
+        Ok(_) => {}
+        Err(Unapplied::UserFull) => {
+            METRICS.refused(Refusal::ConnectionsPerUser);
+            info!(
+                sid = %socket.id,
+                user = user.as_deref().unwrap_or(""),
+                setting = "edge.limits.max_connections_per_user",
+                "authentication refused: the user has all the connections it may have"
+            );
+            reject(edge, socket, session, protocol::USER_CONNECTIONS_MESSAGE);
+        }
         // Disconnected, or cut off for abuse, while the authenticator ran.
-        debug!(sid = %socket.id, "socket left or was cut off during authentication");
+        Err(Unapplied::NotApplicable) => {
+            debug!(sid = %socket.id, "socket left or was cut off during authentication");
+        }
     }
 }
 
@@ -149,7 +172,7 @@ fn reject<A: Adapter>(
     session: &Arc<Session>,
     message: &'static str,
 ) {
-    if session.apply(socket, Transition::Refuse).is_none() {
+    if session.apply(socket, Transition::Refuse).is_err() {
         debug!(sid = %socket.id, "socket left or was cut off during authentication");
         return;
     }
@@ -205,7 +228,7 @@ fn sweep<A: Adapter>(
     timeout: Duration,
 ) {
     if session.is_cut_off() {
-        if let Some(SocketState::CutOff { due: true }) =
+        if let Ok(SocketState::CutOff { due: true }) =
             session.apply(socket, Transition::MarkCutOffDue)
         {
             debug!(sid = %socket.id, "disconnecting a socket cut off for abuse");
@@ -214,7 +237,7 @@ fn sweep<A: Adapter>(
         return;
     }
     let age = Duration::from_millis(now_ms.saturating_sub(session.meta.connected_at_ms));
-    if age >= timeout && session.apply(socket, Transition::Refuse).is_some() {
+    if age >= timeout && session.apply(socket, Transition::Refuse).is_ok() {
         METRICS.auth(AuthOutcome::Timeout);
         info!(sid = %socket.id, ?timeout, "not authenticated in time, disconnecting");
         let _ = socket.clone().disconnect();

@@ -116,6 +116,33 @@ impl SocketIndex {
         }
     }
 
+    /// Counts the socket among `user`'s unless the user has `most` sockets on this node
+    /// already (`None`: no limit); false when it has. The count and the insertion are one
+    /// step under the index's lock, so two sockets of one user admitted at once cannot
+    /// both take the last place.
+    pub(super) fn admit_user(&self, sid: Sid, user: &str, most: Option<usize>) -> bool {
+        let mut inner = self.lock();
+        if !inner.sockets.contains_key(&sid) {
+            return true;
+        }
+        if let Some(most) = most {
+            let held = inner
+                .users
+                .get(user)
+                .map_or(0, |sids| sids.len() - usize::from(sids.contains(&sid)));
+            if held >= most {
+                return false;
+            }
+        }
+        inner.users.entry(user.into()).or_default().insert(sid);
+        true
+    }
+
+    /// Takes the socket out of `user`'s sockets.
+    pub(super) fn forget_user(&self, sid: Sid, user: &str) {
+        remove_member(&mut self.lock().users, user, sid);
+    }
+
     /// Adds the socket to `room`; the name is shared with every other member's entry.
     pub(super) fn join(&self, sid: Sid, room: &str) -> Arc<str> {
         let mut inner = self.lock();
@@ -391,6 +418,44 @@ mod tests {
         assert!(nobody.items.is_empty() && nobody.matched == 0 && !nobody.more);
         let unauthorized = index.sockets(filter(None, None, Some(Shown::Unauthorized)), None, 10);
         assert_eq!(ids(&unauthorized), [sids[1], sids[3], sids[5]]);
+    }
+
+    #[test]
+    fn a_user_gets_at_most_its_places_even_when_admitted_at_once() {
+        let index = Arc::new(SocketIndex::default());
+        let sids: Vec<Sid> = (0..8).map(|_| Sid::new()).collect();
+        for sid in &sids {
+            index.insert(*sid, session(*sid), Shown::Authenticating);
+        }
+        let admitted: usize = std::thread::scope(|scope| {
+            let racers: Vec<_> = sids
+                .iter()
+                .map(|sid| {
+                    let index = index.clone();
+                    scope.spawn(move || index.admit_user(*sid, "u", Some(3)))
+                })
+                .collect();
+            racers
+                .into_iter()
+                .map(|r| usize::from(r.join().unwrap()))
+                .sum()
+        });
+        assert_eq!(admitted, 3);
+        let held: Vec<Sid> = sids
+            .iter()
+            .copied()
+            .filter(|sid| index.lock().users["u"].contains(sid))
+            .collect();
+        assert!(index.admit_user(held[0], "u", Some(3)), "counted once");
+        let refused = sids.iter().find(|sid| !held.contains(sid)).unwrap();
+        assert!(!index.admit_user(*refused, "u", Some(3)));
+        assert!(index.admit_user(*refused, "other", Some(3)), "per user");
+        index.forget_user(held[0], "u");
+        assert!(
+            index.admit_user(*refused, "u", Some(3)),
+            "a place given back"
+        );
+        assert!(index.admit_user(sids[7], "u", None), "no limit");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use sockgate_proto::{EventKind, WatchEventsResponse};
 
 use super::{
     limits::{EventVerdict, Limits},
-    protocol,
+    msgpack, protocol,
     session::Session,
     state::Transition,
 };
@@ -51,7 +51,7 @@ pub struct ClientMessage {
 /// Why an incoming event is not handled.
 #[derive(Debug, thiserror::Error)]
 pub enum RefusedMessage {
-    /// The packet is not a JSON array starting with an event name.
+    /// The packet is not an array (JSON or MessagePack) starting with an event name.
     #[error("malformed event packet: {0}")]
     Malformed(String),
     /// Over the socket's event rate.
@@ -100,7 +100,7 @@ fn check_rate<A: Adapter>(socket: &Arc<Socket<A>>) -> Result<(), RefusedMessage>
                 dropped = limits.config.max_dropped_events,
                 "disconnecting a socket that keeps exceeding its event rate (edge.limits.max_dropped_events)"
             );
-            if session.apply(socket, Transition::CutOff).is_some() {
+            if session.apply(socket, Transition::CutOff).is_ok() {
                 // No more application events to it; the auth sweeper disconnects it once
                 // it has had time to read why.
                 let payload = protocol::ForceDisconnect::now(RATE_DISCONNECT_REASON);
@@ -151,13 +151,20 @@ impl<A: Adapter> FromMessageParts<A> for ClientMessage {
 
 /// Splits a packet into the event name, the JSON arguments and the binary attachments.
 fn parse(payload: &Payload) -> Result<(String, Vec<Value>, Vec<Bytes>), RefusedMessage> {
-    let Payload::Str(text, binaries) = payload else {
-        return Err(RefusedMessage::Malformed(
-            "binary frame without a header".into(),
-        ));
+    let (mut args, binaries) = match payload {
+        Payload::Str(text, binaries) => {
+            let args: Vec<Value> =
+                serde_json::from_str(text).map_err(|e| RefusedMessage::Malformed(e.to_string()))?;
+            let binaries = binaries
+                .as_ref()
+                .map(|b| b.iter().cloned().collect())
+                .unwrap_or_default();
+            (args, binaries)
+        }
+        Payload::Bytes(packet_data) => {
+            msgpack::event_args(packet_data).map_err(RefusedMessage::Malformed)?
+        }
     };
-    let mut args: Vec<Value> =
-        serde_json::from_str(text).map_err(|e| RefusedMessage::Malformed(e.to_string()))?;
     if args.is_empty() {
         return Err(RefusedMessage::Malformed("no event name".into()));
     }
@@ -166,10 +173,6 @@ fn parse(payload: &Payload) -> Result<(String, Vec<Value>, Vec<Bytes>), RefusedM
             "the event name is not a string".into(),
         ));
     };
-    let binaries = binaries
-        .as_ref()
-        .map(|b| b.iter().cloned().collect())
-        .unwrap_or_default();
     Ok((event, args, binaries))
 }
 

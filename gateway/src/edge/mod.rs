@@ -9,12 +9,14 @@ pub mod index;
 pub mod limits;
 mod membership;
 mod message;
+mod msgpack;
 pub mod ping;
 pub mod protocol;
 mod recovery;
 pub mod server;
 mod session;
 pub mod state;
+pub mod user_limit;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -42,7 +44,7 @@ use tracing::{debug, info};
 use crate::{
     auth::{AuthChain, ConnectionMeta, RoomValidator},
     cluster::adapter::{ClusterAdapter, InitializationError},
-    config::{EdgeConfig, Transport},
+    config::{EdgeConfig, Parser, Transport},
     edge::limits::{ConnectRefusal, Limits, OpenedSession},
     events::{self, EventBus},
     hooks::Hooks,
@@ -52,6 +54,7 @@ use crate::{
 use message::ClientMessage;
 pub use session::Session;
 use state::{Mirrors, Transition};
+use user_limit::UserLimit;
 
 /// Who decides for the edge.
 pub struct Deciders {
@@ -89,6 +92,8 @@ pub struct Edge<A: Adapter> {
     pub limits: Arc<Limits>,
     /// Connection state recovery, when it is on.
     pub recovery: Option<Arc<Recovery>>,
+    /// `edge.limits.max_connections_per_user`, counted across the cluster.
+    pub user_limit: UserLimit,
 }
 
 /// Why the edge cannot be built.
@@ -118,17 +123,21 @@ pub async fn build<A: ClusterAdapter>(
         .max_payload(config.max_payload_bytes)
         .ws_max_message_size(config.max_payload_bytes as usize)
         .ws_max_frame_size(config.max_payload_bytes as usize)
-        // Each binary attachment is a message of its own: the limit holds for an event and
-        // its attachments together (socketioxide's default is 10 MB).
-        .with_parser(
-            ParserConfig::common().max_incoming_binary_buf_size(config.max_payload_bytes as usize),
-        )
         .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         .ping_interval(config.ping_interval)
         .ping_timeout(config.ping_timeout)
         // An Engine.IO session with no socket counts against no connection limit: it gets
         // no longer than a socket has to authenticate (socketioxide's default is 45 s).
         .connect_timeout(config.auth_timeout);
+    let builder = match config.parser {
+        // Each binary attachment is a message of its own: the limit holds for an event and
+        // its attachments together (socketioxide's default is 10 MB).
+        Parser::Default => builder.with_parser(
+            ParserConfig::common().max_incoming_binary_buf_size(config.max_payload_bytes as usize),
+        ),
+        // One message per packet, binary values inline: `max_payload` bounds it.
+        Parser::Msgpack => builder.with_parser(ParserConfig::msgpack()),
+    };
     let has = |t| config.transports.contains(&t);
     let builder = match (has(Transport::Websocket), has(Transport::Polling)) {
         (true, true) => builder,
@@ -160,6 +169,7 @@ pub async fn build<A: ClusterAdapter>(
         mirrors: deciders.mirrors,
         limits: limits.clone(),
         recovery: deciders.recovery,
+        user_limit: UserLimit::new(config.limits.max_connections_per_user),
     });
     // socketioxide tells the client it is connected before it runs the connect handler,
     // but after the connect middlewares: the socket is set up in a middleware so that its
@@ -175,7 +185,7 @@ pub async fn build<A: ClusterAdapter>(
     let connected_edge = edge.clone();
     let connected = async move |socket: SocketRef<A>| {
         if let Some(session) = Session::of(&socket) {
-            session.apply(&socket, Transition::Open);
+            let _ = session.apply(&socket, Transition::Open);
             recovery::restore(&connected_edge, &socket, &session).await;
         }
     };
@@ -437,7 +447,7 @@ fn on_disconnect<A: Adapter>(edge: &Edge<A>, socket: &SocketRef<A>, reason: Disc
         return;
     };
     let rooms = session.rooms();
-    let Some(previous) = session.apply(socket, Transition::Close) else {
+    let Ok(previous) = session.apply(socket, Transition::Close) else {
         return;
     };
     let recoverable = edge

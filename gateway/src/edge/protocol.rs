@@ -26,6 +26,9 @@ pub const FORCE_DISCONNECT: &str = "force_disconnect";
 pub const INVALID_TOKEN_MESSAGE: &str = "Invalid token to authenticate! Please login again!";
 /// Sent when the authenticator fails or times out.
 pub const AUTH_FAILED_MESSAGE: &str = "Failed to authenticate connection! Please login again!";
+/// Sent to a socket past its user's `edge.limits.max_connections_per_user`.
+pub const USER_CONNECTIONS_MESSAGE: &str =
+    "Too many connections for this user. Please close some and retry.";
 
 /// Names a backend may not emit: Socket.IO's own and this protocol's.
 pub const RESERVED_EVENTS: &[&str] = &[
@@ -53,7 +56,7 @@ pub struct Authenticated<'a> {
 /// Payload of `unauthenticated`.
 #[derive(Serialize)]
 pub struct Unauthenticated {
-    /// One of the two fixed messages.
+    /// One of the fixed messages above.
     pub message: &'static str,
     /// ISO time.
     pub time: String,

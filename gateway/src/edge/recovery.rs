@@ -5,7 +5,7 @@
 
 use std::{sync::Arc, time::SystemTime};
 
-use serde_json::{Value, value::RawValue};
+use serde_json::Value;
 use socketioxide::{
     ProtocolVersion,
     adapter::Adapter,
@@ -24,9 +24,10 @@ use super::{
 use crate::{
     auth::Handshake,
     clock::iso_now,
+    config::Parser,
     events,
     metrics::{METRICS, RecoveryOutcome},
-    outgoing::Args,
+    outgoing::{Args, Data},
     recovery::{OFFSET_KEY, PID_KEY, Recovery, Restore, Resumable, history::Entry, saved::Saved},
 };
 
@@ -128,7 +129,7 @@ pub async fn restore<A: Adapter>(edge: &Edge<A>, socket: &SocketRef<A>, session:
             return;
         }
     };
-    let mut deliver = || replay(socket, &missed);
+    let mut deliver = || replay(socket, &missed, edge.config.parser);
     let restored = Transition::Restore {
         identity: restore.saved.identity.clone(),
         rooms: restore.saved.rooms.clone(),
@@ -140,7 +141,7 @@ pub async fn restore<A: Adapter>(edge: &Edge<A>, socket: &SocketRef<A>, session:
             ..resumable
         });
     }
-    let applied = session.apply(socket, restored).is_some();
+    let applied = session.apply(socket, restored).is_ok();
     drop(history);
     if !applied {
         debug!(sid = %socket.id, "socket left before its session was restored");
@@ -161,12 +162,10 @@ pub async fn restore<A: Adapter>(edge: &Edge<A>, socket: &SocketRef<A>, session:
 }
 
 /// Emits the missed events, each with its offset.
-fn replay<A: Adapter>(socket: &SocketRef<A>, missed: &[Entry]) {
+fn replay<A: Adapter>(socket: &SocketRef<A>, missed: &[Entry], parser: Parser) {
     for entry in missed {
         let send = &entry.send;
-        let data = (!send.data_json.is_empty())
-            .then(|| serde_json::from_str::<&RawValue>(&send.data_json).ok())
-            .flatten();
+        let data = Data::parse(&send.data_json, parser).ok().flatten();
         let offset = entry.offset.to_string();
         let args = Args {
             data,

@@ -90,14 +90,19 @@ pub enum Transition<'a> {
     Open,
     /// `authenticate` received: `Unauthorized → Authenticating`.
     BeginAuth,
-    /// The authenticator allowed it: `Authenticating → Authenticated`. The socket joins
-    /// `rooms` (the server's) and its user's internal room, `deliver` runs with its public
-    /// rooms (it sends `authenticated`), and only then can application events reach it.
+    /// The authenticator allowed it: `Authenticating → Authenticated`, unless its user
+    /// has `most_on_node` sockets on this node already ([`Unapplied::UserFull`], the state
+    /// unchanged). The socket joins `rooms` (the server's) and its user's internal room,
+    /// `deliver` runs with its public rooms (it sends `authenticated`), and only then can
+    /// application events reach it.
     Admit {
         /// Who it is.
         identity: Arc<Identity>,
         /// Public rooms to join.
         rooms: Vec<String>,
+        /// Most sockets its user may have on this node, this one included (`None`: no
+        /// limit).
+        most_on_node: Option<usize>,
         /// Sends `authenticated`.
         deliver: &'a mut dyn FnMut(&[String]),
     },
@@ -122,6 +127,15 @@ pub enum Transition<'a> {
     MarkCutOffDue,
     /// Disconnected: any state → `Closed`.
     Close,
+}
+
+/// Why a transition was not applied (the state is unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unapplied {
+    /// It does not apply to the socket's state, or the socket is disconnecting.
+    NotApplicable,
+    /// `Admit`: the user has as many sockets as it may have.
+    UserFull,
 }
 
 /// The mutable part of a socket's session.
@@ -230,40 +244,33 @@ pub fn initial_rooms(sid: Sid) -> [String; 2] {
 
 impl Session {
     /// Applies `transition` to the socket's state and mirrors it. Returns the previous
-    /// state, or `None` when the transition does not apply (the state is unchanged).
+    /// state, or why the transition was not applied (the state is unchanged).
     pub fn apply<A: Adapter>(
         self: &Arc<Self>,
         socket: &Socket<A>,
         transition: Transition<'_>,
-    ) -> Option<SocketState> {
+    ) -> Result<SocketState, Unapplied> {
         let mut life = self.life();
-        let next = next(&life, &transition)?;
+        let next = next(&life, &transition).ok_or(Unapplied::NotApplicable)?;
         let admitted = match &transition {
             Transition::Admit {
-                identity, rooms, ..
+                identity,
+                rooms,
+                most_on_node,
+                ..
             } => Some((
                 identity,
                 rooms.iter().map(|r| (r.clone(), Owner::Server)).collect(),
+                *most_on_node,
             )),
+            // The same socket coming back: not refused for its user's limit.
             Transition::Restore {
                 identity, rooms, ..
-            } => Some((identity, rooms.clone())),
+            } => Some((identity, rooms.clone(), None)),
             _ => None,
         };
-        if let Some((identity, rooms)) = admitted {
-            // Joined before the state changes: a socket that is closing is not admitted.
-            let mut joined: Vec<String> = rooms.iter().map(|(r, _)| r.clone()).collect();
-            joined.extend(identity.user_id.as_deref().map(rooms::user_id_room));
-            if !join_while_connected(socket, joined) {
-                return None;
-            }
-            for (room, owner) in rooms {
-                self.add_rooms(&mut life, std::slice::from_ref(&room), owner);
-            }
-            life.user = identity.user_id.as_deref().map(Arc::from);
-            if let (true, Some(user)) = (life.open, &life.user) {
-                self.mirrors.index.set_user(self.sid, user);
-            }
+        if let Some((identity, rooms, most_on_node)) = admitted {
+            self.admit(socket, &mut life, identity, rooms, most_on_node)?;
         }
         let previous = std::mem::replace(&mut life.state, next);
         match transition {
@@ -293,7 +300,39 @@ impl Session {
             }
             _ => self.mirror_state(&life, &previous),
         }
-        Some(previous)
+        Ok(previous)
+    }
+
+    /// What `Admit` and `Restore` do before the state changes: count the socket among its
+    /// user's sockets (refused past `most_on_node`), then join its rooms; a socket that is
+    /// closing is not admitted.
+    fn admit<A: Adapter>(
+        &self,
+        socket: &Socket<A>,
+        life: &mut Life,
+        identity: &Identity,
+        rooms: Vec<(String, Owner)>,
+        most_on_node: Option<usize>,
+    ) -> Result<(), Unapplied> {
+        let (index, user) = (&self.mirrors.index, identity.user_id.as_deref());
+        if let (true, Some(user)) = (life.open, user)
+            && !index.admit_user(self.sid, user, most_on_node)
+        {
+            return Err(Unapplied::UserFull);
+        }
+        let mut joined: Vec<String> = rooms.iter().map(|(r, _)| r.clone()).collect();
+        joined.extend(user.map(rooms::user_id_room));
+        if !join_while_connected(socket, joined) {
+            if let (true, Some(user)) = (life.open, user) {
+                index.forget_user(self.sid, user);
+            }
+            return Err(Unapplied::NotApplicable);
+        }
+        for (room, owner) in rooms {
+            self.add_rooms(life, std::slice::from_ref(&room), owner);
+        }
+        life.user = user.map(Arc::from);
+        Ok(())
     }
 
     /// Lists the socket, with whatever state and rooms it has, and reports it to the
@@ -536,6 +575,7 @@ mod tests {
         Transition::Admit {
             identity: Arc::default(),
             rooms: Vec::new(),
+            most_on_node: None,
             deliver,
         }
     }

@@ -37,7 +37,7 @@ impl PrivateId {
     /// A new pid for `sid`.
     pub fn generate(sid: Sid) -> Result<Self, PidError> {
         let mut secret = [0u8; 32];
-        getrandom::getrandom(&mut secret).map_err(PidError::Random)?;
+        getrandom::fill(&mut secret).map_err(PidError::Random)?;
         Ok(Self { sid, secret })
     }
 
