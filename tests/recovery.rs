@@ -509,3 +509,97 @@ async fn the_sockets_of_a_killed_node_recover_on_another() {
             .contains(&"chat:x".to_owned())
     );
 }
+
+#[tokio::test]
+async fn the_sockets_of_a_node_stopped_with_sigterm_recover_on_another_under_steady_sends() {
+    let redis = Redis::start().await;
+    let (a, b) = cluster_pair(&redis).await;
+    let (node_a, mut on_a, mut control_a) = a.into_parts();
+    let (_b, mut on_b, mut control_b) = b.into_parts();
+    let (alice, pid, mut offset) = alice_with_history(&mut on_a, &mut control_a).await;
+
+    let sender = tokio::spawn(async move {
+        for n in 1..=30u32 {
+            control_b
+                .send(SendRequest {
+                    target: to_sockets(&[&alice]),
+                    ..event("steady", n)
+                })
+                .await
+                .expect("accepted, connected or away");
+        }
+        (control_b, alice)
+    });
+    // Stop node A while the sends go on; what reached alice there is taken as it comes.
+    let mut received = Vec::new();
+    let terminated = tokio::spawn(node_a.terminate());
+    loop {
+        let next = on_a
+            .take(
+                |e| e["id"] == "alice" && (e["type"] == "disconnect" || e["event"] == "steady"),
+                "a steady event or the disconnection",
+            )
+            .await;
+        if next["type"] == "disconnect" {
+            break;
+        }
+        let args = next["args"].as_array().unwrap();
+        received.push(args[0]["n"].as_u64().unwrap());
+        offset = args.last().unwrap().as_str().unwrap().to_owned();
+    }
+    assert!(terminated.await.unwrap().success(), "node A exits cleanly");
+    let (mut control_b, alice) = sender.await.unwrap();
+
+    let sid = come_back(&mut on_b, "alice", "alice", &pid, &offset).await;
+    assert_eq!(sid, alice, "recovered on node B");
+    while received.len() < 30 {
+        let (name, data, _) = next_app_event(&on_b, "alice").await;
+        assert_eq!(name, "steady");
+        received.push(data["n"].as_u64().unwrap());
+    }
+    assert_eq!(
+        received,
+        (1..=30).collect::<Vec<_>>(),
+        "each once, in order"
+    );
+    control_b
+        .send(SendRequest {
+            target: to_sockets(&[&sid]),
+            ..event("after", 31)
+        })
+        .await
+        .expect("live");
+    let (name, _, _) = next_app_event(&on_b, "alice").await;
+    assert_eq!(name, "after", "nothing doubled: {:#?}", on_b.pending());
+}
+
+#[tokio::test]
+async fn a_session_lost_with_a_redis_restart_is_a_new_session_with_nothing_replayed() {
+    let mut redis = Redis::start().await;
+    let (a, b) = cluster_pair(&redis).await;
+    let (_a, mut on_a, mut control_a) = a.into_parts();
+    let (_b, mut on_b, mut control_b) = b.into_parts();
+    let (alice, pid, offset) = alice_with_history(&mut on_a, &mut control_a).await;
+    let mut events = watch(&mut control_a).await;
+    on_a.drop_transport("alice").await;
+    assert!(
+        watched(&mut events, EventKind::Disconnected)
+            .await
+            .recoverable
+    );
+    send_missed(&mut control_b, &alice).await;
+
+    redis.restart().await;
+    let sid = come_back(&mut on_b, "alice", "alice", &pid, &offset).await;
+    assert_ne!(sid, alice, "the session went with Redis's data: a new one");
+    on_b.next_event("alice", "authenticated").await;
+    control_b
+        .send(SendRequest {
+            target: to_sockets(&[&sid]),
+            ..event("after", 5)
+        })
+        .await
+        .expect("live send once Redis is back");
+    let (name, _, _) = next_app_event(&on_b, "alice").await;
+    assert_eq!(name, "after", "nothing replayed: {:#?}", on_b.pending());
+}
