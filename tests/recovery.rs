@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use fixture::{
     Gateway, GatewayBuilder, join, next_watched,
+    proxy::Proxy,
     redis::Redis,
     rooms_of,
     scene::{Control, Scene},
@@ -607,4 +608,53 @@ async fn a_session_lost_with_a_redis_restart_is_a_new_session_with_nothing_repla
         .expect("live send once Redis is back");
     let (name, _, _) = next_app_event(&on_b, "alice").await;
     assert_eq!(name, "after", "nothing replayed: {:#?}", on_b.pending());
+}
+
+#[tokio::test]
+async fn the_official_client_moved_to_another_node_by_the_load_balancer_recovers() {
+    let redis = Redis::start().await;
+    let node = |id| recovering().cluster_node(&redis, id).start();
+    let (a, b) = (node("node-a").await, node("node-b").await);
+    let balancer = Proxy::start(a.edge).await;
+    let mut clients = Clients::start(&balancer.url()).await;
+    let (_a, _, mut control_a) = Scene::on(a).await.into_parts();
+    let (b, _, mut control_b) = Scene::on(b).await.into_parts();
+    let quick = json!({"reconnection": true, "reconnectionDelay": 200, "randomizationFactor": 0});
+    open(
+        &mut clients,
+        "alice",
+        Transport::Websocket,
+        &tokens::for_user("alice"),
+        quick,
+    )
+    .await;
+    let (alice, _) = clients.reconnected("alice").await;
+    clients.next_event("alice", "authenticated").await;
+    join(&mut control_a, &[&alice], &["chat:x"]).await;
+
+    let mut events = watch(&mut control_a).await;
+    balancer.set_upstream(b.edge);
+    balancer.cut().await;
+    assert!(
+        watched(&mut events, EventKind::Disconnected)
+            .await
+            .recoverable
+    );
+    send_missed(&mut control_b, &alice).await;
+
+    let (sid, recovered) = clients.reconnected("alice").await;
+    assert!(recovered, "socket.recovered, through node B");
+    assert_eq!(sid, alice);
+    expect_missed(&clients, "alice").await;
+    clients.next_event("alice", "authenticated").await;
+    assert!(
+        rooms_of(&mut control_b, &alice)
+            .await
+            .contains(&"chat:x".to_owned())
+    );
+    assert!(
+        !clients.has_event("alice", "missed"),
+        "{:#?}",
+        clients.pending()
+    );
 }
