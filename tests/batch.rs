@@ -17,7 +17,11 @@ use sockgate_client::proto::{
 };
 use tonic::Code;
 
-fn send(target: Option<sockgate_client::proto::Target>, name: &str, data: serde_json::Value) -> BatchCommand {
+fn send(
+    target: Option<sockgate_client::proto::Target>,
+    name: &str,
+    data: serde_json::Value,
+) -> BatchCommand {
     SendRequest {
         event: name.into(),
         data_json: data.to_string(),
@@ -42,7 +46,9 @@ fn codes(results: &[BatchResult]) -> Vec<Code> {
 #[tokio::test]
 async fn commands_run_in_order_and_a_bad_one_fails_alone() {
     let (_gateway, mut clients, mut control) = Scene::start().await.into_parts();
-    let [a, b] = clients.logins([ws("a").user("alice"), polling("b").user("bob")]).await;
+    let [a, b] = clients
+        .logins([ws("a").user("alice"), polling("b").user("bob")])
+        .await;
     let commands = vec![
         // The join comes first: the send to the room after it reaches b.
         join(to_sockets(&[&b]), "news"),
@@ -76,9 +82,24 @@ async fn commands_run_in_order_and_a_bad_one_fails_alone() {
     use Code::{InvalidArgument, NotFound, Ok};
     assert_eq!(
         codes(&results),
-        [Ok, Ok, NotFound, InvalidArgument, InvalidArgument, Ok, Ok, Ok, Ok, Ok]
+        [
+            Ok,
+            Ok,
+            NotFound,
+            InvalidArgument,
+            InvalidArgument,
+            Ok,
+            Ok,
+            Ok,
+            Ok,
+            Ok
+        ]
     );
-    assert!(results[2].message.contains("AAAAAAAAAAAAAAAA"), "{:?}", results[2]);
+    assert!(
+        results[2].message.contains("AAAAAAAAAAAAAAAA"),
+        "{:?}",
+        results[2]
+    );
     assert!(results[3].message.contains("reserved"), "{:?}", results[3]);
     assert!(
         results[4].message.contains("commands[4] sets none of"),
@@ -110,7 +131,10 @@ async fn commands_run_in_order_and_a_bad_one_fails_alone() {
         .await
         .unwrap();
     clients.next_event("b", "marker").await;
-    assert!(!clients.has_event("b", "headline"), "b got the second headline");
+    assert!(
+        !clients.has_event("b", "headline"),
+        "b got the second headline"
+    );
 }
 
 #[tokio::test]
@@ -201,7 +225,10 @@ async fn each_command_needs_the_scope_of_its_method() {
     let mut anonymous = gateway.control_as(Bearer::raw(None)).await;
     let refused = anonymous.batch(batch()).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
-    assert!(refused.message().contains("Batch needs a valid token"), "{refused:?}");
+    assert!(
+        refused.message().contains("Batch needs a valid token"),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]
@@ -223,7 +250,9 @@ async fn a_batch_over_its_limits_is_refused_whole() {
         .unwrap_err();
     assert_eq!(too_many.code(), Code::InvalidArgument, "{too_many:?}");
     assert!(
-        too_many.message().contains("4 commands; the limit is 3 (control.max_batch_commands)"),
+        too_many
+            .message()
+            .contains("4 commands; the limit is 3 (control.max_batch_commands)"),
         "{too_many:?}"
     );
 
@@ -238,7 +267,9 @@ async fn a_batch_over_its_limits_is_refused_whole() {
         .unwrap_err();
     assert_eq!(too_big.code(), Code::ResourceExhausted, "{too_big:?}");
     assert!(
-        too_big.message().contains("the limit is 2000 (control.max_batch_bytes)"),
+        too_big
+            .message()
+            .contains("the limit is 2000 (control.max_batch_bytes)"),
         "{too_big:?}"
     );
 
