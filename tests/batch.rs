@@ -1,5 +1,6 @@
 //! `Batch`: mixed commands in order with one result each (a bad one fails alone), the
-//! parallel mode, the scope of each command, and the limits of a batch.
+//! parallel mode, the scope of each command, the limits of a batch, and a Python (grpcio)
+//! caller.
 
 mod fixture;
 
@@ -286,4 +287,41 @@ async fn a_batch_over_its_limits_is_refused_whole() {
     assert_eq!(codes(&results), [Code::Ok]);
     clients.next_event("a", "fits").await;
     assert!(!clients.has_event("a", "many") && !clients.has_event("a", "big"));
+}
+
+#[tokio::test]
+async fn a_python_grpcio_backend_calls_batch() {
+    assert!(
+        fixture::repo_root().join("gen/python").is_dir(),
+        "gen/python is missing: run `npx buf generate` (scripts/test does)"
+    );
+    let (gateway, mut clients, _) = Scene::start().await.into_parts();
+    let a = clients.login(ws("a")).await;
+    let output = tokio::process::Command::new("python3")
+        .current_dir(fixture::repo_root())
+        .arg("tests/python/batch_client.py")
+        .arg(gateway.control.to_string())
+        .arg(&a)
+        .output()
+        .await
+        .expect("run python3");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let codes: Vec<u64> = results
+        .iter()
+        .map(|r| r["code"].as_u64().unwrap())
+        .collect();
+    assert_eq!(codes, [0, 0, 0, Code::NotFound as u64], "{results:?}");
+    assert_eq!(results[0]["reply"], "send");
+    assert_eq!(results[1]["reply"], "join");
+    assert!(results[3]["reply"].is_null());
+    assert_eq!(clients.next_event("a", "py:direct").await, json!({"n": 1}));
+    assert_eq!(clients.next_event("a", "py:room").await, json!("hello"));
 }
