@@ -21,8 +21,9 @@ use std::{
 use fixture::{Gateway, raw, rng::Rng, tokens};
 use futures_util::{SinkExt, StreamExt};
 use sockgate_client::proto::{
-    AckOptions, BatchCommand, BatchRequest, DisconnectRequest, GetInfoRequest, GetSocketRequest, JoinRequest, LeaveRequest,
-    ListRoomsRequest, ListSocketsRequest, SendRequest, Target, WatchEventsRequest,
+    AckOptions, BatchCommand, BatchRequest, DisconnectRequest, GetInfoRequest, GetSocketRequest,
+    JoinRequest, LeaveRequest, ListRoomsRequest, ListSocketsRequest, SendRequest, Target,
+    WatchEventsRequest,
 };
 use tokio_tungstenite::tungstenite::Message;
 use tonic::Code;
