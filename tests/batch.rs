@@ -325,3 +325,27 @@ async fn a_python_grpcio_backend_calls_batch() {
     assert_eq!(clients.next_event("a", "py:direct").await, json!({"n": 1}));
     assert_eq!(clients.next_event("a", "py:room").await, json!("hello"));
 }
+
+#[tokio::test]
+async fn with_recovery_a_batched_send_is_recorded_like_a_unary_one() {
+    let builder = Gateway::builder().env("RECOVERY__ENABLED", "true");
+    let (_gateway, mut clients, mut control) = Scene::of(builder).await.into_parts();
+    let a = clients.login(ws("a")).await;
+    let results = control
+        .batch(BatchRequest {
+            commands: vec![send(to_sockets(&[&a]), "kept", json!({"n": 1}))],
+            parallel: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(codes(&results), [Code::Ok]);
+    // The data, then the offset that a recovered socket would resume from.
+    let args = clients.next_event_args("a", "kept").await;
+    assert_eq!(args[0], json!({"n": 1}), "{args}");
+    assert!(
+        args[1].is_string(),
+        "a replayable event carries an offset: {args}"
+    );
+}

@@ -120,7 +120,8 @@ fn name(command: &Command) -> &'static str {
 }
 
 /// Decides each command's path: checks its scope, groups the `Send`s that can be, and
-/// locates the sockets of other nodes they name in one directory lookup.
+/// locates the sockets of other nodes they name in one directory lookup. With recovery on,
+/// nothing is grouped: a `Send` is recorded in the history, which orders the deliveries.
 async fn plan<A: Adapter>(
     ctx: &ControlContext<A>,
     caller: Option<&Caller>,
@@ -129,6 +130,7 @@ async fn plan<A: Adapter>(
     let mut steps = Vec::with_capacity(request.commands.len());
     // Grouped sends whose sockets are all elsewhere: their step, and their ids.
     let mut elsewhere: Vec<(usize, Vec<Sid>)> = Vec::new();
+    let grouping = ctx.cluster.recovery().is_none();
     for (index, command) in request.commands.into_iter().enumerate() {
         let Some(command) = command.command else {
             steps.push(Step::Refused(ControlError::invalid(format!(
@@ -147,7 +149,7 @@ async fn plan<A: Adapter>(
             continue;
         }
         let send = match command {
-            Command::Send(send) if send::groupable(&send) => send,
+            Command::Send(send) if grouping && send::groupable(&send) => send,
             other => {
                 steps.push(Step::Unary(other));
                 continue;

@@ -280,7 +280,8 @@ pub async fn send_here<A: Adapter>(
     target::ensure_here(io, &sids, Audience::Authenticated)?;
     let args = Args {
         data: parse_json(&data_json, "data_json")?,
-        attachments,
+        attachments: &attachments,
+        offset: None,
     };
     let operators = target::select(io.local(), target, Audience::Authenticated);
     match operators.emit(&event, &args).await {
