@@ -919,6 +919,7 @@ async fn a_users_connection_limit_counts_its_sockets_on_every_node() {
     // Other users are not limited by this one.
     on_b.login(ws("v1").user("v")).await;
     assert_eq!(sockets_of(&mut control, "u").await, 2);
+}
 
 #[tokio::test]
 async fn a_batch_groups_the_sends_for_each_node() {

@@ -29,6 +29,7 @@ use crate::{
         NodeRef,
         messages::{Deliveries, Query},
     },
+    config::Parser,
     metrics::METRICS,
 };
 
@@ -221,7 +222,7 @@ async fn in_order<A: Adapter>(ctx: &ControlContext<A>, steps: Vec<Step>) -> Vec<
     for (index, step) in steps.into_iter().enumerate() {
         match step {
             Step::Refused(e) => done.push((index, result(Err(e)))),
-            Step::Here(send) => done.push((index, here(&ctx.io, send).await)),
+            Step::Here(send) => done.push((index, here(&ctx.io, ctx.parser, send).await)),
             Step::Away(node, send) => pending.push((index, node, send)),
             Step::Unary(command) => {
                 done.extend(deliver(ctx, std::mem::take(&mut pending)).await);
@@ -244,7 +245,9 @@ async fn at_once<A: Adapter>(ctx: &ControlContext<A>, steps: Vec<Step>) -> Vec<I
         match step {
             Step::Refused(e) => done.push((index, result(Err(e)))),
             Step::Here(send) => {
-                running.push(Box::pin(async move { (index, here(&ctx.io, send).await) }));
+                running.push(Box::pin(async move {
+                    (index, here(&ctx.io, ctx.parser, send).await)
+                }));
             }
             Step::Away(node, send) => pending.push((index, node, send)),
             Step::Unary(command) => {
@@ -277,15 +280,17 @@ fn result(outcome: Result<Reply, ControlError>) -> BatchResult {
     }
 }
 
-async fn here<A: Adapter>(io: &SocketIo<A>, send: SendRequest) -> BatchResult {
-    result(send::send_here(io, send).await.map(Reply::Send))
+async fn here<A: Adapter>(io: &SocketIo<A>, parser: Parser, send: SendRequest) -> BatchResult {
+    result(send::send_here(io, parser, send).await.map(Reply::Send))
 }
 
 async fn unary<A: Adapter>(ctx: &ControlContext<A>, command: Command) -> BatchResult {
     result(match command {
-        Command::Send(request) => send::send(&ctx.io, &ctx.cluster, &ctx.limits, request)
-            .await
-            .map(Reply::Send),
+        Command::Send(request) => {
+            send::send(&ctx.io, &ctx.cluster, &ctx.limits, ctx.parser, request)
+                .await
+                .map(Reply::Send)
+        }
         Command::Join(request) => membership::join(ctx, request).await.map(Reply::Join),
         Command::Leave(request) => membership::leave(ctx, request).await.map(Reply::Leave),
         Command::Disconnect(request) => membership::disconnect(ctx, request)
@@ -357,11 +362,12 @@ async fn deliver<A: Adapter>(
 /// result for each.
 pub async fn deliver_here<A: Adapter>(
     io: &SocketIo<A>,
+    parser: Parser,
     sends: Vec<SendRequest>,
 ) -> Vec<BatchResult> {
     let mut results = Vec::with_capacity(sends.len());
     for send in sends {
-        results.push(here(io, send).await);
+        results.push(here(io, parser, send).await);
     }
     results
 }

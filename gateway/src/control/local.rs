@@ -217,7 +217,7 @@ impl<A: Adapter> LocalNode for LocalSockets<A> {
                 Query::Membership(change) => self.change(change),
                 Query::WatchStarted(_) => NodeResponse::default(),
                 Query::Deliver(deliveries) => NodeResponse {
-                    results: batch::deliver_here(&self.io, deliveries.sends).await,
+                    results: batch::deliver_here(&self.io, self.parser, deliveries.sends).await,
                     ..NodeResponse::default()
                 },
             };

@@ -53,6 +53,12 @@ pub fn check_event_name(event: &str) -> Result<(), ControlError> {
     Ok(())
 }
 
+/// A `Send`'s `data_json`, checked, as `parser` writes it.
+fn parse_data(text: &str, parser: Parser) -> Result<Option<Data<'_>>, ControlError> {
+    Data::parse(text, parser)
+        .map_err(|e| ControlError::invalid(format!("data_json is not valid JSON: {e}")))
+}
+
 /// Handles `Send`.
 pub async fn send<A: Adapter>(
     io: &SocketIo<A>,
@@ -64,8 +70,7 @@ pub async fn send<A: Adapter>(
     let ack_timeout = check(&request, limits)?;
     // Kept whole when the event is replayable: the history holds it.
     let request = Arc::new(request);
-    let data = Data::parse(&request.data_json, parser)
-        .map_err(|e| ControlError::invalid(format!("data_json is not valid JSON: {e}")))?;
+    let data = parse_data(&request.data_json, parser)?;
     let target = request.target.as_ref();
     let operators = target::resolve(io, cluster, target, "target", Audience::Authenticated).await?;
     // Socket ids that all live on this node need no other node: no cluster round trip,
@@ -257,7 +262,7 @@ pub fn groupable(request: &SendRequest) -> bool {
 /// Checks a `Send` as [`send`] does before it looks for its sockets; returns its socket ids.
 pub fn validate(request: &SendRequest, limits: &ControlLimits) -> Result<Vec<Sid>, ControlError> {
     check(request, limits)?;
-    parse_json(&request.data_json, "data_json")?;
+    parse_data(&request.data_json, Parser::Default)?;
     let (_, sids) = target::validate(request.target.as_ref(), "target")?;
     Ok(sids)
 }
@@ -267,6 +272,7 @@ pub fn validate(request: &SendRequest, limits: &ControlLimits) -> Result<Vec<Sid
 /// as [`send`] would answer. The grouped commands of a `Batch` arrive here.
 pub async fn send_here<A: Adapter>(
     io: &SocketIo<A>,
+    parser: Parser,
     request: SendRequest,
 ) -> Result<SendResponse, ControlError> {
     let SendRequest {
@@ -279,7 +285,7 @@ pub async fn send_here<A: Adapter>(
     let (target, sids) = target::validate(target.as_ref(), "target")?;
     target::ensure_here(io, &sids, Audience::Authenticated)?;
     let args = Args {
-        data: parse_json(&data_json, "data_json")?,
+        data: parse_data(&data_json, parser)?,
         attachments: &attachments,
         offset: None,
     };
