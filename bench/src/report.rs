@@ -169,14 +169,43 @@ fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
             "",
         ),
         row(
+            format!(
+                "unicast send {}through Batch calls of {} ({} in flight): sends per second",
+                if cluster {
+                    "via node A to socket ids on node B "
+                } else {
+                    "to a socket id "
+                },
+                plan.batch_size,
+                plan.batch_in_flight
+            ),
+            |m| batched(m, |d| d.commands as f64 / d.send_wall.as_secs_f64()),
+            0,
+            if cluster { "≥ 75000" } else { "≥ 150000" },
+        ),
+        row(
+            format!("  server CPU per send{cpu}, µs"),
+            |m| batched(m, crate::scenarios::Delivery::cpu_per_command_us),
+            2,
+            target("≤ 6"),
+        ),
+        row(
+            "  delivery latency p99, ms".into(),
+            |m| batched(m, |d| quantile_ms(d, 1)),
+            1,
+            "",
+        ),
+        row(
             "lost deliveries + failed commands + dropped connections".into(),
             |m| {
+                let batched = m.batched.as_ref().map_or(0, |d| d.lost() + d.errors);
                 (m.paced.lost()
                     + m.burst.lost()
                     + m.unicast.lost()
                     + m.paced.errors
                     + m.burst.errors
                     + m.unicast.errors
+                    + batched
                     + m.connections_lost as u64) as f64
             },
             0,
@@ -196,6 +225,11 @@ fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
         ),
     ]);
     rows
+}
+
+/// A figure of the batched unicast sends; NaN (shown as `–`) for a stack without them.
+fn batched(m: &Measures, f: impl Fn(&crate::scenarios::Delivery) -> f64) -> f64 {
+    m.batched.as_ref().map_or(f64::NAN, f)
 }
 
 fn quantile_ms(d: &crate::scenarios::Delivery, i: usize) -> f64 {
@@ -232,6 +266,7 @@ pub fn table(plan: &Plan, runs: &[Measures], nodes: usize) -> String {
         runs.iter()
             .filter(|m| m.kind == kind)
             .map(|m| f(m))
+            .filter(|v| !v.is_nan())
             .collect::<Vec<_>>()
     };
     let repeats = runs
@@ -294,6 +329,7 @@ mod tests {
             paced: Delivery::default(),
             burst: Delivery::default(),
             unicast: Delivery::default(),
+            batched: (kind == Kind::Sockgate).then(Delivery::default),
             connections_lost: 0,
             other_load_cores: 0.0,
         }
@@ -311,6 +347,8 @@ mod tests {
             burst_in_flight: 1,
             unicast_time: Duration::ZERO,
             unicast_in_flight: 1,
+            batch_size: 100,
+            batch_in_flight: 1,
             drain_timeout: Duration::ZERO,
         }
     }
@@ -339,5 +377,9 @@ mod tests {
         );
         assert!(two.contains("via node A to socket ids on node B"));
         assert!(!two.contains("≥ 50000"), "one-node targets stay out: {two}");
+        assert!(
+            two.contains("through Batch calls of 100 (1 in flight): sends per second | – |"),
+            "the reference has no batch: {two}"
+        );
     }
 }

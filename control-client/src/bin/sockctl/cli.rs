@@ -170,6 +170,31 @@ pub enum Command {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Run commands read as JSON lines (from a file, or stdin) in `Batch` calls, printing a
+    /// result per command.
+    #[command(after_help = "Each line is one command (blank lines are skipped):
+  {\"send\": {\"event\": \"notice\", \"data\": {\"n\": 1}, \"target\": {\"socket_ids\": [\"Xk3v9l2mQ1aB7cD0\"]}}}
+  {\"send\": {\"event\": \"poll\", \"target\": {\"rooms\": [\"chat:1\"]}, \"ack_timeout_ms\": 2000}}
+  {\"join\": {\"target\": {\"user_ids\": [\"alice\"]}, \"rooms\": [\"chat:1\"]}}
+  {\"leave\": {\"target\": {\"socket_ids\": [\"Xk3v9l2mQ1aB7cD0\"]}, \"rooms\": [\"chat:1\"]}}
+  {\"disconnect\": {\"target\": {\"socket_ids\": [\"Xk3v9l2mQ1aB7cD0\"]}, \"reason\": \"bye\"}}
+A target has the fields of the API's Target: socket_ids, rooms, user_ids, all, except_rooms,
+except_socket_ids. Each result line gives the command's line number, its status and its
+reply. The exit code is 0 when every command succeeded, else that of the first failure.
+
+Examples:
+  sockctl batch commands.jsonl
+  producer | sockctl batch --batch-size 500 --json")]
+    Batch {
+        /// File of JSON lines; `-` or none: stdin.
+        file: Option<PathBuf>,
+        /// Most commands per call (the gateway's limit is control.max_batch_commands).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+        batch_size: u32,
+        /// Run the commands of each call at once rather than in order.
+        #[arg(long)]
+        parallel: bool,
+    },
     /// Stream lifecycle and client events until interrupted (Ctrl-C).
     #[command(
         after_help = "Examples:\n  sockctl watch\n  sockctl watch --kind client-event --event 'chat:*'\n  sockctl watch --room chat:lobby --json | jq -c 'select(.kind == \"disconnected\")'"

@@ -8,6 +8,11 @@ pub(super) fn request_channel(prefix: &str) -> String {
     format!("{prefix}#req")
 }
 
+/// `P#req#{uid}`: questions to one node.
+pub(super) fn inbox_channel(prefix: &str, uid: &str) -> String {
+    format!("{prefix}#req#{uid}")
+}
+
 /// `P#res#{uid}`: a node's answers; a node is subscribed to it while it lives.
 pub(super) fn answer_channel(prefix: &str, uid: &str) -> String {
     format!("{prefix}#res#{uid}")
