@@ -7,7 +7,9 @@ mod fixture;
 use std::time::Duration;
 
 use fixture::{
-    Gateway, GatewayBuilder, join, next_watched,
+    Gateway, GatewayBuilder,
+    eventually::eventually,
+    join, next_watched,
     proxy::Proxy,
     redis::Redis,
     rooms_of,
@@ -17,7 +19,8 @@ use fixture::{
 };
 use serde_json::{Value, json};
 use sockgate_client::proto::{
-    DisconnectRequest, EventKind, SendRequest, WatchEventsRequest, WatchEventsResponse,
+    DisconnectRequest, EventKind, GetInfoRequest, SendRequest, WatchEventsRequest,
+    WatchEventsResponse,
 };
 use tonic::Streaming;
 
@@ -58,6 +61,12 @@ async fn open(clients: &mut Clients, id: &str, transport: Transport, token: &str
             json!(["authenticate", {"token": token}]),
         )
         .await;
+}
+
+/// `GetInfo`'s count of sockets away.
+async fn away(control: &mut Control) -> u32 {
+    let info = control.get_info(GetInfoRequest {}).await.expect("GetInfo");
+    info.into_inner().sockets.unwrap_or_default().away
 }
 
 async fn watch(control: &mut Control) -> Streaming<WatchEventsResponse> {
@@ -136,6 +145,11 @@ async fn recovers_with_missed_events(transport: Transport) {
         gone.recoverable,
         "a dropped transport is recoverable: {gone:?}"
     );
+    assert_eq!(
+        away(&mut control).await,
+        1,
+        "GetInfo counts the socket away"
+    );
 
     // While it is away: to its room, its user, its id, everyone; and to a room it is not in.
     let sends = [
@@ -169,6 +183,7 @@ async fn recovers_with_missed_events(transport: Transport) {
 
     let (sid, recovered) = clients.reconnect("a").await;
     assert!(recovered, "socket.recovered");
+    assert_eq!(away(&mut control).await, 0);
     assert_eq!(sid, a, "the same socket id");
     let mut last = before;
     for n in 1..=4 {
@@ -471,9 +486,16 @@ async fn a_socket_recovers_through_another_node() {
     let gone = watched(&mut events, EventKind::Disconnected).await;
     assert!(gone.recoverable);
     send_missed(&mut control_b, &alice).await;
+    // Written by node A after the disconnection, read through node B.
+    let counting = control_b.clone();
+    eventually("node B counts alice away", async || {
+        away(&mut counting.clone()).await == 1
+    })
+    .await;
 
     let sid = come_back(&mut on_b, "alice", "alice", &pid, &offset).await;
     assert_eq!(sid, alice, "the same socket, now on node B");
+    assert_eq!(away(&mut control_b).await, 0);
     expect_missed(&on_b, "alice").await;
     on_b.next_event("alice", "authenticated").await;
     assert!(

@@ -248,6 +248,8 @@ impl<A: Adapter> LocalNode for LocalSockets<A> {
                     authenticating: counts.authenticating,
                     authenticated: counts.authenticated,
                     total: counts.total(),
+                    // Connected sockets only; GetInfo adds those away.
+                    away: 0,
                 },
                 rooms: self.mirrors.index.room_count() as u32,
             }

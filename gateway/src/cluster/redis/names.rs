@@ -60,6 +60,12 @@ pub(super) fn recovery_live_key(prefix: &str, uid: &str) -> String {
     format!("{prefix}:recovery:live:{uid}")
 }
 
+/// `P:recovery:away`: the socket ids of the sessions away, scored by when their window
+/// closes (for counts).
+pub(super) fn recovery_away_index_key(prefix: &str) -> String {
+    format!("{prefix}:recovery:away")
+}
+
 /// `P:recovery:nodes`: nodes with live sessions, scored by their last heartbeat.
 pub(super) fn recovery_nodes_key(prefix: &str) -> String {
     format!("{prefix}:recovery:nodes")

@@ -211,6 +211,8 @@ pub(super) async fn live_nodes(redis: &Redis) -> Result<Vec<(String, NodeStatus)
                 authenticating: field(&map, "authenticating"),
                 authenticated: field(&map, "authenticated"),
                 total: field(&map, "total"),
+                // A node's status counts its connected sockets; GetInfo adds those away.
+                away: 0,
             },
             rooms: field(&map, "rooms"),
         };
