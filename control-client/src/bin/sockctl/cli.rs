@@ -126,8 +126,8 @@ pub enum Command {
         /// Leave out the sockets in this room (repeatable).
         #[arg(long = "except-room")]
         except: Vec<String>,
-        /// Leave out the socket with this id (repeatable).
-        #[arg(long = "except-socket", value_name = "ID")]
+        /// Leave out the socket with this id (repeatable; ids may start with `-`).
+        #[arg(long = "except-socket", value_name = "ID", allow_hyphen_values = true)]
         except_sockets: Vec<String>,
         /// Wait up to this long for each recipient's ack (e.g. 2s) and print the replies.
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -315,5 +315,19 @@ mod tests {
             };
             assert!(id.starts_with('-'), "{args:?} parsed as {id:?}");
         }
+        let args = [
+            "sockctl",
+            "send",
+            "--all",
+            "ev",
+            "{}",
+            "--except-socket",
+            "-bXYZabcdefghijk",
+        ];
+        let Command::Send { except_sockets, .. } = Cli::try_parse_from(args).unwrap().command
+        else {
+            panic!("send")
+        };
+        assert_eq!(except_sockets, ["-bXYZabcdefghijk"]);
     }
 }
