@@ -1,6 +1,6 @@
 //! Several gateway nodes on a real Redis: every RPC sent to one node acts on sockets of
 //! the others (send to socket / room / user / all, except_socket_ids, acks, join, leave,
-//! disconnect, listings, counts, WatchEvents), precise statuses for socket ids of other
+//! disconnect, listings, counts, WatchEvents, Batch), precise statuses for socket ids of other
 //! nodes (the socket directory), and the failure cases: Redis restarted under load, a node
 //! killed with SIGKILL and restarted, polling on the wrong node, and Redis settings that
 //! cannot work.
@@ -22,9 +22,9 @@ use fixture::{
 use futures_util::StreamExt;
 use serde_json::json;
 use sockgate_client::proto::{
-    AckOptions, DisconnectRequest, EventKind, GetInfoRequest, GetSocketRequest, JoinRequest,
-    LeaveRequest, ListRoomsRequest, ListSocketsRequest, SendRequest, SocketState, Target,
-    WatchEventsRequest,
+    AckOptions, BatchCommand, BatchRequest, DisconnectRequest, EventKind, GetInfoRequest,
+    GetSocketRequest, JoinRequest, LeaveRequest, ListRoomsRequest, ListSocketsRequest, SendRequest,
+    SocketState, Target, WatchEventsRequest,
 };
 use tonic::Code;
 
@@ -919,4 +919,85 @@ async fn a_users_connection_limit_counts_its_sockets_on_every_node() {
     // Other users are not limited by this one.
     on_b.login(ws("v1").user("v")).await;
     assert_eq!(sockets_of(&mut control, "u").await, 2);
+}
+
+#[tokio::test]
+async fn a_batch_groups_the_sends_for_each_node() {
+    let (_redis, a, b) = two_nodes().await;
+    let (a, mut on_a, mut control) = Scene::on(a).await.into_parts();
+    let (_b, mut on_b, _) = Scene::on(b).await.into_parts();
+    let alice = on_a.login(ws("alice")).await;
+    // Connected before bob logs in: B writes its directory in order, so once bob is
+    // listed, carol is too.
+    let carol = on_b.connect("carol", Transport::Websocket).await;
+    let [bob, bob2] = on_b.logins([ws("bob"), polling("bob2").user("bob")]).await;
+    let grouped = "sockgate_control_batch_grouped_total ";
+    // A groups sends for B once it knows B's directory (B's writes, A's heartbeat).
+    eventually("A to group a send for a socket of B", async || {
+        let probe = BatchRequest {
+            commands: vec![send_command(&bob, "probe", json!(0))],
+            parallel: false,
+        };
+        control.batch(probe).await.unwrap();
+        a.metric(grouped).await > 0
+    })
+    .await;
+    let before = a.metric(grouped).await;
+
+    let commands = vec![
+        send_command(&bob, "x", json!(1)),
+        send_command(&alice, "x", json!(2)),
+        send_command(&bob2, "x", json!(3)),
+        send_command(&carol, "x", json!(0)),
+        send_command("AAAAAAAAAAAAAAAA", "x", json!(0)),
+        JoinRequest {
+            target: to_sockets(&[&bob]),
+            rooms: vec!["room-b".into()],
+        }
+        .into(),
+        SendRequest {
+            target: to_rooms(&["room-b"]),
+            ..event("y", json!("room"))
+        }
+        .into(),
+        send_command(&bob, "x", json!(4)),
+    ];
+    let results = control
+        .batch(BatchRequest {
+            commands,
+            parallel: false,
+        })
+        .await
+        .expect("the batch")
+        .into_inner()
+        .results;
+    let codes: Vec<Code> = results.iter().map(|r| Code::from(r.code as i32)).collect();
+    use Code::{FailedPrecondition, NotFound, Ok};
+    assert_eq!(
+        codes,
+        [Ok, Ok, Ok, FailedPrecondition, NotFound, Ok, Ok, Ok],
+        "{results:?}"
+    );
+    assert!(
+        results[3].message.contains("has not authenticated"),
+        "{results:?}"
+    );
+    // bob, bob2, carol and bob again went to B in two questions (the join came between).
+    assert_eq!(a.metric(grouped).await - before, 4);
+
+    assert_eq!(on_a.next_event("alice", "x").await, json!(2));
+    assert_eq!(on_b.next_event("bob2", "x").await, json!(3));
+    // In the batch's order on bob: the first send, the join, the room, the last send.
+    assert_eq!(on_b.next_event("bob", "x").await, json!(1));
+    assert_eq!(on_b.next_event("bob", "y").await, json!("room"));
+    assert_eq!(on_b.next_event("bob", "x").await, json!(4));
+    assert!(!on_b.has_event("carol", "x"));
+}
+
+fn send_command(sid: &str, name: &str, data: serde_json::Value) -> BatchCommand {
+    SendRequest {
+        target: to_sockets(&[sid]),
+        ..event(name, data)
+    }
+    .into()
 }

@@ -1,16 +1,13 @@
 //! The managed Socket.IO client (`sockgate_client::sio`) against the real gateway: the
 //! authentication state machine, subscriptions with duplicate detection, handler failures,
-//! emits, rooms, server disconnects and reconnection.
+//! emits, rooms, server disconnects, reconnection, and connection state recovery (through
+//! the test proxy, whose connections the test cuts as a network loss).
 
 mod fixture;
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
-use fixture::{Gateway, PATIENCE, tokens};
+use fixture::{Gateway, PATIENCE, proxy::Proxy, tokens};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sockgate_client::{
@@ -21,7 +18,7 @@ use sockgate_client::{
         Reconnect,
     },
 };
-use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
+use tokio::{net::TcpListener, sync::mpsc};
 
 /// What the lifecycle callbacks reported.
 #[derive(Debug, Clone, PartialEq)]
@@ -417,51 +414,6 @@ async fn emits_and_room_requests_reach_the_gateway() {
     };
 }
 
-/// A TCP proxy whose connections can be cut, to lose the connection without the gateway
-/// closing the socket itself.
-struct Proxy {
-    addr: SocketAddr,
-    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(Mutex::new(Vec::new()));
-        let tracked = connections.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                tracked.lock().unwrap().push(task);
-            }
-        });
-        Proxy {
-            addr,
-            connections,
-            accept,
-        }
-    }
-
-    fn cut(&self) {
-        for task in self.connections.lock().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-        self.cut();
-    }
-}
-
 #[tokio::test]
 async fn reconnects_after_a_lost_connection_and_starts_unauthorized() {
     let gateway = Gateway::start().await;
@@ -472,7 +424,7 @@ async fn reconnects_after_a_lost_connection_and_starts_unauthorized() {
         ..Reconnect::default()
     };
     let mut erin = managed(
-        ClientOptions::new(format!("http://{}", proxy.addr))
+        ClientOptions::new(proxy.url())
             .token(tokens::for_user("erin"))
             .reconnect(fast),
     );
@@ -483,7 +435,7 @@ async fn reconnects_after_a_lost_connection_and_starts_unauthorized() {
     assert!(matches!(erin.next().await, Seen::Authenticated(_)));
     let first_sid = client.socket_id().unwrap();
 
-    proxy.cut();
+    proxy.cut().await;
     let Seen::Disconnected(reason) = erin.next().await else {
         panic!("expected disconnected")
     };
@@ -515,6 +467,152 @@ async fn reconnects_after_a_lost_connection_and_starts_unauthorized() {
     assert!(error.starts_with("cannot connect"), "{error}");
     client.disconnect().await;
     assert!(!client.is_connected());
+}
+
+/// Waits for the next callback that is not a failed reconnection attempt.
+async fn next_but_errors(recorded: &mut Recorded) -> Seen {
+    loop {
+        match recorded.next().await {
+            Seen::Error(_) => continue,
+            seen => return seen,
+        }
+    }
+}
+
+#[tokio::test]
+async fn recovers_its_session_after_a_network_loss_and_receives_what_it_missed() {
+    let gateway = Gateway::builder()
+        .env("RECOVERY__ENABLED", "true")
+        .start()
+        .await;
+    let control = control(&gateway).await;
+    let proxy = Proxy::start(gateway.edge).await;
+    let fast = Reconnect {
+        initial_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(200),
+        ..Reconnect::default()
+    };
+    let mut fay = managed(
+        ClientOptions::new(proxy.url())
+            .token(tokens::for_user("fay"))
+            .reconnect(fast),
+    );
+    let client = fay.client.clone();
+    let (tx, mut news) = mpsc::unbounded_channel();
+    client.subscribe(
+        "news",
+        Handler::new(move |event: Event| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(event.args);
+                Ok::<_, String>(())
+            }
+        }),
+    );
+    let mut next_news = async || {
+        tokio::time::timeout(PATIENCE, news.recv())
+            .await
+            .expect("news in time")
+            .unwrap()
+    };
+    client.connect().await;
+    assert_eq!(fay.next().await, Seen::Connected);
+    assert!(!client.recovered());
+    client.authenticate();
+    assert!(matches!(fay.next().await, Seen::Authenticated(_)));
+    let sid = client.socket_id().unwrap();
+    control
+        .join(Target::sockets([sid.as_str()]), ["chat:fay"])
+        .await
+        .unwrap();
+    control
+        .send_to_socket(&sid, "news", &json!({"n": 0}))
+        .await
+        .unwrap();
+    let live = next_news().await;
+    assert_eq!(live[0], json!({"n": 0}));
+    assert!(
+        live[1].is_string(),
+        "the offset stays the last argument: {live:?}"
+    );
+
+    // The network goes: no way back to the gateway until the test allows it, so that the
+    // gateway has kept the session before the client comes back.
+    let events = control
+        .watch_events(WatchFilter {
+            kinds: vec![EventKind::Disconnected],
+            ..WatchFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut events = std::pin::pin!(events);
+    let nowhere = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    proxy.set_upstream(nowhere);
+    proxy.cut().await;
+    assert!(matches!(fay.next().await, Seen::Disconnected(_)));
+    let gone = tokio::time::timeout(PATIENCE, events.next())
+        .await
+        .expect("disconnected in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(gone.socket_id, sid);
+    assert!(gone.recoverable, "{gone:?}");
+
+    control
+        .send_to_socket(&sid, "news", &json!({"n": 1}))
+        .await
+        .expect("accepted while away");
+    control
+        .send_to_user("fay", "news", &json!({"n": 2}))
+        .await
+        .unwrap();
+    control
+        .send_to_room("chat:fay", "news", &json!({"n": 3}))
+        .await
+        .unwrap();
+
+    proxy.set_upstream(gateway.edge);
+    assert_eq!(next_but_errors(&mut fay).await, Seen::Connected);
+    assert!(client.recovered(), "socket.recovered");
+    assert_eq!(client.socket_id().as_deref(), Some(sid.as_str()));
+    for n in 1..=3 {
+        assert_eq!(next_news().await[0], json!({"n": n}), "missed, in order");
+    }
+    assert_eq!(
+        client.state(),
+        ClientState::Unauthorized,
+        "as on any connection"
+    );
+    client.authenticate();
+    let Seen::Authenticated(payload) = fay.next().await else {
+        panic!("expected authenticated")
+    };
+    assert_eq!(payload["id"], sid.as_str());
+    let socket = control.get_socket(&sid).await.unwrap();
+    assert_eq!(socket.user_id, "fay");
+    assert!(socket.rooms.contains(&"chat:fay".to_owned()), "{socket:?}");
+    control
+        .send_to_room("chat:fay", "news", &json!({"n": 4}))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_news().await[0],
+        json!({"n": 4}),
+        "each missed event once"
+    );
+
+    // Closed by the client itself: not recoverable, a new socket.
+    client.disconnect().await;
+    assert!(matches!(fay.next().await, Seen::Disconnected(_)));
+    client.connect().await;
+    assert_eq!(fay.next().await, Seen::Connected);
+    assert!(!client.recovered());
+    assert_ne!(client.socket_id().unwrap(), sid);
+    client.shutdown().await;
 }
 
 #[tokio::test]

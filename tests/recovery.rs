@@ -7,7 +7,10 @@ mod fixture;
 use std::time::Duration;
 
 use fixture::{
-    Gateway, GatewayBuilder, join, next_watched,
+    Gateway, GatewayBuilder,
+    eventually::eventually,
+    join, next_watched,
+    proxy::Proxy,
     redis::Redis,
     rooms_of,
     scene::{Control, Scene},
@@ -16,7 +19,8 @@ use fixture::{
 };
 use serde_json::{Value, json};
 use sockgate_client::proto::{
-    DisconnectRequest, EventKind, SendRequest, WatchEventsRequest, WatchEventsResponse,
+    DisconnectRequest, EventKind, GetInfoRequest, SendRequest, WatchEventsRequest,
+    WatchEventsResponse,
 };
 use tonic::Streaming;
 
@@ -57,6 +61,12 @@ async fn open(clients: &mut Clients, id: &str, transport: Transport, token: &str
             json!(["authenticate", {"token": token}]),
         )
         .await;
+}
+
+/// `GetInfo`'s count of sockets away.
+async fn away(control: &mut Control) -> u32 {
+    let info = control.get_info(GetInfoRequest {}).await.expect("GetInfo");
+    info.into_inner().sockets.unwrap_or_default().away
 }
 
 async fn watch(control: &mut Control) -> Streaming<WatchEventsResponse> {
@@ -135,6 +145,11 @@ async fn recovers_with_missed_events(transport: Transport) {
         gone.recoverable,
         "a dropped transport is recoverable: {gone:?}"
     );
+    assert_eq!(
+        away(&mut control).await,
+        1,
+        "GetInfo counts the socket away"
+    );
 
     // While it is away: to its room, its user, its id, everyone; and to a room it is not in.
     let sends = [
@@ -168,6 +183,7 @@ async fn recovers_with_missed_events(transport: Transport) {
 
     let (sid, recovered) = clients.reconnect("a").await;
     assert!(recovered, "socket.recovered");
+    assert_eq!(away(&mut control).await, 0);
     assert_eq!(sid, a, "the same socket id");
     let mut last = before;
     for n in 1..=4 {
@@ -216,7 +232,7 @@ async fn a_polling_socket_that_drops_recovers_its_id_rooms_and_missed_events() {
 
 #[tokio::test]
 async fn a_session_is_recovered_once_and_only_with_its_pid() {
-    let (_gateway, mut clients, mut control) = Scene::of(recovering()).await.into_parts();
+    let (gateway, mut clients, mut control) = Scene::of(recovering()).await.into_parts();
     open(
         &mut clients,
         "a",
@@ -266,6 +282,11 @@ async fn a_session_is_recovered_once_and_only_with_its_pid() {
     let (sid, recovered) = clients.reconnect("a").await;
     assert!(!recovered);
     assert_ne!(sid, a);
+    let secret = pid.as_str().unwrap().split_once('.').unwrap().1;
+    assert!(
+        !gateway.log_text().contains(secret),
+        "a pid is never logged"
+    );
 }
 
 #[tokio::test]
@@ -465,9 +486,16 @@ async fn a_socket_recovers_through_another_node() {
     let gone = watched(&mut events, EventKind::Disconnected).await;
     assert!(gone.recoverable);
     send_missed(&mut control_b, &alice).await;
+    // Written by node A after the disconnection, read through node B.
+    let counting = control_b.clone();
+    eventually("node B counts alice away", async || {
+        away(&mut counting.clone()).await == 1
+    })
+    .await;
 
     let sid = come_back(&mut on_b, "alice", "alice", &pid, &offset).await;
     assert_eq!(sid, alice, "the same socket, now on node B");
+    assert_eq!(away(&mut control_b).await, 0);
     expect_missed(&on_b, "alice").await;
     on_b.next_event("alice", "authenticated").await;
     assert!(
@@ -602,4 +630,53 @@ async fn a_session_lost_with_a_redis_restart_is_a_new_session_with_nothing_repla
         .expect("live send once Redis is back");
     let (name, _, _) = next_app_event(&on_b, "alice").await;
     assert_eq!(name, "after", "nothing replayed: {:#?}", on_b.pending());
+}
+
+#[tokio::test]
+async fn the_official_client_moved_to_another_node_by_the_load_balancer_recovers() {
+    let redis = Redis::start().await;
+    let node = |id| recovering().cluster_node(&redis, id).start();
+    let (a, b) = (node("node-a").await, node("node-b").await);
+    let balancer = Proxy::start(a.edge).await;
+    let mut clients = Clients::start(&balancer.url()).await;
+    let (_a, _, mut control_a) = Scene::on(a).await.into_parts();
+    let (b, _, mut control_b) = Scene::on(b).await.into_parts();
+    let quick = json!({"reconnection": true, "reconnectionDelay": 200, "randomizationFactor": 0});
+    open(
+        &mut clients,
+        "alice",
+        Transport::Websocket,
+        &tokens::for_user("alice"),
+        quick,
+    )
+    .await;
+    let (alice, _) = clients.reconnected("alice").await;
+    clients.next_event("alice", "authenticated").await;
+    join(&mut control_a, &[&alice], &["chat:x"]).await;
+
+    let mut events = watch(&mut control_a).await;
+    balancer.set_upstream(b.edge);
+    balancer.cut().await;
+    assert!(
+        watched(&mut events, EventKind::Disconnected)
+            .await
+            .recoverable
+    );
+    send_missed(&mut control_b, &alice).await;
+
+    let (sid, recovered) = clients.reconnected("alice").await;
+    assert!(recovered, "socket.recovered, through node B");
+    assert_eq!(sid, alice);
+    expect_missed(&clients, "alice").await;
+    clients.next_event("alice", "authenticated").await;
+    assert!(
+        rooms_of(&mut control_b, &alice)
+            .await
+            .contains(&"chat:x".to_owned())
+    );
+    assert!(
+        !clients.has_event("alice", "missed"),
+        "{:#?}",
+        clients.pending()
+    );
 }

@@ -1,8 +1,9 @@
 //! Property-based requests at every `SocketControl` RPC: well-formed protobuf with hostile
 //! contents (empty, huge, unicode, NUL and reserved names; bogus and real socket ids;
 //! extreme numbers and unknown enum values; invalid JSON; oversized attachments), from a
-//! seeded generator, many in parallel, while real sockets are connected. Every reply is a
-//! success or a precise refusal (never `INTERNAL` or `UNKNOWN`), and afterwards the
+//! seeded generator, many in parallel, while real sockets are connected. Every reply (and
+//! every command's result in a `Batch` of hostile commands) is a success or a precise
+//! refusal (never `INTERNAL` or `UNKNOWN`), and afterwards the
 //! process is alive, its log shows no panic, and sockets, rooms, watchers, tasks and file
 //! descriptors are back to baseline.
 //!
@@ -20,8 +21,9 @@ use std::{
 use fixture::{Gateway, raw, rng::Rng, tokens};
 use futures_util::{SinkExt, StreamExt};
 use sockgate_client::proto::{
-    AckOptions, DisconnectRequest, GetInfoRequest, GetSocketRequest, JoinRequest, LeaveRequest,
-    ListRoomsRequest, ListSocketsRequest, SendRequest, Target, WatchEventsRequest,
+    AckOptions, BatchCommand, BatchRequest, DisconnectRequest, GetInfoRequest, GetSocketRequest,
+    JoinRequest, LeaveRequest, ListRoomsRequest, ListSocketsRequest, SendRequest, Target,
+    WatchEventsRequest,
 };
 use tokio_tungstenite::tungstenite::Message;
 use tonic::Code;
@@ -144,7 +146,7 @@ async fn one_request(
         Ok(()) => (Code::Ok, String::new()),
         Err(s) => (s.code(), s.message().to_owned()),
     };
-    let (rpc, (status, message)) = match rng.below(9) {
+    let (rpc, (status, message)) = match rng.below(10) {
         0 => {
             let ack = match rng.below(4) {
                 0 => Some(AckOptions {
@@ -256,6 +258,28 @@ async fn one_request(
                 ),
             )
         }
+        8 => {
+            let commands = (0..rng.below(12))
+                .map(|_| hostile_command(strings, rng))
+                .collect();
+            let parallel = rng.chance(50);
+            let outcome = control
+                .batch(BatchRequest { commands, parallel })
+                .await
+                .map(|r| r.into_inner().results);
+            // The call's own status, or the first command whose status is not precise.
+            let status = match outcome {
+                Err(status) => (status.code(), status.message().to_owned()),
+                Ok(results) => results
+                    .into_iter()
+                    .map(|r| (Code::from(r.code as i32), r.message))
+                    .find(|(code, message)| {
+                        !ACCEPTABLE.contains(code) || (*code != Code::Ok && message.is_empty())
+                    })
+                    .unwrap_or((Code::Ok, String::new())),
+            };
+            ("Batch", status)
+        }
         _ => {
             let request = WatchEventsRequest {
                 kinds: (0..rng.below(4)).map(|_| strings.enum_value(rng)).collect(),
@@ -275,6 +299,44 @@ async fn one_request(
         }
     };
     (rpc, status, message)
+}
+
+/// One command of a hostile `Batch` (sometimes none at all).
+fn hostile_command(strings: &Strings, rng: &mut Rng) -> BatchCommand {
+    let mut target = strings.target(rng);
+    // Rarely: disconnecting everyone would end the run's sockets early.
+    if let Some(t) = target.as_mut()
+        && t.all
+        && rng.chance(90)
+    {
+        t.all = false;
+    }
+    match rng.below(5) {
+        0 => SendRequest {
+            event: strings.string(rng),
+            data_json: strings.json(rng),
+            target,
+            count_recipients: rng.chance(20),
+            ..SendRequest::default()
+        }
+        .into(),
+        1 => JoinRequest {
+            target,
+            rooms: strings.strings(rng),
+        }
+        .into(),
+        2 => LeaveRequest {
+            target,
+            rooms: strings.strings(rng),
+        }
+        .into(),
+        3 => DisconnectRequest {
+            target,
+            reason: strings.string(rng),
+        }
+        .into(),
+        _ => BatchCommand::default(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,6 +445,7 @@ async fn hostile_requests_get_precise_statuses() {
         "GetInfo",
         "Disconnect",
         "WatchEvents",
+        "Batch",
     ] {
         assert!(
             outcomes.keys().any(|k| k.starts_with(&format!("{rpc} "))),

@@ -521,3 +521,82 @@ async fn tokens_reach_a_gateway_that_requires_them() {
     let error = anonymous.info().await.unwrap_err();
     assert_eq!(error.kind(), sockgate_client::ErrorKind::Unauthenticated);
 }
+
+#[tokio::test]
+async fn batch_reads_json_lines_from_stdin_and_prints_a_result_each() {
+    sockctl::binary();
+    let (gateway, mut clients, _) = Scene::start().await.into_parts();
+    let alice = clients.login(ws("alice")).await;
+    let lines = [
+        json!({"send": {"event": "note", "data": {"n": 1}, "target": {"socket_ids": [alice]}}})
+            .to_string(),
+        String::new(),
+        json!({"join": {"target": {"socket_ids": [alice]}, "rooms": ["chat:a"]}}).to_string(),
+        json!({"send": {"event": "note", "target": {"socket_ids": [UNKNOWN_SID]}}}).to_string(),
+        json!({"send": {"event": "note", "data": "room", "target": {"rooms": ["chat:a"]}}})
+            .to_string(),
+    ];
+    let batch = |args: &[&str]| {
+        let mut command = sockctl::command(&gateway);
+        command
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("run sockctl batch");
+        let input = lines.join("\n");
+        async move {
+            use tokio::io::AsyncWriteExt;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input.as_bytes()).await.unwrap();
+            drop(stdin);
+            let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+                .await
+                .expect("sockctl finishes")
+                .unwrap();
+            sockctl::Run {
+                code: output.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }
+        }
+    };
+
+    // Two calls of at most two commands; line numbers count the blank line.
+    let text = batch(&["batch", "--batch-size", "2"]).await;
+    assert_eq!(text.code, 6, "the first failure is a NOT_FOUND: {text:?}");
+    let rows: Vec<&str> = text.stdout.lines().collect();
+    assert_eq!(rows.len(), 4, "{}", text.stdout);
+    assert!(rows[0].starts_with("1\tok\tsent"), "{}", text.stdout);
+    assert_eq!(rows[1], "3\tok\tjoined");
+    assert!(
+        rows[2].starts_with("4\tnot found\tno connected socket with id"),
+        "{}",
+        text.stdout
+    );
+    assert!(rows[3].starts_with("5\tok\tsent"), "{}", text.stdout);
+    assert_eq!(clients.next_event("alice", "note").await, json!({"n": 1}));
+    assert_eq!(clients.next_event("alice", "note").await, json!("room"));
+
+    let json_run = batch(&["batch", "-", "--json"]).await;
+    let results: Vec<Value> = json_run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(results.len(), 4, "{json_run:?}");
+    assert_eq!(results[0]["line"], 1);
+    assert_eq!(results[0]["ok"], true);
+    assert_eq!(results[2]["ok"], false);
+    assert_eq!(results[2]["code"], 5);
+    assert_eq!(results[2]["status"], "not found");
+
+    // An unreadable file, or a line that is not a command: a usage error, nothing sent.
+    let missing = run(&gateway, &["batch", "/nonexistent/commands.jsonl"]).await;
+    assert_eq!(missing.code, 2, "{missing:?}");
+    let path = gateway.dir().join("commands.jsonl");
+    std::fs::write(&path, "{\"kick\": {}}\n").unwrap();
+    let bad = run(&gateway, &["batch", path.to_str().unwrap()]).await;
+    assert_eq!(bad.code, 2, "{bad:?}");
+    one_line_error(&bad, "sockctl: invalid argument: line 1:");
+}

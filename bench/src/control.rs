@@ -1,12 +1,12 @@
-//! How the benchmark tells a server to send: sockgate's `SocketControl.Send` over gRPC,
-//! the reference's REST API over HTTP/1.1 keep-alive.
+//! How the benchmark tells a server to send: sockgate's `SocketControl.Send` (or `Batch`)
+//! over gRPC, the reference's REST API over HTTP/1.1 keep-alive.
 
 use std::net::SocketAddr;
 
 use anyhow::bail;
 use sockgate_client::{
     SocketControlClient,
-    proto::{SendRequest, Target},
+    proto::{BatchRequest, SendRequest, Target},
 };
 use tonic::transport::Channel;
 
@@ -61,6 +61,36 @@ impl Sender {
         };
         self.send(target, &format!("/api/socket/client/{id}/send"), data)
             .await
+    }
+
+    /// Sends the benchmark event to each `(socket id, data)` in one `Batch` (sockgate
+    /// only: the reference has no such API); whether each command succeeded.
+    pub async fn batch_to_sockets(
+        &mut self,
+        sends: Vec<(&str, String)>,
+    ) -> anyhow::Result<Vec<bool>> {
+        let Sender::Grpc(client) = self else {
+            bail!("the reference has no batch API");
+        };
+        let commands = sends
+            .into_iter()
+            .map(|(id, data)| {
+                let target = Target {
+                    socket_ids: vec![id.into()],
+                    ..Target::default()
+                };
+                request(data, target).into()
+            })
+            .collect();
+        let results = client
+            .batch(BatchRequest {
+                commands,
+                parallel: false,
+            })
+            .await?
+            .into_inner()
+            .results;
+        Ok(results.iter().map(|r| r.code == 0).collect())
     }
 
     /// A `Send` to `target` over gRPC, or a POST to the reference's `rest_path`.

@@ -83,7 +83,8 @@ struct Args {
     /// Sends of the burst fan-out.
     #[arg(long, default_value_t = 50)]
     burst_sends: u64,
-    /// Seconds of unicast sends.
+    /// Seconds of unicast sends (one `Send` per call, then again through `Batch` calls
+    /// of 100).
     #[arg(long, default_value_t = 5.0)]
     unicast_secs: f64,
     /// Instead of the comparison: time sockgate's control reads (GetInfo, GetSocket,
@@ -113,6 +114,8 @@ impl Args {
                 burst_in_flight: 4,
                 unicast_time: Duration::from_millis(500),
                 unicast_in_flight: 32,
+                batch_size: 100,
+                batch_in_flight: 4,
                 drain_timeout: Duration::from_secs(20),
             };
         }
@@ -127,6 +130,8 @@ impl Args {
             burst_in_flight: 4,
             unicast_time: Duration::from_secs_f64(self.unicast_secs),
             unicast_in_flight: 32,
+            batch_size: 100,
+            batch_in_flight: 4,
             drain_timeout: Duration::from_secs(60),
         }
     }

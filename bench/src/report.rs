@@ -37,11 +37,11 @@ const RATIOS: [(&str, Kind, Kind); 2] = [
 
 type Value = Box<dyn Fn(&Measures) -> f64>;
 
-/// The rows of what one scenario (`scenario` reads it) cost the Redis of a two-node run,
-/// per send.
-fn redis_rows(scenario: fn(&Measures) -> &Delivery) -> Vec<Row> {
+/// The rows of what one scenario (`scenario` reads it; `None` for a stack without it)
+/// cost the Redis of a two-node run, per send.
+fn redis_rows(scenario: fn(&Measures) -> Option<&Delivery>) -> Vec<Row> {
     let per_send = move |f: fn(&RedisCost) -> f64| -> Value {
-        Box::new(move |m| scenario(m).redis_per_command(f).unwrap_or(0.0))
+        Box::new(move |m| scenario(m).map_or(f64::NAN, |d| d.redis_per_command(f).unwrap_or(0.0)))
     };
     vec![
         Row {
@@ -177,7 +177,7 @@ fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
         ),
     ]);
     if cluster {
-        rows.extend(redis_rows(|m| &m.paced));
+        rows.extend(redis_rows(|m| Some(&m.paced)));
     }
     rows.extend([
         row(
@@ -204,7 +204,7 @@ fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
         ),
     ]);
     if cluster {
-        rows.extend(redis_rows(|m| &m.burst));
+        rows.extend(redis_rows(|m| Some(&m.burst)));
     }
     rows.extend([
         row(
@@ -236,18 +236,52 @@ fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
         ),
     ]);
     if cluster {
-        rows.extend(redis_rows(|m| &m.unicast));
+        rows.extend(redis_rows(|m| Some(&m.unicast)));
+    }
+    rows.extend([
+        row(
+            format!(
+                "unicast send {}through Batch calls of {} ({} in flight): sends per second",
+                if cluster {
+                    "via node A to socket ids on node B "
+                } else {
+                    "to a socket id "
+                },
+                plan.batch_size,
+                plan.batch_in_flight
+            ),
+            |m| batched(m, |d| d.commands as f64 / d.send_wall.as_secs_f64()),
+            0,
+            if cluster { "≥ 75000" } else { "≥ 150000" },
+        ),
+        row(
+            format!("  server CPU per send{cpu}, µs"),
+            |m| batched(m, Delivery::cpu_per_command_us),
+            2,
+            target("≤ 6"),
+        ),
+        row(
+            "  delivery latency p99, ms".into(),
+            |m| batched(m, |d| quantile_ms(d, 1)),
+            1,
+            "",
+        ),
+    ]);
+    if cluster {
+        rows.extend(redis_rows(|m| m.batched.as_ref()));
     }
     rows.extend([
         row(
             "lost deliveries + failed commands + dropped connections".into(),
             |m| {
+                let batched = m.batched.as_ref().map_or(0, |d| d.lost() + d.errors);
                 (m.paced.lost()
                     + m.burst.lost()
                     + m.unicast.lost()
                     + m.paced.errors
                     + m.burst.errors
                     + m.unicast.errors
+                    + batched
                     + m.connections_lost as u64) as f64
             },
             0,
@@ -269,7 +303,12 @@ fn rows(plan: &Plan, nodes: usize) -> Vec<Row> {
     rows
 }
 
-fn quantile_ms(d: &crate::scenarios::Delivery, i: usize) -> f64 {
+/// A figure of the batched unicast sends; NaN (shown as `–`) for a stack without them.
+fn batched(m: &Measures, f: impl Fn(&Delivery) -> f64) -> f64 {
+    m.batched.as_ref().map_or(f64::NAN, f)
+}
+
+fn quantile_ms(d: &Delivery, i: usize) -> f64 {
     d.latency_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
 }
 
@@ -326,11 +365,13 @@ pub fn table(plan: &Plan, runs: &[Measures], nodes: usize) -> String {
     let _ = writeln!(out, "| {} |", heads.join(" | "));
     let _ = writeln!(out, "|{}", " --- |".repeat(heads.len()));
     for row in rows(plan, nodes) {
+        // NaN: a measure the stack has not (the reference's batches).
         let stats = |kind: Kind| {
             median(
                 runs.iter()
                     .filter(|m| m.kind == kind)
                     .map(|m| (row.value)(m))
+                    .filter(|v| !v.is_nan())
                     .collect(),
             )
         };
@@ -366,7 +407,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::scenarios::Delivery;
 
     fn measures(kind: Kind, nodes: usize, rss_idle: u64) -> Measures {
         Measures {
@@ -384,6 +424,7 @@ mod tests {
             paced: Delivery::default(),
             burst: Delivery::default(),
             unicast: Delivery::default(),
+            batched: kind.has_batch().then(Delivery::default),
             connections_lost: 0,
             other_load_cores: 0.0,
         }
@@ -401,6 +442,8 @@ mod tests {
             burst_in_flight: 1,
             unicast_time: Duration::ZERO,
             unicast_in_flight: 1,
+            batch_size: 100,
+            batch_in_flight: 1,
             drain_timeout: Duration::ZERO,
         }
     }
@@ -429,6 +472,10 @@ mod tests {
         );
         assert!(two.contains("via node A to socket ids on node B"));
         assert!(!two.contains("≥ 50000"), "one-node targets stay out: {two}");
+        assert!(
+            two.contains("through Batch calls of 100 (1 in flight): sends per second | – |"),
+            "the reference has no batch: {two}"
+        );
     }
 
     #[test]
@@ -446,6 +493,15 @@ mod tests {
                 }),
                 ..Delivery::default()
             };
+            m.batched = Some(Delivery {
+                commands: 100,
+                redis: Some(RedisCost {
+                    calls: 10.0,
+                    writes: writes * 2.0,
+                    memory: 0,
+                }),
+                ..Delivery::default()
+            });
             m
         };
         let runs = [
@@ -470,6 +526,12 @@ mod tests {
         assert!(
             two.contains("|   Redis used_memory growth per send, bytes | 100 | 100 | 1.00 |"),
             "{two}"
+        );
+        let (_, batches) = two.split_once("through Batch calls").expect("batch rows");
+        assert!(
+            batches
+                .contains("|   Redis writes per send (net of idle) | 0.00 | 1.00 | – |  | ≤ 1 |"),
+            "both sockgate targets send through batches, with their Redis cost: {two}"
         );
         let one = table(&plan(), &runs, 1);
         assert!(!one.contains("Redis writes"), "{one}");

@@ -1,5 +1,6 @@
 //! The scenarios, run in order against one running stack: connect storm, idle hold,
-//! paced room fan-out, burst room fan-out, unicast sends. Server CPU is read from `/proc`
+//! paced room fan-out, burst room fan-out, unicast sends, and (sockgate only) the same
+//! unicast sends through `Batch` calls. Server CPU is read from `/proc`
 //! around each and the idle cost (Engine.IO heartbeats, application pings) is taken out.
 //! On a stack of several nodes the connections alternate between the nodes, every
 //! command goes to the first node, and unicast sends target only sockets of the others.
@@ -17,6 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::{
     client::{self, Connections, Shared},
+    control::Sender,
     procstat::{self, MachineCpu},
     redisstats::{self, RedisStats},
     server::{Kind, Server},
@@ -46,6 +48,10 @@ pub struct Plan {
     pub unicast_time: Duration,
     /// Unicast sends in flight.
     pub unicast_in_flight: usize,
+    /// Unicast sends per `Batch` call (sockgate only).
+    pub batch_size: usize,
+    /// `Batch` calls in flight.
+    pub batch_in_flight: usize,
     /// Longest wait for the deliveries of a scenario after its last send.
     pub drain_timeout: Duration,
 }
@@ -123,7 +129,7 @@ pub struct Measures {
     pub rss_idle: u64,
     /// Server RSS after the burst fan-out.
     pub rss_after_burst: u64,
-    /// Server RSS at the end (after the unicast scenario).
+    /// Server RSS at the end (after the unicast scenarios).
     pub rss_end: u64,
     /// RSS of the stack's Redis before any connection and when idle, if it has one.
     pub redis_rss: Option<(u64, u64)>,
@@ -139,6 +145,8 @@ pub struct Measures {
     pub burst: Delivery,
     /// Unicast sends.
     pub unicast: Delivery,
+    /// Unicast sends through `Batch` calls (none for the reference, which has no batch).
+    pub batched: Option<Delivery>,
     /// Connections the server closed during the run.
     pub connections_lost: usize,
     /// CPU used by other processes during the run, in cores (noise).
@@ -161,7 +169,8 @@ impl Measures {
     /// Whether every delivery arrived and no command failed.
     pub fn lossless(&self) -> bool {
         [&self.paced, &self.burst, &self.unicast]
-            .iter()
+            .into_iter()
+            .chain(&self.batched)
             .all(|d| d.lost() == 0 && d.errors == 0 && d.commands > 0)
             && self.connections_lost == 0
     }
@@ -317,9 +326,17 @@ pub async fn run(server: &Server, plan: &Plan) -> anyhow::Result<Measures> {
     let burst = burst(server, &shared, &meter, &idle, plan).await?;
     let rss_after_burst = nodes_rss(server)?.iter().sum();
     eprintln!("[{name}] burst fan-out: {burst:?}");
-    let unicast = unicast(server, &shared, &conns, &meter, &idle, plan).await?;
-    let rss_end = nodes_rss(server)?.iter().sum();
+    let unicast = unicast_sends(server, &shared, &conns, &meter, &idle, plan, Calls::Send).await?;
     eprintln!("[{name}] unicast: {unicast:?}");
+    let batched = if server.kind.has_batch() {
+        let calls = Calls::Batch(plan.batch_size);
+        let batched = unicast_sends(server, &shared, &conns, &meter, &idle, plan, calls).await?;
+        eprintln!("[{name}] unicast through batches: {batched:?}");
+        Some(batched)
+    } else {
+        None
+    };
+    let rss_end = nodes_rss(server)?.iter().sum();
 
     let connections_lost = conns.ended();
     let wall = run_start.elapsed();
@@ -343,6 +360,7 @@ pub async fn run(server: &Server, plan: &Plan) -> anyhow::Result<Measures> {
         paced,
         burst,
         unicast,
+        batched,
         connections_lost,
         other_load_cores: other.as_secs_f64() / wall.as_secs_f64(),
     })
@@ -580,61 +598,119 @@ fn shared_epoch_stamper(shared: &Shared) -> impl Fn(u64) -> String + Send + Sync
     }
 }
 
-async fn unicast(
+/// How unicast sends are made.
+#[derive(Clone, Copy, Debug)]
+enum Calls {
+    /// One `Send` per call.
+    Send,
+    /// This many sends per `Batch` call.
+    Batch(usize),
+}
+
+/// Where the senders of the unicast scenario count: what each socket should receive.
+struct Unicast {
+    ids: Vec<String>,
+    targets: Vec<usize>,
+    expected: Vec<AtomicU32>,
+    next: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Unicast {
+    /// Sends until `stop_at`, `calls` at a time.
+    async fn sender(
+        &self,
+        mut sender: Sender,
+        calls: Calls,
+        stop_at: Instant,
+        stamp: impl Fn(u64) -> String,
+    ) {
+        let size = match calls {
+            Calls::Send => 1,
+            Calls::Batch(size) => size,
+        };
+        while Instant::now() < stop_at {
+            let first = self.next.fetch_add(size as u64, Ordering::Relaxed);
+            let indexes: Vec<usize> = (first..first + size as u64)
+                .map(|seq| self.targets[(seq % self.targets.len() as u64) as usize])
+                .collect();
+            let outcomes = match calls {
+                Calls::Send => {
+                    let sent = sender
+                        .send_to_socket(&self.ids[indexes[0]], stamp(first))
+                        .await;
+                    vec![sent.is_ok()]
+                }
+                Calls::Batch(_) => {
+                    let sends = indexes
+                        .iter()
+                        .zip(first..)
+                        .map(|(&i, seq)| (self.ids[i].as_str(), stamp(seq)))
+                        .collect();
+                    match sender.batch_to_sockets(sends).await {
+                        Ok(outcomes) => outcomes,
+                        Err(_) => vec![false; size],
+                    }
+                }
+            };
+            for (index, ok) in indexes.into_iter().zip(outcomes) {
+                if ok {
+                    self.expected[index].fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+async fn unicast_sends(
     server: &Server,
     shared: &Shared,
     conns: &Connections,
     meter: &Meter,
     idle: &Idle,
     plan: &Plan,
+    calls: Calls,
 ) -> anyhow::Result<Delivery> {
+    let in_flight = match calls {
+        Calls::Send => plan.unicast_in_flight,
+        Calls::Batch(_) => plan.batch_in_flight,
+    };
     let mut senders = Vec::new();
-    for _ in 0..plan.unicast_in_flight {
+    for _ in 0..in_flight {
         senders.push(server.nodes[0].control.sender().await?);
     }
-    let ids = Arc::new(conns.ids.clone());
-    let targets = Arc::new(unicast_targets(ids.len(), server.nodes.len()));
+    let targets = unicast_targets(conns.ids.len(), server.nodes.len());
     if targets.is_empty() {
         bail!("no socket to send to");
     }
-    let expected: Arc<Vec<AtomicU32>> =
-        Arc::new((0..ids.len()).map(|_| AtomicU32::new(0)).collect());
-    let next = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
+    let state = Arc::new(Unicast {
+        ids: conns.ids.clone(),
+        targets,
+        expected: (0..conns.ids.len()).map(|_| AtomicU32::new(0)).collect(),
+        next: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+    });
     let stamp = Arc::new(shared_epoch_stamper(shared));
     shared.start_recording();
     let before = meter.sample().await?;
     let start = Instant::now();
     let stop_at = start + plan.unicast_time;
     let mut tasks = JoinSet::new();
-    for mut sender in senders {
-        let (ids, targets, expected, next, errors, stamp) = (
-            ids.clone(),
-            targets.clone(),
-            expected.clone(),
-            next.clone(),
-            errors.clone(),
-            stamp.clone(),
-        );
+    for sender in senders {
+        let (state, stamp) = (state.clone(), stamp.clone());
         tasks.spawn(async move {
-            while Instant::now() < stop_at {
-                let seq = next.fetch_add(1, Ordering::Relaxed);
-                let index = targets[(seq % targets.len() as u64) as usize];
-                match sender.send_to_socket(&ids[index], stamp(seq)).await {
-                    Ok(()) => {
-                        expected[index].fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
+            state
+                .sender(sender, calls, stop_at, move |seq| stamp(seq))
+                .await;
         });
     }
     while tasks.join_next().await.is_some() {}
     let sent = Instant::now();
-    let errors = errors.load(Ordering::Relaxed);
-    let total: u64 = expected
+    let errors = state.errors.load(Ordering::Relaxed);
+    let total: u64 = state
+        .expected
         .iter()
         .map(|e| u64::from(e.load(Ordering::Relaxed)))
         .sum();
@@ -654,7 +730,8 @@ async fn unicast(
     );
     // Deliveries to the wrong socket or twice would hide losses in the total: count per
     // socket.
-    let short: u64 = expected
+    let short: u64 = state
+        .expected
         .iter()
         .zip(&shared.received)
         .map(|(e, r)| {

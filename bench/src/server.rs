@@ -40,6 +40,11 @@ impl Kind {
             Kind::SockgateRecovery => "sockgate-recovery",
         }
     }
+
+    /// Whether it has a `Batch` call (the reference has none).
+    pub fn has_batch(self) -> bool {
+        self != Kind::Reference
+    }
 }
 
 /// One node of a stack: the process that holds its sockets.

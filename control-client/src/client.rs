@@ -10,10 +10,11 @@ use tonic::{Request, service::interceptor::InterceptedService, transport::Channe
 use crate::{
     ClientBuilder, Error,
     proto::{
-        AckOptions, DisconnectRequest, EventKind, GetInfoRequest, GetInfoResponse,
-        GetSocketRequest, JoinRequest, LeaveRequest, ListRoomsRequest, ListSocketsRequest,
-        RoomInfo, SendRequest, SocketInfo, SocketState, Target, WatchEventsRequest,
-        WatchEventsResponse, socket_control_client::SocketControlClient,
+        AckOptions, BatchCommand, BatchRequest, DisconnectRequest, EventKind, GetInfoRequest,
+        GetInfoResponse, GetSocketRequest, JoinRequest, LeaveRequest, ListRoomsRequest,
+        ListSocketsRequest, RoomInfo, SendRequest, SocketInfo, SocketState, Target,
+        WatchEventsRequest, WatchEventsResponse, batch_command::Command, batch_result::Reply,
+        socket_control_client::SocketControlClient,
     },
     retry::RetryPolicy,
     token::BearerToken,
@@ -181,6 +182,52 @@ impl Client {
             acks,
             timed_out: response.timed_out_socket_ids,
         })
+    }
+
+    /// Runs `commands` in one `Batch` call, one after the other (or all at once with
+    /// `parallel`). The call fails as a whole only when the batch is refused (too many
+    /// commands or bytes, no valid token, ...); otherwise each command has its own result,
+    /// in the order of the commands: the unary method's reply, or its status as
+    /// [`Error::Status`]. The deadline is the client's plus every ack timeout asked.
+    pub async fn batch(
+        &self,
+        commands: Vec<BatchCommand>,
+        parallel: bool,
+    ) -> Result<Vec<Result<Reply, Error>>, Error> {
+        let acks: u64 = commands
+            .iter()
+            .filter_map(|c| match &c.command {
+                Some(Command::Send(send)) => send.ack.as_ref(),
+                _ => None,
+            })
+            .map(|ack| u64::from(ack.timeout_ms))
+            .sum();
+        let deadline = self.deadline + Duration::from_millis(acks);
+        let expected = commands.len();
+        let message = BatchRequest { commands, parallel };
+        let response = self
+            .raw
+            .clone()
+            .batch(self.request(message, deadline))
+            .await?
+            .into_inner();
+        if response.results.len() != expected {
+            return Err(Error::UnexpectedResponse(format!(
+                "{} results for {expected} commands",
+                response.results.len()
+            )));
+        }
+        Ok(response
+            .results
+            .into_iter()
+            .map(|result| match result.reply {
+                Some(reply) if result.code == 0 => Ok(reply),
+                _ => Err(Error::Status(Box::new(tonic::Status::new(
+                    tonic::Code::from(result.code as i32),
+                    result.message,
+                )))),
+            })
+            .collect())
     }
 
     /// Emits `event` to one socket; `NOT_FOUND` if it is connected nowhere.

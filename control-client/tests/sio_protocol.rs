@@ -1,7 +1,8 @@
 //! The managed Socket.IO client's Engine.IO / Socket.IO handling, against a scripted
 //! WebSocket server in the test: handshake and auth, heartbeat (pong, then `ping timeout`
-//! when the server falls silent), acks, skipped binary packets, a refused connection and
-//! a malformed packet. (Against the real gateway: `tests/managed_client.rs`.)
+//! when the server falls silent), acks, skipped binary packets, a refused connection, a
+//! malformed packet, and the client's part of connection state recovery. (Against the
+//! real gateway: `tests/managed_client.rs`.)
 
 use std::time::Duration;
 
@@ -59,6 +60,11 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(server: &mut WebSocketStream<S>
 /// Engine.IO open with short heartbeats, then the Socket.IO connect; returns the auth the
 /// client sent.
 async fn handshake(server: &mut Server, ping_ms: u64) -> Value {
+    handshake_replying(server, ping_ms, r#"{"sid":"socket-1"}"#).await
+}
+
+/// [`handshake`], the namespace answering the connect with `reply`.
+async fn handshake_replying(server: &mut Server, ping_ms: u64, reply: &str) -> Value {
     send(
         server,
         &format!(
@@ -68,7 +74,7 @@ async fn handshake(server: &mut Server, ping_ms: u64) -> Value {
     .await;
     let connect = recv(server).await;
     let auth = connect.strip_prefix("40").expect("a connect packet");
-    send(server, r#"40{"sid":"socket-1"}"#).await;
+    send(server, &format!("40{reply}")).await;
     serde_json::from_str(auth).unwrap()
 }
 
@@ -268,6 +274,86 @@ async fn a_malformed_packet_ends_the_connection_as_a_parse_error() {
     assert_eq!(
         next(&mut disconnected).await,
         DisconnectReason::TransportClose
+    );
+}
+
+#[tokio::test]
+async fn recovery_presents_the_pid_and_last_offset_and_reports_a_recovered_session() {
+    let (listener, options) = listen().await;
+    let (client, mut disconnected, _) = recording(options);
+    let (tx, mut received) = mpsc::unbounded_channel();
+    for name in ["news", "asked"] {
+        let tx = tx.clone();
+        client.subscribe(
+            name,
+            Handler::new(move |event: Event| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(event.args);
+                    Ok::<_, String>(())
+                }
+            }),
+        );
+    }
+    const WITH_PID: &str = r#"{"sid":"socket-1","pid":"p1"}"#;
+
+    client.connect().await;
+    let mut server = accept(&listener).await;
+    let auth = handshake_replying(&mut server, 25000, WITH_PID).await;
+    assert_eq!(auth, json!({"token": "t0k3n"}), "nothing to recover yet");
+    assert!(client.wait_until(|s| s.connected, PATIENCE).await);
+    assert!(!client.recovered(), "a first connection");
+
+    // The offset is the last string argument of an event that asks for no ack; it stays
+    // in the arguments, as with socket.io-client.
+    send(&mut server, r#"42["news",{"n":1},"7-0"]"#).await;
+    send(&mut server, r#"429["asked",{"n":2},"7-1"]"#).await;
+    send(&mut server, r#"42["news",{"n":3}]"#).await;
+    assert_eq!(next(&mut received).await, [json!({"n": 1}), json!("7-0")]);
+    assert_eq!(next(&mut received).await, [json!({"n": 2}), json!("7-1")]);
+    assert_eq!(next(&mut received).await, [json!({"n": 3})]);
+
+    // The transport drops: the next connection presents the session, and the gateway
+    // answering with the same pid is a recovered session.
+    server.close(None).await.unwrap();
+    assert_eq!(
+        next(&mut disconnected).await,
+        DisconnectReason::TransportClose
+    );
+    assert!(!client.recovered(), "kept until the next connection");
+    client.connect().await;
+    let mut server = accept(&listener).await;
+    let auth = handshake_replying(&mut server, 25000, WITH_PID).await;
+    assert_eq!(
+        auth,
+        json!({"pid": "p1", "offset": "7-0", "token": "t0k3n"})
+    );
+    assert!(
+        client
+            .wait_until(|s| s.connected && s.recovered, PATIENCE)
+            .await
+    );
+    assert_eq!(client.socket_id().as_deref(), Some("socket-1"));
+
+    // A new pid is a new session: not recovered, and that pid is presented next time.
+    server.close(None).await.unwrap();
+    next(&mut disconnected).await;
+    client.connect().await;
+    let mut server = accept(&listener).await;
+    let auth = handshake_replying(&mut server, 25000, r#"{"sid":"socket-2","pid":"p2"}"#).await;
+    assert_eq!(auth["pid"], "p1");
+    assert!(client.wait_until(|s| s.connected, PATIENCE).await);
+    assert!(!client.recovered());
+    server.close(None).await.unwrap();
+    next(&mut disconnected).await;
+
+    // `shutdown` forgets the session.
+    client.shutdown().await;
+    client.connect().await;
+    let mut server = accept(&listener).await;
+    assert_eq!(
+        handshake(&mut server, 25000).await,
+        json!({"token": "t0k3n"})
     );
 }
 

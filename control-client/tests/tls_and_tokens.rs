@@ -19,10 +19,13 @@ use serde_json::json;
 use sockgate_client::{
     Client, ErrorKind, RetryPolicy, TlsOptions, TokenSource,
     proto::{
-        DisconnectRequest, DisconnectResponse, GetInfoRequest, GetInfoResponse, GetSocketRequest,
-        GetSocketResponse, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse,
-        ListRoomsRequest, ListRoomsResponse, ListSocketsRequest, ListSocketsResponse, SendRequest,
-        SendResponse, WatchEventsRequest, WatchEventsResponse,
+        BatchRequest, BatchResponse, BatchResult, DisconnectRequest, DisconnectResponse,
+        GetInfoRequest, GetInfoResponse, GetSocketRequest, GetSocketResponse, JoinRequest,
+        JoinResponse, LeaveRequest, LeaveResponse, ListRoomsRequest, ListRoomsResponse,
+        ListSocketsRequest, ListSocketsResponse, SendRequest, SendResponse, WatchEventsRequest,
+        WatchEventsResponse,
+        batch_command::Command,
+        batch_result::Reply,
         socket_control_server::{SocketControl, SocketControlServer},
     },
 };
@@ -152,6 +155,34 @@ impl SocketControl for Service {
         self.check(&request, true)?;
         Ok(Response::new(DisconnectResponse {}))
     }
+    /// A result per command: a `send` of event `missing` is `NOT_FOUND`, the rest succeed.
+    async fn batch(
+        &self,
+        request: Request<BatchRequest>,
+    ) -> Result<Response<BatchResponse>, Status> {
+        self.check(&request, true)?;
+        let results = request
+            .into_inner()
+            .commands
+            .into_iter()
+            .map(|command| match command.command {
+                Some(Command::Send(send)) if send.event == "missing" => BatchResult {
+                    code: Code::NotFound as u32,
+                    message: "no connected socket".into(),
+                    reply: None,
+                },
+                Some(Command::Send(_)) => BatchResult {
+                    reply: Some(Reply::Send(SendResponse::default())),
+                    ..BatchResult::default()
+                },
+                _ => BatchResult {
+                    reply: Some(Reply::Join(JoinResponse {})),
+                    ..BatchResult::default()
+                },
+            })
+            .collect();
+        Ok(Response::new(BatchResponse { results }))
+    }
     type WatchEventsStream = Events;
     async fn watch_events(
         &self,
@@ -183,6 +214,49 @@ fn requiring_tokens() -> Arc<Fake> {
         require_token: true,
         ..Fake::default()
     })
+}
+
+#[tokio::test]
+async fn a_batch_gives_a_result_per_command_with_its_own_status() {
+    let fake = requiring_tokens();
+    let addr = serve(fake.clone(), None).await;
+    let client = Client::builder(addr.to_string())
+        .token(TokenSource::fixed(GOOD))
+        .connect()
+        .await
+        .unwrap();
+    let send = |event: &str| -> sockgate_client::proto::BatchCommand {
+        SendRequest {
+            event: event.into(),
+            target: Some(sockgate_client::Target::sockets(["s"])),
+            ..SendRequest::default()
+        }
+        .into()
+    };
+    let join = JoinRequest {
+        target: Some(sockgate_client::Target::sockets(["s"])),
+        rooms: vec!["r".into()],
+    };
+    let results = client
+        .batch(vec![send("e"), send("missing"), join.into()], false)
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 3);
+    assert!(matches!(results[0], Ok(Reply::Send(_))), "{results:?}");
+    let missing = results[1].as_ref().unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::NotFound);
+    assert_eq!(missing.to_string(), "not found: no connected socket");
+    assert!(matches!(results[2], Ok(Reply::Join(_))), "{results:?}");
+    assert_eq!(*fake.seen.lock().unwrap(), [format!("Bearer {GOOD}")]);
+
+    // The read-only token cannot batch: the call itself fails.
+    let reader = Client::builder(addr.to_string())
+        .token(TokenSource::fixed(READ_ONLY))
+        .connect()
+        .await
+        .unwrap();
+    let refused = reader.batch(vec![send("e")], true).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::PermissionDenied);
 }
 
 #[tokio::test]

@@ -31,7 +31,7 @@ use crate::{
         adapter::{self, ClusterAdapter, MemoryAdapter, RedisAdapter},
         redis::Link,
     },
-    config::{AdapterKind, Config, ServerTlsConfig},
+    config::{AdapterKind, Config, ControlConfig, ServerTlsConfig},
     control::{
         ControlContext, ControlLimits, ControlService, LocalSockets,
         layers::{ControlLayers, LayerSettings},
@@ -45,8 +45,15 @@ use crate::{
     tls::{self, ServerTls, listener::TlsIncoming},
 };
 
-/// Most bytes a control request may have on the wire (payload limit plus envelope).
+/// Bytes a control request may have on the wire beyond its payload limit (its envelope).
 const GRPC_ENVELOPE_BYTES: usize = 64 * 1024;
+
+/// Most bytes a control request may have on the wire: a `Send` with the largest payload,
+/// or a `Batch` a little over its limit, so that the handler, not the decoder, refuses it
+/// with a message that names `control.max_batch_bytes`.
+fn largest_control_message(control: &ControlConfig) -> usize {
+    control.max_payload_bytes.max(control.max_batch_bytes) + GRPC_ENVELOPE_BYTES
+}
 
 /// Runs the gateway until SIGTERM / SIGINT, on the adapter `cluster.adapter` names.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -297,6 +304,8 @@ fn control_context<A: Adapter>(
             max_payload_bytes: config.control.max_payload_bytes,
             max_ack_timeout: config.control.max_ack_timeout,
             max_ack_reply_bytes: config.control.max_ack_reply_bytes,
+            max_batch_commands: config.control.max_batch_commands,
+            max_batch_bytes: config.control.max_batch_bytes,
         },
         parser: config.edge.parser,
         events,
@@ -323,7 +332,7 @@ async fn serve_control<A: ClusterAdapter>(
         .set_serving::<SocketControlServer<ControlService<A>>>()
         .await;
     let control = SocketControlServer::new(service)
-        .max_decoding_message_size(config.control.max_payload_bytes + GRPC_ENVELOPE_BYTES)
+        .max_decoding_message_size(largest_control_message(&config.control))
         .max_encoding_message_size(usize::MAX);
     let tls = tls_of("control.tls", &config.control.tls, &[b"h2"])?;
     let router = tonic::transport::Server::builder()

@@ -46,6 +46,11 @@ pub struct Metrics {
     pub control_requests: Family<Labels, Counter>,
     /// Control call latency by `method`.
     pub control_duration: Family<Label, Histogram, fn() -> Histogram>,
+    /// Commands of `Batch` calls by `command` (`Send`, `Join`, `Leave`, `Disconnect`, or
+    /// `none`) and gRPC `code`.
+    pub control_batch_commands: Family<Labels, Counter>,
+    /// Commands of `Batch` calls sent to another node grouped with the others for it.
+    pub control_batch_grouped: Counter,
     /// Control calls refused because `control.max_concurrent_calls` were in progress.
     pub control_shed: Counter,
     /// TLS handshakes that failed or timed out, by `listener` (`control.tls`, ...).
@@ -224,6 +229,8 @@ impl Metrics {
             client_rooms: Family::default(),
             control_requests: Family::default(),
             control_duration: Family::new_with_constructor(latency_histogram),
+            control_batch_commands: Family::default(),
+            control_batch_grouped: Counter::default(),
             control_shed: Counter::default(),
             tls_handshake_failures: Family::default(),
             hook_calls: Family::default(),
@@ -289,6 +296,16 @@ impl Metrics {
             "SocketControl call latency",
             prometheus_client::registry::Unit::Seconds,
             self.control_duration.clone(),
+        );
+        self.registry.register(
+            "control_batch_commands",
+            "Commands of Batch calls by command and status code",
+            self.control_batch_commands.clone(),
+        );
+        self.registry.register(
+            "control_batch_grouped",
+            "Commands of Batch calls sent to another node grouped with the others for it",
+            self.control_batch_grouped.clone(),
         );
         self.registry.register(
             "control_shed",
@@ -405,6 +422,13 @@ impl Metrics {
         self.control_duration
             .get_or_create(&[("method", method)])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one command of a `Batch`.
+    pub fn batch_command(&self, command: &'static str, code: tonic::Code) {
+        self.control_batch_commands
+            .get_or_create(&[("command", command), ("code", code_name(code))])
+            .inc();
     }
 
     /// Counts one failed TLS handshake on `listener`.

@@ -11,6 +11,7 @@
 //! crate, which wraps the `SocketControl` client and re-exports this crate as
 //! `sockgate_client::proto`.
 
+mod batch;
 pub mod codec;
 mod target;
 

@@ -22,7 +22,7 @@ use tokio::{
 };
 use tracing::{debug, error, info, warn};
 
-use super::{ClientOptions, connection, packet, sync::Mutex};
+use super::{ClientOptions, connection, packet, recovery::Recovery, sync::Mutex};
 
 /// The authentication state of the client, as the gateway sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +42,11 @@ pub struct Status {
     pub connected: bool,
     /// The authentication state.
     pub state: ClientState,
+    /// Whether the last connection recovered its session (Socket.IO connection state
+    /// recovery, socket.io-client's `socket.recovered`): the same socket id, rooms and
+    /// identity at the gateway, and the events sent meanwhile received first. Kept after a
+    /// disconnection until the next connection.
+    pub recovered: bool,
 }
 
 /// Why the connection ended; `to_string()` gives socket.io-client's reason strings.
@@ -130,7 +135,9 @@ pub struct Event {
     /// The event name.
     pub name: String,
     /// Its arguments. A binary argument is a placeholder
-    /// `{"_placeholder": true, "num": i}` that stands for `attachments[i]`.
+    /// `{"_placeholder": true, "num": i}` that stands for `attachments[i]`. With
+    /// connection state recovery on, an event the gateway can replay ends with its offset
+    /// (a string), which stays here as socket.io-client leaves it in the arguments.
     pub args: Vec<Value>,
     /// The binary arguments, in order.
     pub attachments: Vec<bytes::Bytes>,
@@ -274,6 +281,7 @@ pub(super) struct Inner {
     pub(super) pending_acks: Mutex<HashMap<u64, oneshot::Sender<Vec<Value>>>>,
     next_ack: AtomicU64,
     driver: tokio::sync::Mutex<Option<Driver>>,
+    recovery: Mutex<Recovery>,
 }
 
 /// Builds a [`ManagedClient`] with its lifecycle callbacks.
@@ -318,6 +326,7 @@ impl ManagedClientBuilder {
         let (status, _) = watch::channel(Status {
             connected: false,
             state: ClientState::Unauthorized,
+            recovered: false,
         });
         ManagedClient {
             inner: Arc::new(Inner {
@@ -330,6 +339,7 @@ impl ManagedClientBuilder {
                 pending_acks: Mutex::new(HashMap::new()),
                 next_ack: AtomicU64::new(0),
                 driver: tokio::sync::Mutex::new(None),
+                recovery: Mutex::new(Recovery::default()),
             }),
         }
     }
@@ -382,6 +392,11 @@ impl ManagedClient {
         self.inner.connection.lock().as_ref().map(|c| c.sid.clone())
     }
 
+    /// Whether the last connection recovered its session ([`Status::recovered`]).
+    pub fn recovered(&self) -> bool {
+        self.inner.status.borrow().recovered
+    }
+
     /// Connection and state changes, to wait on.
     pub fn watch_status(&self) -> watch::Receiver<Status> {
         self.inner.status.subscribe()
@@ -428,12 +443,14 @@ impl ManagedClient {
         }
     }
 
-    /// Disconnects, removes every handler and callback, and resets the state to
-    /// `Unauthorized`.
+    /// Disconnects, removes every handler and callback, resets the state to
+    /// `Unauthorized` and forgets the session to recover.
     pub async fn shutdown(&self) {
         self.inner.handlers.lock().clear();
         self.disconnect().await;
         *self.inner.callbacks.lock() = Callbacks::default();
+        *self.inner.recovery.lock() = Recovery::default();
+        self.inner.status.send_modify(|s| s.recovered = false);
         self.inner.set_state(ClientState::Unauthorized);
         info!(url = %self.inner.options.url, "socket.io client shut down");
     }
@@ -632,13 +649,28 @@ impl Inner {
         pick(&self.callbacks.lock())
     }
 
-    /// The connection is up: emits become possible, the state starts `Unauthorized`.
-    pub(super) fn connected(&self, sid: String, out: mpsc::UnboundedSender<String>) {
-        info!(sid, url = %self.options.url, "socket.io client connected");
+    /// The `auth` of the next CONNECT: the options' `auth`, with the session to recover.
+    pub(super) fn connect_auth(&self) -> Option<Value> {
+        self.recovery
+            .lock()
+            .connect_auth(self.options.auth.as_ref())
+    }
+
+    /// The connection is up (its socket id, and its pid when recovery is on): emits
+    /// become possible, the state starts `Unauthorized`, recovered session or not.
+    pub(super) fn connected(
+        &self,
+        sid: String,
+        pid: Option<String>,
+        out: mpsc::UnboundedSender<String>,
+    ) {
+        let recovered = self.recovery.lock().connected(pid);
+        info!(sid, recovered, url = %self.options.url, "socket.io client connected");
         *self.connection.lock() = Some(Connection { out, sid });
         self.status.send_replace(Status {
             connected: true,
             state: ClientState::Unauthorized,
+            recovered,
         });
         call("connected", self.callbacks(|c| c.connected.clone()), ());
     }
@@ -648,9 +680,9 @@ impl Inner {
         info!(%reason, detail = ?reason, url = %self.options.url, "socket.io client disconnected");
         *self.connection.lock() = None;
         self.pending_acks.lock().clear();
-        self.status.send_replace(Status {
-            connected: false,
-            state: ClientState::Unauthorized,
+        self.status.send_modify(|status| {
+            status.connected = false;
+            status.state = ClientState::Unauthorized;
         });
         call(
             "disconnected",
@@ -671,6 +703,9 @@ impl Inner {
         event: Event,
         dispatch: &mpsc::UnboundedSender<(Vec<Handler>, Event)>,
     ) {
+        self.recovery
+            .lock()
+            .received(&event.args, event.wants_ack());
         match event.name.as_str() {
             "authenticated" => {
                 self.set_state(ClientState::Authenticated);

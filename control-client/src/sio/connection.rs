@@ -17,7 +17,7 @@ use tracing::{debug, error, warn};
 use super::{
     ClientOptions,
     client::{Acknowledger, ClientError, DisconnectReason, Event, Handler, Inner},
-    packet::{self, Engine, Handshake, ParseError, Socket},
+    packet::{self, Accepted, Engine, Handshake, ParseError, Socket},
 };
 
 /// Where the connection hands complete events to the handlers.
@@ -143,15 +143,16 @@ async fn next_text(socket: &mut WebSocket) -> Option<Result<String, String>> {
 
 /// One connection: handshake, then the connected loop.
 async fn session(inner: &Inner, stop: &mut oneshot::Receiver<()>, dispatch: &Dispatch) -> Outcome {
-    let (socket, open, sid) = tokio::select! {
-        result = handshake(&inner.options) => match result {
+    let auth = inner.connect_auth();
+    let (socket, open, accepted) = tokio::select! {
+        result = handshake(&inner.options, auth.as_ref()) => match result {
             Ok(connected) => connected,
             Err(error) => return Outcome::Failed(error),
         },
         _ = &mut *stop => return Outcome::Stopped,
     };
     let (out, outgoing) = mpsc::unbounded_channel::<String>();
-    inner.connected(sid, out.clone());
+    inner.connected(accepted.sid, accepted.pid, out.clone());
     let heartbeat = Duration::from_millis(open.ping_interval + open.ping_timeout);
     let reader = Reader {
         inner,
@@ -166,16 +167,20 @@ async fn session(inner: &Inner, stop: &mut oneshot::Receiver<()>, dispatch: &Dis
 }
 
 /// Opens the WebSocket, reads the Engine.IO open packet, asks to connect to the main
-/// namespace and waits for the answer: the socket, the heartbeat values and the socket id.
-async fn handshake(options: &ClientOptions) -> Result<(WebSocket, Handshake, String), ClientError> {
+/// namespace with `auth` and waits for the answer: the socket, the heartbeat values and
+/// what the namespace accepted.
+async fn handshake(
+    options: &ClientOptions,
+    auth: Option<&Value>,
+) -> Result<(WebSocket, Handshake, Accepted), ClientError> {
     let mut socket = open(options).await?;
     let open = read_open(&mut socket).await?;
     socket
-        .send(Message::text(packet::connect(options.auth.as_ref())))
+        .send(Message::text(packet::connect(auth)))
         .await
         .map_err(|e| ClientError::Connect(e.to_string()))?;
-    let sid = read_connect(&mut socket).await?;
-    Ok((socket, open, sid))
+    let accepted = read_connect(&mut socket).await?;
+    Ok((socket, open, accepted))
 }
 
 fn closed_during_handshake() -> ClientError {
@@ -200,8 +205,8 @@ async fn read_open(socket: &mut WebSocket) -> Result<Handshake, ClientError> {
     }
 }
 
-/// Answers pings until the gateway accepts the connection (its socket id) or refuses it.
-async fn read_connect(socket: &mut WebSocket) -> Result<String, ClientError> {
+/// Answers pings until the gateway accepts the connection or refuses it.
+async fn read_connect(socket: &mut WebSocket) -> Result<Accepted, ClientError> {
     loop {
         let text = match next_text(socket).await {
             Some(Ok(text)) => text,
@@ -215,13 +220,7 @@ async fn read_connect(socket: &mut WebSocket) -> Result<String, ClientError> {
                 .map_err(|e| ClientError::Connect(e.to_string()))?,
             Engine::Message(message) => {
                 match packet::parse_socket(message).map_err(protocol_error)? {
-                    Socket::Connect => {
-                        let sid = serde_json::from_str::<Value>(&message[1..])
-                            .ok()
-                            .and_then(|v| v["sid"].as_str().map(str::to_owned))
-                            .unwrap_or_default();
-                        return Ok(sid);
-                    }
+                    Socket::Connect(accepted) => return Ok(accepted),
                     Socket::ConnectError(message) => return Err(ClientError::Refused(message)),
                     other => debug!(?other, "packet before the connection was accepted"),
                 }
@@ -317,7 +316,7 @@ impl Reader<'_> {
     fn text(&mut self, text: &str) -> Next {
         match self.parse(text) {
             Err(e) => Next::Close(DisconnectReason::ParseError(e.to_string())),
-            Ok(None) | Ok(Some(Socket::Connect)) => Next::Continue,
+            Ok(None) | Ok(Some(Socket::Connect(_))) => Next::Continue,
             Ok(Some(Socket::Disconnect)) => Next::End(DisconnectReason::ServerDisconnect {
                 message: self.force_reason.take(),
             }),

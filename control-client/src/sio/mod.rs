@@ -33,6 +33,20 @@
 //! `io client disconnect` (its own `disconnect`), or when the gateway refused the
 //! connection (`connect_error`).
 //!
+//! # Connection state recovery
+//!
+//! Like socket.io-client 4.8, with nothing to turn on in the client: when the gateway has
+//! `recovery.enabled`, its CONNECT reply carries a private session id, the client keeps the
+//! offset that ends each replayable event, and a reconnection presents both in the CONNECT
+//! `auth`. A session restored in time comes back as the same socket id, with its rooms and
+//! its identity at the gateway, and the events sent meanwhile are received first, once each
+//! and in order; [`ManagedClient::recovered`] (and [`Status::recovered`]) say whether the
+//! last connection did. The state still starts `Unauthorized`: `authenticate` from the
+//! connected callback is answered `authenticated` at once for a recovered session. The
+//! offset stays the last argument of the event ([`Event::args`]), as in socket.io-client;
+//! [`Event::data`] is the first. `disconnect` keeps the session to present (the gateway does
+//! not restore a socket its client closed), `shutdown` forgets it.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -65,6 +79,7 @@ mod client;
 mod connection;
 mod options;
 mod packet;
+mod recovery;
 mod sync;
 mod tls;
 

@@ -50,11 +50,32 @@ pub(crate) fn parse_engine(text: &str) -> Result<Engine<'_>, ParseError> {
     })
 }
 
+/// What the CONNECT reply of the main namespace says.
+#[derive(Default, PartialEq, serde::Deserialize)]
+pub(crate) struct Accepted {
+    /// The socket id.
+    #[serde(default)]
+    pub sid: String,
+    /// The private session id, with connection state recovery on (a secret: not in
+    /// `Debug`).
+    #[serde(default)]
+    pub pid: Option<String>,
+}
+
+impl std::fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accepted")
+            .field("sid", &self.sid)
+            .field("pid", &self.pid.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
 /// A Socket.IO packet received from the server.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Socket {
-    /// `0{"sid":...}`: the namespace accepted the connection.
-    Connect,
+    /// `0{"sid":...,"pid":...}`: the namespace accepted the connection.
+    Connect(Accepted),
     /// `1`: the server disconnected the socket.
     Disconnect,
     /// `2[ev, ...args]`, maybe with an ack id the server waits on; `5N-...` when `N`
@@ -119,11 +140,10 @@ pub(crate) fn parse_socket(text: &str) -> Result<Socket, ParseError> {
         .then(|| id.parse::<u64>())
         .transpose()
         .map_err(|e| ParseError(format!("ack id: {e}")))?;
-    let json = |what: &str| -> Result<Value, ParseError> {
-        serde_json::from_str(payload).map_err(|e| ParseError(format!("{what}: {e}")))
-    };
+    let json = |what: &str| decode::<Value>(payload, what);
     Ok(match kind {
-        '0' => Socket::Connect,
+        '0' if payload.is_empty() => Socket::Connect(Accepted::default()),
+        '0' => Socket::Connect(decode(payload, "connect")?),
         '1' => Socket::Disconnect,
         '2' => {
             let Value::Array(mut args) = json("event")? else {
@@ -167,6 +187,10 @@ pub(crate) fn parse_socket(text: &str) -> Result<Socket, ParseError> {
         }
         other => return Err(ParseError(format!("unknown Socket.IO type {other:?}"))),
     })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(payload: &str, what: &str) -> Result<T, ParseError> {
+    serde_json::from_str(payload).map_err(|e| ParseError(format!("{what}: {e}")))
 }
 
 /// `40` or `40{auth}`: connect to the main namespace.
@@ -226,7 +250,24 @@ mod tests {
 
     #[test]
     fn socket_packets() {
-        assert_eq!(parse_socket(r#"0{"sid":"x"}"#).unwrap(), Socket::Connect);
+        assert_eq!(
+            parse_socket(r#"0{"sid":"x"}"#).unwrap(),
+            Socket::Connect(Accepted {
+                sid: "x".into(),
+                pid: None
+            })
+        );
+        assert_eq!(
+            parse_socket(r#"0{"sid":"x","pid":"p.1"}"#).unwrap(),
+            Socket::Connect(Accepted {
+                sid: "x".into(),
+                pid: Some("p.1".into())
+            })
+        );
+        assert_eq!(
+            parse_socket("0").unwrap(),
+            Socket::Connect(Accepted::default())
+        );
         assert_eq!(parse_socket("1").unwrap(), Socket::Disconnect);
         assert_eq!(
             parse_socket(r#"2["hello",{"a":1},2]"#).unwrap(),
@@ -290,6 +331,8 @@ mod tests {
             "7",
             "5[\"a\"]",
             "5x-[\"a\"]",
+            "0{",
+            r#"0{"sid":"x","pid":7}"#,
         ] {
             assert!(parse_socket(bad).is_err(), "{bad:?}");
         }

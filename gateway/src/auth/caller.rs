@@ -74,6 +74,18 @@ impl Caller {
     pub fn has(&self, needed: Scope) -> bool {
         self.scopes.contains(&needed) || self.scopes.contains(&Scope::Admin)
     }
+
+    /// Why the caller may not use `what`, which needs `needed`; `None` when it may.
+    pub fn refusal(&self, what: &str, needed: Scope) -> Option<String> {
+        if self.has(needed) {
+            return None;
+        }
+        let granted: Vec<&str> = self.scopes.iter().map(|s| s.name()).collect();
+        Some(format!(
+            "{what} needs scope `{needed}` (or `admin`); the token grants [{}]",
+            granted.join(", ")
+        ))
+    }
 }
 
 /// Why a caller is refused. No message contains the token.

@@ -4,7 +4,8 @@
 //! `events::RelayedEvent`, owned by the event bus.)
 
 use sockgate_proto::{
-    GetSocketRequest, ListRoomsRequest, ListSocketsRequest, RoomInfo, SocketInfo, Target,
+    BatchResult, GetSocketRequest, ListRoomsRequest, ListSocketsRequest, RoomInfo, SendRequest,
+    SocketInfo, Target,
 };
 
 /// A question to every node.
@@ -17,7 +18,7 @@ pub struct NodeRequest {
     #[prost(string, tag = "2")]
     pub reply_to: String,
     /// The question.
-    #[prost(oneof = "Query", tags = "3, 4, 5, 6, 8")]
+    #[prost(oneof = "Query", tags = "3, 4, 5, 6, 8, 9")]
     pub query: Option<Query>,
 }
 
@@ -40,6 +41,20 @@ pub enum Query {
     /// selects. (Tag 7 was the announcement of a change the adapter had applied.)
     #[prost(message, tag = "8")]
     Membership(Membership),
+    /// Asked of one node: emit these `Send`s of a `Batch` to its own sockets.
+    #[prost(message, tag = "9")]
+    Deliver(Deliveries),
+}
+
+/// `Send`s of a `Batch` whose target is socket ids of the asked node only (no acks, no
+/// count), validated by the node that received the call. The asked node checks the ids
+/// (it is authoritative for its own sockets), emits them in order and answers a result
+/// for each, in `NodeResponse::results`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Deliveries {
+    /// The commands, in the batch's order.
+    #[prost(message, repeated, tag = "1")]
+    pub sends: Vec<SendRequest>,
 }
 
 /// A `Join` or `Leave` of rooms, applied by every node to its own sockets, so that a
@@ -82,4 +97,7 @@ pub struct NodeResponse {
     /// Whether this node has more after the page.
     #[prost(bool, tag = "6")]
     pub more: bool,
+    /// `Deliver`: the result of each send, in order.
+    #[prost(message, repeated, tag = "7")]
+    pub results: Vec<BatchResult>,
 }

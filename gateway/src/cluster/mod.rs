@@ -76,6 +76,8 @@ trait Backend: Send + Sync + 'static {
     fn ask(&self, query: Query) -> BoxFuture<'_, Result<Answers, ClusterError>>;
     /// Which of `sids` (none on this node) a socket directory lists elsewhere.
     fn locate<'a>(&'a self, sids: &'a [Sid]) -> BoxFuture<'a, Located>;
+    /// Asks each named node its question, all at once.
+    fn ask_each(&self, questions: Vec<(NodeRef, Query)>) -> BoxFuture<'_, Vec<Answer>>;
     /// The other live nodes.
     fn others(&self) -> BoxFuture<'_, Result<Vec<NodeStatus>, ClusterError>>;
     /// Leaves the cluster (graceful shutdown).
@@ -85,7 +87,35 @@ trait Backend: Send + Sync + 'static {
 }
 
 /// What [`Cluster::locate`] answers.
-type Located = Result<Option<Vec<Option<bool>>>, ClusterError>;
+type Located = Result<Option<Vec<Option<Listing>>>, ClusterError>;
+
+/// One node's answer to [`Cluster::ask_each`]: `None` when it did not answer within
+/// `cluster.request_timeout`.
+pub type Answer = Result<Option<messages::NodeResponse>, ClusterError>;
+
+/// Another live node, as the socket directory names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeRef(Arc<str>);
+
+impl NodeRef {
+    /// The node whose questions arrive on `inbox` (the backend's name for it).
+    fn new(inbox: String) -> Self {
+        Self(inbox.into())
+    }
+
+    fn inbox(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where the socket directory lists a socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The node that holds it.
+    pub node: NodeRef,
+    /// Whether it has authenticated, as of the node's last write.
+    pub authenticated: bool,
+}
 
 /// This node's view of the cluster: a thin handle on its backend (single node or Redis),
 /// which the control plane holds without knowing which one it is.
@@ -177,12 +207,19 @@ impl Cluster {
         self.backend.ask(query).await
     }
 
-    /// For each of `sids` (none of them on this node): `Some(authenticated)` when the socket
+    /// For each of `sids` (none of them on this node): its [`Listing`] when the socket
     /// directory lists it on another live node, `None` when it does not (then only asking
     /// every node tells). `None` for the whole list without a directory (single node).
     /// One Redis round trip; fails fast when Redis is down.
     pub async fn locate(&self, sids: &[Sid]) -> Located {
         self.backend.locate(sids).await
+    }
+
+    /// Asks each node (named by a [`Listing`]) its own question, all at once: one Redis
+    /// round trip per node, each bounded by `cluster.request_timeout`. The answers come in
+    /// the order of the questions.
+    pub async fn ask_each(&self, questions: Vec<(NodeRef, Query)>) -> Vec<Answer> {
+        self.backend.ask_each(questions).await
     }
 
     /// Every live node's id and counts: this node's counted now, the others' as of their

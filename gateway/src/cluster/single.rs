@@ -6,7 +6,10 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use socketioxide::socket::Sid;
 
-use super::{Answers, Backend, ClusterError, Located, NodeStatus, messages::Query, node::ThisNode};
+use super::{
+    Answer, Answers, Backend, ClusterError, Located, NodeRef, NodeStatus, messages::Query,
+    node::ThisNode,
+};
 use crate::{events::EventBus, recovery::Recovery};
 
 /// A node alone.
@@ -49,6 +52,17 @@ impl Backend for SingleNode {
     /// No directory: the caller asks this node itself, which is authoritative.
     fn locate<'a>(&'a self, _: &'a [Sid]) -> BoxFuture<'a, Located> {
         Box::pin(async { Ok(None) })
+    }
+
+    /// Unreachable in practice (no directory names another node): this node answers.
+    fn ask_each(&self, questions: Vec<(NodeRef, Query)>) -> BoxFuture<'_, Vec<Answer>> {
+        Box::pin(async move {
+            let mut answers = Vec::with_capacity(questions.len());
+            for (_, query) in questions {
+                answers.push(Ok(Some(self.node.local().answer(query).await)));
+            }
+            answers
+        })
     }
 
     fn others(&self) -> BoxFuture<'_, Result<Vec<NodeStatus>, ClusterError>> {

@@ -27,6 +27,11 @@ pub struct ControlConfig {
     /// Most bytes of ack replies (their JSON text) one `Send` in ack mode collects; past
     /// that it is `RESOURCE_EXHAUSTED`.
     pub max_ack_reply_bytes: usize,
+    /// Most commands one `Batch` may carry; more is `INVALID_ARGUMENT`.
+    pub max_batch_commands: usize,
+    /// Largest encoded `Batch` request, in bytes; larger is `RESOURCE_EXHAUSTED`. Each
+    /// `Send` in it is still bounded by `max_payload_bytes`.
+    pub max_batch_bytes: usize,
     /// Longest a call may run, whatever deadline the caller sets (or none); must exceed
     /// `max_ack_timeout`. Past it the call ends with `DEADLINE_EXCEEDED` (for `WatchEvents`
     /// it bounds the setup, not the stream).
@@ -54,6 +59,8 @@ impl Default for ControlConfig {
             auth: ControlAuthConfig::default(),
             tls: ServerTlsConfig::default(),
             max_ack_reply_bytes: 4 << 20,
+            max_batch_commands: 1000,
+            max_batch_bytes: 4 << 20,
         }
     }
 }
@@ -159,6 +166,12 @@ impl ControlConfig {
         }
         if self.max_ack_reply_bytes == 0 {
             return invalid("control.max_ack_reply_bytes must be more than 0".into());
+        }
+        if self.max_batch_commands == 0 {
+            return invalid("control.max_batch_commands must be more than 0".into());
+        }
+        if self.max_batch_bytes == 0 {
+            return invalid("control.max_batch_bytes must be more than 0".into());
         }
         Ok(())
     }

@@ -26,6 +26,9 @@ pub enum ControlError {
     /// The target is not in a state that allows the call (a socket not authenticated).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller lacks the scope of a command of a `Batch`.
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 impl ControlError {
@@ -89,6 +92,7 @@ impl From<ControlError> for Status {
             ControlError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             ControlError::Exhausted(_) => Status::resource_exhausted(message),
             ControlError::FailedPrecondition(_) => Status::failed_precondition(message),
+            ControlError::PermissionDenied(_) => Status::permission_denied(message),
         }
     }
 }

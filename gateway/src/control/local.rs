@@ -1,6 +1,7 @@
 //! This node's answers about its own sockets and rooms, read from its socket index: a page
 //! of sockets, one socket, a page of rooms with local member counts, counts by state; and
-//! the `Join` / `Leave` changes every node applies to its own sockets. Every node answers
+//! the `Join` / `Leave` changes every node applies to its own sockets; the grouped `Send`s
+//! of a `Batch` for its sockets. Every node answers
 //! these for `ListSockets`, `GetSocket`, `ListRooms`, `GetInfo`, `Join` and `Leave`,
 //! whichever node was called. A page costs O(page × log n) on each node, a count O(1),
 //! and only a page crosses the network.
@@ -15,7 +16,7 @@ use sockgate_proto::{
 };
 
 use super::{
-    send,
+    batch, send,
     target::{self, Audience},
 };
 use crate::{
@@ -215,6 +216,10 @@ impl<A: Adapter> LocalNode for LocalSockets<A> {
                 Query::Rooms(request) => self.rooms(&request),
                 Query::Membership(change) => self.change(change),
                 Query::WatchStarted(_) => NodeResponse::default(),
+                Query::Deliver(deliveries) => NodeResponse {
+                    results: batch::deliver_here(&self.io, self.parser, deliveries.sends).await,
+                    ..NodeResponse::default()
+                },
             };
             answer.node_id.clone_from(&self.node_id);
             answer
@@ -243,6 +248,8 @@ impl<A: Adapter> LocalNode for LocalSockets<A> {
                     authenticating: counts.authenticating,
                     authenticated: counts.authenticated,
                     total: counts.total(),
+                    // Connected sockets only; GetInfo adds those away.
+                    away: 0,
                 },
                 rooms: self.mirrors.index.room_count() as u32,
             }

@@ -9,12 +9,16 @@ use crate::auth::Scope;
 pub struct ControlMethod {
     /// The method name, also the metrics label.
     pub name: &'static str,
-    /// The scope a caller needs (or `admin`).
-    pub scope: Scope,
+    /// The scope a caller needs (or `admin`); `None`: any valid token, the handler checks
+    /// the scope of each command (`Batch`).
+    pub scope: Option<Scope>,
 }
 
 const fn method(name: &'static str, scope: Scope) -> ControlMethod {
-    ControlMethod { name, scope }
+    ControlMethod {
+        name,
+        scope: Some(scope),
+    }
 }
 
 /// Every `SocketControl` method and the scope it needs.
@@ -28,7 +32,19 @@ pub const METHODS: &[ControlMethod] = &[
     method("ListRooms", Scope::Read),
     method("Disconnect", Scope::Disconnect),
     method("WatchEvents", Scope::Events),
+    ControlMethod {
+        name: "Batch",
+        scope: None,
+    },
 ];
+
+/// The scope the method `name` of the table needs, if it needs one.
+pub fn scope_of(name: &str) -> Option<Scope> {
+    METHODS
+        .iter()
+        .find(|m| m.name == name)
+        .and_then(|m| m.scope)
+}
 
 /// Methods of `SocketControl` that this table does not know (a newer client) need this.
 pub const UNKNOWN_METHOD_SCOPE: Scope = Scope::Admin;

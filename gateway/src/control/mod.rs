@@ -3,6 +3,7 @@
 //! Authentication, metrics, deadlines, load shedding and tracing are tower layers around
 //! it ([`layers`]), driven by the method table ([`methods`]).
 
+mod batch;
 mod error;
 pub mod layers;
 mod local;
@@ -28,6 +29,7 @@ pub use error::ControlError;
 pub use local::LocalSockets;
 
 use crate::{
+    auth::Caller,
     cluster::Cluster,
     config::Parser,
     events::{EventBus, WatchError},
@@ -42,6 +44,10 @@ pub struct ControlLimits {
     pub max_ack_timeout: Duration,
     /// Most bytes of ack replies one `Send` collects.
     pub max_ack_reply_bytes: usize,
+    /// Most commands in one `Batch`.
+    pub max_batch_commands: usize,
+    /// Largest encoded `Batch` request.
+    pub max_batch_bytes: usize,
 }
 
 /// What the handlers share.
@@ -153,6 +159,19 @@ impl<A: Adapter> SocketControl for ControlService<A> {
         request: Request<pb::DisconnectRequest>,
     ) -> Result<Response<pb::DisconnectResponse>, Status> {
         reply(membership::disconnect(&self.ctx, request.into_inner())).await
+    }
+
+    async fn batch(
+        &self,
+        request: Request<pb::BatchRequest>,
+    ) -> Result<Response<pb::BatchResponse>, Status> {
+        let caller = request.extensions().get::<Caller>().cloned();
+        reply(batch::batch(
+            &self.ctx,
+            caller.as_ref(),
+            request.into_inner(),
+        ))
+        .await
     }
 
     type WatchEventsStream = EventStream;

@@ -149,6 +149,9 @@ pub async fn get_info<A: Adapter>(
         sockets.total += node.sockets.total;
         rooms += node.rooms;
     }
+    if let Some(recovery) = ctx.cluster.recovery() {
+        sockets.away = recovery.store().away_count().await;
+    }
     let mut ids: Vec<String> = nodes.into_iter().map(|n| n.node_id).collect();
     ids.sort_unstable();
     ids.dedup();

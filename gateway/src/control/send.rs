@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use socketioxide::{
     AckError, BroadcastError, SocketIo, adapter::Adapter, operators::BroadcastOperators,
+    socket::Sid,
 };
 use sockgate_proto::{AckReply, SendRequest, SendResponse, Target};
 use tracing::debug;
@@ -52,6 +53,12 @@ pub fn check_event_name(event: &str) -> Result<(), ControlError> {
     Ok(())
 }
 
+/// A `Send`'s `data_json`, checked, as `parser` writes it.
+fn parse_data(text: &str, parser: Parser) -> Result<Option<Data<'_>>, ControlError> {
+    Data::parse(text, parser)
+        .map_err(|e| ControlError::invalid(format!("data_json is not valid JSON: {e}")))
+}
+
 /// Handles `Send`.
 pub async fn send<A: Adapter>(
     io: &SocketIo<A>,
@@ -63,8 +70,7 @@ pub async fn send<A: Adapter>(
     let ack_timeout = check(&request, limits)?;
     // Kept whole when the event is replayable: the history holds it.
     let request = Arc::new(request);
-    let data = Data::parse(&request.data_json, parser)
-        .map_err(|e| ControlError::invalid(format!("data_json is not valid JSON: {e}")))?;
+    let data = parse_data(&request.data_json, parser)?;
     let target = request.target.as_ref();
     let operators = target::resolve(io, cluster, target, "target", Audience::Authenticated).await?;
     // Socket ids that all live on this node need no other node: no cluster round trip,
@@ -205,26 +211,7 @@ async fn emit_outcome<A: Adapter>(
 ) -> Result<(), ControlError> {
     match emitted {
         Ok(()) => Ok(()),
-        Err(BroadcastError::Socket(errors)) => {
-            // A socket that does not read fast enough (its send buffer is full) or is
-            // closing. The others got the event; a single target is told.
-            METRICS.send_dropped.inc_by(errors.len() as u64);
-            debug!(
-                event,
-                failed = errors.len(),
-                "sockets could not take the event"
-            );
-            let unicast = target.filter(|t| {
-                t.socket_ids.len() == 1 && t.rooms.is_empty() && t.user_ids.is_empty() && !t.all
-            });
-            match unicast {
-                Some(t) => Err(ControlError::Exhausted(format!(
-                    "socket {} cannot take the event now: its send buffer is full or it is closing",
-                    t.socket_ids[0]
-                ))),
-                None => Ok(()),
-            }
-        }
+        Err(BroadcastError::Socket(errors)) => not_taken(target, event, errors.len()),
         Err(BroadcastError::Adapter(e)) => {
             // The other nodes cannot be reached (Redis down): this node's sockets still
             // get the event; the caller is told the rest did not.
@@ -237,6 +224,80 @@ async fn emit_outcome<A: Adapter>(
         }
         Err(other) => Err(other.into()),
     }
+}
+
+/// What the caller is told when `failed` recipients could not take the event: a socket
+/// that does not read fast enough (its send buffer is full) or is closing. The others got
+/// it; a single target is told.
+fn not_taken(target: Option<&Target>, event: &str, failed: usize) -> Result<(), ControlError> {
+    METRICS.send_dropped.inc_by(failed as u64);
+    debug!(event, failed, "sockets could not take the event");
+    let unicast = target.filter(|t| {
+        t.socket_ids.len() == 1 && t.rooms.is_empty() && t.user_ids.is_empty() && !t.all
+    });
+    match unicast {
+        Some(t) => Err(ControlError::Exhausted(format!(
+            "socket {} cannot take the event now: its send buffer is full or it is closing",
+            t.socket_ids[0]
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Whether a `Send` can be grouped with others in a `Batch`: no acks, no count, and a
+/// target of socket ids only (which live on one node each).
+pub fn groupable(request: &SendRequest) -> bool {
+    request.ack.is_none()
+        && !request.count_recipients
+        && request.target.as_ref().is_some_and(|t| {
+            !t.all
+                && !t.socket_ids.is_empty()
+                && t.rooms.is_empty()
+                && t.user_ids.is_empty()
+                && t.except_rooms.is_empty()
+                && t.except_socket_ids.is_empty()
+        })
+}
+
+/// Checks a `Send` as [`send`] does before it looks for its sockets; returns its socket ids.
+pub fn validate(request: &SendRequest, limits: &ControlLimits) -> Result<Vec<Sid>, ControlError> {
+    check(request, limits)?;
+    parse_data(&request.data_json, Parser::Default)?;
+    let (_, sids) = target::validate(request.target.as_ref(), "target")?;
+    Ok(sids)
+}
+
+/// Emits a [`groupable`] `Send`, validated by the node that took the call, to sockets of
+/// this node, which is authoritative for them: an id not connected here is `NOT_FOUND`,
+/// as [`send`] would answer. The grouped commands of a `Batch` arrive here.
+pub async fn send_here<A: Adapter>(
+    io: &SocketIo<A>,
+    parser: Parser,
+    request: SendRequest,
+) -> Result<SendResponse, ControlError> {
+    let SendRequest {
+        event,
+        data_json,
+        attachments,
+        target,
+        ..
+    } = request;
+    let (target, sids) = target::validate(target.as_ref(), "target")?;
+    target::ensure_here(io, &sids, Audience::Authenticated)?;
+    let args = Args {
+        data: parse_data(&data_json, parser)?,
+        attachments: &attachments,
+        offset: None,
+    };
+    let operators = target::select(io.local(), target, Audience::Authenticated);
+    match operators.emit(&event, &args).await {
+        Ok(()) => {}
+        Err(BroadcastError::Socket(errors)) => {
+            not_taken(Some(target), &event, errors.len())?;
+        }
+        Err(other) => return Err(other.into()),
+    }
+    Ok(SendResponse::default())
 }
 
 /// Emits with an ack and collects each recipient's reply (or its timeout).

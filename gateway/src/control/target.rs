@@ -7,7 +7,11 @@ use socketioxide::{SocketIo, adapter::Adapter, operators::BroadcastOperators, so
 use sockgate_proto::Target;
 
 use super::error::ControlError;
-use crate::{cluster::Cluster, edge::Session, rooms};
+use crate::{
+    cluster::{Cluster, Listing},
+    edge::Session,
+    rooms,
+};
 
 /// Who a target may reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +48,17 @@ pub async fn check<'t, A: Adapter>(
     field: &str,
     audience: Audience,
 ) -> Result<&'t Target, ControlError> {
+    let (target, sids) = validate(target, field)?;
+    ensure_connected(io, cluster, &sids, audience).await?;
+    Ok(target)
+}
+
+/// Validates `target` (the field name is used in messages) without looking for its
+/// sockets; returns it with its parsed socket ids.
+pub fn validate<'t>(
+    target: Option<&'t Target>,
+    field: &str,
+) -> Result<(&'t Target, Vec<Sid>), ControlError> {
     let Some(target) = target else {
         return Err(ControlError::invalid(format!(
             "{field} is required: set socket_ids, rooms, user_ids, or all"
@@ -78,8 +93,7 @@ pub async fn check<'t, A: Adapter>(
     }
     let sids = parse_sids(&target.socket_ids, field)?;
     parse_sids(&target.except_socket_ids, field)?;
-    ensure_connected(io, cluster, &sids, audience).await?;
-    Ok(target)
+    Ok((target, sids))
 }
 
 /// Narrows `operators` (every node's sockets, or this node's) to a target validated by
@@ -145,29 +159,21 @@ pub async fn ensure_connected<A: Adapter>(
     sids: &[Sid],
     audience: Audience,
 ) -> Result<(), ControlError> {
-    let mut elsewhere = Vec::new();
-    let mut unauthenticated = Vec::new();
-    for sid in sids {
-        match io.get_socket(*sid).as_ref().and_then(Session::of) {
-            None => elsewhere.push(*sid),
-            Some(session) => {
-                if audience == Audience::Authenticated && !session.is_authenticated() {
-                    unauthenticated.push(*sid);
-                }
-            }
-        }
-    }
+    let Here {
+        mut elsewhere,
+        mut unauthenticated,
+    } = here(io, sids, audience);
     if !elsewhere.is_empty()
         && let Some(listed) = Box::pin(cluster.locate(&elsewhere)).await?
     {
-        let confirmed = |entry: Option<bool>| match audience {
+        let confirmed = |entry: &Option<Listing>| match audience {
             Audience::Any => entry.is_some(),
-            Audience::Authenticated => entry == Some(true),
+            Audience::Authenticated => entry.as_ref().is_some_and(|l| l.authenticated),
         };
         elsewhere = elsewhere
             .into_iter()
             .zip(listed)
-            .filter(|(_, entry)| !confirmed(*entry))
+            .filter(|(_, entry)| !confirmed(entry))
             .map(|(sid, _)| sid)
             .collect();
     }
@@ -185,19 +191,77 @@ pub async fn ensure_connected<A: Adapter>(
     if !elsewhere.is_empty() {
         Box::pin(ask_nodes(io, &elsewhere, audience, &mut unauthenticated)).await?;
     }
-    if unauthenticated.is_empty() {
-        Ok(())
-    } else {
-        Err(ControlError::FailedPrecondition(format!(
-            "socket {} has not authenticated: it receives application events only once \
-             authenticated",
-            unauthenticated
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )))
+    authenticated(&unauthenticated)
+}
+
+/// What this node knows of some socket ids.
+pub struct Here {
+    /// Those not connected to this node.
+    pub elsewhere: Vec<Sid>,
+    /// Those connected here that have not authenticated (for [`Audience::Authenticated`]).
+    pub unauthenticated: Vec<Sid>,
+}
+
+/// Sorts `sids` by what this node knows of them.
+pub fn here<A: Adapter>(io: &SocketIo<A>, sids: &[Sid], audience: Audience) -> Here {
+    let mut found = Here {
+        elsewhere: Vec::new(),
+        unauthenticated: Vec::new(),
+    };
+    for sid in sids {
+        match io.get_socket(*sid).as_ref().and_then(Session::of) {
+            None => found.elsewhere.push(*sid),
+            Some(session) => {
+                if audience == Audience::Authenticated && !session.is_authenticated() {
+                    found.unauthenticated.push(*sid);
+                }
+            }
+        }
     }
+    found
+}
+
+/// As [`ensure_connected`] for ids that must all be on this node (which is authoritative
+/// for its own sockets): no other node is asked.
+pub fn ensure_here<A: Adapter>(
+    io: &SocketIo<A>,
+    sids: &[Sid],
+    audience: Audience,
+) -> Result<(), ControlError> {
+    let Here {
+        elsewhere,
+        unauthenticated,
+    } = here(io, sids, audience);
+    if !elsewhere.is_empty() {
+        return Err(not_found(elsewhere.iter()));
+    }
+    authenticated(&unauthenticated)
+}
+
+fn not_found<'a>(missing: impl Iterator<Item = &'a Sid>) -> ControlError {
+    ControlError::NotFound(format!(
+        "no connected socket with id {}",
+        missing
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+/// `FAILED_PRECONDITION` naming `unauthenticated`, if there are any.
+fn authenticated(unauthenticated: &[Sid]) -> Result<(), ControlError> {
+    if unauthenticated.is_empty() {
+        return Ok(());
+    }
+    Err(ControlError::FailedPrecondition(format!(
+        "socket {} has not authenticated: it receives application events only once \
+         authenticated",
+        unauthenticated
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
 }
 
 /// Asks every node about `elsewhere`: `NOT_FOUND` for an id connected nowhere; the ids
@@ -233,16 +297,12 @@ async fn ask_nodes<A: Adapter>(
     } else {
         Vec::new()
     };
-    let missing: Vec<String> = absent
+    let mut missing = absent
         .iter()
         .filter(|sid| !connected.iter().any(|s| s.data().id == **sid))
-        .map(ToString::to_string)
-        .collect();
-    if !missing.is_empty() {
-        return Err(ControlError::NotFound(format!(
-            "no connected socket with id {}",
-            missing.join(", ")
-        )));
+        .peekable();
+    if missing.peek().is_some() {
+        return Err(not_found(missing));
     }
     unauthenticated.extend(absent);
     Ok(())

@@ -46,6 +46,8 @@ pub const OFFSET_KEY: &str = "offset";
 
 /// How long a resolved CONNECT waits for its socket to be set up before it is forgotten.
 const PENDING_TTL: Duration = Duration::from_secs(60);
+/// How many resolutions may wait before the old ones are swept.
+const PENDING_SWEEP: usize = 4096;
 
 /// What a CONNECT resolved to, until its socket is set up.
 #[derive(Debug)]
@@ -158,7 +160,11 @@ impl Recovery {
         let pid = resolved.pid.clone();
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        pending.retain(|_, (at, _)| now.duration_since(*at) < PENDING_TTL);
+        // Resolutions whose socket never got set up (a connect refused by socketioxide):
+        // swept when there are more than a connect storm leaves in flight.
+        if pending.len() >= PENDING_SWEEP {
+            pending.retain(|_, (at, _)| now.duration_since(*at) < PENDING_TTL);
+        }
         pending.insert(sid, (now, resolved));
         (sid, pid)
     }

@@ -88,9 +88,11 @@ impl SavedSessions {
         inner.sessions.contains_key(&sid)
     }
 
-    /// Sessions away.
-    pub fn count(&self) -> usize {
-        self.inner().sessions.len()
+    /// Sessions away whose window is open at `now`.
+    pub fn count(&self, now: SystemTime) -> usize {
+        let mut inner = self.inner();
+        self.forget_expired(&mut inner, now);
+        inner.sessions.len()
     }
 
     fn forget_expired(&self, inner: &mut Inner, now: SystemTime) {
@@ -145,7 +147,7 @@ mod tests {
             !store.is_away(b, t0 + Duration::from_secs(90)),
             "window closed"
         );
-        assert_eq!(store.count(), 0);
+        assert_eq!(store.count(t0 + Duration::from_secs(90)), 0);
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Saved, RecoveryOutcome>>;
     /// Whether `sid` is away and may still come back.
     fn is_away(&self, sid: Sid) -> BoxFuture<'_, bool>;
+    /// How many sessions are away (0 when the store cannot tell now).
+    fn away_count(&self) -> BoxFuture<'_, u32>;
     /// The history every node shares, in a cluster.
     fn shared(&self) -> Option<&dyn SharedHistory> {
         None
@@ -86,5 +88,9 @@ impl Store for Memory {
 
     fn is_away(&self, sid: Sid) -> BoxFuture<'_, bool> {
         Box::pin(async move { self.0.is_away(sid, SystemTime::now()) })
+    }
+
+    fn away_count(&self) -> BoxFuture<'_, u32> {
+        Box::pin(async move { self.0.count(SystemTime::now()) as u32 })
     }
 }

@@ -126,8 +126,8 @@ pub enum Command {
         /// Leave out the sockets in this room (repeatable).
         #[arg(long = "except-room")]
         except: Vec<String>,
-        /// Leave out the socket with this id (repeatable).
-        #[arg(long = "except-socket", value_name = "ID")]
+        /// Leave out the socket with this id (repeatable; ids may start with `-`).
+        #[arg(long = "except-socket", value_name = "ID", allow_hyphen_values = true)]
         except_sockets: Vec<String>,
         /// Wait up to this long for each recipient's ack (e.g. 2s) and print the replies.
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -169,6 +169,31 @@ pub enum Command {
         /// Sent to the socket before it is disconnected.
         #[arg(long, default_value = "")]
         reason: String,
+    },
+    /// Run commands read as JSON lines (from a file, or stdin) in `Batch` calls, printing a
+    /// result per command.
+    #[command(after_help = "Each line is one command (blank lines are skipped):
+  {\"send\": {\"event\": \"notice\", \"data\": {\"n\": 1}, \"target\": {\"socket_ids\": [\"Xk3v9l2mQ1aB7cD0\"]}}}
+  {\"send\": {\"event\": \"poll\", \"target\": {\"rooms\": [\"chat:1\"]}, \"ack_timeout_ms\": 2000}}
+  {\"join\": {\"target\": {\"user_ids\": [\"alice\"]}, \"rooms\": [\"chat:1\"]}}
+  {\"leave\": {\"target\": {\"socket_ids\": [\"Xk3v9l2mQ1aB7cD0\"]}, \"rooms\": [\"chat:1\"]}}
+  {\"disconnect\": {\"target\": {\"socket_ids\": [\"Xk3v9l2mQ1aB7cD0\"]}, \"reason\": \"bye\"}}
+A target has the fields of the API's Target: socket_ids, rooms, user_ids, all, except_rooms,
+except_socket_ids. Each result line gives the command's line number, its status and its
+reply. The exit code is 0 when every command succeeded, else that of the first failure.
+
+Examples:
+  sockctl batch commands.jsonl
+  producer | sockctl batch --batch-size 500 --json")]
+    Batch {
+        /// File of JSON lines; `-` or none: stdin.
+        file: Option<PathBuf>,
+        /// Most commands per call (the gateway's limit is control.max_batch_commands).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+        batch_size: u32,
+        /// Run the commands of each call at once rather than in order.
+        #[arg(long)]
+        parallel: bool,
     },
     /// Stream lifecycle and client events until interrupted (Ctrl-C).
     #[command(
@@ -290,5 +315,19 @@ mod tests {
             };
             assert!(id.starts_with('-'), "{args:?} parsed as {id:?}");
         }
+        let args = [
+            "sockctl",
+            "send",
+            "--all",
+            "ev",
+            "{}",
+            "--except-socket",
+            "-bXYZabcdefghijk",
+        ];
+        let Command::Send { except_sockets, .. } = Cli::try_parse_from(args).unwrap().command
+        else {
+            panic!("send")
+        };
+        assert_eq!(except_sockets, ["-bXYZabcdefghijk"]);
     }
 }

@@ -1,5 +1,6 @@
 //! `sockctl`: the operator command line of sockgate's control plane.
 
+mod batch;
 mod cli;
 mod output;
 
@@ -149,6 +150,23 @@ async fn run(cli: Cli) -> Result<u8, Error> {
                 .disconnect(Target::sockets([id.clone()]), &reason)
                 .await?;
             done(json, &format!("{id} disconnected"));
+        }
+        Command::Batch {
+            file,
+            batch_size,
+            parallel,
+        } => {
+            let commands = match file.filter(|f| f.as_os_str() != "-") {
+                Some(path) => {
+                    let file = std::fs::File::open(&path)
+                        .map_err(|source| Error::ReadFile { path, source })?;
+                    batch::read(std::io::BufReader::new(file))?
+                }
+                None => batch::read(std::io::stdin().lock())?,
+            };
+            let size = batch_size as usize;
+            let code = |e: &Error| exit_code(e.kind());
+            return batch::run(&client, json, commands, size, parallel, code).await;
         }
         Command::Watch {
             kinds,

@@ -86,6 +86,7 @@ pub fn info_json(info: &GetInfoResponse) -> Value {
             "authenticating": counts.authenticating,
             "authenticated": counts.authenticated,
             "total": counts.total,
+            "away": counts.away,
         },
         "rooms": info.rooms,
     })
@@ -106,8 +107,16 @@ pub fn info_text(info: &GetInfoResponse) -> String {
         (
             "sockets",
             format!(
-                "{} ({} authenticated, {} authenticating, {} unauthorized)",
-                counts.total, counts.authenticated, counts.authenticating, counts.unauthorized
+                "{} ({} authenticated, {} authenticating, {} unauthorized){}",
+                counts.total,
+                counts.authenticated,
+                counts.authenticating,
+                counts.unauthorized,
+                if counts.away > 0 {
+                    format!("; {} away, recoverable", counts.away)
+                } else {
+                    String::new()
+                }
             ),
         ),
         ("rooms", info.rooms.to_string()),

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::{LinkError, Redis, names::sockets_key};
-use crate::cluster::{ClusterError, Directory, directory::Change};
+use crate::cluster::{ClusterError, Directory, Listing, NodeRef, directory::Change};
 
 /// Most changes in one pipeline.
 const BATCH: usize = 1024;
@@ -42,6 +42,8 @@ pub(super) struct Node {
     pub(super) key: String,
     /// Its answer channel.
     pub(super) channel: String,
+    /// Where its own questions go.
+    pub(super) inbox: NodeRef,
 }
 
 /// The other live nodes, as of the last heartbeat.
@@ -127,16 +129,20 @@ fn flag(authenticated: bool) -> &'static str {
     }
 }
 
-/// For each of `sids`: `Some(authenticated)` when another live node (one subscribed to its
-/// answer channel) lists it, `None` when no such node does. One round trip.
-pub(super) async fn locate(redis: &Redis, sids: &[Sid]) -> Result<Vec<Option<bool>>, ClusterError> {
+/// For each of `sids`: where another live node (one subscribed to its answer channel) lists
+/// it, `None` when no such node does. A socket listed by two nodes (a stale entry) is
+/// placed where it is authenticated. One round trip.
+pub(super) async fn locate(
+    redis: &Redis,
+    sids: &[Sid],
+) -> Result<Vec<Option<Listing>>, ClusterError> {
     let others = redis
         .others
         .0
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let mut found = vec![None; sids.len()];
+    let mut found: Vec<Option<Listing>> = vec![None; sids.len()];
     if others.is_empty() {
         return Ok(found);
     }
@@ -151,7 +157,10 @@ pub(super) async fn locate(redis: &Redis, sids: &[Sid]) -> Result<Vec<Option<boo
     let replies: Vec<Value> = redis.link.run_pipe(&pipe).await?;
     let unreadable = |e: redis::ParsingError| ClusterError::Unavailable(LinkError::Redis(e.into()));
     let mut replies = replies.into_iter();
-    while let (Some(subscribed), Some(entries)) = (replies.next(), replies.next()) {
+    for node in others.iter() {
+        let (Some(subscribed), Some(entries)) = (replies.next(), replies.next()) else {
+            break;
+        };
         let (_, subscribers): (String, u32) =
             redis::from_redis_value(subscribed).map_err(unreadable)?;
         let entries: Vec<Option<String>> = redis::from_redis_value(entries).map_err(unreadable)?;
@@ -159,11 +168,15 @@ pub(super) async fn locate(redis: &Redis, sids: &[Sid]) -> Result<Vec<Option<boo
             continue;
         }
         for (slot, value) in found.iter_mut().zip(entries) {
-            match value.as_deref() {
-                Some(AUTHENTICATED) => *slot = Some(true),
-                Some(_) if slot.is_none() => *slot = Some(false),
-                _ => {}
-            }
+            let authenticated = match value.as_deref() {
+                Some(AUTHENTICATED) => true,
+                Some(_) if slot.is_none() => false,
+                _ => continue,
+            };
+            *slot = Some(Listing {
+                node: node.inbox.clone(),
+                authenticated,
+            });
         }
     }
     Ok(found)

@@ -6,6 +6,7 @@
 //!   `cluster.redis_command_timeout`;
 //! - `questions`: per-node questions: every node answers with one page of its own
 //!   sockets or rooms, so a listing moves O(nodes × page) items, never the whole cluster;
+//!   a question to one node (a `Batch`'s sends for its sockets) goes to its own channel;
 //!   a question takes at most `cluster.request_timeout`;
 //! - `registry`: which nodes are alive, their node ids and their socket counts (a
 //!   heartbeat per node), so `GetInfo` costs O(nodes);
@@ -34,7 +35,8 @@ use tracing::warn;
 pub use link::{ConnectError, Link, LinkError};
 
 use super::{
-    Answers, Backend, ClusterError, Directory, Located, NodeStatus, messages::Query, node::ThisNode,
+    Answer, Answers, Backend, ClusterError, Directory, Located, NodeRef, NodeStatus,
+    messages::Query, node::ThisNode,
 };
 use crate::{config::ClusterConfig, events::EventBus, recovery::Recovery};
 
@@ -119,6 +121,14 @@ impl Backend for Redis {
 
     fn locate<'a>(&'a self, sids: &'a [Sid]) -> BoxFuture<'a, Located> {
         Box::pin(async move { directory::locate(self, sids).await.map(Some) })
+    }
+
+    fn ask_each(&self, questions: Vec<(NodeRef, Query)>) -> BoxFuture<'_, Vec<Answer>> {
+        Box::pin(futures_util::future::join_all(
+            questions
+                .into_iter()
+                .map(|(node, query)| questions::ask_one(self, node, query)),
+        ))
     }
 
     fn others(&self) -> BoxFuture<'_, Result<Vec<NodeStatus>, ClusterError>> {

@@ -8,6 +8,11 @@ pub(super) fn request_channel(prefix: &str) -> String {
     format!("{prefix}#req")
 }
 
+/// `P#req#{uid}`: questions to one node.
+pub(super) fn inbox_channel(prefix: &str, uid: &str) -> String {
+    format!("{prefix}#req#{uid}")
+}
+
 /// `P#res#{uid}`: a node's answers; a node is subscribed to it while it lives.
 pub(super) fn answer_channel(prefix: &str, uid: &str) -> String {
     format!("{prefix}#res#{uid}")
@@ -53,6 +58,12 @@ pub(super) fn recovery_away_key(prefix: &str, sid: &str) -> String {
 /// window after the node's last heartbeat.
 pub(super) fn recovery_live_key(prefix: &str, uid: &str) -> String {
     format!("{prefix}:recovery:live:{uid}")
+}
+
+/// `P:recovery:away`: the socket ids of the sessions away, scored by when their window
+/// closes (for counts).
+pub(super) fn recovery_away_index_key(prefix: &str) -> String {
+    format!("{prefix}:recovery:away")
 }
 
 /// `P:recovery:nodes`: nodes with live sessions, scored by their last heartbeat.

@@ -1,7 +1,8 @@
 //! Questions to every node (a page of its sockets or rooms, one socket, "a watcher
 //! started"): published on one channel, answered by each node on the asker's own channel,
-//! matched by id. A question takes at most `cluster.request_timeout` in all, Redis
-//! commands included; a node that does not answer by then is counted as missing.
+//! matched by id. A question to one node (a `Batch`'s sends for its sockets) is published
+//! on that node's own channel. A question takes at most `cluster.request_timeout` in all,
+//! Redis commands included; a node that does not answer by then is counted as missing.
 
 use std::{
     collections::HashMap,
@@ -17,10 +18,10 @@ use tracing::{debug, warn};
 
 use super::{
     Redis,
-    names::{answer_channel, request_channel},
+    names::{answer_channel, inbox_channel, request_channel},
 };
 use crate::cluster::{
-    Answers, ClusterError,
+    Answer, Answers, ClusterError, NodeRef,
     messages::{NodeRequest, NodeResponse, Query},
 };
 
@@ -31,12 +32,16 @@ const SUBSCRIPTION_QUEUE: usize = 4096;
 #[derive(Default, Clone)]
 pub(super) struct Waiting(Arc<Mutex<HashMap<u64, mpsc::Sender<NodeResponse>>>>);
 
-/// Subscribes to the questions of every node and to the answers to this node's, and serves
-/// them until the process ends.
+/// Subscribes to the questions of every node, to those for this node alone and to the
+/// answers to this node's, and serves them until the process ends.
 pub(super) async fn start(redis: &Arc<Redis>) -> Result<(), ClusterError> {
     let requests = redis
         .link
         .subscribe(request_channel(&redis.prefix), SUBSCRIPTION_QUEUE)
+        .await?;
+    let own = redis
+        .link
+        .subscribe(inbox_channel(&redis.prefix, &redis.uid), SUBSCRIPTION_QUEUE)
         .await?;
     let answers = redis
         .link
@@ -46,6 +51,7 @@ pub(super) async fn start(redis: &Arc<Redis>) -> Result<(), ClusterError> {
         )
         .await?;
     tokio::spawn(serve(redis.clone(), requests));
+    tokio::spawn(serve(redis.clone(), own));
     tokio::spawn(route_answers(redis.questions.clone(), answers));
     Ok(())
 }
@@ -55,33 +61,13 @@ pub(super) async fn start(redis: &Arc<Redis>) -> Result<(), ClusterError> {
 pub(super) async fn ask(redis: &Redis, query: Query) -> Result<Answers, ClusterError> {
     let timeout = redis.config.request_timeout;
     let deadline = tokio::time::Instant::now() + timeout;
-    let id = RandomState::new().hash_one(std::time::Instant::now());
     let channel = request_channel(&redis.prefix);
     let late = |_| ClusterError::Deadline(timeout);
     let expected = tokio::time::timeout_at(deadline, redis.link.num_serv(&channel))
         .await
         .map_err(late)??;
     let expected = usize::from(expected);
-    let (tx, mut rx) = mpsc::channel(expected.max(1));
-    let _pending = Pending::insert(&redis.questions, id, tx);
-    let request = NodeRequest {
-        id,
-        reply_to: answer_channel(&redis.prefix, &redis.uid),
-        query: Some(query),
-    };
-    tokio::time::timeout_at(
-        deadline,
-        redis.link.publish(channel, request.encode_to_vec()),
-    )
-    .await
-    .map_err(late)??;
-    let mut answers = Vec::with_capacity(expected);
-    while answers.len() < expected {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(answer)) => answers.push(answer),
-            Ok(None) | Err(_) => break,
-        }
-    }
+    let answers = publish_and_wait(redis, channel, query, expected, deadline).await?;
     let missing = expected - answers.len();
     if missing > 0 {
         // A node killed a moment ago may still be counted; a live node that does not
@@ -94,6 +80,46 @@ pub(super) async fn ask(redis: &Redis, query: Query) -> Result<Answers, ClusterE
         );
     }
     Ok(Answers { answers, missing })
+}
+
+/// Asks the one node `node` and returns its answer, `None` when it did not answer before
+/// `cluster.request_timeout`.
+pub(super) async fn ask_one(redis: &Redis, node: NodeRef, query: Query) -> Answer {
+    let deadline = tokio::time::Instant::now() + redis.config.request_timeout;
+    let mut answers = publish_and_wait(redis, node.inbox().to_owned(), query, 1, deadline).await?;
+    Ok(answers.pop())
+}
+
+/// Publishes `query` on `channel` and collects up to `expected` answers until `deadline`.
+async fn publish_and_wait(
+    redis: &Redis,
+    channel: String,
+    query: Query,
+    expected: usize,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<NodeResponse>, ClusterError> {
+    let id = RandomState::new().hash_one(std::time::Instant::now());
+    let (tx, mut rx) = mpsc::channel(expected.max(1));
+    let _pending = Pending::insert(&redis.questions, id, tx);
+    let request = NodeRequest {
+        id,
+        reply_to: answer_channel(&redis.prefix, &redis.uid),
+        query: Some(query),
+    };
+    tokio::time::timeout_at(
+        deadline,
+        redis.link.publish(channel, request.encode_to_vec()),
+    )
+    .await
+    .map_err(|_| ClusterError::Deadline(redis.config.request_timeout))??;
+    let mut answers = Vec::with_capacity(expected);
+    while answers.len() < expected {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(answer)) => answers.push(answer),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Ok(answers)
 }
 
 /// A question waiting for answers; forgotten when dropped (answered, failed or cancelled).

@@ -36,7 +36,10 @@ use super::{
     super::{ClusterError, messages::Query},
     Redis,
     link::{Link, LinkError},
-    names::{recovery_away_key, recovery_live_key, recovery_nodes_key, recovery_stream_key},
+    names::{
+        recovery_away_index_key, recovery_away_key, recovery_live_key, recovery_nodes_key,
+        recovery_stream_key,
+    },
 };
 use crate::{
     auth::Identity,
@@ -270,6 +273,20 @@ impl Store for RedisStore {
         })
     }
 
+    fn away_count(&self) -> BoxFuture<'_, u32> {
+        Box::pin(async move {
+            self.link
+                .run(
+                    redis::cmd("ZCOUNT")
+                        .arg(recovery_away_index_key(&self.prefix))
+                        .arg(format!("({}", clock::now_ms()))
+                        .arg("+inf"),
+                )
+                .await
+                .unwrap_or(0)
+        })
+    }
+
     fn shared(&self) -> Option<&dyn SharedHistory> {
         Some(self)
     }
@@ -436,6 +453,11 @@ async fn apply_ops(
                         .arg("PX")
                         .arg(store.window.as_millis() as u64)
                         .ignore();
+                    pipe.cmd("ZADD")
+                        .arg(recovery_away_index_key(&redis.prefix))
+                        .arg(clock::now_ms() + store.window.as_millis() as u64)
+                        .arg(&sid)
+                        .ignore();
                     writes += 1;
                 }
                 Op::Take { sid, digest, reply } => {
@@ -544,6 +566,14 @@ async fn run_take(
         .checked_sub(1)
         .and_then(|i| nodes.get(i))
         .map(|(_, beat)| *beat);
+    let _ = store
+        .link
+        .run::<()>(
+            redis::cmd("ZREM")
+                .arg(recovery_away_index_key(&store.prefix))
+                .arg(sid),
+        )
+        .await;
     let saved = decode(&bytes, away_since).ok_or(RecoveryOutcome::Unknown)?;
     if saved.away_since + store.window <= SystemTime::now() {
         return Err(RecoveryOutcome::Unknown);
@@ -577,6 +607,11 @@ async fn housekeeping(redis: Arc<Redis>, window: Duration) {
             .cmd("PEXPIRE")
             .arg(recovery_live_key(&redis.prefix, &redis.uid))
             .arg(keep)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(recovery_away_index_key(&redis.prefix))
+            .arg("-inf")
+            .arg(now)
             .ignore()
             .cmd("XTRIM")
             .arg(recovery_stream_key(&redis.prefix))

@@ -13,11 +13,11 @@ use tracing::{info, warn};
 use super::{
     Redis,
     directory::{self, Node},
-    names::{answer_channel, claim_key, node_key, nodes_key, sockets_key},
+    names::{answer_channel, claim_key, inbox_channel, node_key, nodes_key, sockets_key},
 };
 use crate::{
     clock,
-    cluster::{ClusterError, NodeStatus},
+    cluster::{ClusterError, NodeRef, NodeStatus},
 };
 
 /// Takes the node id for this process. A previous process with the same id (a node that
@@ -128,6 +128,7 @@ async fn beat(redis: &Redis, status: &NodeStatus) -> Result<(), ClusterError> {
         .map(|uid| Node {
             key: sockets_key(&redis.prefix, uid),
             channel: answer_channel(&redis.prefix, uid),
+            inbox: NodeRef::new(inbox_channel(&redis.prefix, uid)),
         })
         .collect();
     directory::refresh(redis, others, !directory_kept && counts.total > 0);
@@ -210,6 +211,8 @@ pub(super) async fn live_nodes(redis: &Redis) -> Result<Vec<(String, NodeStatus)
                 authenticating: field(&map, "authenticating"),
                 authenticated: field(&map, "authenticated"),
                 total: field(&map, "total"),
+                // A node's status counts its connected sockets; GetInfo adds those away.
+                away: 0,
             },
             rooms: field(&map, "rooms"),
         };

@@ -53,7 +53,7 @@ impl<S> CallerAuth<S> {
             Rpc::Health => Needs::Nothing,
             Rpc::Reflection if self.reflection == ReflectionAccess::Open => Needs::Nothing,
             Rpc::Reflection => Needs::Token,
-            Rpc::Control(method) => Needs::Scope(method.scope),
+            Rpc::Control(method) => method.scope.map_or(Needs::Token, Needs::Scope),
             Rpc::Other => Needs::Scope(UNKNOWN_METHOD_SCOPE),
         }
     }
@@ -111,12 +111,8 @@ where
                 }
             };
             tracing::Span::current().record("subject", caller.subject.as_str());
-            if let Some(scope) = scope.filter(|s| !caller.has(*s)) {
-                let granted: Vec<&str> = caller.scopes.iter().map(|s| s.name()).collect();
-                return Ok(refuse(Status::permission_denied(format!(
-                    "{what} needs scope `{scope}` (or `admin`); the token grants [{}]",
-                    granted.join(", ")
-                ))));
+            if let Some(refusal) = scope.and_then(|s| caller.refusal(what, s)) {
+                return Ok(refuse(Status::permission_denied(refusal)));
             }
             request.extensions_mut().insert(caller);
             inner.call(request).await
