@@ -298,27 +298,11 @@ async fn a_session_is_recovered_once_and_only_with_its_pid() {
 
     // A wrong secret for the right socket is refused and does not use the session up.
     let forged = format!("{}.{}", a, "0".repeat(64));
-    open(
-        &mut clients,
-        "forger",
-        Transport::Websocket,
-        &tokens::for_user("alice"),
-        json!({"auth": {"pid": forged}}),
-    )
-    .await;
-    let (sid, recovered) = clients.reconnected("forger").await;
+    let (sid, recovered) = present(&mut clients, "forger", "alice", json!({ "pid": forged })).await;
     assert!(!recovered && sid != a, "a forged pid recovers nothing");
 
     // Whoever holds the pid recovers the session (it is a bearer secret)...
-    open(
-        &mut clients,
-        "holder",
-        Transport::Websocket,
-        &tokens::for_user("alice"),
-        json!({"auth": {"pid": pid}}),
-    )
-    .await;
-    let (sid, recovered) = clients.reconnected("holder").await;
+    let (sid, recovered) = present(&mut clients, "holder", "alice", json!({ "pid": pid })).await;
     assert_eq!(sid, a, "the pid's holder gets the socket");
     assert!(!recovered, "(this client never had the pid as its own)");
     // ...once: the original client now gets a new session.
@@ -382,15 +366,13 @@ async fn a_recovered_socket_presenting_another_users_token_is_refused() {
     clients.next_event("a", "authenticated").await;
     drop_and_wait(&mut clients, &mut control, "a").await;
 
-    open(
+    let (sid, _) = present(
         &mut clients,
         "mallory",
-        Transport::Websocket,
-        &tokens::for_user("mallory"),
-        json!({"auth": {"pid": first["pid"]}}),
+        "mallory",
+        json!({ "pid": first["pid"] }),
     )
     .await;
-    let (sid, _) = clients.reconnected("mallory").await;
     assert_eq!(sid, a);
     let refused = clients.next_event("mallory", "unauthenticated").await;
     assert!(refused["message"].is_string());
@@ -419,26 +401,14 @@ async fn a_session_past_its_window_is_not_recovered_and_nothing_is_replayed() {
     assert!(!clients.has_event("a", "missed"));
 }
 
-/// Connects client `id` to `clients`' gateway presenting `pid` and `offset` (the session of
+/// Connects client `id` to `clients`' gateway presenting `auth` (a pid, and the offset of
 /// a client that comes back through another node), authenticating as `user`; returns its
-/// socket id.
-async fn come_back(
-    clients: &mut Clients,
-    id: &str,
-    user: &str,
-    pid: &Value,
-    offset: &str,
-) -> String {
-    open(
-        clients,
-        id,
-        Transport::Websocket,
-        &tokens::for_user(user),
-        json!({"auth": {"pid": pid, "offset": offset}}),
-    )
-    .await;
-    let (sid, _) = clients.reconnected(id).await;
-    sid
+/// socket id and whether the client counts it as recovered.
+async fn present(clients: &mut Clients, id: &str, user: &str, auth: Value) -> (String, bool) {
+    let token = tokens::for_user(user);
+    let extra = json!({ "auth": auth });
+    open(clients, id, Transport::Websocket, &token, extra).await;
+    clients.reconnected(id).await
 }
 
 async fn cluster_pair(redis: &Redis) -> (Scene, Scene) {
@@ -493,7 +463,13 @@ async fn a_socket_recovers_through_another_node() {
     })
     .await;
 
-    let sid = come_back(&mut on_b, "alice", "alice", &pid, &offset).await;
+    let (sid, _) = present(
+        &mut on_b,
+        "alice",
+        "alice",
+        json!({"pid": pid, "offset": offset}),
+    )
+    .await;
     assert_eq!(sid, alice, "the same socket, now on node B");
     assert_eq!(away(&mut control_b).await, 0);
     expect_missed(&on_b, "alice", &offset).await;
@@ -520,7 +496,13 @@ async fn the_sockets_of_a_killed_node_recover_on_another() {
     on_a.disconnected("alice").await;
     send_missed(&mut control_b, &alice).await;
 
-    let sid = come_back(&mut on_b, "alice", "alice", &pid, &offset).await;
+    let (sid, _) = present(
+        &mut on_b,
+        "alice",
+        "alice",
+        json!({"pid": pid, "offset": offset}),
+    )
+    .await;
     assert_eq!(sid, alice, "recovered from the killed node's live session");
     expect_missed(&on_b, "alice", &offset).await;
     assert!(
@@ -571,7 +553,13 @@ async fn the_sockets_of_a_node_stopped_with_sigterm_recover_on_another_under_ste
     assert!(terminated.await.unwrap().success(), "node A exits cleanly");
     let (mut control_b, alice) = sender.await.unwrap();
 
-    let sid = come_back(&mut on_b, "alice", "alice", &pid, &offset).await;
+    let (sid, _) = present(
+        &mut on_b,
+        "alice",
+        "alice",
+        json!({"pid": pid, "offset": offset}),
+    )
+    .await;
     assert_eq!(sid, alice, "recovered on node B");
     while received.len() < 30 {
         let (name, data, _) = next_app_event(&on_b, "alice").await;
@@ -598,7 +586,13 @@ async fn a_session_lost_with_a_redis_restart_is_a_new_session_with_nothing_repla
     send_missed(&mut control_b, &alice).await;
 
     redis.restart().await;
-    let sid = come_back(&mut on_b, "alice", "alice", &pid, &offset).await;
+    let (sid, _) = present(
+        &mut on_b,
+        "alice",
+        "alice",
+        json!({"pid": pid, "offset": offset}),
+    )
+    .await;
     assert_ne!(sid, alice, "the session went with Redis's data: a new one");
     on_b.next_event("alice", "authenticated").await;
     expect_only_live(&mut control_b, &on_b, "alice", to_sockets(&[&sid])).await;
