@@ -82,8 +82,6 @@ pub struct Resumable {
 /// Recovery on this node.
 pub struct Recovery {
     config: RecoveryConfig,
-    max_replay: usize,
-    window: Duration,
     log: tokio::sync::Mutex<Log>,
     /// Set by a cluster backend when it starts; a single node keeps sessions in memory.
     store: OnceLock<Arc<dyn Store>>,
@@ -93,8 +91,7 @@ pub struct Recovery {
 impl std::fmt::Debug for Recovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recovery")
-            .field("max_replay", &self.max_replay)
-            .field("window", &self.window)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
@@ -110,8 +107,6 @@ impl Recovery {
             };
             Arc::new(Self {
                 config: config.clone(),
-                max_replay: config.max_replay_events,
-                window: config.max_disconnection,
                 log: tokio::sync::Mutex::new(Log::new(bounds, SystemTime::now())),
                 store: OnceLock::new(),
                 pending: Mutex::default(),
@@ -200,7 +195,12 @@ impl Recovery {
         let restore = Restore { saved, after };
         let shared = self.store().shared();
         restore
-            .missed_in(&*self.order().await, shared, pid.sid, self.max_replay)
+            .missed_in(
+                &*self.order().await,
+                shared,
+                pid.sid,
+                self.config.max_replay_events,
+            )
             .await?;
         Ok((pid, restore))
     }
@@ -234,13 +234,15 @@ impl Recovery {
         restore: &Restore,
     ) -> Result<Vec<Entry>, RecoveryOutcome> {
         let shared = self.store().shared();
-        restore.missed_in(log, shared, sid, self.max_replay).await
+        restore
+            .missed_in(log, shared, sid, self.config.max_replay_events)
+            .await
     }
 
     /// Where sessions are kept: a cluster's store, else this node's memory.
     pub fn store(&self) -> &Arc<dyn Store> {
         self.store
-            .get_or_init(|| Arc::new(Memory(SavedSessions::new(self.window))))
+            .get_or_init(|| Arc::new(Memory(SavedSessions::new(self.config.max_disconnection))))
     }
 
     /// Keeps sessions in `store` (a cluster backend, at start, before any socket).
@@ -251,11 +253,6 @@ impl Recovery {
     /// The settings.
     pub fn config(&self) -> &RecoveryConfig {
         &self.config
-    }
-
-    /// How long a session is kept after its socket went away.
-    pub fn window(&self) -> Duration {
-        self.window
     }
 
     /// Whether `sid` is away and may still come back.
