@@ -45,15 +45,8 @@ impl PrivateId {
     pub fn parse(text: &str) -> Result<Self, PidError> {
         let (sid, secret) = text.split_once('.').ok_or(PidError::Malformed)?;
         let sid = sid.parse::<Sid>().map_err(|_| PidError::Malformed)?;
-        if secret.len() != 64 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(PidError::Malformed);
-        }
-        let mut bytes = [0u8; 32];
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&secret[2 * i..2 * i + 2], 16)
-                .map_err(|_| PidError::Malformed)?;
-        }
-        Ok(Self { sid, secret: bytes })
+        let secret = unhex(secret.as_bytes()).ok_or(PidError::Malformed)?;
+        Ok(Self { sid, secret })
     }
 
     /// What is kept to recognize it.
@@ -63,13 +56,30 @@ impl PrivateId {
 
     /// The text sent to the client (in the CONNECT reply only).
     pub fn reveal(&self) -> String {
-        use std::fmt::Write;
-        let mut text = format!("{}.", self.sid);
-        for byte in self.secret {
-            let _ = write!(text, "{byte:02x}");
-        }
-        text
+        format!("{}.{}", self.sid, hex(&self.secret))
     }
+}
+
+/// 32 bytes (a secret, a digest) as 64 lowercase hex digits.
+pub fn hex(bytes: &[u8; 32]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut text, b| {
+        let _ = write!(text, "{b:02x}");
+        text
+    })
+}
+
+/// The 32 bytes 64 hex digits write; `None` for anything else.
+pub fn unhex(text: &[u8]) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (byte, pair) in bytes.iter_mut().zip(text.chunks(2)) {
+        let digits = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(digits, 16).ok()?;
+    }
+    Some(bytes)
 }
 
 #[cfg(test)]

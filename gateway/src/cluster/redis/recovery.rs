@@ -49,7 +49,7 @@ use crate::{
         Recovery,
         history::Entry,
         offset::Offset,
-        pid::SecretDigest,
+        pid::{SecretDigest, hex, unhex},
         saved::Saved,
         store::{HistoryError, SharedHistory, Store},
     },
@@ -140,23 +140,6 @@ fn decode(bytes: &[u8], away_since: Option<u64>) -> Option<Saved> {
         away_since: SystemTime::UNIX_EPOCH
             + Duration::from_millis(away_since.unwrap_or(record.away_since_ms)),
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut text, b| {
-        let _ = write!(text, "{b:02x}");
-        text
-    })
-}
-
-fn unhex(text: &[u8]) -> Option<SecretDigest> {
-    let text = std::str::from_utf8(text).ok()?;
-    let mut digest = [0u8; 32];
-    for (i, byte) in digest.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(digest)
 }
 
 /// Takes a session: the away key if the digest matches, else the live hash of a node
