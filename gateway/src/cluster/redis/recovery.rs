@@ -142,21 +142,23 @@ fn decode(bytes: &[u8], away_since: Option<u64>) -> Option<Saved> {
     })
 }
 
-/// Takes a session: the away key if the digest matches, else the live hash of a node
-/// that died within the window (KEYS[2..]). Returns `{1, record, live_index}` or `{0}`.
+/// Takes a session: the away key (KEYS[1], then out of the away index KEYS[2]) if the
+/// digest matches, else the live hash of a node that is gone (KEYS[3..]). Returns
+/// `{1, record, live_index}` (0: the away key, n: the n-th live hash) or `{0}`.
 const TAKE_SCRIPT: &str = r"
 local away = redis.call('GET', KEYS[1])
 if away then
   if string.sub(away, 1, 64) ~= ARGV[1] then return {0} end
   redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[2])
   return {1, away, 0}
 end
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   local live = redis.call('HGET', KEYS[i], ARGV[2])
   if live then
     if string.sub(live, 1, 64) ~= ARGV[1] then return {0} end
     redis.call('HDEL', KEYS[i], ARGV[2])
-    return {1, live, i - 1}
+    return {1, live, i - 2}
   end
 end
 return {0}
@@ -528,6 +530,7 @@ async fn run_take(
         std::sync::LazyLock::new(|| redis::Script::new(TAKE_SCRIPT));
     let mut script = TAKE.prepare_invoke();
     script.key(recovery_away_key(&store.prefix, sid));
+    script.key(recovery_away_index_key(&store.prefix));
     for (uid, _) in nodes {
         script.key(recovery_live_key(&store.prefix, uid));
     }
@@ -549,14 +552,6 @@ async fn run_take(
         .checked_sub(1)
         .and_then(|i| nodes.get(i))
         .map(|(_, beat)| *beat);
-    let _ = store
-        .link
-        .run::<()>(
-            redis::cmd("ZREM")
-                .arg(recovery_away_index_key(&store.prefix))
-                .arg(sid),
-        )
-        .await;
     let saved = decode(&bytes, away_since).ok_or(RecoveryOutcome::Unknown)?;
     if saved.away_since + store.window <= SystemTime::now() {
         return Err(RecoveryOutcome::Unknown);
