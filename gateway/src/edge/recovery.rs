@@ -3,7 +3,7 @@
 //! it goes away, and the `authenticate` of a recovered socket. The history and the saved
 //! sessions are in [`crate::recovery`].
 
-use std::{sync::Arc, time::SystemTime};
+use std::sync::Arc;
 
 use serde_json::Value;
 use socketioxide::{
@@ -28,7 +28,7 @@ use crate::{
     events,
     metrics::{METRICS, RecoveryOutcome},
     outgoing::{Args, Data},
-    recovery::{OFFSET_KEY, PID_KEY, Recovery, Restore, Resumable, history::Entry, saved::Saved},
+    recovery::{OFFSET_KEY, PID_KEY, Recovery, Restore, Resumable, history::Entry},
 };
 
 /// The connect resolver: decides a connecting socket's id (its old one when the session
@@ -199,30 +199,17 @@ pub fn keep(
     previous: &SocketState,
     reason: DisconnectReason,
 ) -> bool {
-    let (Some(identity), Some(resumable)) = (previous.identity(), session.resumable()) else {
+    let Some(identity) = previous.identity() else {
         return false;
     };
-    if !is_recoverable(reason) {
+    let saved = session.saved(&session.life(), identity);
+    let Some(saved) = saved.filter(|_| is_recoverable(reason)) else {
         if recovery.store().keeps_live() {
             recovery.store().forget(session.sid);
         }
         return false;
-    }
-    let rooms = session
-        .life()
-        .owned_rooms()
-        .map(|(room, owner)| (room.to_owned(), owner))
-        .collect();
-    recovery.store().away(
-        session.sid,
-        Saved {
-            digest: resumable.digest,
-            identity: identity.clone(),
-            rooms,
-            since: resumable.since,
-            away_since: SystemTime::now(),
-        },
-    );
+    };
+    recovery.store().away(session.sid, saved);
     true
 }
 

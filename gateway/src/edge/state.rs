@@ -379,12 +379,19 @@ impl Session {
             return;
         };
         let store = recovery.store();
-        let (true, Some(identity), Some(resumable)) =
-            (store.keeps_live(), life.state.identity(), self.resumable())
-        else {
+        let (true, Some(identity)) = (store.keeps_live(), life.state.identity()) else {
             return;
         };
-        let saved = Saved {
+        if let Some(saved) = self.saved(life, identity) {
+            store.live(self.sid, &saved);
+        }
+    }
+
+    /// What recovery keeps of the socket as `identity`, as of now: `None` when it has no
+    /// pid.
+    pub fn saved(&self, life: &Life, identity: &Arc<Identity>) -> Option<Saved> {
+        let resumable = self.resumable()?;
+        Some(Saved {
             digest: resumable.digest,
             identity: identity.clone(),
             rooms: life
@@ -393,8 +400,7 @@ impl Session {
                 .collect(),
             since: resumable.since,
             away_since: std::time::SystemTime::now(),
-        };
-        store.live(self.sid, &saved);
+        })
     }
 
     /// Tells the directory whether the socket is authenticated.
