@@ -13,30 +13,12 @@
 //
 //   node tests/browser/admin-ui.mjs <chromium-path>
 import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import { launch, out } from "./chromium.mjs";
 
 const [executablePath] = process.argv.slice(2);
-const out = (message) => process.stdout.write(JSON.stringify(message) + "\n");
 const TIMEOUT = 60000;
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    // The test may run as root in a container, where Chromium's sandbox cannot start.
-    "--no-sandbox",
-    // Loopback only: the UI's web fonts and icons (Google Fonts, jsDelivr) do not load.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-    "--no-proxy-server",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--disable-sync",
-    "--disable-extensions",
-    "--no-first-run",
-  ],
-});
-out({ type: "browser", version: browser.version() });
+const browser = await launch(executablePath);
 const pages = new Map();
 
 const ops = {

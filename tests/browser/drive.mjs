@@ -9,30 +9,11 @@
 //
 //   node tests/browser/drive.mjs <chromium-path> <page-url>...
 import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import { launch, out } from "./chromium.mjs";
 
 const [executablePath, ...pages] = process.argv.slice(2);
-const out = (message) => process.stdout.write(JSON.stringify(message) + "\n");
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    // The test may run as root in a container, where Chromium's sandbox cannot start.
-    "--no-sandbox",
-    // Loopback only: no name resolves except localhost, no background traffic.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-    "--no-proxy-server",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--disable-sync",
-    "--disable-extensions",
-    "--no-first-run",
-    "--metrics-recording-only",
-  ],
-});
-out({ type: "browser", version: browser.version() });
+const browser = await launch(executablePath);
 const context = await browser.newContext();
 await context.exposeFunction("report", (json) => process.stdout.write(json + "\n"));
 for (const url of pages) {
