@@ -17,7 +17,7 @@ use fixture::{
     scene::{Control, Scene},
     sid_in,
     sio::{Transport, polling, ws},
-    to_all, to_rooms, to_sockets, to_users, tokens,
+    sockets_of, to_all, to_rooms, to_sockets, to_users, tokens,
 };
 use futures_util::StreamExt;
 use serde_json::json;
@@ -858,19 +858,6 @@ async fn the_sockets_of_a_killed_node_become_not_found() {
         .await
         .expect_err("a socket of the replaced process");
     assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
-}
-
-/// How many sockets `user` has on every node, as `ListSockets` counts them.
-async fn sockets_of(control: &mut Control, user: &str) -> u32 {
-    control
-        .list_sockets(ListSocketsRequest {
-            user_id: user.to_owned(),
-            ..ListSocketsRequest::default()
-        })
-        .await
-        .expect("ListSockets")
-        .into_inner()
-        .total
 }
 
 /// Connects `id` and authenticates it as `user`; the `unauthenticated` message, if refused.

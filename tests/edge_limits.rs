@@ -12,30 +12,17 @@ use fixture::{
     eventually::eventually,
     hooks::HookBackend,
     raw::{self, Ws},
-    scene::{Control, Scene},
+    scene::Scene,
     sio::{Clients, Transport, polling, ws},
-    to_rooms, to_sockets, to_users, tokens,
+    sockets_of, to_rooms, to_sockets, to_users, tokens,
 };
 use futures_util::SinkExt;
 use serde_json::{Value, json};
-use sockgate_client::proto::{AckOptions, ListSocketsRequest, SendRequest};
+use sockgate_client::proto::{AckOptions, SendRequest};
 use tokio_tungstenite::tungstenite::Message;
 
 fn refused(reason: &str) -> String {
     format!("sockgate_refused_total{{reason=\"{reason}\"}} ")
-}
-
-/// How many sockets `user` has, as `ListSockets` counts them.
-async fn sockets_of(control: &mut Control, user: &str) -> u32 {
-    control
-        .list_sockets(ListSocketsRequest {
-            user_id: user.to_owned(),
-            ..ListSocketsRequest::default()
-        })
-        .await
-        .expect("ListSockets")
-        .into_inner()
-        .total
 }
 
 /// A raw Engine.IO polling handshake: (status, body).
