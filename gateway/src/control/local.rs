@@ -233,7 +233,7 @@ impl<A: Adapter> LocalNode for LocalSockets<A> {
     fn deliver(&self, entries: Vec<Entry>) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             if let Some(recovery) = &self.mirrors.recovery {
-                send::deliver_recorded(&self.io, recovery, self.parser, entries).await;
+                send::deliver_recorded(&self.io, recovery, self.parser, entries);
             }
         })
     }

@@ -6,11 +6,11 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
 use socketioxide::{
-    AckError, BroadcastError, SocketIo, adapter::Adapter, operators::BroadcastOperators,
-    socket::Sid,
+    AckError, AdapterError, BroadcastError, SocketIo, adapter::Adapter,
+    operators::BroadcastOperators, socket::Sid,
 };
 use sockgate_proto::{AckReply, SendRequest, SendResponse, Target};
 use tracing::debug;
@@ -117,16 +117,26 @@ pub async fn send<A: Adapter>(
             .map(drop)
             .map_err(|e| ControlError::Unavailable(format!("the event was not sent: {e}"))),
         Some(recovery) => {
-            // Recorded and emitted in one step: every socket gets events in offset order.
-            let mut history = recovery.order().await;
-            let offset = Recovery::record(&mut history, request.clone()).to_string();
-            let args = Args {
-                offset: Some(&offset),
-                ..args
+            // A single node: recorded and emitted in one step, so that every socket gets
+            // events in offset order.
+            let offset: String;
+            let (args, emitted) = {
+                let mut history = recovery.order();
+                offset = Recovery::record(&mut history, request.clone()).to_string();
+                let args = Args {
+                    offset: Some(&offset),
+                    ..args
+                };
+                let emitted = emit_here(operators, &request.event, &args);
+                (args, emitted)
             };
-            let emitted = operators.emit(&request.event, &args).await;
-            drop(history);
-            emit_outcome(io, cluster, target, &request.event, &args, emitted).await
+            match emitted {
+                // Only this node's sockets were asked: nothing to fall back to.
+                Err(BroadcastError::Adapter(e)) => Err(ControlError::Unavailable(format!(
+                    "the event was not sent: {e}"
+                ))),
+                emitted => emit_outcome(io, cluster, target, &request.event, &args, emitted).await,
+            }
         }
         None => {
             let emitted = operators.emit(&request.event, &args).await;
@@ -142,13 +152,13 @@ pub async fn send<A: Adapter>(
 
 /// Delivers entries of the cluster's recovery history, in offset order, to this node's
 /// sockets (each carries its offset), and keeps them for replays.
-pub async fn deliver_recorded<A: Adapter>(
+pub fn deliver_recorded<A: Adapter>(
     io: &SocketIo<A>,
     recovery: &Recovery,
     parser: Parser,
     entries: Vec<Entry>,
 ) {
-    let mut history = recovery.order().await;
+    let mut history = recovery.order();
     for entry in entries {
         if entry.offset <= history.head() {
             continue;
@@ -165,10 +175,29 @@ pub async fn deliver_recorded<A: Adapter>(
             offset: Some(&offset),
         };
         let operators = target::select(io.local(), target, Audience::Authenticated);
-        if let Err(e) = operators.emit(&send.event, &args).await {
+        if let Err(e) = emit_here(operators, &send.event, &args) {
             debug!(event = %send.event, error = %e, "a recorded event could not reach every socket");
         }
     }
+}
+
+/// Emits to this node's sockets while the history's (blocking) lock is held: a broadcast
+/// to local sockets only queues the packet on each of them, so its future is ready when
+/// first polled and nothing waits under the lock. An adapter that would wait is an error,
+/// not a wait.
+fn emit_here<A: Adapter>(
+    operators: BroadcastOperators<A>,
+    event: &str,
+    args: &Args<'_>,
+) -> Result<(), BroadcastError> {
+    operators
+        .local()
+        .emit(event, args)
+        .now_or_never()
+        .unwrap_or_else(|| {
+            let waits = std::io::Error::other("the adapter waits for a broadcast to this node");
+            Err(BroadcastError::Adapter(AdapterError(Box::new(waits))))
+        })
 }
 
 /// Checks the event name, the payload's size and the ack deadline; the deadline, when

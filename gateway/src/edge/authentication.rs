@@ -62,7 +62,7 @@ pub async fn authenticate<A: Adapter>(
             // With recovery on, the socket is owed the events recorded after it was
             // admitted: admitted under the history's lock, where that offset is known.
             let history = match &edge.recovery {
-                Some(recovery) => Some(recovery.order().await),
+                Some(recovery) => Some(recovery.order()),
                 None => None,
             };
             if let (Some(history), Some(resumable)) = (&history, session.resumable()) {

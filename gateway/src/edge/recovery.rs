@@ -118,37 +118,38 @@ pub async fn restore<A: Adapter>(edge: &Edge<A>, socket: &SocketRef<A>, session:
         return;
     };
     let restore = &pending.0;
-    let history = recovery.order().await;
-    let missed = match recovery.missed(&history, socket.id, restore).await {
-        Ok(missed) => missed,
+    let restored = recovery
+        .restore_with(socket.id, restore, |history, missed| {
+            let mut deliver = || replay(socket, &missed, edge.config.parser);
+            let restored = Transition::Restore {
+                identity: restore.saved.identity.clone(),
+                rooms: restore.saved.rooms.clone(),
+                deliver: &mut deliver,
+            };
+            if let Some(resumable) = session.resumable() {
+                session.set_resumable(Resumable {
+                    since: history.head(),
+                    ..resumable
+                });
+            }
+            (session.apply(socket, restored).is_ok(), missed.len())
+        })
+        .await;
+    let (applied, replayed) = match restored {
+        Ok(restored) => restored,
         Err(outcome) => {
-            drop(history);
             METRICS.recovery(outcome);
             info!(sid = %socket.id, ?outcome, "recovered session lost its missed events; disconnecting");
             let _ = socket.clone().disconnect();
             return;
         }
     };
-    let mut deliver = || replay(socket, &missed, edge.config.parser);
-    let restored = Transition::Restore {
-        identity: restore.saved.identity.clone(),
-        rooms: restore.saved.rooms.clone(),
-        deliver: &mut deliver,
-    };
-    if let Some(resumable) = session.resumable() {
-        session.set_resumable(Resumable {
-            since: history.head(),
-            ..resumable
-        });
-    }
-    let applied = session.apply(socket, restored).is_ok();
-    drop(history);
     if !applied {
         debug!(sid = %socket.id, "socket left before its session was restored");
         return;
     }
     let user = restore.saved.identity.user_id.as_deref();
-    info!(sid = %socket.id, user = user.unwrap_or(""), replayed = missed.len(), "session recovered");
+    info!(sid = %socket.id, user = user.unwrap_or(""), replayed, "session recovered");
     if edge.events.is_watched() {
         let rooms = session.rooms();
         edge.events.publish(

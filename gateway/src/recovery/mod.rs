@@ -13,7 +13,11 @@
 //!
 //! Recording an event and emitting it happen under one lock (the history's), and so does
 //! replaying a recovered socket's missed events and putting it back in its rooms: every
-//! event reaches a socket once, in offset order, replayed or live.
+//! event reaches a socket once, in offset order, replayed or live. The lock is a blocking
+//! one, held only across synchronous work (recording, queueing packets on this node's
+//! sockets), never across an await: a `Send` waiting for it would otherwise park and leave
+//! its worker thread to run the socket writers of the event being emitted, one packet per
+//! write (measured: twice the CPU per delivery of a burst, see `bench/README.md`).
 
 pub mod history;
 pub mod offset;
@@ -23,21 +27,20 @@ pub mod store;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
     time::{Duration, Instant, SystemTime},
 };
 
 use serde_json::Value;
 use socketioxide::socket::Sid;
 use sockgate_proto::SendRequest;
-use tokio::sync::MutexGuard;
 
 use crate::{config::RecoveryConfig, metrics::RecoveryOutcome};
 use history::{Bounds, Entry, Gap, Log, Member};
 use offset::Offset;
 use pid::PrivateId;
 use saved::{Saved, SavedSessions};
-use store::{Memory, SharedHistory, Store};
+use store::{Memory, Store};
 
 /// The keys of the CONNECT `auth` object the client's recovery uses.
 pub const PID_KEY: &str = "pid";
@@ -82,7 +85,7 @@ pub struct Resumable {
 /// Recovery on this node.
 pub struct Recovery {
     config: RecoveryConfig,
-    log: tokio::sync::Mutex<Log>,
+    log: Mutex<Log>,
     /// Set by a cluster backend when it starts; a single node keeps sessions in memory.
     store: OnceLock<Arc<dyn Store>>,
     pending: Mutex<HashMap<Sid, (Instant, Resolved)>>,
@@ -107,7 +110,7 @@ impl Recovery {
             };
             Arc::new(Self {
                 config: config.clone(),
-                log: tokio::sync::Mutex::new(Log::new(bounds, SystemTime::now())),
+                log: Mutex::new(Log::new(bounds, SystemTime::now())),
                 store: OnceLock::new(),
                 pending: Mutex::default(),
             })
@@ -193,15 +196,7 @@ impl Recovery {
             Some(_) => return Err(RecoveryOutcome::Forgotten),
         };
         let restore = Restore { saved, after };
-        let shared = self.store().shared();
-        restore
-            .missed_in(
-                &*self.order().await,
-                shared,
-                pid.sid,
-                self.config.max_replay_events,
-            )
-            .await?;
+        self.missed(pid.sid, &restore).await?;
         Ok((pid, restore))
     }
 
@@ -213,9 +208,9 @@ impl Recovery {
 
     /// The history, locked: events are recorded and emitted, and recovered sockets
     /// replayed and put back in their rooms, while holding it, so that each socket gets
-    /// events in offset order.
-    pub async fn order(&self) -> MutexGuard<'_, Log> {
-        self.log.lock().await
+    /// events in offset order. Never held across an await.
+    pub fn order(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records a replayable `send`: its offset, which the emitted event must carry.
@@ -226,17 +221,63 @@ impl Recovery {
         offset
     }
 
-    /// The events `restore` missed, oldest first.
-    pub async fn missed(
+    /// The events `restore` missed, oldest first, as of now (a check: the history moves
+    /// on once it returns).
+    async fn missed(&self, sid: Sid, restore: &Restore) -> Result<Vec<Entry>, RecoveryOutcome> {
+        let max = self.config.max_replay_events;
+        let here = restore.missed_here(&self.order(), restore.after, sid, max);
+        match here {
+            Err(Missed::Older(until)) => self.missed_older(sid, restore, until).await,
+            here => here.map_err(Missed::outcome),
+        }
+    }
+
+    /// Runs `apply` with the events `restore` missed, oldest first, under the history's
+    /// lock (so that no event is recorded between the replay and what `apply` does), or
+    /// says why they cannot be replayed exactly. In a cluster, those this node no longer
+    /// has are read from the shared history first, without the lock; the rest, under it.
+    pub async fn restore_with<T>(
         &self,
-        log: &Log,
         sid: Sid,
         restore: &Restore,
+        apply: impl FnOnce(&Log, Vec<Entry>) -> T,
+    ) -> Result<T, RecoveryOutcome> {
+        let max = self.config.max_replay_events;
+        let older = {
+            let log = self.order();
+            match restore.missed_here(&log, restore.after, sid, max) {
+                Ok(missed) => return Ok(apply(&log, missed)),
+                Err(Missed::Older(until)) => until,
+                Err(missed) => return Err(missed.outcome()),
+            }
+        };
+        let mut missed = self.missed_older(sid, restore, older).await?;
+        let log = self.order();
+        let left = max.saturating_sub(missed.len());
+        // What was recorded since has an offset after `older`; what this node forgot
+        // meanwhile is `Forgotten` (no partial replay).
+        let more = restore
+            .missed_here(&log, older, sid, left)
+            .map_err(Missed::outcome)?;
+        missed.extend(more);
+        Ok(apply(&log, missed))
+    }
+
+    /// The events after `restore.after` up to `until` that reached the session, from the
+    /// shared history (a cluster's; none: forgotten).
+    async fn missed_older(
+        &self,
+        sid: Sid,
+        restore: &Restore,
+        until: Offset,
     ) -> Result<Vec<Entry>, RecoveryOutcome> {
-        let shared = self.store().shared();
-        restore
-            .missed_in(log, shared, sid, self.config.max_replay_events)
+        let shared = self.store().shared().ok_or(RecoveryOutcome::Forgotten)?;
+        let entries = shared
+            .range(restore.after, until)
             .await
+            .map_err(|_| RecoveryOutcome::StoreFailed)?
+            .ok_or(RecoveryOutcome::Forgotten)?;
+        restore.reaching(&entries, sid, self.config.max_replay_events)
     }
 
     /// Where sessions are kept: a cluster's store, else this node's memory.
@@ -261,40 +302,57 @@ impl Recovery {
     }
 }
 
-impl Restore {
-    /// The events after `self.after` that reached the session, oldest first: from `log`,
-    /// or, in a cluster, from the shared history when `log` no longer has them all.
-    async fn missed_in(
-        &self,
-        log: &Log,
-        shared: Option<&dyn SharedHistory>,
-        sid: Sid,
-        max: usize,
-    ) -> Result<Vec<Entry>, RecoveryOutcome> {
-        let in_room = |room: &str| self.saved.rooms.iter().any(|(r, _)| r == room);
-        let sid = sid.to_string();
-        let member = Member {
-            sid: &sid,
-            user: self.saved.identity.user_id.as_deref(),
-            in_room: &in_room,
-        };
-        match (log.missed(self.after, member, max), shared) {
-            (Err(Gap::Forgotten), Some(shared)) => {
-                let entries = shared
-                    .range(self.after, log.head())
-                    .await
-                    .map_err(|_| RecoveryOutcome::StoreFailed)?
-                    .ok_or(RecoveryOutcome::Forgotten)?;
-                history::reaching(&entries, member, max).map_err(gap_outcome)
-            }
-            (missed, _) => missed.map_err(gap_outcome),
+/// Why missed events are not all in this node's history.
+enum Missed {
+    /// Some are older than what it keeps: in a cluster, the shared history may have those
+    /// after the offset and up to this one (the node's head then).
+    Older(Offset),
+    /// They cannot be replayed exactly.
+    Gap(Gap),
+}
+
+impl Missed {
+    fn outcome(self) -> RecoveryOutcome {
+        match self {
+            Missed::Older(_) | Missed::Gap(Gap::Forgotten) => RecoveryOutcome::Forgotten,
+            Missed::Gap(Gap::TooMany) => RecoveryOutcome::TooMany,
         }
     }
 }
 
-fn gap_outcome(gap: Gap) -> RecoveryOutcome {
-    match gap {
-        Gap::Forgotten => RecoveryOutcome::Forgotten,
-        Gap::TooMany => RecoveryOutcome::TooMany,
+impl Restore {
+    /// The events after `after` that reached the session, oldest first, from `log`.
+    fn missed_here(
+        &self,
+        log: &Log,
+        after: Offset,
+        sid: Sid,
+        max: usize,
+    ) -> Result<Vec<Entry>, Missed> {
+        self.with_member(sid, |member| match log.missed(after, member, max) {
+            Err(Gap::Forgotten) => Err(Missed::Older(log.head())),
+            missed => missed.map_err(Missed::Gap),
+        })
+    }
+
+    /// The entries of `entries` that reached the session, in their order.
+    fn reaching(
+        &self,
+        entries: &[Entry],
+        sid: Sid,
+        max: usize,
+    ) -> Result<Vec<Entry>, RecoveryOutcome> {
+        self.with_member(sid, |member| history::reaching(entries, member, max))
+            .map_err(|gap| Missed::Gap(gap).outcome())
+    }
+
+    fn with_member<T>(&self, sid: Sid, f: impl FnOnce(Member<'_>) -> T) -> T {
+        let in_room = |room: &str| self.saved.rooms.iter().any(|(r, _)| r == room);
+        let sid = sid.to_string();
+        f(Member {
+            sid: &sid,
+            user: self.saved.identity.user_id.as_deref(),
+            in_room: &in_room,
+        })
     }
 }

@@ -387,7 +387,7 @@ pub(super) async fn start(
     let reader = Link::connect(&redis.config.redis_url, redis.config.command_timeout()).await?;
     let last: Option<String> = last_id(&redis.link, &redis.prefix).await?;
     let start = last.and_then(|id| id.parse().ok()).unwrap_or_default();
-    recovery.order().await.restart_at(start);
+    recovery.order().restart_at(start);
     tokio::spawn(apply_ops(redis.clone(), store.clone(), queue));
     tokio::spawn(housekeeping(redis.clone(), window));
     tokio::spawn(read_stream(redis.clone(), reader, start));
