@@ -19,8 +19,8 @@ use fixture::{
 };
 use serde_json::{Value, json};
 use sockgate_client::proto::{
-    DisconnectRequest, EventKind, GetInfoRequest, SendRequest, Target, WatchEventsRequest,
-    WatchEventsResponse,
+    DisconnectRequest, EventKind, GetInfoRequest, GetSocketRequest, ListSocketsRequest,
+    SendRequest, SocketInfo, SocketState, Target, WatchEventsRequest, WatchEventsResponse,
 };
 use tonic::Streaming;
 
@@ -642,4 +642,273 @@ async fn the_official_client_moved_to_another_node_by_the_load_balancer_recovers
             .contains(&"chat:x".to_owned())
     );
     expect_only_live(&mut control_b, &clients, "alice", to_sockets(&[&sid])).await;
+}
+
+/// Every socket `ListSockets` lists with `request`'s filters, following its pages (of
+/// `request.page_size`): each page goes on in id order, and gives the same total.
+async fn list(control: &mut Control, request: ListSocketsRequest) -> Vec<SocketInfo> {
+    let mut sockets: Vec<SocketInfo> = Vec::new();
+    let mut token = String::new();
+    let mut totals = Vec::new();
+    loop {
+        let page = control
+            .list_sockets(ListSocketsRequest {
+                page_token: token,
+                ..request.clone()
+            })
+            .await
+            .expect("ListSockets")
+            .into_inner();
+        totals.push(page.total);
+        sockets.extend(page.sockets);
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    let ids = ids(&sockets);
+    assert!(
+        ids.is_sorted() && !ids.windows(2).any(|w| w[0] == w[1]),
+        "{ids:?}"
+    );
+    assert!(
+        totals.iter().all(|t| *t as usize == ids.len()),
+        "{totals:?} for {ids:?}"
+    );
+    sockets
+}
+
+fn ids(sockets: &[SocketInfo]) -> Vec<&str> {
+    sockets.iter().map(|s| s.id.as_str()).collect()
+}
+
+fn in_state(state: SocketState) -> ListSocketsRequest {
+    ListSocketsRequest {
+        state: state as i32,
+        ..ListSocketsRequest::default()
+    }
+}
+
+async fn get_socket(control: &mut Control, sid: &str) -> Result<SocketInfo, tonic::Status> {
+    let reply = control
+        .get_socket(GetSocketRequest {
+            socket_id: sid.to_owned(),
+        })
+        .await?;
+    Ok(reply.into_inner().socket.expect("a socket"))
+}
+
+/// The ids listed `AWAY`.
+async fn listed_away(control: &mut Control) -> Vec<String> {
+    let away = list(control, in_state(SocketState::Away)).await;
+    ids(&away).into_iter().map(str::to_owned).collect()
+}
+
+/// Checks how `ListSockets` and `GetSocket` show socket `away` (user alice, in chat:x),
+/// away, next to `bob`'s connected socket (user bob) and the `others` connected.
+async fn expect_listed_away(control: &mut Control, away: &str, bob: &str, others: &[&str]) {
+    let listed = list(control, in_state(SocketState::Away)).await;
+    assert_eq!(ids(&listed), [away], "only the socket away is AWAY");
+    let socket = &listed[0];
+    assert_eq!(socket.state, SocketState::Away as i32);
+    assert_eq!(socket.user_id, "alice");
+    assert!(
+        socket.rooms.contains(&"chat:x".to_owned())
+            && socket.rooms.contains(&"user:alice".to_owned()),
+        "the rooms it gets back: {:?}",
+        socket.rooms
+    );
+    assert!(socket.away_since.is_some() && socket.connected_at.is_none());
+    assert!(socket.node_id.is_empty() && socket.transport.is_empty());
+    assert!(socket.remote_address.is_empty());
+    assert_eq!(&get_socket(control, away).await.expect("GetSocket"), socket);
+
+    // Any state: the socket away merged with the connected ones, in id order, over pages
+    // of one.
+    let all = list(
+        control,
+        ListSocketsRequest {
+            page_size: 1,
+            ..ListSocketsRequest::default()
+        },
+    )
+    .await;
+    let mut expected = [&[away, bob][..], others].concat();
+    expected.sort_unstable();
+    assert_eq!(ids(&all), expected);
+    for socket in &all {
+        let state = if socket.id == away {
+            SocketState::Away
+        } else {
+            SocketState::Authenticated
+        };
+        assert_eq!(socket.state, state as i32, "{socket:?}");
+    }
+
+    // The room and user filters apply to what it gets back.
+    let filtered = async |control: &mut Control, room: &str, user: &str, state| {
+        let request = ListSocketsRequest {
+            room: room.to_owned(),
+            user_id: user.to_owned(),
+            ..in_state(state)
+        };
+        let listed = list(control, request).await;
+        ids(&listed)
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let unspecified = SocketState::Unspecified;
+    assert_eq!(filtered(control, "chat:x", "", unspecified).await, [away]);
+    assert_eq!(filtered(control, "", "alice", unspecified).await, [away]);
+    assert_eq!(
+        filtered(control, "", "alice", SocketState::Away).await,
+        [away]
+    );
+    assert_eq!(filtered(control, "", "bob", unspecified).await, [bob]);
+    assert!(
+        filtered(control, "", "bob", SocketState::Away)
+            .await
+            .is_empty()
+    );
+    assert!(
+        filtered(control, "chat:x", "", SocketState::Authenticated)
+            .await
+            .is_empty()
+    );
+    assert!(
+        filtered(control, "chat:y", "alice", unspecified)
+            .await
+            .is_empty()
+    );
+}
+
+/// Checks that socket `sid`, connected again, is listed `AUTHENTICATED` and no longer
+/// `AWAY`.
+async fn expect_listed_back(control: &mut Control, sid: &str) {
+    assert!(listed_away(control).await.is_empty());
+    let socket = get_socket(control, sid).await.expect("GetSocket");
+    assert_eq!(socket.state, SocketState::Authenticated as i32);
+    assert!(socket.away_since.is_none() && socket.connected_at.is_some());
+    let alice = list(
+        control,
+        ListSocketsRequest {
+            user_id: "alice".into(),
+            ..ListSocketsRequest::default()
+        },
+    )
+    .await;
+    assert_eq!(ids(&alice), [sid]);
+    assert_eq!(alice[0].state, SocketState::Authenticated as i32);
+}
+
+/// Has client `id` close its socket itself and checks that it is not listed away.
+async fn expect_closed_not_away(clients: &mut Clients, control: &mut Control, id: &str, sid: &str) {
+    let mut events = watch(control).await;
+    clients.close(id).await;
+    let gone = watched(&mut events, EventKind::Disconnected).await;
+    assert_eq!(gone.socket_id, sid);
+    assert!(!gone.recoverable, "closed by its client");
+    assert!(!listed_away(control).await.contains(&sid.to_owned()));
+    let error = get_socket(control, sid)
+        .await
+        .expect_err("neither connected nor away");
+    assert_eq!(error.code(), tonic::Code::NotFound);
+    let all = list(control, ListSocketsRequest::default()).await;
+    assert!(!ids(&all).contains(&sid), "{all:?}");
+}
+
+#[tokio::test]
+async fn a_socket_away_is_listed_as_away_with_its_rooms_and_user_until_it_recovers() {
+    let (_gateway, mut clients, mut control) = Scene::of(recovering()).await.into_parts();
+    let (alice, _, _) = login_with_history(&mut clients, &mut control, Transport::Websocket).await;
+    let bob = login(&mut clients, "b", Transport::Polling, "bob").await;
+    let carol = login(&mut clients, "c", Transport::Websocket, "carol").await;
+    drop_and_wait(&mut clients, &mut control, "alice").await;
+
+    expect_listed_away(&mut control, &alice, &bob, &[&carol]).await;
+    assert_eq!(away(&mut control).await, 1);
+
+    let (sid, recovered) = clients.reconnect("alice").await;
+    assert!(recovered && sid == alice);
+    clients.next_event("alice", "authenticated").await;
+    expect_listed_back(&mut control, &alice).await;
+    expect_closed_not_away(&mut clients, &mut control, "c", &carol).await;
+}
+
+#[tokio::test]
+async fn a_socket_away_is_no_longer_listed_once_its_window_passes() {
+    let builder = recovering().env("RECOVERY__MAX_DISCONNECTION", "1s");
+    let (_gateway, mut clients, mut control) = Scene::of(builder).await.into_parts();
+    let a = login(&mut clients, "a", Transport::Websocket, "alice").await;
+    drop_and_wait(&mut clients, &mut control, "a").await;
+    assert_eq!(listed_away(&mut control).await, [a.as_str()]);
+    let listing = control.clone();
+    eventually("the window of a's session closes", async || {
+        listed_away(&mut listing.clone()).await.is_empty()
+    })
+    .await;
+    let error = get_socket(&mut control, &a).await.expect_err("gone");
+    assert_eq!(error.code(), tonic::Code::NotFound);
+    assert!(
+        list(&mut control, ListSocketsRequest::default())
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn sockets_away_are_listed_cluster_wide_through_every_node() {
+    let redis = Redis::start().await;
+    let node = |id| {
+        recovering()
+            .env("RECOVERY__MAX_DISCONNECTION", "3s")
+            .cluster_node(&redis, id)
+    };
+    let (a, b) = (
+        Scene::of(node("node-a")).await,
+        Scene::of(node("node-b")).await,
+    );
+    let (_a, mut on_a, mut control_a) = a.into_parts();
+    let (_b, mut on_b, mut control_b) = b.into_parts();
+    let (alice, pid, offset) =
+        login_with_history(&mut on_a, &mut control_a, Transport::Websocket).await;
+    let bob = login(&mut on_b, "b", Transport::Websocket, "bob").await;
+    let carol = login(&mut on_a, "c", Transport::Polling, "carol").await;
+
+    drop_and_wait(&mut on_a, &mut control_a, "alice").await;
+    // Written by node A after the disconnection, read through node B.
+    let listing = control_b.clone();
+    eventually("node B lists alice away", async || {
+        listed_away(&mut listing.clone()).await == [alice.as_str()]
+    })
+    .await;
+    expect_listed_away(&mut control_b, &alice, &bob, &[&carol]).await;
+    expect_listed_away(&mut control_a, &alice, &bob, &[&carol]).await;
+
+    let (sid, _) = present(
+        &mut on_b,
+        "alice",
+        "alice",
+        json!({"pid": pid, "offset": offset}),
+    )
+    .await;
+    assert_eq!(sid, alice, "recovered on node B");
+    on_b.next_event("alice", "authenticated").await;
+    expect_listed_back(&mut control_a, &alice).await;
+    expect_closed_not_away(&mut on_b, &mut control_a, "b", &bob).await;
+
+    // Carol's window passes: no longer listed, through either node.
+    drop_and_wait(&mut on_a, &mut control_a, "c").await;
+    eventually("node B lists carol away", async || {
+        listed_away(&mut listing.clone()).await == [carol.as_str()]
+    })
+    .await;
+    eventually("the window of carol's session closes", async || {
+        listed_away(&mut listing.clone()).await.is_empty()
+    })
+    .await;
+    assert!(listed_away(&mut control_a).await.is_empty());
+    let error = get_socket(&mut control_a, &carol).await.expect_err("gone");
+    assert_eq!(error.code(), tonic::Code::NotFound);
 }

@@ -132,10 +132,15 @@ impl<A: Adapter> LocalSockets<A> {
             remote_address: session.meta.remote_address.clone(),
             transport: transport.to_owned(),
             node_id: self.node_id.clone(),
+            away_since: None,
         }
     }
 
     fn sockets(&self, request: &ListSocketsRequest) -> NodeResponse {
+        // No connected socket is away (those are listed from recovery's store).
+        if request.state == ProtoState::Away as i32 {
+            return NodeResponse::default();
+        }
         let filter = SocketFilter {
             room: non_empty(&request.room),
             user: non_empty(&request.user_id),

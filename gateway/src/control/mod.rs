@@ -3,6 +3,7 @@
 //! Authentication, metrics, deadlines, load shedding and tracing are tower layers around
 //! it ([`layers`]), driven by the method table ([`methods`]).
 
+mod away;
 mod batch;
 mod error;
 pub mod layers;

@@ -1,7 +1,8 @@
 //! `ListSockets`, `GetSocket`, `ListRooms`, `GetInfo`: cluster-wide reads. Each node
 //! answers with one page of its own sockets or rooms (see `local.rs`); the pages are merged
-//! here. A listing moves at most `page_size` items per node and costs one cluster round
-//! trip; `GetInfo` reads the node registry (O(nodes)).
+//! here, with the sockets away that recovery keeps (`away.rs`). A listing moves at most
+//! `page_size` items per node and costs one cluster round trip; `GetInfo` reads the node
+//! registry (O(nodes)).
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,7 @@ use sockgate_proto::{
     ListSocketsRequest, ListSocketsResponse, RoomInfo, SocketCounts, SocketState as ProtoState,
 };
 
-use super::{ControlContext, error::ControlError, target};
+use super::{ControlContext, away, error::ControlError, target};
 use crate::{
     cluster::{Answers, messages::Query},
     rooms,
@@ -31,8 +32,9 @@ fn page_size(requested: u32) -> Result<usize, ControlError> {
 }
 
 /// Handles `ListSockets`. Each node returns its first `page_size` matches after the
-/// token; the first `page_size` of their union is exactly the cluster's page (a socket
-/// lives on one node), and `total` is the sum of each node's matches.
+/// token, and so does recovery's store of the sockets away; the first `page_size` of their
+/// union is exactly the cluster's page (a socket lives on one node, or is away), and
+/// `total` is the sum of their matches.
 pub async fn list_sockets<A: Adapter>(
     ctx: &ControlContext<A>,
     mut request: ListSocketsRequest,
@@ -42,19 +44,33 @@ pub async fn list_sockets<A: Adapter>(
         rooms::check_name(&request.room)
             .map_err(|e| ControlError::invalid(format!("room: {e}")))?;
     }
-    ProtoState::try_from(request.state)
+    let state = ProtoState::try_from(request.state)
         .map_err(|_| ControlError::invalid(format!("state {} is unknown", request.state)))?;
-    if !request.page_token.is_empty() && rooms::parse_sid(&request.page_token).is_none() {
+    let after = rooms::parse_sid(&request.page_token);
+    if !request.page_token.is_empty() && after.is_none() {
         return Err(ControlError::invalid(format!(
             "page_token {:?} is not the next_page_token of a previous page",
             request.page_token
         )));
     }
     request.page_size = size as u32;
-    let answers = ctx.cluster.ask(Query::Sockets(request)).await?.answers;
-    let total = answers.iter().map(|a| a.matched).sum();
-    let mut more = answers.iter().any(|a| a.more);
-    let mut sockets: Vec<_> = answers.into_iter().flat_map(|a| a.sockets).collect();
+    let connected = async {
+        if state == ProtoState::Away {
+            return Ok(Vec::new());
+        }
+        let answers = ctx.cluster.ask(Query::Sockets(request.clone())).await?;
+        Ok::<_, ControlError>(answers.answers)
+    };
+    let away = away::page(ctx.cluster.recovery(), &request, after, size);
+    let (answers, away) = tokio::join!(connected, away);
+    let (answers, away) = (answers?, away?);
+    let total = answers.iter().map(|a| a.matched).sum::<u32>() + away.matched;
+    let mut more = answers.iter().any(|a| a.more) || away.more;
+    let mut sockets: Vec<_> = answers
+        .into_iter()
+        .flat_map(|a| a.sockets)
+        .chain(away.items)
+        .collect();
     sockets.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     if sockets.len() > size {
         sockets.truncate(size);
@@ -79,19 +95,23 @@ pub async fn get_socket<A: Adapter>(
 ) -> Result<GetSocketResponse, ControlError> {
     let sid = target::parse_sids(std::slice::from_ref(&request.socket_id), "socket_id")?[0];
     let Answers { answers, missing } = ctx.cluster.ask(Query::Socket(request)).await?;
-    let socket = answers
+    let connected = answers
         .into_iter()
-        .find_map(|a| a.sockets.into_iter().next())
-        .ok_or_else(|| {
-            if missing > 0 {
-                ControlError::DeadlineExceeded(format!(
-                    "socket {sid} is on none of the nodes that answered; {missing} did not \
+        .find_map(|a| a.sockets.into_iter().next());
+    let socket = match connected {
+        Some(socket) => Some(socket),
+        None => away::socket(ctx.cluster.recovery(), sid).await?,
+    };
+    let socket = socket.ok_or_else(|| {
+        if missing > 0 {
+            ControlError::DeadlineExceeded(format!(
+                "socket {sid} is on none of the nodes that answered; {missing} did not \
                      answer within cluster.request_timeout"
-                ))
-            } else {
-                ControlError::NotFound(format!("no connected socket with id {sid}"))
-            }
-        })?;
+            ))
+        } else {
+            ControlError::NotFound(format!("no socket connected or away with id {sid}"))
+        }
+    })?;
     Ok(GetSocketResponse {
         socket: Some(socket),
     })

@@ -2,15 +2,16 @@
 //! memory for `recovery.max_disconnection`, each taken at most once.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, VecDeque},
+    ops::Bound,
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
 
 use socketioxide::socket::Sid;
 
-use super::{offset::Offset, pid::SecretDigest};
-use crate::{auth::Identity, metrics::RecoveryOutcome, rooms::Owner};
+use super::{offset::Offset, pid::SecretDigest, store::AwayFilter};
+use crate::{auth::Identity, edge::index::Page, metrics::RecoveryOutcome, rooms::Owner};
 
 /// What a socket's recovery restores.
 #[derive(Debug, Clone)]
@@ -37,7 +38,8 @@ pub struct SavedSessions {
 
 #[derive(Debug, Default)]
 struct Inner {
-    sessions: HashMap<Sid, Saved>,
+    /// In socket id order, for listings.
+    sessions: BTreeMap<Sid, Saved>,
     /// Sessions in the order they went away, to forget them when their window closes.
     expiry: VecDeque<(SystemTime, Sid)>,
 }
@@ -86,6 +88,49 @@ impl SavedSessions {
         let mut inner = self.inner();
         self.forget_expired(&mut inner, now);
         inner.sessions.contains_key(&sid)
+    }
+
+    /// The session of `sid` if it is away at `now`.
+    pub fn get(&self, sid: Sid, now: SystemTime) -> Option<Saved> {
+        let mut inner = self.inner();
+        self.forget_expired(&mut inner, now);
+        inner.sessions.get(&sid).cloned()
+    }
+
+    /// The first `limit` sessions away at `now` that `filter` keeps, after `after`.
+    pub fn page(
+        &self,
+        filter: AwayFilter<'_>,
+        after: Option<Sid>,
+        limit: usize,
+        now: SystemTime,
+    ) -> Page<(Sid, Saved)> {
+        let mut inner = self.inner();
+        self.forget_expired(&mut inner, now);
+        let matched = if filter.is_empty() {
+            inner.sessions.len()
+        } else {
+            inner
+                .sessions
+                .values()
+                .filter(|s| filter.matches(s))
+                .count()
+        };
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut hits = inner
+            .sessions
+            .range((start, Bound::Unbounded))
+            .filter(|(_, saved)| filter.matches(saved));
+        let items = hits
+            .by_ref()
+            .take(limit)
+            .map(|(sid, saved)| (*sid, saved.clone()))
+            .collect();
+        Page {
+            items,
+            matched: matched as u32,
+            more: hits.next().is_some(),
+        }
     }
 
     /// Sessions away whose window is open at `now`.
@@ -148,6 +193,50 @@ mod tests {
             "window closed"
         );
         assert_eq!(store.count(t0 + Duration::from_secs(90)), 0);
+    }
+
+    #[test]
+    fn sessions_are_listed_in_id_order_filtered_and_paged() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let store = SavedSessions::new(Duration::from_secs(60));
+        let mut sids: Vec<Sid> = (0..4).map(|_| Sid::new()).collect();
+        for (i, sid) in sids.iter().enumerate() {
+            let mut session = saved(1, t0 + Duration::from_secs(i as u64 * 20));
+            if i % 2 == 0 {
+                session.rooms.push(("chat:x".into(), Owner::Client));
+            }
+            store.put(*sid, session);
+        }
+        let ids =
+            |page: &Page<(Sid, Saved)>| page.items.iter().map(|(s, _)| *s).collect::<Vec<_>>();
+        let expired_first = sids.remove(0);
+        let now = t0 + Duration::from_secs(70);
+        sids.sort();
+
+        let first = store.page(AwayFilter::default(), None, 2, now);
+        assert_eq!(
+            (first.matched, first.more),
+            (3, true),
+            "the first one expired"
+        );
+        assert_eq!(ids(&first), sids[..2].to_vec());
+        let rest = store.page(AwayFilter::default(), Some(sids[1]), 2, now);
+        assert_eq!((rest.matched, rest.more), (3, false));
+        assert_eq!(ids(&rest), sids[2..].to_vec());
+
+        let room = AwayFilter {
+            room: Some("chat:x"),
+            user: None,
+        };
+        let in_room = store.page(room, None, 10, now);
+        assert_eq!(in_room.matched, 1, "one of the two in chat:x expired");
+        assert_ne!(in_room.items[0].0, expired_first);
+        assert!(store.get(expired_first, now).is_none());
+        let user = AwayFilter {
+            room: None,
+            user: Some("alice"),
+        };
+        assert_eq!(store.page(user, None, 10, now).matched, 0, "no user");
     }
 
     #[test]

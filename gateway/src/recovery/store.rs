@@ -15,12 +15,42 @@ use super::{
     pid::SecretDigest,
     saved::{Saved, SavedSessions},
 };
-use crate::metrics::RecoveryOutcome;
+use crate::{edge::index::Page, metrics::RecoveryOutcome};
 
 /// Why the shared history could not be used.
 #[derive(Debug, thiserror::Error)]
 #[error("recovery history unavailable: {0}")]
 pub struct HistoryError(pub String);
+
+/// Why the sessions away could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("recovery sessions unavailable: {0}")]
+pub struct SessionsError(pub String);
+
+/// Which sessions away a listing wants (both filters apply).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AwayFilter<'a> {
+    /// Sessions that get this room back.
+    pub room: Option<&'a str>,
+    /// Sessions of this user.
+    pub user: Option<&'a str>,
+}
+
+impl AwayFilter<'_> {
+    /// Whether it keeps every session.
+    pub fn is_empty(&self) -> bool {
+        self.room.is_none() && self.user.is_none()
+    }
+
+    /// Whether `saved` passes.
+    pub fn matches(&self, saved: &Saved) -> bool {
+        self.room
+            .is_none_or(|room| saved.rooms.iter().any(|(r, _)| r == room))
+            && self
+                .user
+                .is_none_or(|user| saved.identity.user_id.as_deref() == Some(user))
+    }
+}
 
 /// What keeps sessions (and, in a cluster, the history).
 pub trait Store: Send + Sync + 'static {
@@ -46,6 +76,17 @@ pub trait Store: Send + Sync + 'static {
     fn is_away(&self, sid: Sid) -> BoxFuture<'_, bool>;
     /// How many sessions are away (0 when the store cannot tell now).
     fn away_count(&self) -> BoxFuture<'_, u32>;
+    /// The first `limit` sessions away that `filter` keeps, with a socket id after
+    /// `after`, in socket id order; `matched` counts all those `filter` keeps.
+    fn away_page<'a>(
+        &'a self,
+        filter: AwayFilter<'a>,
+        after: Option<Sid>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Page<(Sid, Saved)>, SessionsError>>;
+    /// The session of `sid` if it is away (a session kept after a disconnection; as in
+    /// [`Store::away_page`], not one left live by a node that was killed).
+    fn away_session(&self, sid: Sid) -> BoxFuture<'_, Result<Option<Saved>, SessionsError>>;
     /// The history every node shares, in a cluster.
     fn shared(&self) -> Option<&dyn SharedHistory> {
         None
@@ -92,5 +133,18 @@ impl Store for Memory {
 
     fn away_count(&self) -> BoxFuture<'_, u32> {
         Box::pin(async move { self.0.count(SystemTime::now()) as u32 })
+    }
+
+    fn away_page<'a>(
+        &'a self,
+        filter: AwayFilter<'a>,
+        after: Option<Sid>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Page<(Sid, Saved)>, SessionsError>> {
+        Box::pin(async move { Ok(self.0.page(filter, after, limit, SystemTime::now())) })
+    }
+
+    fn away_session(&self, sid: Sid) -> BoxFuture<'_, Result<Option<Saved>, SessionsError>> {
+        Box::pin(async move { Ok(self.0.get(sid, SystemTime::now())) })
     }
 }

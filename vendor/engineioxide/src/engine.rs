@@ -93,6 +93,10 @@ impl<H: EngineIoHandler> EngineIo<H> {
             return;
         };
 
+        // A polling session the server was closing ends with the server's reason, whatever
+        // ends it (the client reading the close packet, or the heartbeat giving up).
+        let reason = socket.closing_reason().unwrap_or(reason);
+
         // Notify every transport task listening on this token to stop. Cancellation-aware
         // transports (the ws `forward_to_socket` task and pending polling requests) will release
         // the `internal_rx` lock as soon as they observe the cancellation.
@@ -152,6 +156,75 @@ mod tests {
         }
     }
 
+    /// Records the reason its session was closed for.
+    #[derive(Debug, Default)]
+    struct Recorder(std::sync::Mutex<Option<DisconnectReason>>);
+    impl EngineIoHandler for Recorder {
+        type Data = ();
+        fn on_connect(self: Arc<Self>, _: Arc<Socket<()>>) {}
+        fn on_disconnect(&self, _: Arc<Socket<()>>, reason: DisconnectReason) {
+            *self.0.lock().unwrap() = Some(reason);
+        }
+        fn on_message(self: &Arc<Self>, _: Str, _: Arc<Socket<()>>) {}
+        fn on_binary(self: &Arc<Self>, _: Bytes, _: Arc<Socket<()>>) {}
+    }
+
+    impl Recorder {
+        /// Waits (at most 5 s) until the handler is told; the reason.
+        async fn closed(&self) -> DisconnectReason {
+            let closed = async {
+                loop {
+                    if let Some(reason) = self.0.lock().unwrap().clone() {
+                        return reason;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(5), closed)
+                .await
+                .expect("the handler is told")
+        }
+    }
+
+    /// An engine of `config` with a polling session opened through the transport (its
+    /// heartbeat started).
+    fn polling_session(
+        config: EngineIoConfig,
+    ) -> (Arc<Recorder>, Arc<EngineIo<Recorder>>, Arc<Socket<()>>) {
+        let handler = Arc::new(Recorder::default());
+        let engine = Arc::new(EngineIo::new(handler.clone(), config));
+        crate::transport::polling::open_req::<_, (), _>(
+            engine.clone(),
+            ProtocolVersion::V4,
+            Request::new(()),
+            true,
+        )
+        .unwrap();
+        let socket = engine
+            .sockets
+            .read()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .clone();
+        (handler, engine, socket)
+    }
+
+    /// The body of the client's next polling `GET`.
+    async fn poll(engine: &Arc<EngineIo<Recorder>>, sid: Sid) -> String {
+        use http_body_util::{BodyExt, Full};
+        let response = crate::transport::polling::polling_req::<Full<Bytes>, _>(
+            engine.clone(),
+            ProtocolVersion::V4,
+            sid,
+        )
+        .await
+        .expect("a polling response");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
     fn create_engine() -> Arc<EngineIo<MockHandler>> {
         let config = EngineIoConfig::default();
         Arc::new(EngineIo::new(Arc::new(MockHandler), config))
@@ -204,41 +277,13 @@ mod tests {
     /// once, then a session whose client does not answer is closed.
     #[tokio::test]
     async fn an_unanswered_session_is_closed_by_the_heartbeat() {
-        use std::{sync::Mutex, time::Duration};
-
-        #[derive(Debug, Default)]
-        struct Recorder(Mutex<Option<DisconnectReason>>);
-        impl EngineIoHandler for Recorder {
-            type Data = ();
-            fn on_connect(self: Arc<Self>, _: Arc<Socket<()>>) {}
-            fn on_disconnect(&self, _: Arc<Socket<()>>, reason: DisconnectReason) {
-                *self.0.lock().unwrap() = Some(reason);
-            }
-            fn on_message(self: &Arc<Self>, _: Str, _: Arc<Socket<()>>) {}
-            fn on_binary(self: &Arc<Self>, _: Bytes, _: Arc<Socket<()>>) {}
-        }
+        use std::time::Duration;
 
         let config = EngineIoConfig::builder()
             .ping_interval(Duration::from_millis(50))
             .ping_timeout(Duration::from_millis(40))
             .build();
-        let handler = Arc::new(Recorder::default());
-        let engine = Arc::new(EngineIo::new(handler.clone(), config));
-        crate::transport::polling::open_req::<_, (), _>(
-            engine.clone(),
-            ProtocolVersion::V4,
-            Request::new(()),
-            true,
-        )
-        .unwrap();
-        let socket = engine
-            .sockets
-            .read()
-            .unwrap()
-            .values()
-            .next()
-            .unwrap()
-            .clone();
+        let (handler, engine, socket) = polling_session(config);
         let first = socket
             .internal_rx
             .try_lock()
@@ -247,18 +292,61 @@ mod tests {
             .try_recv();
         assert_eq!(first.unwrap().into_first(), engineioxide_core::Packet::Ping);
 
-        let closed = async {
-            while handler.0.lock().unwrap().is_none() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), closed)
-            .await
-            .expect("closed by the heartbeat");
-        assert_eq!(
-            *handler.0.lock().unwrap(),
-            Some(DisconnectReason::HeartbeatTimeout)
-        );
+        assert_eq!(handler.closed().await, DisconnectReason::HeartbeatTimeout);
         assert!(engine.get_socket(socket.id).is_none());
+    }
+
+    /// A polling session the server closes ends with the `GET` that gives its client its
+    /// close packet, in a payload of its own after what was queued before; nothing can be
+    /// queued after it.
+    #[tokio::test]
+    async fn a_closed_polling_session_ends_once_its_client_read_the_close_packet() {
+        let (handler, engine, socket) = polling_session(EngineIoConfig::default());
+        socket.emit("bye").unwrap();
+        socket.close(DisconnectReason::ClosingServer);
+        assert!(socket.is_closed(), "nothing more can be queued");
+        assert!(socket.emit("late").is_err());
+        assert!(
+            engine.get_socket(socket.id).is_some(),
+            "the client can still read what was queued"
+        );
+        socket.close(DisconnectReason::TransportClose);
+        assert!(engine.get_socket(socket.id).is_some(), "closing already");
+        assert!(handler.0.lock().unwrap().is_none());
+
+        // The first ping and the message, then the close packet alone.
+        assert_eq!(poll(&engine, socket.id).await, "2\x1e4bye");
+        assert!(engine.get_socket(socket.id).is_some());
+        assert_eq!(poll(&engine, socket.id).await, "1");
+        assert!(engine.get_socket(socket.id).is_none());
+        assert_eq!(handler.closed().await, DisconnectReason::ClosingServer);
+        tokio::time::timeout(std::time::Duration::from_secs(1), socket.closed())
+            .await
+            .expect("closed() resolves");
+    }
+
+    /// A closing polling session whose client does not come back for its close packet
+    /// ends when the heartbeat gives up on it, for the reason it was closed for.
+    #[tokio::test]
+    async fn a_closing_polling_session_that_is_not_read_ends_with_the_heartbeat() {
+        use std::time::Duration;
+
+        let config = EngineIoConfig::builder()
+            .ping_interval(Duration::from_millis(50))
+            .ping_timeout(Duration::from_millis(40))
+            .build();
+        let (handler, engine, socket) = polling_session(config);
+        socket.close(DisconnectReason::ClosingServer);
+        assert_eq!(handler.closed().await, DisconnectReason::ClosingServer);
+        assert!(engine.get_socket(socket.id).is_none());
+    }
+
+    /// A session closed for an error ends at once.
+    #[tokio::test]
+    async fn a_polling_session_closed_for_an_error_ends_at_once() {
+        let (handler, engine, socket) = polling_session(EngineIoConfig::default());
+        socket.close(DisconnectReason::PacketParsingError);
+        assert!(engine.get_socket(socket.id).is_none());
+        assert_eq!(handler.closed().await, DisconnectReason::PacketParsingError);
     }
 }

@@ -307,6 +307,11 @@ fn ping<D: Default + Send + Sync + 'static>(socket: &Socket<D>) -> bool {
         return true;
     }
     socket.awaiting_pong.store(true, Ordering::Relaxed);
+    if socket.closing_reason().is_some() {
+        // Nothing can be queued after the close packet (`Socket::close`): the client has
+        // until the timeout to read it, as it would have to answer a ping.
+        return true;
+    }
     #[cfg(feature = "tracing")]
     tracing::trace!(sid = ?socket.id, "emitting ping");
     if socket.send(Packet::Ping).is_err() {

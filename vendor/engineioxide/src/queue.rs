@@ -12,6 +12,11 @@
 //! It also holds the socket's latest volatile item (one slot, overwritten by the next,
 //! read after the buffered items), which took a `watch` channel of its own per socket.
 //!
+//! A sender can also `finish` it: queue a last item (the close packet of a session the
+//! server closes), after which senders fail with `Closed` while the consumer still reads
+//! what is buffered, the last item last, and can tell when it has read it
+//! (`is_finished`). The queue is closed only when the consumer closes it.
+//!
 //! The error types are tokio's, so the public API of [`Socket`](crate::Socket) is unchanged.
 
 use std::{
@@ -36,6 +41,8 @@ struct State<T> {
     /// Permits handed out and not used yet: they count against the capacity.
     reserved: usize,
     closed: bool,
+    /// A last item was queued (`Sender::finish`): nothing can be queued after it.
+    finished: bool,
     receiver: Option<Waker>,
     /// The latest volatile item, not counted against the capacity.
     volatile: Option<T>,
@@ -46,6 +53,8 @@ struct Shared<T> {
     capacity: usize,
     /// Mirrors `state.closed` for lock-free reads.
     closed: AtomicBool,
+    /// Mirrors `state.finished` for lock-free reads.
+    finished: AtomicBool,
     /// Wakes senders waiting for room (`send`) and waiters of `closed()`.
     changed: Notify,
 }
@@ -91,11 +100,13 @@ pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             items: VecDeque::new(),
             reserved: 0,
             closed: false,
+            finished: false,
             receiver: None,
             volatile: None,
         }),
         capacity,
         closed: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
         changed: Notify::new(),
     });
     (
@@ -121,11 +132,22 @@ pub(crate) struct Receiver<T> {
     shared: Arc<Shared<T>>,
 }
 
+/// Why [`Sender::finish`] did not queue its item.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NotFinished<T> {
+    /// A last item was queued already.
+    Finished(T),
+    /// The queue is full.
+    Full(T),
+    /// The queue is closed.
+    Closed(T),
+}
+
 impl<T> Sender<T> {
     /// Queues `item` unless the queue is full or closed.
     pub(crate) fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
         let state = self.shared.lock();
-        if state.closed {
+        if state.closed || state.finished {
             return Err(TrySendError::Closed(item));
         }
         if self.shared.is_full(&state) {
@@ -138,7 +160,7 @@ impl<T> Sender<T> {
     /// Reserves a slot unless the queue is full or closed.
     pub(crate) fn try_reserve(&self) -> Result<Permit<'_, T>, TrySendError<()>> {
         let mut state = self.shared.lock();
-        if state.closed {
+        if state.closed || state.finished {
             return Err(TrySendError::Closed(()));
         }
         if self.shared.is_full(&state) {
@@ -165,10 +187,31 @@ impl<T> Sender<T> {
         }
     }
 
-    /// Replaces the volatile item; false if the queue is closed.
-    pub(crate) fn set_volatile(&self, item: T) -> bool {
+    /// Queues `item` as the last one unless the queue is full, closed or finished: from
+    /// now on senders fail with `Closed`, and the volatile item is dropped (it would come
+    /// after the last one).
+    pub(crate) fn finish(&self, item: T) -> Result<(), NotFinished<T>> {
         let mut state = self.shared.lock();
         if state.closed {
+            return Err(NotFinished::Closed(item));
+        }
+        if state.finished {
+            return Err(NotFinished::Finished(item));
+        }
+        if self.shared.is_full(&state) {
+            return Err(NotFinished::Full(item));
+        }
+        state.finished = true;
+        state.volatile = None;
+        self.shared.finished.store(true, Ordering::Release);
+        self.shared.push(state, item);
+        Ok(())
+    }
+
+    /// Replaces the volatile item; false if the queue is closed or finished.
+    pub(crate) fn set_volatile(&self, item: T) -> bool {
+        let mut state = self.shared.lock();
+        if state.closed || state.finished {
             return false;
         }
         state.volatile = Some(item);
@@ -180,17 +223,18 @@ impl<T> Sender<T> {
         true
     }
 
-    /// Whether the queue is closed (nothing more can be sent).
+    /// Whether nothing more can be sent: the queue is closed or finished.
     pub(crate) fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.shared.closed.load(Ordering::Acquire) || self.shared.finished.load(Ordering::Acquire)
     }
 
-    /// Waits until the queue is closed.
+    /// Waits until the queue is closed (by the consumer: a finished queue is closed once
+    /// its consumer is done with it).
     pub(crate) async fn closed(&self) {
         loop {
             let mut changed = pin!(self.shared.changed.notified());
             changed.as_mut().enable();
-            if self.is_closed() {
+            if self.shared.closed.load(Ordering::Acquire) {
                 return;
             }
             changed.await;
@@ -213,7 +257,14 @@ impl<T> Permit<'_, T> {
         let mut state = shared.lock();
         state.reserved -= 1;
         // As with tokio's permits, an item sent with a permit taken before `close` is
-        // still delivered.
+        // still delivered. One taken before `finish` goes before the last item, or is
+        // dropped if the consumer has read that one already.
+        if state.finished {
+            if let Some(before_last) = state.items.len().checked_sub(1) {
+                state.items.insert(before_last, item);
+            }
+            return;
+        }
         shared.push(state, item);
     }
 }
@@ -291,6 +342,18 @@ impl<T> Receiver<T> {
             None if state.closed => Err(TryRecvError::Disconnected),
             None => Err(TryRecvError::Empty),
         }
+    }
+
+    /// Whether the queue was finished and holds only its last item.
+    pub(crate) fn holds_only_last(&self) -> bool {
+        let state = self.shared.lock();
+        state.finished && state.items.len() == 1
+    }
+
+    /// Whether the queue was finished and its last item has been received.
+    pub(crate) fn is_finished(&self) -> bool {
+        let state = self.shared.lock();
+        state.finished && state.items.is_empty()
     }
 
     /// Closes the queue: senders fail from now on, buffered items can still be received.
@@ -394,6 +457,51 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap(), 1);
         assert_eq!(rx.try_recv().unwrap(), 9);
         assert!(matches!(rx.try_recv(), Err(TryRecvError::Disconnected)));
+    }
+
+    #[tokio::test]
+    async fn a_finished_queue_takes_nothing_after_its_last_item_until_closed() {
+        let (tx, mut rx) = channel::<u32>(4);
+        let permit = tx.try_reserve().unwrap();
+        tx.try_send(1).unwrap();
+        assert!(tx.set_volatile(5));
+        tx.finish(100).unwrap();
+        assert!(tx.is_closed(), "nothing more can be sent");
+        assert!(matches!(tx.try_send(2), Err(TrySendError::Closed(2))));
+        assert!(matches!(tx.try_reserve(), Err(TrySendError::Closed(()))));
+        assert!(!tx.set_volatile(6));
+        assert_eq!(tx.finish(101), Err(NotFinished::Finished(101)));
+        // A permit taken before goes before the last item.
+        permit.send(9);
+        assert_eq!(rx.try_recv().unwrap(), 1);
+        assert_eq!(rx.try_recv().unwrap(), 9);
+        assert!(rx.holds_only_last());
+        assert!(!rx.is_finished(), "the last item is still buffered");
+        assert_eq!(rx.try_recv().unwrap(), 100);
+        assert!(rx.is_finished());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(
+            rx.poll_next_any(&mut cx).is_pending(),
+            "the volatile item went"
+        );
+        // Closed only when the consumer closes it.
+        let waiter = tokio::spawn(async move { tx.closed().await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!waiter.is_finished());
+        rx.close();
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("closed() resolves")
+            .unwrap();
+    }
+
+    #[test]
+    fn a_full_or_closed_queue_cannot_be_finished() {
+        let (tx, mut rx) = channel::<u32>(1);
+        tx.try_send(1).unwrap();
+        assert_eq!(tx.finish(2), Err(NotFinished::Full(2)));
+        rx.close();
+        assert_eq!(tx.finish(3), Err(NotFinished::Closed(3)));
     }
 
     #[tokio::test]

@@ -59,7 +59,10 @@ use std::sync::Arc;
 use std::{
     collections::VecDeque,
     fmt::Debug,
-    sync::atomic::{AtomicBool, AtomicU8, Ordering},
+    sync::{
+        OnceLock,
+        atomic::{AtomicBool, AtomicU8, Ordering},
+    },
 };
 
 use crate::{config::EngineIoConfig, errors::Error};
@@ -69,7 +72,7 @@ use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
 use tokio::sync::{Mutex, mpsc::error::TrySendError};
 
-use crate::queue::{self, Receiver};
+use crate::queue::{self, NotFinished, Receiver};
 
 pub use engineioxide_core::Sid;
 use tokio_util::sync::CancellationToken;
@@ -90,6 +93,14 @@ pub enum DisconnectReason {
     HeartbeatTimeout,
     /// The server is being closed
     ClosingServer,
+}
+
+impl DisconnectReason {
+    /// Whether the session ends because the client misbehaves or does not answer, rather
+    /// than because one side closes it.
+    fn is_error(&self) -> bool {
+        !matches!(self, Self::TransportClose | Self::ClosingServer)
+    }
 }
 
 /// Convert an [`Error`] to a [`DisconnectReason`] if possible
@@ -268,6 +279,10 @@ where
     /// A cancellation token that will be triggered when the socket is being closed.
     pub(crate) cancellation_token: CancellationToken,
 
+    /// Why the server closes this polling session, while the client has not read its
+    /// close packet yet (see [`Socket::close`]).
+    closing: OnceLock<DisconnectReason>,
+
     /// Function to call when the socket is closed
     close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
     /// User data bound to the socket
@@ -307,6 +322,7 @@ where
 
             awaiting_pong: AtomicBool::new(false),
             cancellation_token: CancellationToken::new(),
+            closing: OnceLock::new(),
 
             close_fn,
 
@@ -340,8 +356,12 @@ where
     /// protocol, answered at once with a pong).
     pub(crate) fn heartbeat_received(&self) {
         self.awaiting_pong.store(false, Ordering::Relaxed);
+        // (No pong after the close packet of a session the server is closing.)
         #[cfg(feature = "v3")]
-        if self.protocol == ProtocolVersion::V3 && self.send(Packet::Pong).is_err() {
+        if self.protocol == ProtocolVersion::V3
+            && self.closing.get().is_none()
+            && self.send(Packet::Pong).is_err()
+        {
             // The client is not reading: as when the heartbeat cannot queue a ping.
             self.close(DisconnectReason::HeartbeatTimeout);
         }
@@ -394,23 +414,54 @@ where
         })
     }
 
-    /// Immediately closes the socket and the underlying connection.
+    /// Closes the socket and the underlying connection.
     /// The socket will be removed from the `Engine` and the [`Handler`](crate::handler::EngineIoHandler) will be notified.
+    ///
+    /// A close packet is sent to the client. Over WebSocket, and for an error reason
+    /// (the client misbehaves or does not answer), the session ends at once. A polling
+    /// session the server closes on purpose ([`DisconnectReason::ClosingServer`],
+    /// [`DisconnectReason::TransportClose`]) ends when the client has read what was
+    /// queued for it, then the close packet in a response of its own, as the Engine.IO
+    /// protocol has it: a polling client only receives packets with its next `GET`, so
+    /// ending the session at once would lose them (that `GET` would find no session).
+    /// From the call on nothing more can be queued ([`Socket::is_closed`] is true); the
+    /// session ends with the response that carries the close packet, or, if the client
+    /// does not come back for it, when the heartbeat gives up on the client (no ping is
+    /// queued after the close packet, so the session ends at the next ping's timeout).
+    /// Either way the handler is told `reason`, and [`Socket::closed`] resolves then.
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self)))]
     pub fn close(&self, reason: DisconnectReason) {
+        if self.is_http() && !self.is_upgrading() && !reason.is_error() {
+            // Set before the close packet is queued: the request that delivers it ends
+            // the session with this reason.
+            let _ = self.closing.set(reason.clone());
+            match self.internal_tx.finish(Outgoing::from(Packet::Close)) {
+                // The session ends once the client has read it (or was already closing).
+                Ok(()) | Err(NotFinished::Finished(_)) => return,
+                // The client does not read, or the session has ended: at once.
+                Err(NotFinished::Full(_) | NotFinished::Closed(_)) => {}
+            }
+        }
         // Try to send a close packet is the connection is still operational.
         self.send(Packet::Close).ok();
 
         (self.close_fn)(self.id, reason);
     }
 
-    /// Returns true if the socket is closed
+    /// Why the server is closing this polling session, until the client has read its
+    /// close packet (see [`Socket::close`]).
+    pub(crate) fn closing_reason(&self) -> Option<DisconnectReason> {
+        self.closing.get().cloned()
+    }
+
+    /// Returns true if the socket is closed or closing
     /// It means that no more packets can be sent to the client
     pub fn is_closed(&self) -> bool {
         self.internal_tx.is_closed()
     }
 
-    /// Wait for the socket to be fully closed
+    /// Wait for the socket to be fully closed (for a polling session that is closing, once
+    /// the client has read its close packet or the heartbeat gave up on it)
     pub async fn closed(&self) {
         self.internal_tx.closed().await
     }
@@ -552,6 +603,7 @@ where
 
             awaiting_pong: AtomicBool::new(false),
             cancellation_token: CancellationToken::new(),
+            closing: OnceLock::new(),
             close_fn,
 
             data: D::default(),

@@ -243,6 +243,8 @@ pub enum State {
     Unauthorized,
     Authenticating,
     Authenticated,
+    /// Disconnected, inside its recovery window (connection state recovery on).
+    Away,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

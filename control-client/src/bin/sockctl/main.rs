@@ -305,6 +305,7 @@ fn socket_state(state: State) -> SocketState {
         State::Unauthorized => SocketState::Unauthorized,
         State::Authenticating => SocketState::Authenticating,
         State::Authenticated => SocketState::Authenticated,
+        State::Away => SocketState::Away,
     }
 }
 

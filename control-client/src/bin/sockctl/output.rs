@@ -55,6 +55,7 @@ pub fn state_name(state: i32) -> &'static str {
         SocketState::Unauthorized => "unauthorized",
         SocketState::Authenticating => "authenticating",
         SocketState::Authenticated => "authenticated",
+        SocketState::Away => "away",
     }
 }
 
@@ -127,7 +128,7 @@ pub fn info_text(info: &GetInfoResponse) -> String {
 }
 
 pub fn socket_json(socket: &SocketInfo) -> Value {
-    json!({
+    let mut value = json!({
         "id": socket.id,
         "user_id": socket.user_id,
         "state": state_name(socket.state),
@@ -136,7 +137,11 @@ pub fn socket_json(socket: &SocketInfo) -> Value {
         "remote_address": socket.remote_address,
         "transport": socket.transport,
         "node_id": socket.node_id,
-    })
+    });
+    if let Some(since) = &socket.away_since {
+        value["away_since"] = json!(time(Some(since)));
+    }
+    value
 }
 
 pub fn sockets_text(sockets: &[SocketInfo]) -> String {
@@ -169,7 +174,7 @@ pub fn sockets_text(sockets: &[SocketInfo]) -> String {
 }
 
 pub fn socket_text(socket: &SocketInfo) -> String {
-    let rows = [
+    let mut rows = vec![
         ("id", socket.id.clone()),
         ("user", socket.user_id.clone()),
         ("state", state_name(socket.state).to_owned()),
@@ -179,6 +184,9 @@ pub fn socket_text(socket: &SocketInfo) -> String {
         ("transport", socket.transport.clone()),
         ("node", socket.node_id.clone()),
     ];
+    if let Some(since) = &socket.away_since {
+        rows.push(("away", format!("since {}", time(Some(since)))));
+    }
     rows.iter()
         .map(|(k, v)| format!("{:<11}{v}\n", format!("{k}:")))
         .collect()

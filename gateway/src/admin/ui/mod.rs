@@ -29,7 +29,7 @@ use socketioxide::{
     extract::{SocketRef, TryData},
     handler::ConnectHandler,
 };
-use sockgate_proto::{ListSocketsRequest, socket_control_server::SocketControl};
+use sockgate_proto::{ListSocketsRequest, SocketState, socket_control_server::SocketControl};
 use tower_http::{cors::CorsLayer, services::ServeDir};
 use tracing::{debug, warn};
 
@@ -212,10 +212,13 @@ async fn all_sockets<A: Adapter>(
         .list_sockets(tonic::Request::new(request))
         .await
     {
+        // The UI shows connected sockets: those away (connection state recovery) have
+        // no connection to show or act on.
         Ok(page) => Some(
             page.into_inner()
                 .sockets
                 .into_iter()
+                .filter(|s| s.state != SocketState::Away as i32)
                 .map(view::serialize)
                 .collect(),
         ),

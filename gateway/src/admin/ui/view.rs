@@ -109,6 +109,7 @@ mod tests {
             remote_address: "127.0.0.1:5000".into(),
             transport: "websocket".into(),
             node_id: "n1".into(),
+            away_since: None,
         };
         let shown = serde_json::to_value(serialize(socket)).unwrap();
         assert_eq!(

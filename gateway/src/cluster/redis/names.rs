@@ -66,6 +66,12 @@ pub(super) fn recovery_away_index_key(prefix: &str) -> String {
     format!("{prefix}:recovery:away")
 }
 
+/// `P:recovery:away-ids`: the same socket ids, all scored 0, so that they are read in id
+/// order (`ZRANGEBYLEX`, for listings).
+pub(super) fn recovery_away_ids_key(prefix: &str) -> String {
+    format!("{prefix}:recovery:away-ids")
+}
+
 /// `P:recovery:nodes`: nodes with live sessions, scored by their last heartbeat.
 pub(super) fn recovery_nodes_key(prefix: &str) -> String {
     format!("{prefix}:recovery:nodes")

@@ -37,13 +37,14 @@ use super::{
     Redis,
     link::{Link, LinkError},
     names::{
-        recovery_away_index_key, recovery_away_key, recovery_live_key, recovery_nodes_key,
-        recovery_stream_key,
+        recovery_away_ids_key, recovery_away_index_key, recovery_away_key, recovery_live_key,
+        recovery_nodes_key, recovery_stream_key,
     },
 };
 use crate::{
     auth::Identity,
     clock,
+    edge::index::Page,
     metrics::RecoveryOutcome,
     recovery::{
         Recovery,
@@ -51,9 +52,9 @@ use crate::{
         offset::Offset,
         pid::{SecretDigest, hex, unhex},
         saved::Saved,
-        store::{HistoryError, SharedHistory, Store},
+        store::{AwayFilter, HistoryError, SessionsError, SharedHistory, Store},
     },
-    rooms::Owner,
+    rooms::{self, Owner},
 };
 
 /// Stream entries as Redis returns them: id, then field-value pairs.
@@ -142,27 +143,43 @@ fn decode(bytes: &[u8], away_since: Option<u64>) -> Option<Saved> {
     })
 }
 
-/// Takes a session: the away key (KEYS[1], then out of the away index KEYS[2]) if the
-/// digest matches, else the live hash of a node that is gone (KEYS[3..]). Returns
-/// `{1, record, live_index}` (0: the away key, n: the n-th live hash) or `{0}`.
+/// Takes a session: the away key (KEYS[1], then out of the away indexes KEYS[2] and
+/// KEYS[3]) if the digest matches, else the live hash of a node that is gone (KEYS[4..]).
+/// Returns `{1, record, live_index}` (0: the away key, n: the n-th live hash) or `{0}`.
 const TAKE_SCRIPT: &str = r"
 local away = redis.call('GET', KEYS[1])
 if away then
   if string.sub(away, 1, 64) ~= ARGV[1] then return {0} end
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[2])
+  redis.call('ZREM', KEYS[3], ARGV[2])
   return {1, away, 0}
 end
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   local live = redis.call('HGET', KEYS[i], ARGV[2])
   if live then
     if string.sub(live, 1, 64) ~= ARGV[1] then return {0} end
     redis.call('HDEL', KEYS[i], ARGV[2])
-    return {1, live, i - 2}
+    return {1, live, i - 3}
   end
 end
 return {0}
 ";
+
+/// Forgets the sessions whose window closed before ARGV[1] (ms) from the away index
+/// (KEYS[1], by expiry) and the id-ordered one (KEYS[2]), at most ARGV[2] of them.
+const EXPIRE_SCRIPT: &str = r"
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+if #gone > 0 then
+  redis.call('ZREM', KEYS[2], unpack(gone))
+  redis.call('ZREM', KEYS[1], unpack(gone))
+end
+return #gone
+";
+
+/// Most expired sessions one heartbeat forgets (the rest are the next one's; until then a
+/// listing skips them, their keys having expired).
+const EXPIRE_BATCH: usize = 1000;
 
 /// One session operation of this node, in order.
 enum Op {
@@ -205,6 +222,75 @@ impl RedisStore {
                     .arg("WITHSCORES"),
             )
             .await
+    }
+}
+
+impl RedisStore {
+    /// The sessions away in id order after `from`, `filter`ed: the first `limit` after
+    /// `after` (`from` is either `after` or, to count every match, the start), and how
+    /// many matched up to where the reading stopped. Reads `limit + 1` ids per round trip
+    /// (`ZRANGEBYLEX`), then their sessions (`MGET`); stops after one match past the page
+    /// unless `count_all`.
+    async fn scan_away(
+        &self,
+        filter: AwayFilter<'_>,
+        from: Option<Sid>,
+        after: Option<Sid>,
+        limit: usize,
+        count_all: bool,
+    ) -> Result<Page<(Sid, Saved)>, LinkError> {
+        let chunk = limit + 1;
+        let mut cursor = from.map_or_else(|| "-".to_owned(), |sid| format!("({sid}"));
+        let mut page = Page {
+            items: Vec::new(),
+            matched: 0,
+            more: false,
+        };
+        loop {
+            let ids: Vec<String> = self
+                .link
+                .run(
+                    redis::cmd("ZRANGEBYLEX")
+                        .arg(recovery_away_ids_key(&self.prefix))
+                        .arg(&cursor)
+                        .arg("+")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(chunk),
+                )
+                .await?;
+            let Some(last) = ids.last() else {
+                return Ok(page);
+            };
+            cursor = format!("({last}");
+            let keys: Vec<String> = ids
+                .iter()
+                .map(|sid| recovery_away_key(&self.prefix, sid))
+                .collect();
+            let records: Vec<Option<Vec<u8>>> = self.link.run(redis::cmd("MGET").arg(keys)).await?;
+            // An id whose key is gone (taken, or expired and not yet forgotten) is skipped.
+            let sessions = ids.iter().zip(records).filter_map(|(id, record)| {
+                let saved = decode(&record?, None)?;
+                Some((rooms::parse_sid(id)?, saved))
+            });
+            for (sid, saved) in sessions.filter(|(_, saved)| filter.matches(saved)) {
+                page.matched += 1;
+                if after.is_some_and(|after| sid <= after) {
+                    continue;
+                }
+                if page.items.len() < limit {
+                    page.items.push((sid, saved));
+                    continue;
+                }
+                page.more = true;
+                if !count_all {
+                    return Ok(page);
+                }
+            }
+            if ids.len() < chunk {
+                return Ok(page);
+            }
+        }
     }
 }
 
@@ -269,6 +355,48 @@ impl Store for RedisStore {
                 )
                 .await
                 .unwrap_or(0)
+        })
+    }
+
+    fn away_page<'a>(
+        &'a self,
+        filter: AwayFilter<'a>,
+        after: Option<Sid>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Page<(Sid, Saved)>, SessionsError>> {
+        Box::pin(async move {
+            let failed = |e: LinkError| SessionsError(e.to_string());
+            if !filter.is_empty() {
+                // Counting the matches reads them all.
+                return self
+                    .scan_away(filter, None, after, limit, true)
+                    .await
+                    .map_err(failed);
+            }
+            let mut count = redis::cmd("ZCOUNT");
+            count
+                .arg(recovery_away_index_key(&self.prefix))
+                .arg(format!("({}", clock::now_ms()))
+                .arg("+inf");
+            let (page, count) = tokio::join!(
+                self.scan_away(filter, after, after, limit, false),
+                self.link.run::<u32>(&count)
+            );
+            Ok(Page {
+                matched: count.map_err(failed)?,
+                ..page.map_err(failed)?
+            })
+        })
+    }
+
+    fn away_session(&self, sid: Sid) -> BoxFuture<'_, Result<Option<Saved>, SessionsError>> {
+        Box::pin(async move {
+            let record: Option<Vec<u8>> = self
+                .link
+                .run(redis::cmd("GET").arg(recovery_away_key(&self.prefix, &sid.to_string())))
+                .await
+                .map_err(|e| SessionsError(e.to_string()))?;
+            Ok(record.and_then(|bytes| decode(&bytes, None)))
         })
     }
 
@@ -443,6 +571,11 @@ async fn apply_ops(
                         .arg(clock::now_ms() + store.window.as_millis() as u64)
                         .arg(&sid)
                         .ignore();
+                    pipe.cmd("ZADD")
+                        .arg(recovery_away_ids_key(&redis.prefix))
+                        .arg(0)
+                        .arg(&sid)
+                        .ignore();
                     writes += 1;
                 }
                 Op::Take { sid, digest, reply } => {
@@ -531,6 +664,7 @@ async fn run_take(
     let mut script = TAKE.prepare_invoke();
     script.key(recovery_away_key(&store.prefix, sid));
     script.key(recovery_away_index_key(&store.prefix));
+    script.key(recovery_away_ids_key(&store.prefix));
     for (uid, _) in nodes {
         script.key(recovery_live_key(&store.prefix, uid));
     }
@@ -586,11 +720,6 @@ async fn housekeeping(redis: Arc<Redis>, window: Duration) {
             .arg(recovery_live_key(&redis.prefix, &redis.uid))
             .arg(keep)
             .ignore()
-            .cmd("ZREMRANGEBYSCORE")
-            .arg(recovery_away_index_key(&redis.prefix))
-            .arg("-inf")
-            .arg(now)
-            .ignore()
             .cmd("XTRIM")
             .arg(recovery_stream_key(&redis.prefix))
             .arg("MINID")
@@ -600,8 +729,20 @@ async fn housekeeping(redis: Arc<Redis>, window: Duration) {
         if let Err(e) = redis.link.run_pipe::<()>(&pipe).await {
             debug!("recovery housekeeping failed: {e}");
         }
+        let mut expire = EXPIRE.prepare_invoke();
+        expire
+            .key(recovery_away_index_key(&redis.prefix))
+            .key(recovery_away_ids_key(&redis.prefix))
+            .arg(now)
+            .arg(EXPIRE_BATCH);
+        if let Err(e) = redis.link.run_script::<()>(&expire).await {
+            debug!("recovery housekeeping failed: {e}");
+        }
     }
 }
+
+static EXPIRE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(EXPIRE_SCRIPT));
 
 /// Reads the stream from `after` and hands each batch to this node's sockets, in order.
 async fn read_stream(redis: Arc<Redis>, reader: Link, mut after: Offset) {

@@ -124,8 +124,9 @@ where
 
         // Prepend the packet peeked during the previous
         // polling request so it is encoded first, ahead of the newly received packets.
-        let rx_stream =
-            stream::iter(peeked_packet.take()).chain(rx_stream::EncoderStream::new(buffered_rx));
+        let peeked = peeked_packet.take();
+        let after_peeked = rx_stream::EncoderStream::new(buffered_rx, peeked.is_some());
+        let rx_stream = stream::iter(peeked).chain(after_peeked);
 
         // Stop waiting for the next packet as soon as the session is closed. The combinator is biased
         // towards the encoder completion, so any buffered close packet is still flushed to the client.
@@ -148,6 +149,16 @@ where
     // set back the peeked packet so it can be read again
     // on the next polling request
     rx.peeked_packet = peeked;
+
+    // A session the server is closing ends with the response that carries its close
+    // packet, the last one (see `Socket::close`).
+    if rx.peeked_packet.is_none() && rx.buffered_rx.is_finished() {
+        if let Some(reason) = socket.closing_reason() {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(%sid, "close packet sent, closing session");
+            engine.close_session(sid, reason);
+        }
+    }
 
     #[cfg(feature = "tracing")]
     tracing::trace!(%sid, %protocol, supports_binary = socket.supports_binary, "sending data: {:?}", data);
@@ -232,13 +243,26 @@ mod rx_stream {
 
     /// The buffered packets of a [`queue::Receiver`], then its volatile ones, as a
     /// [`Stream`] wrapping the receiver by reference (it is behind a mutex).
+    ///
+    /// The close packet of a session the server is closing (the last item of a finished
+    /// queue) goes in a payload of its own: after something was yielded for this payload,
+    /// the stream holds it back (`Pending`) for the next polling request. Otherwise
+    /// socket.io-client loses the messages before it: it dispatches a message's event on
+    /// a microtask, after the close packet of the same payload has closed the socket (the
+    /// JavaScript server also sends the close packet once the buffer has drained). The
+    /// encoders wait only for a first packet, so nothing waits on that `Pending`.
     pub struct EncoderStream<'a> {
         rx: &'a mut queue::Receiver<Outgoing>,
+        yielded: bool,
     }
 
     impl<'a> EncoderStream<'a> {
-        pub fn new(rx: &'a mut queue::Receiver<Outgoing>) -> Self {
-            Self { rx }
+        /// `after_peeked`: a packet held back by the previous request comes first.
+        pub fn new(rx: &'a mut queue::Receiver<Outgoing>, after_peeked: bool) -> Self {
+            Self {
+                rx,
+                yielded: after_peeked,
+            }
         }
     }
 
@@ -246,9 +270,15 @@ mod rx_stream {
         type Item = PacketBuf;
 
         fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            self.rx
+            if self.yielded && self.rx.holds_only_last() {
+                return Poll::Pending;
+            }
+            let next = self
+                .rx
                 .poll_next_any(cx)
-                .map(|item| item.map(|(packets, _volatile)| PacketBuf::from(packets)))
+                .map(|item| item.map(|(packets, _volatile)| PacketBuf::from(packets)));
+            self.yielded |= matches!(next, Poll::Ready(Some(_)));
+            next
         }
     }
 }
