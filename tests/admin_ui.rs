@@ -1,7 +1,9 @@
 //! The official Socket.IO Admin UI (`@socket.io/admin-ui` from node_modules, its `ui/dist`
 //! served by the gateway at `/ui/`) in headless Chromium: the operator logs in through the
 //! UI's form, sees both nodes of a cluster on a real Redis, the sockets of both and their
-//! rooms, and disconnects a socket of the other node; a wrong password is refused. A
+//! rooms, with its fonts from the gateway (`@fontsource/roboto` and `@mdi/font`) and no
+//! request leaving loopback, and disconnects a socket of the other node; a wrong password
+//! is refused. A
 //! readonly UI advertises no action and refuses one sent anyway. Pages of other origins
 //! than the port's own and `admin.ui.origins` are refused.
 
@@ -43,6 +45,10 @@ fn with_admin_ui(builder: GatewayBuilder) -> GatewayBuilder {
         .env("ADMIN__UI__USERNAME", OPERATOR)
         .env("ADMIN__UI__PASSWORD_HASH", &hash)
         .env("ADMIN__UI__STATIC_DIR", &ui_dist().display().to_string())
+        .env(
+            "ADMIN__UI__FONTS_DIR",
+            &repo_root().join("node_modules").display().to_string(),
+        )
 }
 
 /// `tests/browser/admin-ui.mjs`: commands in, one answer per command out.
@@ -102,8 +108,8 @@ impl Browser {
         }
     }
 
-    /// Runs `command` on `page`; the driver's error, if any.
-    async fn try_do(&mut self, page: &str, mut command: Value) -> Option<String> {
+    /// Runs `command` on `page`; the driver's answer.
+    async fn answer(&mut self, page: &str, mut command: Value) -> Value {
         self.next_req += 1;
         let req = self.next_req;
         command["req"] = json!(req);
@@ -111,14 +117,18 @@ impl Browser {
         let mut line = command.to_string();
         line.push('\n');
         self.stdin.write_all(line.as_bytes()).await.expect("write");
-        let answer = self.next(|a| a["req"] == req).await;
-        answer["error"].as_str().map(str::to_owned)
+        self.next(|a| a["req"] == req).await
+    }
+
+    /// Runs `command` on `page`; the value it answered.
+    async fn ask(&mut self, page: &str, command: Value) -> Value {
+        let answer = self.answer(page, command.clone()).await;
+        assert!(answer["error"].is_null(), "{command} on {page}: {answer}");
+        answer["value"].clone()
     }
 
     async fn act(&mut self, page: &str, command: Value) {
-        if let Some(error) = self.try_do(page, command.clone()).await {
-            panic!("{command} on {page}: {error}");
-        }
+        self.ask(page, command).await;
     }
 
     /// Opens the UI served by `gateway` in a fresh context and submits its login form.
@@ -176,6 +186,24 @@ async fn an_operator_sees_both_nodes_and_disconnects_a_socket_of_the_other() {
     browser.wait_text("ui", &bob).await;
     browser.route("ui", "#/rooms/").await;
     browser.wait_text("ui", "chat:ops").await;
+    for font in [
+        "24px \"Material Design Icons\"",
+        "16px Roboto",
+        "bold 16px Roboto",
+    ] {
+        let faces = browser
+            .ask("ui", json!({"op": "loadFont", "font": font}))
+            .await;
+        assert!(
+            faces.as_u64() >= Some(1),
+            "{font} from the gateway: {faces}"
+        );
+    }
+    assert_eq!(
+        browser.ask("ui", json!({"op": "external"})).await,
+        json!([]),
+        "every file of the UI comes from the gateway"
+    );
     if let Some(path) = std::env::var_os("ADMIN_UI_SCREENSHOT") {
         browser.route("ui", "#/sockets/").await;
         browser.wait_text("ui", &bob).await;

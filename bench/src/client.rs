@@ -1,7 +1,8 @@
 //! The load: real Socket.IO v5 clients over Engine.IO v4 WebSockets, spoken directly on
 //! tokio-tungstenite so that holding 10 000 of them costs the load tool little. Each
 //! connection connects, authenticates, joins the benchmark room, answers Engine.IO pings
-//! and records every benchmark event it receives (latency and count).
+//! and records every benchmark event it receives (latency and count). Socket.IO packets
+//! are JSON text or MessagePack, as the server's parser (see `wire.rs`).
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -22,7 +23,12 @@ use tokio_tungstenite::{
     },
 };
 
-use crate::histogram::Histogram;
+use serde_json::{Value, json};
+
+use crate::{
+    histogram::Histogram,
+    wire::{Packet, Parser},
+};
 
 /// Name of the room every connection joins.
 pub const ROOM: &str = "bench";
@@ -84,8 +90,8 @@ impl Shared {
         format!("{{\"t\":{},\"s\":{seq}}}", self.now_us())
     }
 
-    fn on_event(&self, index: usize, text: &str) {
-        let Some(t) = stamp(text) else { return };
+    /// Records a benchmark event stamped `t` received by connection `index`.
+    fn on_event(&self, index: usize, t: u64) {
         if !self.recording.load(Ordering::Acquire) {
             return;
         }
@@ -93,17 +99,6 @@ impl Shared {
         self.received[index].fetch_add(1, Ordering::Relaxed);
         self.delivered.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// The `t` of a `42["bench",{"t":…,"s":…}]` packet.
-fn stamp(text: &str) -> Option<u64> {
-    let rest = text.strip_prefix("42[\"bench\",")?;
-    let start = rest.find("\"t\":")? + 4;
-    let digits = &rest[start..];
-    let end = digits
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(digits.len());
-    digits[..end].parse().ok()
 }
 
 /// How to reach the server and what it answers.
@@ -115,6 +110,8 @@ pub struct Endpoint {
     pub path: String,
     /// Whether the server acknowledges `join` (sockgate does; the Ignis helper does not).
     pub join_acked: bool,
+    /// How Socket.IO packets are encoded (sockgate's `edge.parser`).
+    pub parser: Parser,
 }
 
 /// The held connections.
@@ -177,7 +174,7 @@ pub async fn connect_all(
             drop(permit);
             let (ws, id) = ws;
             let _ = tx.send(Ok(id));
-            hold(ws, index, &shared).await;
+            hold(ws, index, endpoint.parser, &shared).await;
         });
     }
     let mut ids = Vec::with_capacity(n);
@@ -230,41 +227,39 @@ async fn open(endpoint: &Endpoint, index: usize) -> anyhow::Result<(Ws, String)>
     if !open.starts_with('0') {
         bail!("expected an Engine.IO open packet, got {open:?}");
     }
-    ws.send(Message::text("40")).await?;
+    let parser = endpoint.parser;
+    ws.send(parser.connect()).await?;
     loop {
-        let text = next_text(&mut ws).await?;
-        if text.starts_with("40") {
-            break;
-        }
-        if text.starts_with("44") {
-            bail!("namespace connect refused: {text}");
+        match next_packet(&mut ws, parser).await? {
+            Packet::Connect => break,
+            Packet::ConnectError(data) => bail!("namespace connect refused: {data}"),
+            _ => {}
         }
     }
-    ws.send(Message::text("42[\"authenticate\"]")).await?;
+    ws.send(parser.event(json!(["authenticate"]), None)).await?;
     let id = loop {
-        let text = next_text(&mut ws).await?;
-        if let Some(rest) = text.strip_prefix("42[\"authenticated\",") {
-            let data: serde_json::Value = serde_json::from_str(rest.trim_end_matches(']'))
-                .with_context(|| format!("bad authenticated packet {text:?}"))?;
-            break data["id"]
-                .as_str()
-                .ok_or_else(|| anyhow!("authenticated without id: {text}"))?
-                .to_owned();
-        }
-        if text.starts_with("42[\"unauthenticated\"") {
-            bail!("authentication refused: {text}");
+        let Packet::Event(args) = next_packet(&mut ws, parser).await? else {
+            continue;
+        };
+        match args.first().and_then(Value::as_str) {
+            Some("authenticated") => {
+                break args
+                    .get(1)
+                    .and_then(|data| data["id"].as_str())
+                    .ok_or_else(|| anyhow!("authenticated without id: {args:?}"))?
+                    .to_owned();
+            }
+            Some("unauthenticated") => bail!("authentication refused: {args:?}"),
+            _ => {}
         }
     };
-    ws.send(Message::text(format!(
-        "420[\"join\",{{\"rooms\":[\"{ROOM}\"]}}]"
-    )))
-    .await?;
+    ws.send(parser.event(json!(["join", {"rooms": [ROOM]}]), Some(0)))
+        .await?;
     if endpoint.join_acked {
         loop {
-            let text = next_text(&mut ws).await?;
-            if let Some(ack) = text.strip_prefix("430") {
-                if !ack.contains(&format!("\"joined\":[\"{ROOM}\"]")) {
-                    bail!("join refused: {text}");
+            if let Packet::Ack(0, args) = next_packet(&mut ws, parser).await? {
+                if args.first().map(|ack| &ack["joined"]) != Some(&json!([ROOM])) {
+                    bail!("join refused: {args:?}");
                 }
                 break;
             }
@@ -273,8 +268,8 @@ async fn open(endpoint: &Endpoint, index: usize) -> anyhow::Result<(Ws, String)>
     Ok((ws, id))
 }
 
-/// The next text message, answering Engine.IO pings on the way.
-async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
+/// The next message, answering Engine.IO pings on the way.
+async fn next_message(ws: &mut Ws) -> anyhow::Result<Message> {
     loop {
         let msg = ws
             .next()
@@ -282,38 +277,40 @@ async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
             .ok_or_else(|| anyhow!("connection closed by the server"))??;
         match msg {
             Message::Text(text) if text.as_str() == "2" => ws.send(Message::text("3")).await?,
-            Message::Text(text) => return Ok(text.as_str().to_owned()),
             Message::Close(frame) => bail!("connection closed by the server: {frame:?}"),
-            _ => {}
+            msg => return Ok(msg),
+        }
+    }
+}
+
+/// The next text message (Engine.IO's open packet is text with either parser).
+async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
+    loop {
+        if let Message::Text(text) = next_message(ws).await? {
+            return Ok(text.as_str().to_owned());
+        }
+    }
+}
+
+/// The next Socket.IO packet.
+async fn next_packet(ws: &mut Ws, parser: Parser) -> anyhow::Result<Packet> {
+    loop {
+        if let Some(packet) = parser.decode(&next_message(ws).await?)? {
+            return Ok(packet);
         }
     }
 }
 
 /// Holds a set-up connection: answers pings, records benchmark events, until aborted or
 /// closed by the server.
-async fn hold(mut ws: Ws, index: usize, shared: &Shared) {
+async fn hold(mut ws: Ws, index: usize, parser: Parser, shared: &Shared) {
     while let Some(Ok(msg)) = ws.next().await {
-        if let Message::Text(text) = msg {
-            let text = text.as_str();
-            if text == "2" {
-                if ws.send(Message::text("3")).await.is_err() {
-                    return;
-                }
-            } else {
-                shared.on_event(index, text);
+        if matches!(&msg, Message::Text(text) if text.as_str() == "2") {
+            if ws.send(Message::text("3")).await.is_err() {
+                return;
             }
+        } else if let Some(t) = parser.stamp(&msg) {
+            shared.on_event(index, t);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stamps_are_read_from_benchmark_events_only() {
-        assert_eq!(stamp("42[\"bench\",{\"t\":12345,\"s\":7}]"), Some(12345));
-        assert_eq!(stamp("42[\"ping\",{\"time\":\"x\"}]"), None);
-        assert_eq!(stamp("42[\"bench\",{\"s\":7}]"), None);
     }
 }

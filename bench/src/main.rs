@@ -15,6 +15,7 @@ mod redisstats;
 mod report;
 mod scenarios;
 mod server;
+mod wire;
 
 use std::{
     fmt::Write as _,
@@ -35,7 +36,8 @@ use server::{Kind, Server};
 struct Args {
     /// Which stacks to run, comma separated: `reference`, `sockgate`,
     /// `sockgate-recovery` (sockgate with connection state recovery on, to compare with
-    /// `sockgate`) (default: reference,sockgate; with --smoke, sockgate,sockgate-recovery).
+    /// `sockgate`), `sockgate-msgpack` (sockgate and its clients on the MessagePack
+    /// parser) (default: reference,sockgate; with --smoke, every sockgate target).
     #[arg(long, value_delimiter = ',')]
     targets: Option<Vec<String>>,
     /// Which setups to run: `1` (one node), `2` (two nodes on one Redis, started here), or
@@ -174,10 +176,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if setups.is_empty() {
         bail!("--nodes names no setup (1, 2)");
     }
-    // The smoke runs sockgate alone (recovery off and on) unless told otherwise: the
-    // reference needs a prepared copy (`npm ci`) and Redis.
+    // The smoke runs sockgate alone (plain, recovery on, MessagePack) unless told
+    // otherwise: the reference needs a prepared copy (`npm ci`) and Redis.
     let default_targets = if args.smoke {
-        vec!["sockgate".to_owned(), "sockgate-recovery".to_owned()]
+        Kind::ALL
+            .into_iter()
+            .filter(|k| *k != Kind::Reference)
+            .map(|k| k.name().to_owned())
+            .collect()
     } else {
         vec!["reference".to_owned(), "sockgate".to_owned()]
     };
@@ -186,7 +192,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         match Kind::ALL.into_iter().find(|k| k.name() == t) {
             Some(kind) if !kinds.contains(&kind) => kinds.push(kind),
             Some(_) => {}
-            None => bail!("unknown target {t:?} (reference, sockgate, sockgate-recovery)"),
+            None => bail!(
+                "unknown target {t:?} ({})",
+                Kind::ALL.map(Kind::name).join(", ")
+            ),
         }
     }
     if setups.contains(&2) {

@@ -1,8 +1,9 @@
 //! The side-by-side tables, one for single nodes and one for two nodes on one Redis: one
 //! row per measure, the median over the repeats of each stack that ran (with the range
-//! when repeated), the ratios (sockgate ÷ reference, recovery on ÷ off), the design target
-//! (set for one node) and recovery's target (issue 15: at most 10 % more CPU per delivery
-//! than with recovery off, at most one Redis write per `Send`).
+//! when repeated), the ratios (sockgate ÷ reference, recovery on ÷ off, MessagePack ÷ the
+//! default parser), the design target (set for one node) and recovery's target (issue 15:
+//! at most 10 % more CPU per delivery than with recovery off, at most one Redis write per
+//! `Send`).
 
 use std::fmt::Write;
 
@@ -30,9 +31,10 @@ impl Row {
 const RECOVERY_CPU: &str = "≤ 1.10 × off";
 
 /// The ratio columns: (heading, numerator, denominator).
-const RATIOS: [(&str, Kind, Kind); 2] = [
+const RATIOS: [(&str, Kind, Kind); 3] = [
     ("sockgate ÷ reference", Kind::Sockgate, Kind::Reference),
     ("recovery on ÷ off", Kind::SockgateRecovery, Kind::Sockgate),
+    ("msgpack ÷ default", Kind::SockgateMsgpack, Kind::Sockgate),
 ];
 
 type Value = Box<dyn Fn(&Measures) -> f64>;
@@ -535,5 +537,34 @@ mod tests {
         );
         let one = table(&plan(), &runs, 1);
         assert!(!one.contains("Redis writes"), "{one}");
+    }
+
+    #[test]
+    fn msgpack_is_compared_with_the_default_parser() {
+        let with_cpu = |kind, micros: u64| {
+            let mut m = measures(kind, 1, 8_000_000);
+            m.paced = Delivery {
+                commands: 10,
+                delivered: 10_000,
+                net_cpu: Duration::from_micros(micros * 10_000),
+                ..Delivery::default()
+            };
+            m
+        };
+        let runs = [
+            with_cpu(Kind::Sockgate, 10),
+            with_cpu(Kind::SockgateMsgpack, 8),
+        ];
+        let one = table(&plan(), &runs, 1);
+        assert!(
+            one.starts_with(
+                "| measure | sockgate | sockgate-msgpack | msgpack ÷ default | target (sockgate) |\n"
+            ),
+            "{one}"
+        );
+        assert!(
+            one.contains("server CPU per delivery, µs | 10.00 | 8.00 | 0.80 | ≤ 5 |"),
+            "{one}"
+        );
     }
 }

@@ -15,7 +15,7 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::{client::Endpoint, control::Control, process, redis::Redis};
+use crate::{client::Endpoint, control::Control, process, redis::Redis, wire::Parser};
 
 /// Which stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,11 +26,18 @@ pub enum Kind {
     Sockgate,
     /// sockgate with connection state recovery on (`recovery.enabled = true`).
     SockgateRecovery,
+    /// sockgate with MessagePack clients (`edge.parser = "msgpack"`).
+    SockgateMsgpack,
 }
 
 impl Kind {
     /// Every stack, in the order of the report's columns.
-    pub const ALL: [Kind; 3] = [Kind::Reference, Kind::Sockgate, Kind::SockgateRecovery];
+    pub const ALL: [Kind; 4] = [
+        Kind::Reference,
+        Kind::Sockgate,
+        Kind::SockgateRecovery,
+        Kind::SockgateMsgpack,
+    ];
 
     /// Its name in reports and in `--targets`.
     pub fn name(self) -> &'static str {
@@ -38,6 +45,15 @@ impl Kind {
             Kind::Reference => "reference",
             Kind::Sockgate => "sockgate",
             Kind::SockgateRecovery => "sockgate-recovery",
+            Kind::SockgateMsgpack => "sockgate-msgpack",
+        }
+    }
+
+    /// How its clients encode Socket.IO packets.
+    pub fn parser(self) -> Parser {
+        match self {
+            Kind::SockgateMsgpack => Parser::Msgpack,
+            _ => Parser::Default,
         }
     }
 
@@ -84,7 +100,8 @@ pub const NODE_NAMES: [&str; 2] = ["node-a", "node-b"];
 
 impl Server {
     /// Starts the sockgate binary alone, with the in-memory adapter; with recovery on
-    /// when `kind` is [`Kind::SockgateRecovery`].
+    /// when `kind` is [`Kind::SockgateRecovery`], the MessagePack parser for
+    /// [`Kind::SockgateMsgpack`].
     pub async fn sockgate(binary: &Path, work: &Path, kind: Kind) -> anyhow::Result<Server> {
         let node = sockgate_node(binary, work, kind, None).await?;
         Ok(Server::assemble(kind, vec![node], None, None))
@@ -214,8 +231,8 @@ async fn stop_all(nodes: Vec<Node>, redis: Option<Redis>) {
 
 /// Starts one sockgate process on free loopback ports, in development mode (every
 /// `authenticate` admitted), the benchmark room allowed, logging warnings only, with
-/// recovery on for [`Kind::SockgateRecovery`]; with `cluster = (redis_url, node_id)` on
-/// the Redis adapter.
+/// recovery on for [`Kind::SockgateRecovery`] and the MessagePack parser for
+/// [`Kind::SockgateMsgpack`]; with `cluster = (redis_url, node_id)` on the Redis adapter.
 async fn sockgate_node(
     binary: &Path,
     work: &Path,
@@ -248,6 +265,13 @@ async fn sockgate_node(
         .env(
             "SOCKGATE_RECOVERY__ENABLED",
             (kind == Kind::SockgateRecovery).to_string(),
+        )
+        .env(
+            "SOCKGATE_EDGE__PARSER",
+            match kind.parser() {
+                Parser::Default => "default",
+                Parser::Msgpack => "msgpack",
+            },
         );
     if let Some((url, node_id)) = &cluster {
         command
@@ -292,6 +316,7 @@ async fn sockgate_node(
             addr: edge,
             path: "/io".into(),
             join_acked: true,
+            parser: kind.parser(),
         },
         control: Control::Grpc(client),
         stop: Stop::Child(child),
@@ -366,6 +391,7 @@ async fn reference_peer(
                 addr,
                 path: "/io".into(),
                 join_acked: false,
+                parser: Parser::Default,
             },
             control: Control::Rest(addr),
             stop,

@@ -9,6 +9,10 @@
 //   {"req":5,"op":"waitText","page":"p","text":"chat:x"}
 //   {"req":6,"op":"clickInRow","page":"p","text":"<socket id>"}   (the row's button)
 //   {"req":7,"op":"screenshot","page":"p","path":"/tmp/ui.png"}
+//   {"req":8,"op":"loadFont","page":"p","font":"24px Roboto"}  (answers {"value": how many
+//      font faces loaded}; an error if one failed to load)
+//   {"req":9,"op":"external","page":"p"}  (answers {"value": [the URLs the page requested
+//      from hosts other than loopback]})
 // Exits (closing the browser) when stdin closes.
 //
 //   node tests/browser/admin-ui.mjs <chromium-path>
@@ -20,6 +24,9 @@ const TIMEOUT = 60000;
 
 const browser = await launch(executablePath);
 const pages = new Map();
+// Per page: the URLs it requested from hosts other than loopback.
+const external = new Map();
+const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]"]);
 
 const ops = {
   async open({ page: name, url }) {
@@ -27,6 +34,11 @@ const ops = {
     const page = await context.newPage();
     page.on("pageerror", (err) => out({ type: "pageerror", page: name, message: String(err) }));
     pages.set(name, page);
+    external.set(name, []);
+    page.on("request", (request) => {
+      const url = new URL(request.url());
+      if (url.protocol !== "data:" && !LOOPBACK.has(url.hostname)) external.get(name).push(url.href);
+    });
     await page.goto(url);
   },
   fill: ({ page, label, value }) => pages.get(page).getByLabel(label, { exact: true }).fill(value),
@@ -39,14 +51,17 @@ const ops = {
     pages.get(page).locator("tr", { hasText: text }).getByRole("button").first()
       .click({ timeout: TIMEOUT }),
   screenshot: ({ page, path }) => pages.get(page).screenshot({ path, animations: "disabled" }),
+  loadFont: ({ page, font }) =>
+    pages.get(page).evaluate(async (f) => (await document.fonts.load(f)).length, font),
+  external: ({ page }) => external.get(page),
 };
 
 createInterface({ input: process.stdin }).on("line", async (line) => {
   if (!line.trim()) return;
   const command = JSON.parse(line);
   try {
-    await ops[command.op](command);
-    out({ req: command.req, ok: true });
+    const value = await ops[command.op](command);
+    out({ req: command.req, ok: true, value });
   } catch (err) {
     out({ req: command.req, error: String(err && err.message) });
   }

@@ -12,8 +12,7 @@ export async function launch(executablePath) {
     args: [
       // The test may run as root in a container, where Chromium's sandbox cannot start.
       "--no-sandbox",
-      // Loopback only: no name resolves except localhost (the Admin UI's web fonts and
-      // icons, on Google Fonts and jsDelivr, do not load), no background traffic.
+      // Loopback only: no name resolves except localhost, no background traffic.
       "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
       "--no-proxy-server",
       "--disable-background-networking",

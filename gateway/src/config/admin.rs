@@ -54,8 +54,14 @@ pub struct AdminUiConfig {
     /// (`static_dir`) are always allowed; requests without an `Origin` (not a browser) too.
     pub origins: Vec<String>,
     /// A directory with the UI's own files (the npm package's `ui/dist`), served at `/ui/`
-    /// on the admin port, so that no external site is needed. Unset: not served.
+    /// on the admin port. Unset: not served.
     pub static_dir: Option<PathBuf>,
+    /// A `node_modules` directory holding the npm packages `@fontsource/roboto` and
+    /// `@mdi/font`: the UI served from `static_dir` then links its text and icon fonts from
+    /// them on this port instead of Google Fonts and jsDelivr, so that no external site is
+    /// needed (its `index.html` is rewritten as it is served). Unset: the UI links them from
+    /// those sites, and without internet access its icons are blank.
+    pub fonts_dir: Option<PathBuf>,
     /// Most sockets listed to the UI (the first by id, cluster-wide); `1` to `1000`.
     pub max_sockets: u32,
 }
@@ -69,6 +75,7 @@ impl Default for AdminUiConfig {
             readonly: false,
             origins: Vec::new(),
             static_dir: None,
+            fonts_dir: None,
             max_sockets: 200,
         }
     }
@@ -110,6 +117,19 @@ impl AdminConfig {
                 dir.display()
             ));
         }
+        if let Some(dir) = &ui.fonts_dir {
+            if ui.static_dir.is_none() {
+                return invalid("admin.ui.fonts_dir is set without admin.ui.static_dir".into());
+            }
+            for (_, package, file) in crate::admin::ui::FONT_PACKAGES {
+                if !dir.join(package).join(file).is_file() {
+                    return invalid(format!(
+                        "admin.ui.fonts_dir {} has no {package}/{file} (`npm install {package}`)",
+                        dir.display()
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -149,5 +169,28 @@ mod tests {
         assert!(cap.contains("admin.ui.max_sockets"), "{cap}");
         let dir = check(|a| a.ui.static_dir = Some("/nonexistent".into())).unwrap();
         assert!(dir.contains("no index.html"), "{dir}");
+    }
+
+    #[test]
+    fn the_fonts_dir_needs_the_static_dir_and_both_font_packages() {
+        let alone = check(|a| a.ui.fonts_dir = Some("/nonexistent".into())).unwrap();
+        assert!(alone.contains("without admin.ui.static_dir"), "{alone}");
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("index.html"), "").unwrap();
+        let mdi = root.path().join("@mdi/font/css");
+        std::fs::create_dir_all(&mdi).unwrap();
+        std::fs::write(mdi.join("materialdesignicons.min.css"), "").unwrap();
+        let with = |a: &mut AdminConfig| {
+            a.ui.static_dir = Some(root.path().into());
+            a.ui.fonts_dir = Some(root.path().into());
+        };
+        let missing = check(with).unwrap();
+        assert!(
+            missing.contains("no @fontsource/roboto/400.css"),
+            "{missing}"
+        );
+        std::fs::create_dir_all(root.path().join("@fontsource/roboto")).unwrap();
+        std::fs::write(root.path().join("@fontsource/roboto/400.css"), "").unwrap();
+        assert_eq!(check(with), None);
     }
 }

@@ -1,6 +1,7 @@
 //! The server of the official Socket.IO Admin UI (`@socket.io/admin-ui`) on the admin
 //! port: Socket.IO path `/socket.io`, namespace `/admin` (the UI's defaults), and the UI's
-//! own files at `/ui/` when `admin.ui.static_dir` is set. A Socket.IO server of its own,
+//! own files at `/ui/` when `admin.ui.static_dir` is set (with the fonts it links from
+//! other sites when `admin.ui.fonts_dir` is: see `files.rs`). A Socket.IO server of its own,
 //! apart from the edge's: the UI speaks the default parser and never reaches the edge.
 //!
 //! Bounded for a node with many sockets: every 2 s, while an operator is connected, one
@@ -9,6 +10,7 @@
 //! stream (`event_received`, `event_sent`) is not offered.
 
 pub mod actions;
+mod files;
 mod login;
 mod view;
 
@@ -19,8 +21,7 @@ use axum::{
     extract::{Request, State},
     http::{HeaderValue, Method, StatusCode, header},
     middleware::Next,
-    response::{IntoResponse, Redirect, Response},
-    routing::get,
+    response::{IntoResponse, Response},
 };
 use serde_json::json;
 use socketioxide::{
@@ -30,11 +31,12 @@ use socketioxide::{
     handler::ConnectHandler,
 };
 use sockgate_proto::{ListSocketsRequest, SocketState, socket_control_server::SocketControl};
-use tower_http::{cors::CorsLayer, services::ServeDir};
+use tower_http::cors::CorsLayer;
 use tracing::{debug, warn};
 
 use crate::{cluster::Cluster, config::AdminUiConfig, control::ControlService};
 use actions::Actions;
+pub use files::FONT_PACKAGES;
 use login::{Credentials, Login, Operator};
 
 /// The UI's Socket.IO path and namespace (its defaults).
@@ -49,6 +51,9 @@ pub enum AdminUiError {
     /// An entry of `admin.ui.origins` is not a valid header value.
     #[error("admin.ui.origins: invalid origin {0:?}")]
     Origin(String),
+    /// The UI's `index.html` cannot be read or has not the font links expected.
+    #[error("admin.ui.static_dir: {0}: {1}")]
+    Index(std::path::PathBuf, String),
 }
 
 /// What the UI is shown from: the control methods and the cluster's nodes.
@@ -73,12 +78,10 @@ pub fn attach<A: Adapter>(
     serve_namespace(&io, config, &sources);
     tokio::spawn(refresh(io, sources, config.max_sockets, stop));
 
-    let mut router = router;
-    if let Some(dir) = &config.static_dir {
-        router = router
-            .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
-            .nest_service("/ui/", ServeDir::new(dir));
-    }
+    let router = match &config.static_dir {
+        Some(dir) => files::serve(router, dir, config.fonts_dir.as_deref())?,
+        None => router,
+    };
     let allowed = Arc::new(allowed_origins(&config.origins)?);
     let router = router
         .layer(layer)
