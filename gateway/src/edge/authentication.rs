@@ -61,10 +61,7 @@ pub async fn authenticate<A: Adapter>(
             };
             // With recovery on, the socket is owed the events recorded after it was
             // admitted: admitted under the history's lock, where that offset is known.
-            let history = match &edge.recovery {
-                Some(recovery) => Some(recovery.order()),
-                None => None,
-            };
+            let history = edge.recovery.as_ref().map(|recovery| recovery.order());
             if let (Some(history), Some(resumable)) = (&history, session.resumable()) {
                 session.set_resumable(Resumable {
                     since: history.head(),
