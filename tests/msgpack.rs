@@ -14,7 +14,7 @@ use fixture::{
     sio::{Login, Transport},
     to_rooms, to_sockets,
 };
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sockgate_client::proto::{AckOptions, EventKind, SendRequest, WatchEventsRequest};
 use tokio_tungstenite::tungstenite::Message;
@@ -191,6 +191,15 @@ async fn malformed_msgpack_packets_break_nothing() {
         let mut ws = raw::ws_open(gateway.edge).await.expect("raw websocket");
         let connect = rmp_serde::to_vec_named(&json!({"type": 0, "nsp": "/"})).unwrap();
         ws.send(Message::binary(connect)).await.unwrap();
+        // As the official client does, the frame follows the CONNECT reply: a packet that
+        // arrives while the namespace is still connecting the socket is dropped unread.
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Binary(_))) => break,
+                Some(Ok(_)) => continue,
+                other => panic!("no CONNECT reply: {other:?}"),
+            }
+        }
         // The gateway may ignore the frame or close this connection; both are fine.
         let _ = ws.send(frame).await;
         connections.push(ws);
