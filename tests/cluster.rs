@@ -910,7 +910,29 @@ async fn a_users_connection_limit_counts_its_sockets_on_every_node() {
 
 #[tokio::test]
 async fn a_batch_groups_the_sends_for_each_node() {
-    let (_redis, a, b) = two_nodes().await;
+    // bob, bob2, carol and bob again went to B in two questions (the join came between).
+    batch_across_nodes(&[], 4).await;
+}
+
+#[tokio::test]
+async fn with_recovery_a_batch_records_its_sends_together() {
+    // bob, alice and bob2 recorded in one round trip, then the room and bob again in
+    // another (the join came between); carol, listed as not authenticated, and the
+    // unknown id took the unary path.
+    batch_across_nodes(&[("RECOVERY__ENABLED", "true")], 5).await;
+}
+
+/// A batch of sends to sockets of two nodes, some refused, a join in the middle, sent to
+/// node A: each result, `grouped` commands grouped, and each event once in the batch's
+/// order.
+async fn batch_across_nodes(env: &[(&str, &str)], grouped: u64) {
+    let redis = Redis::start().await;
+    let start = |id| {
+        env.iter()
+            .fold(node(&redis, id), |n, (k, v)| n.env(k, v))
+            .start()
+    };
+    let (a, b) = (start("node-a").await, start("node-b").await);
     let (a, mut on_a, mut control) = Scene::on(a).await.into_parts();
     let (_b, mut on_b, _) = Scene::on(b).await.into_parts();
     let alice = on_a.login(ws("alice")).await;
@@ -918,7 +940,7 @@ async fn a_batch_groups_the_sends_for_each_node() {
     // listed, carol is too.
     let carol = on_b.connect("carol", Transport::Websocket).await;
     let [bob, bob2] = on_b.logins([ws("bob"), polling("bob2").user("bob")]).await;
-    let grouped = "sockgate_control_batch_grouped_total ";
+    let metric = "sockgate_control_batch_grouped_total ";
     // A groups sends for B once it knows B's directory (B's writes, A's heartbeat).
     eventually("A to group a send for a socket of B", async || {
         let probe = BatchRequest {
@@ -926,10 +948,10 @@ async fn a_batch_groups_the_sends_for_each_node() {
             parallel: false,
         };
         control.batch(probe).await.unwrap();
-        a.metric(grouped).await > 0
+        a.metric(metric).await > 0
     })
     .await;
-    let before = a.metric(grouped).await;
+    let before = a.metric(metric).await;
 
     let commands = vec![
         send_command(&bob, "x", json!(1)),
@@ -969,8 +991,7 @@ async fn a_batch_groups_the_sends_for_each_node() {
         results[3].message.contains("has not authenticated"),
         "{results:?}"
     );
-    // bob, bob2, carol and bob again went to B in two questions (the join came between).
-    assert_eq!(a.metric(grouped).await - before, 4);
+    assert_eq!(a.metric(metric).await - before, grouped);
 
     assert_eq!(on_a.next_event("alice", "x").await, json!(2));
     assert_eq!(on_b.next_event("bob2", "x").await, json!(3));

@@ -304,7 +304,7 @@ impl Metrics {
         );
         self.registry.register(
             "control_batch_grouped",
-            "Commands of Batch calls sent to another node grouped with the others for it",
+            "Commands of Batch calls grouped: sent to another node with the others for it, or (recovery on) recorded with the others in one round trip",
             self.control_batch_grouped.clone(),
         );
         self.registry.register(

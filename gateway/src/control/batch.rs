@@ -3,7 +3,10 @@
 //! socket ids of one node is grouped: those of this node are emitted here at once; those
 //! of other nodes are located in the socket directory (one Redis round trip for the whole
 //! batch), then each node is sent all of its commands in one question (`Query::Deliver`)
-//! and answers a result for each. Every other command runs as its unary method.
+//! and answers a result for each. With recovery on in a cluster, the replayable `Send`s are
+//! recorded in the shared history (their delivery) together, in one round trip, once the
+//! socket ids they name are found connected (here, or in the directory, in one lookup).
+//! Every other command runs as its unary method.
 
 use std::{future::Future, pin::Pin};
 
@@ -11,7 +14,7 @@ use futures_util::future::join_all;
 use prost::Message;
 use socketioxide::{SocketIo, adapter::Adapter, socket::Sid};
 use sockgate_proto::{
-    BatchRequest, BatchResponse, BatchResult, SendRequest, batch_command::Command,
+    BatchRequest, BatchResponse, BatchResult, SendRequest, SendResponse, batch_command::Command,
     batch_result::Reply,
 };
 use tonic::{Code, Status};
@@ -26,7 +29,7 @@ use super::{
 use crate::{
     auth::Caller,
     cluster::{
-        NodeRef,
+        Listing, NodeRef,
         messages::{Deliveries, Query},
     },
     config::Parser,
@@ -41,6 +44,8 @@ enum Step {
     Here(SendRequest),
     /// A grouped `Send` to sockets of another node.
     Away(NodeRef, SendRequest),
+    /// A `Send` recorded in the cluster's shared history with the others of the batch.
+    Record(SendRequest),
     /// Any other command: its unary path.
     Unary(Command),
 }
@@ -120,18 +125,49 @@ fn name(command: &Command) -> &'static str {
     }
 }
 
-/// Decides each command's path: checks its scope, groups the `Send`s that can be, and
-/// locates the sockets of other nodes they name in one directory lookup. With recovery on,
-/// nothing is grouped: a `Send` is recorded in the history, which orders the deliveries.
+/// Which `Send`s of a batch are grouped, and how.
+#[derive(Clone, Copy, PartialEq)]
+enum Grouping {
+    /// Recovery off: those to socket ids of one node, emitted by that node.
+    ByNode,
+    /// Recovery on in a cluster: every replayable one, recorded in the shared history
+    /// (its delivery) in one round trip.
+    Recorded,
+    /// Recovery on, a single node: none (each is recorded and emitted under the history's
+    /// lock, in memory).
+    None,
+}
+
+impl Grouping {
+    fn of<A: Adapter>(ctx: &ControlContext<A>) -> Self {
+        match ctx.cluster.recovery() {
+            None => Grouping::ByNode,
+            Some(recovery) if recovery.store().shared().is_some() => Grouping::Recorded,
+            Some(_) => Grouping::None,
+        }
+    }
+
+    fn takes(self, send: &SendRequest) -> bool {
+        match self {
+            Grouping::ByNode => send::groupable(send),
+            Grouping::Recorded => send::recordable(send),
+            Grouping::None => false,
+        }
+    }
+}
+
+/// Decides each command's path: checks its scope, groups the `Send`s that can be
+/// ([`Grouping`]), and locates the sockets of other nodes they name in one directory
+/// lookup.
 async fn plan<A: Adapter>(
     ctx: &ControlContext<A>,
     caller: Option<&Caller>,
     request: BatchRequest,
 ) -> Vec<Step> {
     let mut steps = Vec::with_capacity(request.commands.len());
-    // Grouped sends whose sockets are all elsewhere: their step, and their ids.
+    // Grouped sends with sockets elsewhere: their step, and those ids.
     let mut elsewhere: Vec<(usize, Vec<Sid>)> = Vec::new();
-    let grouping = ctx.cluster.recovery().is_none();
+    let grouping = Grouping::of(ctx);
     for (index, command) in request.commands.into_iter().enumerate() {
         let Some(command) = command.command else {
             steps.push(Step::Refused(ControlError::invalid(format!(
@@ -150,37 +186,56 @@ async fn plan<A: Adapter>(
             continue;
         }
         let send = match command {
-            Command::Send(send) if grouping && send::groupable(&send) => send,
+            Command::Send(send) if grouping.takes(&send) => send,
             other => {
                 steps.push(Step::Unary(other));
                 continue;
             }
         };
-        steps.push(match send::validate(&send, &ctx.limits) {
-            Err(e) => Step::Refused(e),
-            Ok(sids) => {
-                let away = target::here(&ctx.io, &sids, Audience::Any).elsewhere;
-                if away.is_empty() {
-                    Step::Here(send)
-                } else {
-                    if away.len() == sids.len() && !ctx.cluster.is_single_node() {
-                        elsewhere.push((index, away));
-                    }
-                    Step::Unary(Command::Send(send))
-                }
+        let sids = match send::validate(&send, &ctx.limits) {
+            Ok(sids) => sids,
+            Err(e) => {
+                steps.push(Step::Refused(e));
+                continue;
             }
-        });
+        };
+        let step = if grouping == Grouping::Recorded {
+            let found = target::here(&ctx.io, &sids, Audience::Authenticated);
+            if !found.unauthenticated.is_empty() {
+                // The unary path refuses it, naming them.
+                Step::Unary(Command::Send(send))
+            } else if found.elsewhere.is_empty() {
+                Step::Record(send)
+            } else {
+                elsewhere.push((index, found.elsewhere));
+                Step::Unary(Command::Send(send))
+            }
+        } else {
+            let away = target::here(&ctx.io, &sids, Audience::Any).elsewhere;
+            if away.is_empty() {
+                Step::Here(send)
+            } else {
+                if away.len() == sids.len() && !ctx.cluster.is_single_node() {
+                    elsewhere.push((index, away));
+                }
+                Step::Unary(Command::Send(send))
+            }
+        };
+        steps.push(step);
     }
     if !elsewhere.is_empty() {
-        Box::pin(locate(ctx, &mut steps, elsewhere)).await;
+        Box::pin(locate(ctx, grouping, &mut steps, elsewhere)).await;
     }
     steps
 }
 
-/// Turns the grouped sends whose sockets the directory lists on one other node into
-/// [`Step::Away`]; the others keep their unary path (it asks every node, authoritatively).
+/// Groups the sends whose sockets elsewhere the directory lists: recorded when each of
+/// them is listed as authenticated ([`Grouping::Recorded`]), else [`Step::Away`] when they
+/// are all on one other node. The others keep their unary path (it asks every node,
+/// authoritatively, and, with recovery on, counts a socket away as reachable).
 async fn locate<A: Adapter>(
     ctx: &ControlContext<A>,
+    grouping: Grouping,
     steps: &mut [Step],
     elsewhere: Vec<(usize, Vec<Sid>)>,
 ) {
@@ -196,21 +251,34 @@ async fn locate<A: Adapter>(
     let mut listings = listings.into_iter();
     for (index, sids) in elsewhere {
         let mine: Vec<_> = listings.by_ref().take(sids.len()).collect();
-        let Some(Some(first)) = mine.first() else {
+        let Step::Unary(Command::Send(send)) = &mut steps[index] else {
             continue;
         };
-        let node = first.node.clone();
-        if !mine
-            .iter()
-            .all(|l| l.as_ref().is_some_and(|l| l.node == node))
-        {
-            continue;
-        }
-        let step = &mut steps[index];
-        if let Step::Unary(Command::Send(send)) = step {
-            *step = Step::Away(node, std::mem::take(send));
-        }
+        let send = std::mem::take(send);
+        steps[index] = match grouping {
+            Grouping::Recorded
+                if mine
+                    .iter()
+                    .all(|l| l.as_ref().is_some_and(|l| l.authenticated)) =>
+            {
+                Step::Record(send)
+            }
+            Grouping::ByNode => match one_node(&mine) {
+                Some(node) => Step::Away(node, send),
+                None => Step::Unary(Command::Send(send)),
+            },
+            _ => Step::Unary(Command::Send(send)),
+        };
     }
+}
+
+/// The node holding every socket of `listings`, if they are all on one.
+fn one_node(listings: &[Option<Listing>]) -> Option<NodeRef> {
+    let node = listings.first()?.as_ref()?.node.clone();
+    listings
+        .iter()
+        .all(|l| l.as_ref().is_some_and(|l| l.node == node))
+        .then_some(node)
 }
 
 /// Runs the steps one after the other. The grouped sends of other nodes wait until a
@@ -219,17 +287,21 @@ async fn locate<A: Adapter>(
 async fn in_order<A: Adapter>(ctx: &ControlContext<A>, steps: Vec<Step>) -> Vec<Indexed> {
     let mut done = Vec::with_capacity(steps.len());
     let mut pending = Vec::new();
+    let mut records = Vec::new();
     for (index, step) in steps.into_iter().enumerate() {
         match step {
             Step::Refused(e) => done.push((index, result(Err(e)))),
             Step::Here(send) => done.push((index, here(&ctx.io, ctx.parser, send).await)),
             Step::Away(node, send) => pending.push((index, node, send)),
+            Step::Record(send) => records.push((index, send)),
             Step::Unary(command) => {
+                done.extend(Box::pin(record(ctx, std::mem::take(&mut records))).await);
                 done.extend(deliver(ctx, std::mem::take(&mut pending)).await);
                 done.push((index, Box::pin(unary(ctx, command)).await));
             }
         }
     }
+    done.extend(Box::pin(record(ctx, records)).await);
     done.extend(deliver(ctx, pending).await);
     done
 }
@@ -240,6 +312,7 @@ type Running<'a> = Pin<Box<dyn Future<Output = Indexed> + Send + 'a>>;
 async fn at_once<A: Adapter>(ctx: &ControlContext<A>, steps: Vec<Step>) -> Vec<Indexed> {
     let mut done = Vec::new();
     let mut pending = Vec::new();
+    let mut records = Vec::new();
     let mut running: Vec<Running<'_>> = Vec::new();
     for (index, step) in steps.into_iter().enumerate() {
         match step {
@@ -250,14 +323,20 @@ async fn at_once<A: Adapter>(ctx: &ControlContext<A>, steps: Vec<Step>) -> Vec<I
                 }));
             }
             Step::Away(node, send) => pending.push((index, node, send)),
+            Step::Record(send) => records.push((index, send)),
             Step::Unary(command) => {
                 running.push(Box::pin(async move { (index, unary(ctx, command).await) }));
             }
         }
     }
-    let (ran, delivered) = futures_util::join!(join_all(running), deliver(ctx, pending));
+    let (ran, delivered, recorded) = futures_util::join!(
+        join_all(running),
+        deliver(ctx, pending),
+        record(ctx, records)
+    );
     done.extend(ran);
     done.extend(delivered);
+    done.extend(recorded);
     done
 }
 
@@ -297,6 +376,36 @@ async fn unary<A: Adapter>(ctx: &ControlContext<A>, command: Command) -> BatchRe
             .await
             .map(Reply::Disconnect),
     })
+}
+
+/// Records the batch's replayable sends in the cluster's shared history, in their order
+/// and in one round trip.
+async fn record<A: Adapter>(
+    ctx: &ControlContext<A>,
+    records: Vec<(usize, SendRequest)>,
+) -> Vec<Indexed> {
+    if records.is_empty() {
+        return Vec::new();
+    }
+    let (indexes, sends): (Vec<usize>, Vec<SendRequest>) = records.into_iter().unzip();
+    let Some(shared) = ctx.cluster.recovery().and_then(|r| r.store().shared()) else {
+        // Planned only with a shared history; without one, each takes the unary path.
+        let mut done = Vec::with_capacity(sends.len());
+        for (index, send) in indexes.into_iter().zip(sends) {
+            done.push((index, unary(ctx, Command::Send(send)).await));
+        }
+        return done;
+    };
+    let recorded = send::record(shared, &sends).await;
+    METRICS.control_batch_grouped.inc_by(sends.len() as u64);
+    indexes
+        .into_iter()
+        .zip(recorded)
+        .map(|(index, recorded)| {
+            let reply = recorded.map(|()| Reply::Send(SendResponse::default()));
+            (index, result(reply))
+        })
+        .collect()
 }
 
 /// Sends each node its grouped sends in one question, all nodes at once, and reads a

@@ -27,7 +27,7 @@ use crate::{
     metrics::{METRICS, Refusal},
     outgoing::Args,
     outgoing::Data,
-    recovery::{Recovery, history::Entry},
+    recovery::{Recovery, history::Entry, store::SharedHistory},
     rooms,
 };
 
@@ -111,11 +111,10 @@ pub async fn send<A: Adapter>(
     let emitted = match cluster.recovery() {
         // In a cluster the shared history is the delivery: every node, this one too,
         // reads it and delivers in offset order.
-        Some(recovery) if let Some(shared) = recovery.store().shared() => shared
-            .append(&request)
-            .await
-            .map(drop)
-            .map_err(|e| ControlError::Unavailable(format!("the event was not sent: {e}"))),
+        Some(recovery) if let Some(shared) = recovery.store().shared() => {
+            let mut recorded = record(shared, std::slice::from_ref(&*request)).await;
+            recorded.pop().unwrap_or(Ok(()))
+        }
         Some(recovery) => {
             // A single node: recorded and emitted in one step, so that every socket gets
             // events in offset order.
@@ -148,6 +147,25 @@ pub async fn send<A: Adapter>(
         recipients,
         ..SendResponse::default()
     })
+}
+
+/// Records replayable sends in a cluster's shared history, in order and in one round trip:
+/// the history is their delivery (every node, this one too, reads it and delivers in
+/// offset order). A result for each.
+pub async fn record(
+    shared: &dyn SharedHistory,
+    sends: &[SendRequest],
+) -> Vec<Result<(), ControlError>> {
+    shared
+        .append(sends)
+        .await
+        .into_iter()
+        .map(|appended| {
+            appended
+                .map(drop)
+                .map_err(|e| ControlError::Unavailable(format!("the event was not sent: {e}")))
+        })
+        .collect()
 }
 
 /// Delivers entries of the cluster's recovery history, in offset order, to this node's
@@ -276,8 +294,7 @@ fn not_taken(target: Option<&Target>, event: &str, failed: usize) -> Result<(), 
 /// Whether a `Send` can be grouped with others in a `Batch`: no acks, no count, and a
 /// target of socket ids only (which live on one node each).
 pub fn groupable(request: &SendRequest) -> bool {
-    request.ack.is_none()
-        && !request.count_recipients
+    recordable(request)
         && request.target.as_ref().is_some_and(|t| {
             !t.all
                 && !t.socket_ids.is_empty()
@@ -286,6 +303,12 @@ pub fn groupable(request: &SendRequest) -> bool {
                 && t.except_rooms.is_empty()
                 && t.except_socket_ids.is_empty()
         })
+}
+
+/// Whether a `Send` is only recorded, with recovery on in a cluster ([`record`]): no ack
+/// to wait for, no recipients to count.
+pub fn recordable(request: &SendRequest) -> bool {
+    request.ack.is_none() && !request.count_recipients
 }
 
 /// Checks a `Send` as [`send`] does before it looks for its sockets; returns its socket ids.

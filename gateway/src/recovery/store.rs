@@ -95,9 +95,13 @@ pub trait Store: Send + Sync + 'static {
 
 /// The history of a cluster: one ordered log every node appends to and delivers from.
 pub trait SharedHistory: Send + Sync {
-    /// Appends a replayable send; its offset. Every node (this one too) delivers it to
-    /// its own sockets as it reads it from the log.
-    fn append<'a>(&'a self, send: &'a SendRequest) -> BoxFuture<'a, Result<Offset, HistoryError>>;
+    /// Appends replayable sends, in order, in one round trip: each one's offset, or why it
+    /// was not appended. Every node (this one too) delivers them to its own sockets as it
+    /// reads them from the log.
+    fn append<'a>(
+        &'a self,
+        sends: &'a [SendRequest],
+    ) -> BoxFuture<'a, Vec<Result<Offset, HistoryError>>>;
     /// The entries after `after` up to `until` (included), oldest first; `None` when
     /// entries after `after` have been trimmed.
     fn range(

@@ -406,24 +406,47 @@ impl Store for RedisStore {
 }
 
 impl SharedHistory for RedisStore {
-    fn append<'a>(&'a self, send: &'a SendRequest) -> BoxFuture<'a, Result<Offset, HistoryError>> {
+    fn append<'a>(
+        &'a self,
+        sends: &'a [SendRequest],
+    ) -> BoxFuture<'a, Vec<Result<Offset, HistoryError>>> {
         Box::pin(async move {
-            let id: String = self
+            let key = recovery_stream_key(&self.prefix);
+            let mut pipe = redis::pipe();
+            for send in sends {
+                pipe.cmd("XADD")
+                    .arg(&key)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(self.max_events)
+                    .arg("*")
+                    .arg("s")
+                    .arg(send.encode_to_vec());
+            }
+            // Each XADD's own reply: one failing does not fail the others.
+            pipe.ignore_errors();
+            match self
                 .link
-                .run(
-                    redis::cmd("XADD")
-                        .arg(recovery_stream_key(&self.prefix))
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(self.max_events)
-                        .arg("*")
-                        .arg("s")
-                        .arg(send.encode_to_vec()),
-                )
+                .run_pipe::<Vec<redis::RedisResult<String>>>(&pipe)
                 .await
-                .map_err(|e| HistoryError(e.to_string()))?;
-            id.parse()
-                .map_err(|_| HistoryError(format!("unexpected stream id {id:?}")))
+            {
+                Ok(ids) if ids.len() == sends.len() => ids
+                    .into_iter()
+                    .map(|id| {
+                        let id = id.map_err(|e| HistoryError(e.to_string()))?;
+                        id.parse()
+                            .map_err(|_| HistoryError(format!("unexpected stream id {id:?}")))
+                    })
+                    .collect(),
+                Ok(ids) => {
+                    let e = format!("{} replies to {} XADDs", ids.len(), sends.len());
+                    sends.iter().map(|_| Err(HistoryError(e.clone()))).collect()
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    sends.iter().map(|_| Err(HistoryError(e.clone()))).collect()
+                }
+            }
         })
     }
 
