@@ -922,6 +922,61 @@ async fn with_recovery_a_batch_records_its_sends_together() {
     batch_across_nodes(&[("RECOVERY__ENABLED", "true")], 5).await;
 }
 
+#[tokio::test]
+async fn with_recovery_a_batch_fails_each_send_while_redis_is_down_and_works_again_after() {
+    let mut redis = Redis::start().await;
+    let start = |id| node(&redis, id).env("RECOVERY__ENABLED", "true").start();
+    let (a, _b) = (start("node-a").await, start("node-b").await);
+    let (_a, mut on_a, mut control) = Scene::on(a).await.into_parts();
+    let alice = on_a.login(ws("alice")).await;
+    let batch = |n: u32| BatchRequest {
+        commands: vec![
+            send_command(&alice, "x", json!(n)),
+            SendRequest {
+                target: to_all(),
+                ..event("y", json!(n))
+            }
+            .into(),
+        ],
+        parallel: false,
+    };
+
+    redis.kill().await;
+    let started = Instant::now();
+    let results = control
+        .batch(batch(1))
+        .await
+        .expect("the batch is answered")
+        .into_inner()
+        .results;
+    assert!(started.elapsed() < Duration::from_secs(4));
+    for result in &results {
+        assert_eq!(
+            Code::from(result.code as i32),
+            Code::Unavailable,
+            "{results:?}"
+        );
+        assert!(
+            result.message.contains("the event was not sent"),
+            "{results:?}"
+        );
+    }
+
+    redis.restart().await;
+    // Once the node is back on Redis, the next batch is recorded and delivered, once.
+    eventually("a batch to be recorded again", async || {
+        let results = control.batch(batch(2)).await.unwrap().into_inner().results;
+        results.iter().all(|r| r.code == Code::Ok as u32)
+    })
+    .await;
+    assert_eq!(on_a.next_event("alice", "x").await, json!(2));
+    assert_eq!(on_a.next_event("alice", "y").await, json!(2));
+    assert!(
+        !on_a.has_event("alice", "x"),
+        "nothing of the failed batch, nor twice"
+    );
+}
+
 /// A batch of sends to sockets of two nodes, some refused, a join in the middle, sent to
 /// node A: each result, `grouped` commands grouped, and each event once in the batch's
 /// order.
