@@ -347,7 +347,7 @@ impl Restore {
     }
 
     fn with_member<T>(&self, sid: Sid, f: impl FnOnce(Member<'_>) -> T) -> T {
-        let in_room = |room: &str| self.saved.rooms.iter().any(|(r, _)| r == room);
+        let in_room = |room: &str| self.saved.gets_back(room);
         let sid = sid.to_string();
         f(Member {
             sid: &sid,

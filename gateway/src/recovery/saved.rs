@@ -29,6 +29,13 @@ pub struct Saved {
     pub away_since: SystemTime,
 }
 
+impl Saved {
+    /// Whether it gets `room` back when it recovers.
+    pub fn gets_back(&self, room: &str) -> bool {
+        self.rooms.iter().any(|(r, _)| r == room)
+    }
+}
+
 /// The sessions away, by socket id.
 #[derive(Debug)]
 pub struct SavedSessions {

@@ -44,8 +44,7 @@ impl AwayFilter<'_> {
 
     /// Whether `saved` passes.
     pub fn matches(&self, saved: &Saved) -> bool {
-        self.room
-            .is_none_or(|room| saved.rooms.iter().any(|(r, _)| r == room))
+        self.room.is_none_or(|room| saved.gets_back(room))
             && self
                 .user
                 .is_none_or(|user| saved.identity.user_id.as_deref() == Some(user))
