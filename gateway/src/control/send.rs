@@ -113,7 +113,11 @@ pub async fn send<A: Adapter>(
         // reads it and delivers in offset order.
         Some(recovery) if let Some(shared) = recovery.store().shared() => {
             let mut recorded = record(shared, std::slice::from_ref(&*request)).await;
-            recorded.pop().unwrap_or(Ok(()))
+            recorded.pop().unwrap_or_else(|| {
+                Err(ControlError::Unavailable(
+                    "the event was not sent: no reply".into(),
+                ))
+            })
         }
         Some(recovery) => {
             // A single node: recorded and emitted in one step, so that every socket gets

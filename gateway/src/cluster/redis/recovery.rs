@@ -425,28 +425,26 @@ impl SharedHistory for RedisStore {
             }
             // Each XADD's own reply: one failing does not fail the others.
             pipe.ignore_errors();
-            match self
+            let all_failed =
+                |e: String| sends.iter().map(|_| Err(HistoryError(e.clone()))).collect();
+            let ids = match self
                 .link
                 .run_pipe::<Vec<redis::RedisResult<String>>>(&pipe)
                 .await
             {
-                Ok(ids) if ids.len() == sends.len() => ids
-                    .into_iter()
-                    .map(|id| {
-                        let id = id.map_err(|e| HistoryError(e.to_string()))?;
-                        id.parse()
-                            .map_err(|_| HistoryError(format!("unexpected stream id {id:?}")))
-                    })
-                    .collect(),
+                Ok(ids) if ids.len() == sends.len() => ids,
                 Ok(ids) => {
-                    let e = format!("{} replies to {} XADDs", ids.len(), sends.len());
-                    sends.iter().map(|_| Err(HistoryError(e.clone()))).collect()
+                    return all_failed(format!("{} replies to {} XADDs", ids.len(), sends.len()));
                 }
-                Err(e) => {
-                    let e = e.to_string();
-                    sends.iter().map(|_| Err(HistoryError(e.clone()))).collect()
-                }
-            }
+                Err(e) => return all_failed(e.to_string()),
+            };
+            ids.into_iter()
+                .map(|id| {
+                    let id = id.map_err(|e| HistoryError(e.to_string()))?;
+                    id.parse()
+                        .map_err(|_| HistoryError(format!("unexpected stream id {id:?}")))
+                })
+                .collect()
         })
     }
 
