@@ -135,7 +135,7 @@ enum Grouping {
     Recorded,
     /// Recovery on, a single node: none (each is recorded and emitted under the history's
     /// lock, in memory).
-    None,
+    Off,
 }
 
 impl Grouping {
@@ -143,7 +143,7 @@ impl Grouping {
         match ctx.cluster.recovery() {
             None => Grouping::ByNode,
             Some(recovery) if recovery.store().shared().is_some() => Grouping::Recorded,
-            Some(_) => Grouping::None,
+            Some(_) => Grouping::Off,
         }
     }
 
@@ -151,7 +151,7 @@ impl Grouping {
         match self {
             Grouping::ByNode => send::groupable(send),
             Grouping::Recorded => send::recordable(send),
-            Grouping::None => false,
+            Grouping::Off => false,
         }
     }
 }
@@ -199,34 +199,53 @@ async fn plan<A: Adapter>(
                 continue;
             }
         };
-        let step = if grouping == Grouping::Recorded {
-            let found = target::here(&ctx.io, &sids, Audience::Authenticated);
-            if !found.unauthenticated.is_empty() {
-                // The unary path refuses it, naming them.
-                Step::Unary(Command::Send(send))
-            } else if found.elsewhere.is_empty() {
-                Step::Record(send)
-            } else {
-                elsewhere.push((index, found.elsewhere));
-                Step::Unary(Command::Send(send))
-            }
-        } else {
-            let away = target::here(&ctx.io, &sids, Audience::Any).elsewhere;
-            if away.is_empty() {
-                Step::Here(send)
-            } else {
-                if away.len() == sids.len() && !ctx.cluster.is_single_node() {
-                    elsewhere.push((index, away));
-                }
-                Step::Unary(Command::Send(send))
-            }
-        };
+        let (step, lookup) = place(ctx, grouping, send, &sids);
+        if !lookup.is_empty() {
+            elsewhere.push((index, lookup));
+        }
         steps.push(step);
     }
     if !elsewhere.is_empty() {
         Box::pin(locate(ctx, grouping, &mut steps, elsewhere)).await;
     }
     steps
+}
+
+/// A groupable send's step by what this node knows of its sockets `sids`, and the ids to
+/// look up in the directory before it can be grouped (its step is unary until then).
+fn place<A: Adapter>(
+    ctx: &ControlContext<A>,
+    grouping: Grouping,
+    send: SendRequest,
+    sids: &[Sid],
+) -> (Step, Vec<Sid>) {
+    let recorded = grouping == Grouping::Recorded;
+    let audience = if recorded {
+        Audience::Authenticated
+    } else {
+        Audience::Any
+    };
+    let found = target::here(&ctx.io, sids, audience);
+    if !found.unauthenticated.is_empty() {
+        // The unary path refuses it, naming them.
+        return (Step::Unary(Command::Send(send)), Vec::new());
+    }
+    if found.elsewhere.is_empty() {
+        let step = if recorded {
+            Step::Record(send)
+        } else {
+            Step::Here(send)
+        };
+        return (step, Vec::new());
+    }
+    // By node, only a send whose sockets are all on another node is grouped.
+    let whole = found.elsewhere.len() == sids.len() && !ctx.cluster.is_single_node();
+    let lookup = if recorded || whole {
+        found.elsewhere
+    } else {
+        Vec::new()
+    };
+    (Step::Unary(Command::Send(send)), lookup)
 }
 
 /// Groups the sends whose sockets elsewhere the directory lists: recorded when each of
@@ -255,18 +274,10 @@ async fn locate<A: Adapter>(
             continue;
         };
         let send = std::mem::take(send);
+        let authenticated = |l: &Option<Listing>| l.as_ref().is_some_and(|l| l.authenticated);
         steps[index] = match grouping {
-            Grouping::Recorded
-                if mine
-                    .iter()
-                    .all(|l| l.as_ref().is_some_and(|l| l.authenticated)) =>
-            {
-                Step::Record(send)
-            }
-            Grouping::ByNode => match one_node(&mine) {
-                Some(node) => Step::Away(node, send),
-                None => Step::Unary(Command::Send(send)),
-            },
+            Grouping::Recorded if mine.iter().all(authenticated) => Step::Record(send),
+            Grouping::ByNode if let Some(node) = one_node(&mine) => Step::Away(node, send),
             _ => Step::Unary(Command::Send(send)),
         };
     }
