@@ -411,6 +411,12 @@ async fn present(clients: &mut Clients, id: &str, user: &str, auth: Value) -> (S
     clients.reconnected(id).await
 }
 
+/// Client `id` (user `id` as well) comes back presenting its session `pid`, read up to
+/// `offset`: its socket id and whether it recovered.
+async fn come_back(clients: &mut Clients, id: &str, pid: &Value, offset: &str) -> (String, bool) {
+    present(clients, id, id, json!({"pid": pid, "offset": offset})).await
+}
+
 async fn cluster_pair(redis: &Redis) -> (Scene, Scene) {
     let node = |id| recovering().cluster_node(redis, id);
     (
@@ -463,13 +469,7 @@ async fn a_socket_recovers_through_another_node() {
     })
     .await;
 
-    let (sid, _) = present(
-        &mut on_b,
-        "alice",
-        "alice",
-        json!({"pid": pid, "offset": offset}),
-    )
-    .await;
+    let (sid, _) = come_back(&mut on_b, "alice", &pid, &offset).await;
     assert_eq!(sid, alice, "the same socket, now on node B");
     assert_eq!(away(&mut control_b).await, 0);
     expect_missed(&on_b, "alice", &offset).await;
@@ -496,13 +496,7 @@ async fn the_sockets_of_a_killed_node_recover_on_another() {
     on_a.disconnected("alice").await;
     send_missed(&mut control_b, &alice).await;
 
-    let (sid, _) = present(
-        &mut on_b,
-        "alice",
-        "alice",
-        json!({"pid": pid, "offset": offset}),
-    )
-    .await;
+    let (sid, _) = come_back(&mut on_b, "alice", &pid, &offset).await;
     assert_eq!(sid, alice, "recovered from the killed node's live session");
     expect_missed(&on_b, "alice", &offset).await;
     assert!(
@@ -553,13 +547,7 @@ async fn the_sockets_of_a_node_stopped_with_sigterm_recover_on_another_under_ste
     assert!(terminated.await.unwrap().success(), "node A exits cleanly");
     let (mut control_b, alice) = sender.await.unwrap();
 
-    let (sid, _) = present(
-        &mut on_b,
-        "alice",
-        "alice",
-        json!({"pid": pid, "offset": offset}),
-    )
-    .await;
+    let (sid, _) = come_back(&mut on_b, "alice", &pid, &offset).await;
     assert_eq!(sid, alice, "recovered on node B");
     while received.len() < 30 {
         let (name, data, _) = next_app_event(&on_b, "alice").await;
@@ -586,13 +574,7 @@ async fn a_session_lost_with_a_redis_restart_is_a_new_session_with_nothing_repla
     send_missed(&mut control_b, &alice).await;
 
     redis.restart().await;
-    let (sid, _) = present(
-        &mut on_b,
-        "alice",
-        "alice",
-        json!({"pid": pid, "offset": offset}),
-    )
-    .await;
+    let (sid, _) = come_back(&mut on_b, "alice", &pid, &offset).await;
     assert_ne!(sid, alice, "the session went with Redis's data: a new one");
     on_b.next_event("alice", "authenticated").await;
     expect_only_live(&mut control_b, &on_b, "alice", to_sockets(&[&sid])).await;
@@ -886,13 +868,7 @@ async fn sockets_away_are_listed_cluster_wide_through_every_node() {
     expect_listed_away(&mut control_b, &alice, &bob, &[&carol]).await;
     expect_listed_away(&mut control_a, &alice, &bob, &[&carol]).await;
 
-    let (sid, _) = present(
-        &mut on_b,
-        "alice",
-        "alice",
-        json!({"pid": pid, "offset": offset}),
-    )
-    .await;
+    let (sid, _) = come_back(&mut on_b, "alice", &pid, &offset).await;
     assert_eq!(sid, alice, "recovered on node B");
     on_b.next_event("alice", "authenticated").await;
     expect_listed_back(&mut control_a, &alice).await;
